@@ -1,0 +1,131 @@
+//! One acquisition round, and the undo that follows a failed or abandoned one.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::backend::AcquireReply;
+use crate::error::{Error, NodeOutcome};
+use crate::lease::{Lease, Token};
+use crate::mutex::Inner;
+use crate::options::LockOptions;
+use crate::quorum::{self, Reply};
+
+/// Sends one acquire round to every node. On success the lease is timed
+/// from before the first request; a grant with no validity left, or a
+/// round without a majority, is undone on every node that may hold it.
+///
+/// # Cancel safety
+/// Dropping the future spawns the undo, so an abandoned round leaves no key
+/// behind longer than one round trip (or the ttl, on an unreachable node).
+pub(crate) async fn attempt(
+    inner: &Arc<Inner>,
+    keys: &Arc<[String]>,
+    token: Token,
+    options: &LockOptions,
+) -> Result<Lease, Error> {
+    let ttl = options.get_ttl();
+    let hex = token.to_hex();
+    let mut undo = Undo::armed(inner, keys, &hex);
+    let started = Instant::now();
+    crate::metrics::acquire_round(inner.primitive);
+    let round = quorum::round(
+        "acquire",
+        &inner.nodes,
+        options.effective_node_timeout(),
+        inner.quorum,
+        |reply| *reply == AcquireReply::Granted,
+        |node| node.acquire(keys, &hex, ttl),
+    )
+    .await;
+
+    if round.successes >= inner.quorum {
+        let lease = Lease::new(token, ttl, started, options.get_drift_factor());
+        if lease.is_valid() {
+            undo.disarm();
+            return Ok(lease);
+        }
+        undo.run(options).await;
+        return Err(Error::Expired);
+    }
+
+    undo.run(options).await;
+    let outcomes = round.outcomes(&inner.nodes, |reply| match reply {
+        AcquireReply::Granted => NodeOutcome::Granted,
+        AcquireReply::Taken { index, remaining } => NodeOutcome::Taken {
+            resource: keys.get(*index).cloned().unwrap_or_default(),
+            remaining: *remaining,
+        },
+    });
+    let taken: Vec<usize> = round
+        .replies
+        .iter()
+        .filter_map(|r| match r {
+            Reply::Answered(AcquireReply::Taken { index, .. }) => Some(*index),
+            _ => None,
+        })
+        .collect();
+    let n = inner.nodes.len();
+    if taken.len() > n - inner.quorum {
+        let resource = keys.get(taken[0]).cloned().unwrap_or_default();
+        Err(Error::Taken { resource, outcomes })
+    } else {
+        Err(Error::NoQuorum {
+            granted: round.successes,
+            nodes: n,
+            quorum: inner.quorum,
+            outcomes,
+        })
+    }
+}
+
+/// Compare-and-delete of a round's keys on every node, run when the round
+/// fails, or spawned from `Drop` when the round is abandoned mid-flight.
+struct Undo {
+    inner: Arc<Inner>,
+    keys: Arc<[String]>,
+    token: String,
+    armed: bool,
+}
+
+impl Undo {
+    fn armed(inner: &Arc<Inner>, keys: &Arc<[String]>, token: &str) -> Self {
+        Undo {
+            inner: Arc::clone(inner),
+            keys: Arc::clone(keys),
+            token: token.to_owned(),
+            armed: true,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Awaits the undo (bounded by the per-node timeout). Stays armed until
+    /// it finished, so a cancellation in here still spawns it.
+    async fn run(&mut self, options: &LockOptions) {
+        self.inner
+            .release_round(&self.keys, &self.token, options.effective_node_timeout())
+            .await;
+        self.armed = false;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        let keys = Arc::clone(&self.keys);
+        let token = std::mem::take(&mut self.token);
+        let timeout = inner.defaults.effective_node_timeout();
+        // Outside a runtime nothing can be sent; the keys expire with their ttl.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                inner.release_round(&keys, &token, timeout).await;
+            });
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The real backend: one fred client per node, scripts by EVALSHA.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use fred::prelude::{
+    ClientLike, Config, ConnectionConfig, PerformanceConfig, ReconnectPolicy, Server,
+};
+use fred::types::config::ServerConfig;
+use fred::types::scripts::Script;
+use fred::types::ClientState;
+use futures::future::FutureExt;
+
+use super::{ttl_millis, AcquireReply, Node, NodeError, NodeFuture};
+use crate::error::ConfigError;
+
+static ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/acquire.lua")));
+static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/release.lua")));
+static EXTEND: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/extend.lua")));
+
+/// Client settings that quorate applies to the clients it builds from URLs.
+///
+/// fred's defaults suit a cache client, not a lock: 10 s connection and
+/// internal timeouts, and commands re-sent after a reconnect (a lock request
+/// must never be replayed blindly, so quorate sends each at most once).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FredSettings {
+    /// TCP (and TLS) connect timeout. Default: 1 s.
+    pub connection_timeout: Duration,
+    /// Upper bound on one command inside fred; the quorum engine's per-node
+    /// timeout is normally much shorter. Default: 5 s.
+    pub command_timeout: Duration,
+    /// Longest delay between reconnection attempts (exponential from 10 ms,
+    /// never giving up). Default: 1 s.
+    pub max_reconnect_delay: Duration,
+}
+
+impl Default for FredSettings {
+    fn default() -> Self {
+        FredSettings {
+            connection_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(5),
+            max_reconnect_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A Redis-protocol server reached through a fred [`Client`](fred::clients::Client).
+///
+/// The client can be standalone, TLS (`rediss://`, with this crate's `tls`
+/// feature), authenticated (`redis://user:password@host`), Sentinel
+/// (`redis-sentinel://`) or Cluster (`redis-cluster://`): whatever fred
+/// connects to counts as one independent node.
+#[derive(Clone, Debug)]
+pub struct FredNode {
+    client: fred::clients::Client,
+    name: String,
+}
+
+impl FredNode {
+    /// A node for `url`, with quorate's [`FredSettings`]. The connection is
+    /// started in the background (so a node that is down now can join
+    /// later); the call must run inside a tokio runtime.
+    pub fn from_url(url: &str, settings: &FredSettings) -> Result<Self, ConfigError> {
+        let config = Config::from_url(url).map_err(|e| ConfigError::BadUrl {
+            index: 0,
+            url: redact(url),
+            reason: e.details().to_string(),
+        })?;
+        let connection = ConnectionConfig {
+            connection_timeout: settings.connection_timeout,
+            internal_command_timeout: settings.connection_timeout,
+            max_command_attempts: 1,
+            ..ConnectionConfig::default()
+        };
+        let performance = PerformanceConfig {
+            default_command_timeout: settings.command_timeout,
+            ..PerformanceConfig::default()
+        };
+        let max_delay = u32::try_from(settings.max_reconnect_delay.as_millis()).unwrap_or(u32::MAX);
+        let policy = ReconnectPolicy::new_exponential(0, 10, max_delay.max(10), 2);
+        let client =
+            fred::clients::Client::new(config, Some(performance), Some(connection), Some(policy));
+        Ok(Self::from_client(client))
+    }
+
+    /// A node for a client the caller built (own TLS, ACL, Sentinel or
+    /// Cluster config). If the client has not been connected yet, its
+    /// connection task is started here; an initialised client is used as is.
+    pub fn from_client(client: fred::clients::Client) -> Self {
+        let name = node_name(&client.client_config());
+        if client.state() == ClientState::Disconnected {
+            // The handle is not needed: the task lives as long as the client.
+            drop(client.connect());
+        }
+        FredNode { client, name }
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &fred::clients::Client {
+        &self.client
+    }
+
+    /// Waits up to `timeout` for the first connection; `false` if it is not
+    /// up by then (it keeps trying in the background).
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        if self.client.is_connected() {
+            return true;
+        }
+        matches!(
+            tokio::time::timeout(timeout, self.client.wait_for_connect()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    fn eval<T>(&self, script: &'static Script, keys: &[String], args: Vec<String>) -> NodeFuture<T>
+    where
+        T: fred::types::FromValue + Send + 'static,
+    {
+        let client = self.client.clone();
+        let keys = keys.to_vec();
+        async move {
+            script
+                .evalsha_with_reload::<T, _, _>(&client, keys, args)
+                .await
+                .map_err(|e| NodeError(format!("{:?}: {}", e.kind(), e.details())))
+        }
+        .boxed()
+    }
+}
+
+impl Node for FredNode {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn acquire(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<AcquireReply> {
+        let args = vec![token.to_owned(), ttl_millis(ttl).to_string()];
+        self.eval::<Vec<i64>>(&ACQUIRE, keys, args)
+            .map(|reply| match reply?.as_slice() {
+                [1] => Ok(AcquireReply::Granted),
+                [0, index, pttl] => Ok(AcquireReply::Taken {
+                    index: usize::try_from(*index - 1).unwrap_or(0),
+                    // PTTL: -1 no expiry, -2 gone meanwhile (cannot happen inside a script)
+                    remaining: u64::try_from(*pttl).ok().map(Duration::from_millis),
+                }),
+                other => Err(NodeError(format!("unexpected acquire reply {other:?}"))),
+            })
+            .boxed()
+    }
+
+    fn release(&self, keys: &[String], token: &str) -> NodeFuture<u64> {
+        self.eval::<u64>(&RELEASE, keys, vec![token.to_owned()])
+    }
+
+    fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool> {
+        let args = vec![token.to_owned(), ttl_millis(ttl).to_string()];
+        self.eval::<i64>(&EXTEND, keys, args)
+            .map(|reply| Ok(reply? == 1))
+            .boxed()
+    }
+}
+
+/// `host:port` of the (first) server a config points at.
+fn node_name(config: &Config) -> String {
+    let server: Option<Server> = match &config.server {
+        ServerConfig::Centralized { server } => Some(server.clone()),
+        other => other.hosts().into_iter().next(),
+    };
+    match server {
+        Some(s) => format!("{}:{}", s.host, s.port),
+        None => "unknown".to_owned(),
+    }
+}
+
+/// The URL with any password replaced, for error messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("redis://u:secret@h:1"), "redis://u:***@h:1");
+        assert_eq!(redact("redis://:secret@h:1"), "redis://:***@h:1");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+        assert_eq!(redact("nonsense"), "nonsense");
+    }
+
+    #[test]
+    fn ttl_rounds_up_to_whole_millis() {
+        assert_eq!(ttl_millis(Duration::from_micros(1500)), 2);
+        assert_eq!(ttl_millis(Duration::from_nanos(1)), 1);
+        assert_eq!(ttl_millis(Duration::from_secs(3)), 3000);
+    }
+}

@@ -1,0 +1,197 @@
+//! An in-process node with the same semantics as the Lua scripts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::future::{self, FutureExt};
+use tokio::time::Instant;
+
+use super::{AcquireReply, Node, NodeError, NodeFuture};
+
+/// An in-memory node: for unit tests, users' own tests, deterministic fault
+/// simulation and the demo when no Redis is at hand. Clones share state.
+///
+/// Time is tokio's, so tests with paused time can expire keys instantly.
+/// Faults: [`set_down`](Self::set_down) makes every call fail,
+/// [`set_stalled`](Self::set_stalled) makes every call hang (so the per-node
+/// timeout fires).
+#[derive(Clone, Debug)]
+pub struct MemoryNode {
+    name: String,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    keys: HashMap<String, Entry>,
+    down: bool,
+    stalled: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: String,
+    expires: Instant,
+}
+
+enum Fault {
+    None,
+    Down,
+    Stalled,
+}
+
+impl MemoryNode {
+    /// An empty node called `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        MemoryNode {
+            name: name.into(),
+            state: Arc::default(),
+        }
+    }
+
+    /// `n` independent nodes named `memory-0`, `memory-1`, …
+    pub fn cluster(n: usize) -> Vec<MemoryNode> {
+        (0..n).map(|i| MemoryNode::new(format!("memory-{i}"))).collect()
+    }
+
+    /// Simulate a dead server: calls fail with an error at once.
+    pub fn set_down(&self, down: bool) {
+        self.lock_state().down = down;
+    }
+
+    /// Simulate a stalled server (SIGSTOP): calls never answer.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.lock_state().stalled = stalled;
+    }
+
+    /// The live keys, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut state = self.lock_state();
+        state.purge_expired();
+        let mut keys: Vec<String> = state.keys.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// The remaining ttl of `key`, `None` when absent.
+    pub fn ttl(&self, key: &str) -> Option<Duration> {
+        let mut state = self.lock_state();
+        state.purge_expired();
+        state
+            .keys
+            .get(key)
+            .map(|e| e.expires.saturating_duration_since(Instant::now()))
+    }
+
+    /// Forget every key (a restart without persistence).
+    pub fn flush(&self) {
+        self.lock_state().keys.clear();
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the map half-updated
+        // (each operation checks before it writes), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `op` atomically, unless a fault is simulated.
+    fn call<T: Send + 'static>(&self, op: impl FnOnce(&mut State) -> T) -> NodeFuture<T> {
+        let mut state = self.lock_state();
+        let fault = if state.stalled {
+            Fault::Stalled
+        } else if state.down {
+            Fault::Down
+        } else {
+            Fault::None
+        };
+        match fault {
+            Fault::Stalled => future::pending().boxed(),
+            Fault::Down => {
+                let err = NodeError(format!("{}: connection refused (simulated)", self.name));
+                future::ready(Err(err)).boxed()
+            }
+            Fault::None => {
+                state.purge_expired();
+                future::ready(Ok(op(&mut state))).boxed()
+            }
+        }
+    }
+}
+
+impl State {
+    fn purge_expired(&mut self) {
+        let now = Instant::now();
+        self.keys.retain(|_, e| e.expires > now);
+    }
+
+    fn holds(&self, key: &str, token: &str) -> bool {
+        self.keys.get(key).is_some_and(|e| e.value == token)
+    }
+}
+
+/// `now + ttl`, saturating where a hand-made absurd ttl would overflow.
+fn expires_at(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl)
+        .unwrap_or_else(|| now + crate::options::MAX_TTL)
+}
+
+impl Node for MemoryNode {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn acquire(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<AcquireReply> {
+        let keys = keys.to_vec();
+        let token = token.to_owned();
+        self.call(move |state| {
+            let now = Instant::now();
+            for (index, key) in keys.iter().enumerate() {
+                if let Some(e) = state.keys.get(key) {
+                    if e.value != token {
+                        let remaining = Some(e.expires.saturating_duration_since(now));
+                        return AcquireReply::Taken { index, remaining };
+                    }
+                }
+            }
+            let expires = expires_at(now, ttl);
+            for key in keys {
+                let value = token.clone();
+                state.keys.insert(key, Entry { value, expires });
+            }
+            AcquireReply::Granted
+        })
+    }
+
+    fn release(&self, keys: &[String], token: &str) -> NodeFuture<u64> {
+        let keys = keys.to_vec();
+        let token = token.to_owned();
+        self.call(move |state| {
+            let mut deleted = 0;
+            for key in keys {
+                if state.holds(&key, &token) {
+                    state.keys.remove(&key);
+                    deleted += 1;
+                }
+            }
+            deleted
+        })
+    }
+
+    fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool> {
+        let keys = keys.to_vec();
+        let token = token.to_owned();
+        self.call(move |state| {
+            if !keys.iter().all(|k| state.holds(k, &token)) {
+                return false;
+            }
+            let expires = expires_at(Instant::now(), ttl);
+            for key in keys {
+                if let Some(e) = state.keys.get_mut(&key) {
+                    e.expires = expires;
+                }
+            }
+            true
+        })
+    }
+}

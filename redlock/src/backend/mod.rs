@@ -1,0 +1,71 @@
+//! The backend seam: what the quorum engine needs from one server.
+//!
+//! Two implementations: [`FredNode`] (a real Redis-protocol server through
+//! fred) and [`MemoryNode`] (in-process, same semantics, for unit tests and
+//! demos). A conformance suite in `tests/` runs the same cases on both.
+
+mod fred;
+mod memory;
+
+pub use self::fred::{FredNode, FredSettings};
+pub use self::memory::MemoryNode;
+
+use std::fmt;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+/// A node call's future: owns what it needs, so it can outlive the caller
+/// (cleanup after a cancelled lock call is spawned).
+pub type NodeFuture<T> = BoxFuture<'static, Result<T, NodeError>>;
+
+/// What a node answered to an acquire request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AcquireReply {
+    /// Every key was set to our token.
+    Granted,
+    /// `keys[index]` holds another token; nothing was set. `remaining` is that
+    /// key's ttl (`None`: no expiry).
+    Taken {
+        /// Index into the request's keys.
+        index: usize,
+        /// The holder's remaining ttl on this node.
+        remaining: Option<Duration>,
+    },
+}
+
+/// A failed node call: connection, protocol, script or auth error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeError(pub String);
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// One independent server. Each call is atomic on the node.
+///
+/// Semantics every implementation keeps (the conformance suite checks them):
+/// - `acquire` sets all keys to `token` with `ttl`, or none; a key already
+///   holding `token` counts as free.
+/// - `release` deletes the keys that still hold `token`, returns how many.
+/// - `extend` resets the ttl of all keys if all still hold `token`.
+pub trait Node: Send + Sync + fmt::Debug + 'static {
+    /// A name for errors, logs and metric labels: `host:port`, no secrets.
+    fn name(&self) -> &str;
+    /// Take every key or none.
+    fn acquire(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<AcquireReply>;
+    /// Compare-and-delete; returns the number of keys deleted.
+    fn release(&self, keys: &[String], token: &str) -> NodeFuture<u64>;
+    /// Compare-and-reset-ttl of all keys; `false` if any key is not ours.
+    fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool>;
+}
+
+/// Redis wants whole milliseconds; round up so a 1.5 ms ttl is not 1 ms
+/// and a sub-millisecond ttl is not 0 (which Redis rejects).
+pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,198 @@
+//! Errors: what went wrong, and on which node.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What one node answered in one quorum round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeOutcome {
+    /// The node did what was asked (granted, released, extended).
+    Granted,
+    /// Another holder has the key (`resource`); `remaining` is the holder's
+    /// ttl on this node, `None` when the key has no expiry.
+    Taken {
+        /// The resource that was taken (the first one found, for several).
+        resource: String,
+        /// The holder's remaining ttl on this node.
+        remaining: Option<Duration>,
+    },
+    /// The node answered, but not with the lock: for a release or extend,
+    /// the key no longer held our token.
+    NotHeld,
+    /// The request failed: connection refused, reset, script error, auth…
+    Error(String),
+    /// No answer within the per-node timeout.
+    TimedOut,
+    /// The round was decided before this node answered.
+    Pending,
+}
+
+impl fmt::Display for NodeOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeOutcome::Granted => f.write_str("granted"),
+            NodeOutcome::Taken {
+                resource,
+                remaining: Some(ttl),
+            } => write!(f, "`{resource}` taken for {} ms more", ttl.as_millis()),
+            NodeOutcome::Taken {
+                resource,
+                remaining: None,
+            } => write!(f, "`{resource}` taken with no expiry"),
+            NodeOutcome::NotHeld => f.write_str("not held by us"),
+            NodeOutcome::Error(e) => write!(f, "error: {e}"),
+            NodeOutcome::TimedOut => f.write_str("timed out"),
+            NodeOutcome::Pending => f.write_str("no answer yet"),
+        }
+    }
+}
+
+/// One node's outcome, with the node's name (`host:port`, never credentials).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeReport {
+    /// The node, as `host:port` or the name its backend gave it.
+    pub node: String,
+    /// What it answered.
+    pub outcome: NodeOutcome,
+}
+
+/// Every node's outcome in one round, printable as `a: granted; b: timed out`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcomes(pub Vec<NodeReport>);
+
+impl Outcomes {
+    /// Nodes whose outcome matches `pred`, by name.
+    pub fn nodes_where(&self, pred: impl Fn(&NodeOutcome) -> bool) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|r| pred(&r.outcome))
+            .map(|r| r.node.as_str())
+            .collect()
+    }
+
+    /// Nodes that failed (error or timeout), by name.
+    pub fn failed_nodes(&self) -> Vec<&str> {
+        self.nodes_where(|o| matches!(o, NodeOutcome::Error(_) | NodeOutcome::TimedOut))
+    }
+}
+
+impl fmt::Display for Outcomes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", r.node, r.outcome)?;
+        }
+        Ok(())
+    }
+}
+
+/// A configuration mistake, caught before any request is sent.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No nodes were given.
+    #[error("no Redis nodes given: a Redlock needs at least one (use 3 or 5 independent nodes)")]
+    NoNodes,
+    /// The same node was given twice, which would let one server cast two votes.
+    #[error("node {0} was given twice: every node must be an independent server")]
+    DuplicateNode(String),
+    /// A node URL that cannot be parsed.
+    #[error("node #{index} has a bad URL `{url}`: {reason}")]
+    BadUrl {
+        /// Position of the node in the list, from 0.
+        index: usize,
+        /// The URL with any password replaced by `***`.
+        url: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A ttl of zero.
+    #[error("ttl must be positive")]
+    ZeroTtl,
+    /// A ttl so short that the drift allowance leaves no validity at all.
+    #[error("ttl of {ttl:?} leaves no validity after the clock-drift allowance of {drift:?}")]
+    TtlTooShort {
+        /// The ttl asked for.
+        ttl: Duration,
+        /// The drift allowance (ttl × drift_factor + 2 ms).
+        drift: Duration,
+    },
+    /// A ttl above the supported maximum.
+    #[error("ttl of {ttl:?} is above the maximum of {max:?}")]
+    TtlTooLong {
+        /// The ttl asked for.
+        ttl: Duration,
+        /// The largest ttl accepted.
+        max: Duration,
+    },
+    /// A drift factor outside `0.0..1.0`.
+    #[error("drift factor {0} must be a finite number in 0.0..1.0")]
+    BadDriftFactor(f64),
+    /// A per-node timeout of zero.
+    #[error("per-node timeout must be positive")]
+    ZeroNodeTimeout,
+    /// A lock call named no resource.
+    #[error("no resource given")]
+    NoResources,
+    /// A resource name that is empty.
+    #[error("resource #{0} is an empty string")]
+    EmptyResource(usize),
+    /// The same resource named twice in one lock.
+    #[error("resource `{0}` is named twice in one lock")]
+    DuplicateResource(String),
+}
+
+/// Why a lock, extend or release call failed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bad options or input; nothing was sent.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(#[from] ConfigError),
+    /// Another holder has the lock on enough nodes that a majority is out of
+    /// reach. `outcomes` names the holders' nodes and their remaining ttls.
+    #[error("`{resource}` is taken ({outcomes})")]
+    Taken {
+        /// The (first) resource found taken.
+        resource: String,
+        /// Every node's answer in the last round.
+        outcomes: Outcomes,
+    },
+    /// Too many nodes failed or timed out to reach a majority.
+    #[error("no quorum: {granted} of {nodes} nodes granted, {quorum} needed ({outcomes})")]
+    NoQuorum {
+        /// Nodes that granted.
+        granted: usize,
+        /// Nodes in the Redlock.
+        nodes: usize,
+        /// The majority needed.
+        quorum: usize,
+        /// Every node's answer in the last round.
+        outcomes: Outcomes,
+    },
+    /// The lease ran out: on extend, before the call; on acquire, the round
+    /// took so long that the grant had no validity left (and was undone).
+    #[error("the lease expired")]
+    Expired,
+    /// The lease still had validity locally, but a majority of nodes no
+    /// longer hold our token (keys lost on restart, deleted, or taken over).
+    #[error("the lock was lost: a majority of nodes no longer hold it ({outcomes})")]
+    Lost {
+        /// Every node's answer in the round that found the lock gone.
+        outcomes: Outcomes,
+    },
+}
+
+impl Error {
+    /// Every node's outcome, where the error came from a round.
+    pub fn outcomes(&self) -> Option<&Outcomes> {
+        match self {
+            Error::Taken { outcomes, .. }
+            | Error::NoQuorum { outcomes, .. }
+            | Error::Lost { outcomes } => Some(outcomes),
+            Error::InvalidConfig(_) | Error::Expired => None,
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The guard of a held lock: extend, release, and release on drop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::error::{Error, NodeOutcome};
+use crate::lease::Lease;
+use crate::metrics;
+use crate::mutex::Redlock;
+use crate::options::{validate_ttl, LockOptions};
+use crate::quorum;
+
+/// What a release found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// The lock was held (our token on a majority) and is now deleted.
+    Released,
+    /// The lock was no longer held: it expired, or its keys were lost or
+    /// taken over, before the release. Whatever was still ours was deleted.
+    NotHeld,
+}
+
+/// A held lock. Release it with [`release`](Self::release); dropping it
+/// spawns a best-effort release instead (never blocks).
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct LockGuard {
+    redlock: Redlock,
+    keys: Arc<[String]>,
+    lease: Lease,
+    drift_factor: f64,
+    node_timeout: Duration,
+    acquired: Instant,
+    released: bool,
+}
+
+impl LockGuard {
+    pub(crate) fn new(
+        redlock: Redlock,
+        keys: Arc<[String]>,
+        lease: Lease,
+        options: &LockOptions,
+    ) -> Self {
+        LockGuard {
+            redlock,
+            keys,
+            lease,
+            drift_factor: options.get_drift_factor(),
+            node_timeout: options.effective_node_timeout(),
+            acquired: Instant::now(),
+            released: false,
+        }
+    }
+
+    /// The lease: token, ttl, validity, fence.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// The validity left; act on the lock only while this is positive.
+    pub fn remaining(&self) -> Duration {
+        self.lease.remaining()
+    }
+
+    /// Whether validity is left.
+    pub fn is_valid(&self) -> bool {
+        self.lease.is_valid()
+    }
+
+    /// The locked resources.
+    pub fn resources(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// Resets the ttl to `ttl` on every node that still holds our token;
+    /// the new validity counts from the start of this call.
+    ///
+    /// Errors: [`Error::Expired`] when the lease ran out before (or during)
+    /// the call; [`Error::Lost`] when a majority answered that the lock is
+    /// no longer ours; [`Error::NoQuorum`] when too few nodes answered.
+    /// After an error the old lease still stands (it may still be valid).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: if dropped mid-flight the lease keeps its old validity,
+    /// which is never longer than what the servers hold.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// use std::time::Duration;
+    /// let mut guard = redlock.lock("job", Duration::from_secs(5)).await?;
+    /// guard.extend(Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
+        let primitive = self.redlock.inner.primitive;
+        let result = self.extend_inner(ttl).await;
+        let outcome = match &result {
+            Ok(()) => "extended",
+            Err(Error::Expired) => "expired",
+            Err(Error::Lost { .. }) => "lost",
+            Err(Error::InvalidConfig(_)) => "invalid",
+            Err(_) => "no_quorum",
+        };
+        metrics::extended(primitive, outcome);
+        if let Err(Error::Lost { outcomes }) = &result {
+            tracing::warn!(resources = %self.keys.join(","), %outcomes, "lock lost");
+        }
+        result
+    }
+
+    async fn extend_inner(&mut self, ttl: Duration) -> Result<(), Error> {
+        validate_ttl(ttl, self.drift_factor)?;
+        if !self.lease.is_valid() {
+            return Err(Error::Expired);
+        }
+        let inner = &self.redlock.inner;
+        let token = self.lease.token().to_hex();
+        let keys = &self.keys;
+        let started = Instant::now();
+        let span = tracing::debug_span!("quorate.extend", resource = %keys.join(","));
+        let round = quorum::round(
+            "extend",
+            &inner.nodes,
+            self.node_timeout,
+            inner.quorum,
+            |extended| *extended,
+            |node| node.extend(keys, &token, ttl),
+        )
+        .instrument(span)
+        .await;
+        if round.successes >= inner.quorum {
+            let mut renewed = self.lease.clone();
+            renewed.renew(ttl, started, self.drift_factor);
+            if !renewed.is_valid() {
+                return Err(Error::Expired);
+            }
+            self.lease = renewed;
+            return Ok(());
+        }
+        if !self.lease.is_valid() {
+            return Err(Error::Expired);
+        }
+        let outcomes = round.outcomes(&inner.nodes, |extended| {
+            if *extended {
+                NodeOutcome::Granted
+            } else {
+                NodeOutcome::NotHeld
+            }
+        });
+        let not_held = round.answered() - round.successes;
+        if not_held > inner.nodes.len() - inner.quorum {
+            Err(Error::Lost { outcomes })
+        } else {
+            Err(Error::NoQuorum {
+                granted: round.successes,
+                nodes: inner.nodes.len(),
+                quorum: inner.quorum,
+                outcomes,
+            })
+        }
+    }
+
+    /// Deletes our keys on every node (compare-and-delete: another holder's
+    /// keys are never touched).
+    ///
+    /// Returns [`ReleaseOutcome::NotHeld`] — not an error — when the lock had
+    /// already expired or was lost; [`Error::NoQuorum`] only when the lease
+    /// was still valid and too few nodes answered to tell (the keys then
+    /// expire with their ttl).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: if dropped mid-flight, the guard's `Drop` spawns the
+    /// release again.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// use quorate_redlock::ReleaseOutcome;
+    /// let guard = redlock.lock("job", std::time::Duration::from_secs(5)).await?;
+    /// if guard.release().await? == ReleaseOutcome::NotHeld {
+    ///     eprintln!("the lock expired before we were done");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn release(mut self) -> Result<ReleaseOutcome, Error> {
+        let was_valid = self.lease.is_valid();
+        let inner = Arc::clone(&self.redlock.inner);
+        let token = self.lease.token().to_hex();
+        let span = tracing::debug_span!("quorate.release", resource = %self.keys.join(","));
+        let round = inner
+            .release_round(&self.keys, &token, self.node_timeout)
+            .instrument(span)
+            .await;
+        self.released = true;
+        let held = self.acquired.elapsed();
+        let result = if round.successes >= inner.quorum {
+            Ok(ReleaseOutcome::Released)
+        } else if !was_valid || round.answered() >= inner.quorum {
+            Ok(ReleaseOutcome::NotHeld)
+        } else {
+            Err(Error::NoQuorum {
+                granted: round.successes,
+                nodes: inner.nodes.len(),
+                quorum: inner.quorum,
+                outcomes: round.outcomes(&inner.nodes, |deleted| {
+                    if *deleted > 0 {
+                        NodeOutcome::Granted
+                    } else {
+                        NodeOutcome::NotHeld
+                    }
+                }),
+            })
+        };
+        let outcome = match &result {
+            Ok(ReleaseOutcome::Released) => "released",
+            Ok(ReleaseOutcome::NotHeld) => "not_held",
+            Err(_) => "no_quorum",
+        };
+        metrics::released(inner.primitive, outcome, held);
+        result
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let inner = Arc::clone(&self.redlock.inner);
+        metrics::released(inner.primitive, "dropped", self.acquired.elapsed());
+        let keys = Arc::clone(&self.keys);
+        let token = self.lease.token().to_hex();
+        let timeout = self.node_timeout;
+        // Never block in Drop: spawn. Outside a runtime nothing can be sent
+        // and the keys expire with their ttl.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    inner.release_round(&keys, &token, timeout).await;
+                });
+            }
+            Err(_) => tracing::debug!("guard dropped outside a runtime; keys expire with their ttl"),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The clock-drift-aware lease that every quorate primitive hands out.
+
+use std::fmt;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+
+/// The fixed part of the clock-drift allowance: covers timer resolution and
+/// the server's own millisecond rounding of `PX`.
+pub const DRIFT_FLOOR: Duration = Duration::from_millis(2);
+
+/// An unguessable lock token: 128 bits from a CSPRNG (`rand`'s thread RNG,
+/// ChaCha seeded from the OS). Only the holder knows it, so only the holder
+/// can release or extend.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token(u128);
+
+impl Token {
+    /// A fresh random token.
+    pub fn random() -> Self {
+        Token(rand::rng().random())
+    }
+
+    /// The token as 32 lowercase hex digits, the form stored in Redis.
+    pub fn to_hex(&self) -> String {
+        format!("{:032x}", self.0)
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for Token {
+    // Half the token is enough to tell locks apart in logs without handing
+    // the secret to whoever reads them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({:016x}…)", self.0 >> 64)
+    }
+}
+
+/// The drift allowance for a ttl: `ttl × drift_factor + 2 ms`.
+///
+/// Never panics: a factor that is negative, not finite or absurdly large is
+/// clamped (options reject such factors before they get here).
+pub fn drift_for(ttl: Duration, drift_factor: f64) -> Duration {
+    let factor = if drift_factor.is_finite() {
+        drift_factor.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    Duration::try_from_secs_f64(ttl.as_secs_f64() * factor)
+        .unwrap_or(ttl)
+        .saturating_add(DRIFT_FLOOR)
+}
+
+/// What a quorum of servers granted: a token, a ttl and the monotonic instant
+/// taken *before* the first request of the granting round was sent.
+///
+/// validity = ttl − (now − started) − drift, with drift = ttl × drift_factor
+/// + 2 ms. All arithmetic saturates: a ttl shorter than the drift gives a
+/// lease that is already invalid, never a panic.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    token: Token,
+    ttl: Duration,
+    started: Instant,
+    drift: Duration,
+    fence: Option<u64>,
+}
+
+impl Lease {
+    /// A lease for `token` granted by a round that started at `started`.
+    pub fn new(token: Token, ttl: Duration, started: Instant, drift_factor: f64) -> Self {
+        Lease {
+            token,
+            ttl,
+            started,
+            drift: drift_for(ttl, drift_factor),
+            fence: None,
+        }
+    }
+
+    /// The lock token.
+    pub fn token(&self) -> Token {
+        self.token
+    }
+
+    /// The ttl each server was asked to keep the keys for.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The drift allowance subtracted from the ttl.
+    pub fn drift(&self) -> Duration {
+        self.drift
+    }
+
+    /// When the granting round started (monotonic clock).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The last instant at which the lease is still safe to rely on.
+    pub fn valid_until(&self) -> Instant {
+        let validity = self.ttl.saturating_sub(self.drift);
+        // Options cap ttls far below overflow; the fallback keeps a hand-made
+        // lease with an absurd ttl from panicking.
+        self.started
+            .checked_add(validity)
+            .or_else(|| self.started.checked_add(crate::options::MAX_TTL))
+            .unwrap_or(self.started)
+    }
+
+    /// How much validity is left; zero once the lease expired.
+    pub fn remaining(&self) -> Duration {
+        self.valid_until().saturating_duration_since(Instant::now())
+    }
+
+    /// Whether any validity is left.
+    pub fn is_valid(&self) -> bool {
+        !self.remaining().is_zero()
+    }
+
+    /// The fencing token, when the lock was taken with fencing enabled.
+    pub fn fence(&self) -> Option<u64> {
+        self.fence
+    }
+
+    /// After an extension: validity is recomputed from the extension's own
+    /// start instant and ttl.
+    pub(crate) fn renew(&mut self, ttl: Duration, started: Instant, drift_factor: f64) {
+        self.ttl = ttl;
+        self.started = started;
+        self.drift = drift_for(ttl, drift_factor);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn validity_is_ttl_minus_elapsed_minus_drift() {
+        let lease = Lease::new(Token::random(), Duration::from_secs(10), Instant::now(), 0.01);
+        // drift = 10 s × 0.01 + 2 ms = 102 ms
+        assert_eq!(lease.drift(), Duration::from_millis(102));
+        assert_eq!(lease.remaining(), Duration::from_millis(9_898));
+        tokio::time::advance(Duration::from_millis(9_000)).await;
+        assert_eq!(lease.remaining(), Duration::from_millis(898));
+        assert!(lease.is_valid());
+        tokio::time::advance(Duration::from_millis(898)).await;
+        assert_eq!(lease.remaining(), Duration::ZERO);
+        assert!(!lease.is_valid());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn start_instant_counts_not_the_grant_instant() {
+        let started = Instant::now();
+        tokio::time::advance(Duration::from_millis(40)).await; // the round took 40 ms
+        let lease = Lease::new(Token::random(), Duration::from_millis(1000), started, 0.01);
+        assert_eq!(lease.remaining(), Duration::from_millis(1000 - 40 - 12));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn short_ttls_saturate_instead_of_underflowing() {
+        // 1 ms ttl: drift (2.01 ms) exceeds the ttl; a naive u64 subtraction panics here.
+        for ttl_ms in [0u64, 1, 2] {
+            let lease = Lease::new(
+                Token::random(),
+                Duration::from_millis(ttl_ms),
+                Instant::now(),
+                0.01,
+            );
+            assert_eq!(lease.remaining(), Duration::ZERO, "ttl {ttl_ms} ms");
+            assert!(!lease.is_valid());
+        }
+        // elapsed time beyond the ttl also saturates
+        let lease = Lease::new(Token::random(), Duration::from_millis(5), Instant::now(), 0.01);
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(lease.remaining(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renew_measures_from_the_extension_start() {
+        let mut lease = Lease::new(Token::random(), Duration::from_secs(1), Instant::now(), 0.0);
+        tokio::time::advance(Duration::from_millis(900)).await;
+        let extend_started = Instant::now();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        lease.renew(Duration::from_secs(2), extend_started, 0.0);
+        assert_eq!(lease.remaining(), Duration::from_millis(2000 - 10 - 2));
+    }
+
+    #[test]
+    fn drift_never_panics_on_odd_factors() {
+        let ttl = Duration::MAX;
+        for factor in [f64::NAN, f64::INFINITY, -1.0, 1e300, 0.0] {
+            let drift = drift_for(ttl, factor);
+            assert!(drift >= DRIFT_FLOOR);
+        }
+    }
+
+    #[test]
+    fn tokens_are_distinct_and_hex() {
+        let a = Token::random();
+        let b = Token::random();
+        assert_ne!(a, b);
+        assert_eq!(a.to_hex().len(), 32);
+        assert!(a.to_hex().chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(!format!("{a:?}").contains(&a.to_hex()));
+    }
+}

@@ -1,0 +1,53 @@
+//! # quorate-redlock
+//!
+//! The Redlock quorum mutex over N independent Redis-protocol servers, on a
+//! clock-drift-aware [`Lease`]. A lock is granted when a majority of nodes
+//! grant it while validity remains; a minority of dead, stalled or
+//! partitioned nodes changes nothing for the caller.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), quorate_redlock::Error> {
+//! use std::time::Duration;
+//! use quorate_redlock::Redlock;
+//!
+//! let redlock = Redlock::connect(["redis://127.0.0.1:7001", "redis://127.0.0.1:7002",
+//!                                 "redis://127.0.0.1:7003"]).await?;
+//! let guard = redlock.lock("invoice:42", Duration::from_secs(5)).await?;
+//! assert!(guard.remaining() > Duration::ZERO);
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The pieces:
+//! - [`Redlock`]: `lock`, `try_lock`, `lock_with` (options, several
+//!   resources all-or-nothing); built from URLs, own fred clients or any
+//!   [`Node`].
+//! - [`LockGuard`]: `release`, `extend`, `remaining`; dropping it spawns a
+//!   release.
+//! - [`Lease`]: validity = ttl − elapsed − (ttl × drift_factor + 2 ms).
+//! - [`Error`]: `Taken`, `NoQuorum` (with every node's [`NodeOutcome`]),
+//!   `InvalidConfig`, `Expired`, `Lost`.
+//! - Backends: [`FredNode`] (real servers) and [`MemoryNode`] (in-process).
+//! - [`metrics`]: the `quorate_*` metric names.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod acquire;
+mod backend;
+mod error;
+mod guard;
+mod lease;
+pub mod metrics;
+mod mutex;
+mod options;
+mod quorum;
+
+pub use backend::{AcquireReply, FredNode, FredSettings, MemoryNode, Node, NodeError, NodeFuture};
+pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
+pub use guard::{LockGuard, ReleaseOutcome};
+pub use lease::{drift_for, Lease, Token, DRIFT_FLOOR};
+pub use mutex::{Redlock, RedlockBuilder};
+pub use options::{LockOptions, MAX_TTL};
+
+/// fred, re-exported so callers build clients with the same version.
+pub use fred;

@@ -1,0 +1,515 @@
+//! The Redlock quorum mutex: construction and the lock calls.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::acquire;
+use crate::backend::{FredNode, FredSettings, Node};
+use crate::error::{ConfigError, Error};
+use crate::guard::LockGuard;
+use crate::lease::Token;
+use crate::metrics;
+use crate::options::LockOptions;
+use crate::quorum::{self, Round};
+
+/// A distributed mutex over N independent Redis-protocol nodes (the Redlock
+/// algorithm). A lock is granted when a majority (N/2 + 1) of nodes grant
+/// it within the lease's validity; the loss of a minority changes nothing.
+///
+/// Cheap to clone (an `Arc` inside); clones share the nodes.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), quorate_redlock::Error> {
+/// use std::time::Duration;
+/// use quorate_redlock::Redlock;
+///
+/// let redlock = Redlock::connect([
+///     "redis://127.0.0.1:7001",
+///     "redis://127.0.0.1:7002",
+///     "redis://127.0.0.1:7003",
+/// ])
+/// .await?;
+/// let guard = redlock.lock("invoice:42", Duration::from_secs(5)).await?;
+/// // ... critical section, while guard.remaining() > 0 ...
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Redlock {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub nodes: Vec<Arc<dyn Node>>,
+    pub quorum: usize,
+    pub defaults: LockOptions,
+    /// The `primitive` metric label.
+    pub primitive: &'static str,
+}
+
+impl fmt::Debug for Redlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redlock")
+            .field("nodes", &self.node_names())
+            .field("quorum", &self.inner.quorum)
+            .field("defaults", &self.inner.defaults)
+            .finish()
+    }
+}
+
+impl Redlock {
+    /// Connects to the nodes at `urls` with the default options and
+    /// [`FredSettings`]. Waits up to the connection timeout for the
+    /// connections; nodes that are down keep reconnecting in the background
+    /// and count as failed until they answer.
+    ///
+    /// Errors: [`ConfigError`] for an empty list, a bad URL (naming it,
+    /// password redacted) or the same node twice.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future drops the half-built clients.
+    pub async fn connect<I, S>(urls: I) -> Result<Redlock, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        RedlockBuilder::new().urls(urls).build().await
+    }
+
+    /// A builder for nodes of mixed kinds, own fred clients, and defaults.
+    pub fn builder() -> RedlockBuilder {
+        RedlockBuilder::new()
+    }
+
+    /// A Redlock over nodes built by the caller (e.g. [`MemoryNode`](crate::MemoryNode)s).
+    pub fn from_nodes(
+        nodes: Vec<Arc<dyn Node>>,
+        defaults: LockOptions,
+    ) -> Result<Redlock, ConfigError> {
+        Self::build(nodes, defaults, "mutex")
+    }
+
+    /// The same nodes with another `primitive` metric label, for the crates
+    /// built on this one (`pool`, `tree`, `spinlock`).
+    pub fn with_metric_label(&self, primitive: &'static str) -> Redlock {
+        Redlock {
+            inner: Arc::new(Inner {
+                nodes: self.inner.nodes.clone(),
+                quorum: self.inner.quorum,
+                defaults: self.inner.defaults.clone(),
+                primitive,
+            }),
+        }
+    }
+
+    fn build(
+        nodes: Vec<Arc<dyn Node>>,
+        defaults: LockOptions,
+        primitive: &'static str,
+    ) -> Result<Redlock, ConfigError> {
+        if nodes.is_empty() {
+            return Err(ConfigError::NoNodes);
+        }
+        let mut seen = HashSet::new();
+        for node in &nodes {
+            if !seen.insert(node.name().to_owned()) {
+                return Err(ConfigError::DuplicateNode(node.name().to_owned()));
+            }
+        }
+        defaults.validate()?;
+        metrics::describe();
+        let quorum = quorum::majority(nodes.len());
+        Ok(Redlock {
+            inner: Arc::new(Inner {
+                nodes,
+                quorum,
+                defaults,
+                primitive,
+            }),
+        })
+    }
+
+    /// The nodes' names, in order.
+    pub fn node_names(&self) -> Vec<&str> {
+        self.inner.nodes.iter().map(|n| n.name()).collect()
+    }
+
+    /// The majority needed: N/2 + 1.
+    pub fn quorum(&self) -> usize {
+        self.inner.quorum
+    }
+
+    /// The default options of this Redlock.
+    pub fn defaults(&self) -> &LockOptions {
+        &self.inner.defaults
+    }
+
+    /// Locks `resource` for `ttl`, retrying with jittered back-off until the
+    /// default acquire timeout (10 s unless changed). Returns the last
+    /// round's error when it gives up: [`Error::Taken`] naming the holders'
+    /// nodes and remaining ttls, or [`Error::NoQuorum`] naming failed nodes.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future undoes any partial grant of the
+    /// round in flight (the undo is spawned), and no guard is lost.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// let guard = redlock.lock("report", std::time::Duration::from_secs(30)).await?;
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn lock(&self, resource: &str, ttl: Duration) -> Result<LockGuard, Error> {
+        let options = self.inner.defaults.clone().ttl(ttl);
+        self.lock_with([resource], &options).await
+    }
+
+    /// One round only: the lock if a majority grants it now, else the error.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`lock`](Self::lock).
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) {
+    /// match redlock.try_lock("report", std::time::Duration::from_secs(30)).await {
+    ///     Ok(guard) => drop(guard),
+    ///     Err(quorate_redlock::Error::Taken { .. }) => println!("busy, try later"),
+    ///     Err(other) => eprintln!("{other}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn try_lock(&self, resource: &str, ttl: Duration) -> Result<LockGuard, Error> {
+        let options = self.inner.defaults.clone().ttl(ttl).max_attempts(Some(1));
+        self.lock_with([resource], &options).await
+    }
+
+    /// Locks every resource in `resources` or none of them (each node sets
+    /// all keys in one atomic script), with `options`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`lock`](Self::lock).
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// use std::time::Duration;
+    /// use quorate_redlock::LockOptions;
+    ///
+    /// let options = LockOptions::new()
+    ///     .ttl(Duration::from_secs(5))
+    ///     .acquire_timeout(Some(Duration::from_secs(1)));
+    /// let guard = redlock.lock_with(["account:1", "account:2"], &options).await?;
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn lock_with<I, S>(&self, resources: I, options: &LockOptions) -> Result<LockGuard, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let called = Instant::now();
+        let primitive = self.inner.primitive;
+        let result = self.lock_inner(resources, options, called).await;
+        let outcome = match &result {
+            Ok(_) => "granted",
+            Err(Error::Taken { .. }) => "taken",
+            Err(Error::NoQuorum { .. }) => "no_quorum",
+            Err(Error::Expired) => "expired",
+            Err(_) => "invalid",
+        };
+        metrics::acquire_done(primitive, outcome, called.elapsed());
+        result
+    }
+
+    async fn lock_inner<I, S>(
+        &self,
+        resources: I,
+        options: &LockOptions,
+        called: Instant,
+    ) -> Result<LockGuard, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        options.validate()?;
+        let keys = validate_resources(resources)?;
+        let token = Token::random();
+        let deadline = options.get_acquire_timeout().map(|t| called + t);
+        let span = tracing::debug_span!("quorate.acquire", resource = %keys.join(","), attempt = tracing::field::Empty);
+        let mut attempts = 0u32;
+        loop {
+            attempts = attempts.saturating_add(1);
+            span.record("attempt", attempts);
+            let result = acquire::attempt(&self.inner, &keys, token, options)
+                .instrument(span.clone())
+                .await;
+            let error = match result {
+                Ok(lease) => {
+                    tracing::debug!(parent: &span, remaining_ms = lease.remaining().as_millis() as u64, "granted");
+                    return Ok(LockGuard::new(self.clone(), keys, lease, options));
+                }
+                Err(error) => error,
+            };
+            tracing::debug!(parent: &span, %error, "round failed");
+            if options.get_max_attempts().is_some_and(|max| attempts >= max) {
+                return Err(error);
+            }
+            let delay = retry_delay(options, &error);
+            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                return Err(error);
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+impl Inner {
+    /// Compare-and-delete of `keys` on every node: the undo of a failed
+    /// round and the body of a release.
+    pub(crate) async fn release_round(
+        &self,
+        keys: &[String],
+        token: &str,
+        node_timeout: Duration,
+    ) -> Round<u64> {
+        quorum::round(
+            "release",
+            &self.nodes,
+            node_timeout,
+            self.quorum,
+            |deleted| *deleted > 0,
+            |node| node.release(keys, token),
+        )
+        .await
+    }
+}
+
+/// Resources as keys: at least one, none empty, no duplicates.
+fn validate_resources<I, S>(resources: I) -> Result<Arc<[String]>, ConfigError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let keys: Vec<String> = resources.into_iter().map(Into::into).collect();
+    if keys.is_empty() {
+        return Err(ConfigError::NoResources);
+    }
+    let mut seen = HashSet::new();
+    for (i, key) in keys.iter().enumerate() {
+        if key.is_empty() {
+            return Err(ConfigError::EmptyResource(i));
+        }
+        if !seen.insert(key.as_str()) {
+            return Err(ConfigError::DuplicateResource(key.clone()));
+        }
+    }
+    Ok(keys.into())
+}
+
+/// The pause before the next round: the base delay plus uniform jitter, cut
+/// short when the holder's lock expires sooner.
+fn retry_delay(options: &LockOptions, error: &Error) -> Duration {
+    let jitter = options.get_retry_jitter();
+    let jitter = if jitter.is_zero() {
+        Duration::ZERO
+    } else {
+        rand::rng().random_range(Duration::ZERO..=jitter)
+    };
+    let delay = options.get_retry_delay() + jitter;
+    let holder_expires = error.outcomes().and_then(|o| {
+        o.0.iter()
+            .filter_map(|r| match r.outcome {
+                crate::NodeOutcome::Taken { remaining, .. } => remaining,
+                _ => None,
+            })
+            .max()
+    });
+    match holder_expires {
+        // The lock is free once a majority expired; the longest of the
+        // reported ttls is a safe upper bound on that.
+        Some(expires) => delay.min(expires + Duration::from_millis(1)),
+        None => delay,
+    }
+}
+
+/// Builds a [`Redlock`] from URLs, own fred clients and custom nodes, in
+/// the order given.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), quorate_redlock::ConfigError> {
+/// use std::time::Duration;
+/// use quorate_redlock::{LockOptions, Redlock};
+///
+/// let redlock = Redlock::builder()
+///     .url("redis://127.0.0.1:7001")
+///     .url("redis://:secret@127.0.0.1:7002")
+///     .url("redis://127.0.0.1:7003")
+///     .defaults(LockOptions::new().ttl(Duration::from_secs(5)))
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Default)]
+pub struct RedlockBuilder {
+    urls: Vec<(usize, String)>,
+    clients: Vec<(usize, fred::clients::Client)>,
+    nodes: Vec<(usize, Arc<dyn Node>)>,
+    count: usize,
+    defaults: LockOptions,
+    settings: FredSettings,
+}
+
+impl fmt::Debug for RedlockBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedlockBuilder")
+            .field("nodes", &self.count)
+            .field("defaults", &self.defaults)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl RedlockBuilder {
+    /// No nodes, default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a node by URL (`redis://`, `rediss://` with the `tls` feature,
+    /// `redis-sentinel://`, `redis-cluster://`; `user:password@` for ACL).
+    pub fn url(mut self, url: impl AsRef<str>) -> Self {
+        self.urls.push((self.count, url.as_ref().to_owned()));
+        self.count += 1;
+        self
+    }
+
+    /// Adds several nodes by URL.
+    pub fn urls<I, S>(self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        urls.into_iter().fold(self, |b, url| b.url(url))
+    }
+
+    /// Adds a node from a fred client the caller configured (TLS, ACL,
+    /// Sentinel, Cluster). An unconnected client is connected here.
+    pub fn client(mut self, client: fred::clients::Client) -> Self {
+        self.clients.push((self.count, client));
+        self.count += 1;
+        self
+    }
+
+    /// Adds a node of any backend.
+    pub fn node(mut self, node: Arc<dyn Node>) -> Self {
+        self.nodes.push((self.count, node));
+        self.count += 1;
+        self
+    }
+
+    /// Default options for `lock`/`try_lock`. Default: [`LockOptions::default`].
+    pub fn defaults(mut self, defaults: LockOptions) -> Self {
+        self.defaults = defaults;
+        self
+    }
+
+    /// Client settings for nodes added by URL. Default: [`FredSettings::default`].
+    pub fn fred_settings(mut self, settings: FredSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Validates everything, starts the connections and waits up to the
+    /// connection timeout for them (a node that is down does not fail the
+    /// build: it counts as failed in rounds until it answers).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future drops the half-built clients.
+    pub async fn build(self) -> Result<Redlock, ConfigError> {
+        let mut slots: Vec<Option<Arc<dyn Node>>> = (0..self.count).map(|_| None).collect();
+        let mut fred_nodes = Vec::new();
+        for (index, url) in &self.urls {
+            let node = FredNode::from_url(url, &self.settings).map_err(|e| match e {
+                ConfigError::BadUrl { url, reason, .. } => ConfigError::BadUrl {
+                    index: *index,
+                    url,
+                    reason,
+                },
+                other => other,
+            })?;
+            fred_nodes.push(node.clone());
+            slots[*index] = Some(Arc::new(node));
+        }
+        for (index, client) in self.clients {
+            let node = FredNode::from_client(client);
+            fred_nodes.push(node.clone());
+            slots[index] = Some(Arc::new(node));
+        }
+        for (index, node) in self.nodes {
+            slots[index] = Some(node);
+        }
+        let nodes: Vec<Arc<dyn Node>> = slots.into_iter().flatten().collect();
+        let redlock = Redlock::build(nodes, self.defaults, "mutex")?;
+        let timeout = self.settings.connection_timeout;
+        futures::future::join_all(fred_nodes.iter().map(|n| n.wait_connected(timeout))).await;
+        Ok(redlock)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_are_validated() {
+        assert_eq!(
+            validate_resources(Vec::<String>::new()).err(),
+            Some(ConfigError::NoResources)
+        );
+        assert_eq!(
+            validate_resources(["a", ""]).err(),
+            Some(ConfigError::EmptyResource(1))
+        );
+        assert_eq!(
+            validate_resources(["a", "b", "a"]).err(),
+            Some(ConfigError::DuplicateResource("a".into()))
+        );
+        assert_eq!(validate_resources(["a", "b"]).ok().map(|k| k.len()), Some(2));
+    }
+
+    #[test]
+    fn retry_delay_is_cut_by_the_holders_ttl() {
+        let options = LockOptions::new()
+            .retry_delay(Duration::from_millis(100))
+            .retry_jitter(Duration::ZERO);
+        let taken = |ms| crate::error::NodeReport {
+            node: "n".into(),
+            outcome: crate::NodeOutcome::Taken {
+                resource: "r".into(),
+                remaining: Some(Duration::from_millis(ms)),
+            },
+        };
+        let error = Error::Taken {
+            resource: "r".into(),
+            outcomes: crate::Outcomes(vec![taken(3), taken(5)]),
+        };
+        assert_eq!(retry_delay(&options, &error), Duration::from_millis(6));
+        assert_eq!(retry_delay(&options, &Error::Expired), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn jitter_stays_in_bounds() {
+        let options = LockOptions::new()
+            .retry_delay(Duration::from_millis(10))
+            .retry_jitter(Duration::from_millis(5));
+        for _ in 0..200 {
+            let d = retry_delay(&options, &Error::Expired);
+            assert!(d >= Duration::from_millis(10) && d <= Duration::from_millis(15));
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Lock options. Every option states its default.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::lease::drift_for;
+
+/// The largest ttl accepted (one year): far beyond any sane lease, far below
+/// any arithmetic overflow.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Options for one lock call, or the defaults of a [`Redlock`](crate::Redlock).
+///
+/// ```
+/// use std::time::Duration;
+/// use quorate_redlock::LockOptions;
+///
+/// let options = LockOptions::new()
+///     .ttl(Duration::from_secs(5))
+///     .acquire_timeout(Some(Duration::from_secs(2)))
+///     .retry_delay(Duration::from_millis(20));
+/// assert_eq!(options.get_ttl(), Duration::from_secs(5));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct LockOptions {
+    ttl: Duration,
+    acquire_timeout: Option<Duration>,
+    max_attempts: Option<u32>,
+    retry_delay: Duration,
+    retry_jitter: Duration,
+    drift_factor: f64,
+    node_timeout: Option<Duration>,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        LockOptions {
+            ttl: Duration::from_secs(10),
+            acquire_timeout: Some(Duration::from_secs(10)),
+            max_attempts: None,
+            retry_delay: Duration::from_millis(50),
+            retry_jitter: Duration::from_millis(50),
+            drift_factor: 0.01,
+            node_timeout: None,
+        }
+    }
+}
+
+impl LockOptions {
+    /// The defaults (see each setter).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long each server keeps the keys. Default: 10 s. Must be positive,
+    /// longer than the drift allowance, at most [`MAX_TTL`].
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long `lock` keeps retrying before it returns the last failure.
+    /// Default: `Some(10 s)`. `None` removes the deadline (then only
+    /// [`max_attempts`](Self::max_attempts) bounds the wait; with both `None`
+    /// `lock` waits until it gets the lock).
+    pub fn acquire_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// The most acquisition rounds `lock` makes. Default: `None` (bounded by
+    /// the acquire timeout only). `Some(1)` behaves like `try_lock`.
+    pub fn max_attempts(mut self, attempts: Option<u32>) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Retry until the lock is granted, however long it takes.
+    pub fn wait_forever(self) -> Self {
+        self.acquire_timeout(None).max_attempts(None)
+    }
+
+    /// The base delay between rounds. Default: 50 ms. The actual delay is
+    /// this plus a random jitter, and never longer than the holder's
+    /// remaining ttl reported by the failed round.
+    pub fn retry_delay(mut self, delay: Duration) -> Self {
+        self.retry_delay = delay;
+        self
+    }
+
+    /// The upper bound of the uniform random jitter added to each retry
+    /// delay, so that contending clients stop voting in lockstep.
+    /// Default: 50 ms.
+    pub fn retry_jitter(mut self, jitter: Duration) -> Self {
+        self.retry_jitter = jitter;
+        self
+    }
+
+    /// The clock-drift factor: drift = ttl × factor + 2 ms is subtracted from
+    /// the validity. Default: 0.01. Must be finite, in `0.0..1.0`.
+    pub fn drift_factor(mut self, factor: f64) -> Self {
+        self.drift_factor = factor;
+        self
+    }
+
+    /// How long to wait for one node's answer before counting it as timed
+    /// out. Default: `None`, meaning ttl / 100 clamped to 50 ms ..= 500 ms
+    /// (a stalled node never holds a call for the client library's
+    /// multi-second defaults).
+    pub fn node_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.node_timeout = timeout;
+        self
+    }
+
+    /// The ttl.
+    pub fn get_ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The acquire deadline.
+    pub fn get_acquire_timeout(&self) -> Option<Duration> {
+        self.acquire_timeout
+    }
+
+    /// The attempt bound.
+    pub fn get_max_attempts(&self) -> Option<u32> {
+        self.max_attempts
+    }
+
+    /// The base retry delay.
+    pub fn get_retry_delay(&self) -> Duration {
+        self.retry_delay
+    }
+
+    /// The retry jitter bound.
+    pub fn get_retry_jitter(&self) -> Duration {
+        self.retry_jitter
+    }
+
+    /// The drift factor.
+    pub fn get_drift_factor(&self) -> f64 {
+        self.drift_factor
+    }
+
+    /// The per-node timeout in force: the one set, or the default derived
+    /// from the ttl.
+    pub fn effective_node_timeout(&self) -> Duration {
+        self.node_timeout.unwrap_or_else(|| {
+            (self.ttl / 100).clamp(Duration::from_millis(50), Duration::from_millis(500))
+        })
+    }
+
+    /// Checks every option; the lock calls run this before sending anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_ttl(self.ttl, self.drift_factor)?;
+        if self.node_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::ZeroNodeTimeout);
+        }
+        Ok(())
+    }
+}
+
+/// Checks a ttl against the drift it implies.
+pub(crate) fn validate_ttl(ttl: Duration, drift_factor: f64) -> Result<(), ConfigError> {
+    if !drift_factor.is_finite() || !(0.0..1.0).contains(&drift_factor) {
+        return Err(ConfigError::BadDriftFactor(drift_factor));
+    }
+    if ttl.is_zero() {
+        return Err(ConfigError::ZeroTtl);
+    }
+    if ttl > MAX_TTL {
+        return Err(ConfigError::TtlTooLong { ttl, max: MAX_TTL });
+    }
+    let drift = drift_for(ttl, drift_factor);
+    if ttl <= drift {
+        return Err(ConfigError::TtlTooShort { ttl, drift });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let o = LockOptions::default();
+        assert_eq!(o.get_ttl(), Duration::from_secs(10));
+        assert_eq!(o.get_acquire_timeout(), Some(Duration::from_secs(10)));
+        assert_eq!(o.get_max_attempts(), None);
+        assert_eq!(o.get_retry_delay(), Duration::from_millis(50));
+        assert_eq!(o.get_retry_jitter(), Duration::from_millis(50));
+        assert_eq!(o.get_drift_factor(), 0.01);
+        assert_eq!(o.effective_node_timeout(), Duration::from_millis(100));
+        assert!(o.validate().is_ok());
+    }
+
+    #[test]
+    fn node_timeout_default_is_clamped() {
+        let short = LockOptions::new().ttl(Duration::from_millis(100));
+        assert_eq!(short.effective_node_timeout(), Duration::from_millis(50));
+        let long = LockOptions::new().ttl(Duration::from_secs(600));
+        assert_eq!(long.effective_node_timeout(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn bad_values_are_typed_errors() {
+        let base = LockOptions::new();
+        assert_eq!(
+            base.clone().ttl(Duration::ZERO).validate(),
+            Err(ConfigError::ZeroTtl)
+        );
+        assert!(matches!(
+            base.clone().ttl(Duration::from_millis(2)).validate(),
+            Err(ConfigError::TtlTooShort { .. })
+        ));
+        assert!(matches!(
+            base.clone().ttl(Duration::MAX).validate(),
+            Err(ConfigError::TtlTooLong { .. })
+        ));
+        for f in [f64::NAN, -0.1, 1.0, f64::INFINITY] {
+            assert!(matches!(
+                base.clone().drift_factor(f).validate(),
+                Err(ConfigError::BadDriftFactor(_))
+            ));
+        }
+        assert_eq!(
+            base.node_timeout(Some(Duration::ZERO)).validate(),
+            Err(ConfigError::ZeroNodeTimeout)
+        );
+    }
+
+    #[test]
+    fn smallest_workable_ttl_is_accepted() {
+        // drift for 3 ms = 2.03 ms, so 3 ms leaves ~1 ms of validity
+        assert!(validate_ttl(Duration::from_millis(3), 0.01).is_ok());
+    }
+}

@@ -1,0 +1,222 @@
+//! The quorum engine: one request to every node at once, decided as soon as
+//! the answer is known.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::time::Instant;
+
+use crate::backend::{Node, NodeFuture};
+use crate::error::{NodeOutcome, NodeReport, Outcomes};
+use crate::metrics;
+
+/// The majority of `n` nodes.
+pub(crate) fn majority(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// One node's answer in a round.
+#[derive(Debug)]
+pub(crate) enum Reply<T> {
+    Answered(T),
+    Failed(String),
+    TimedOut,
+    /// The round was decided before this node answered.
+    Pending,
+}
+
+/// The answers of one round, index-aligned with the nodes.
+#[derive(Debug)]
+pub(crate) struct Round<T> {
+    pub replies: Vec<Reply<T>>,
+    /// Answers that counted as success.
+    pub successes: usize,
+}
+
+impl<T> Round<T> {
+    /// Nodes that answered at all (successfully or not).
+    pub fn answered(&self) -> usize {
+        self.replies
+            .iter()
+            .filter(|r| matches!(r, Reply::Answered(_)))
+            .count()
+    }
+
+    /// Every node's outcome, with `describe` turning an answer into one.
+    pub fn outcomes(
+        &self,
+        nodes: &[Arc<dyn Node>],
+        describe: impl Fn(&T) -> NodeOutcome,
+    ) -> Outcomes {
+        let reports = nodes
+            .iter()
+            .zip(&self.replies)
+            .map(|(node, reply)| NodeReport {
+                node: node.name().to_owned(),
+                outcome: match reply {
+                    Reply::Answered(t) => describe(t),
+                    Reply::Failed(e) => NodeOutcome::Error(e.clone()),
+                    Reply::TimedOut => NodeOutcome::TimedOut,
+                    Reply::Pending => NodeOutcome::Pending,
+                },
+            })
+            .collect();
+        Outcomes(reports)
+    }
+}
+
+/// Sends `call` to every node at once, each bounded by `node_timeout`, and
+/// returns as soon as `quorum` answers satisfy `success`, or as soon as so
+/// many failed that `quorum` is out of reach.
+///
+/// Requests still in flight when the round is decided are not abandoned:
+/// they are driven to completion (or their timeout) on a spawned task, so
+/// every node gets every request, in order with whatever is sent on its
+/// connection afterwards (an undo, say), and the caller does not wait.
+pub(crate) async fn round<T: Send + 'static>(
+    op: &'static str,
+    nodes: &[Arc<dyn Node>],
+    node_timeout: Duration,
+    quorum: usize,
+    success: impl Fn(&T) -> bool,
+    call: impl Fn(&dyn Node) -> NodeFuture<T>,
+) -> Round<T> {
+    let n = nodes.len();
+    let mut pending: FuturesUnordered<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let request = call(node.as_ref());
+            let name = node.name().to_owned();
+            async move {
+                let sent = Instant::now();
+                let result = tokio::time::timeout(node_timeout, request).await;
+                metrics::node_call(&name, op, sent.elapsed(), &result);
+                (i, result)
+            }
+        })
+        .collect();
+
+    let mut replies: Vec<Reply<T>> = (0..n).map(|_| Reply::Pending).collect();
+    let (mut successes, mut failures) = (0, 0);
+    while let Some((i, result)) = pending.next().await {
+        replies[i] = match result {
+            Ok(Ok(answer)) => {
+                if success(&answer) {
+                    successes += 1;
+                } else {
+                    failures += 1;
+                }
+                Reply::Answered(answer)
+            }
+            Ok(Err(e)) => {
+                failures += 1;
+                Reply::Failed(e.0)
+            }
+            Err(_elapsed) => {
+                failures += 1;
+                Reply::TimedOut
+            }
+        };
+        if successes >= quorum || failures > n - quorum {
+            break;
+        }
+    }
+    if !pending.is_empty() {
+        tokio::spawn(pending.for_each(|_| async {}));
+    }
+    Round { replies, successes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryNode;
+
+    fn nodes(memory: &[MemoryNode]) -> Vec<Arc<dyn Node>> {
+        memory
+            .iter()
+            .map(|m| Arc::new(m.clone()) as Arc<dyn Node>)
+            .collect()
+    }
+
+    #[test]
+    fn majority_of_n() {
+        assert_eq!(majority(1), 1);
+        assert_eq!(majority(2), 2);
+        assert_eq!(majority(3), 2);
+        assert_eq!(majority(4), 3);
+        assert_eq!(majority(5), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn decides_without_waiting_for_stalled_nodes() {
+        let memory = MemoryNode::cluster(5);
+        memory[3].set_stalled(true);
+        memory[4].set_stalled(true);
+        let nodes = nodes(&memory);
+        let keys = vec!["k".to_owned()];
+        let started = Instant::now();
+        let round = round(
+            "acquire",
+            &nodes,
+            Duration::from_secs(60),
+            3,
+            |r| *r == crate::backend::AcquireReply::Granted,
+            |n| n.acquire(&keys, "t", Duration::from_secs(1)),
+        )
+        .await;
+        assert_eq!(round.successes, 3);
+        // paused time: any wait for the stalled nodes would have advanced the clock
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert!(matches!(round.replies[3], Reply::Pending));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fails_fast_once_majority_is_out_of_reach() {
+        let memory = MemoryNode::cluster(5);
+        for m in &memory[..3] {
+            m.set_down(true);
+        }
+        memory[4].set_stalled(true);
+        let nodes = nodes(&memory);
+        let keys = vec!["k".to_owned()];
+        let started = Instant::now();
+        let round = round(
+            "acquire",
+            &nodes,
+            Duration::from_secs(60),
+            3,
+            |r| *r == crate::backend::AcquireReply::Granted,
+            |n| n.acquire(&keys, "t", Duration::from_secs(1)),
+        )
+        .await;
+        assert_eq!(round.successes, 0);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        let outcomes = round.outcomes(&nodes, |_| NodeOutcome::Granted);
+        assert_eq!(outcomes.failed_nodes(), ["memory-0", "memory-1", "memory-2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stalled_node_counts_as_timed_out_after_node_timeout() {
+        let memory = MemoryNode::cluster(3);
+        memory[0].set_stalled(true);
+        memory[1].set_stalled(true);
+        let nodes = nodes(&memory);
+        let keys = vec!["k".to_owned()];
+        let started = Instant::now();
+        let round = round(
+            "release",
+            &nodes,
+            Duration::from_millis(80),
+            2,
+            |deleted| *deleted > 0,
+            |n| n.release(&keys, "t"),
+        )
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_millis(80));
+        assert!(matches!(round.replies[0], Reply::TimedOut));
+        assert_eq!(round.answered(), 1);
+    }
+}

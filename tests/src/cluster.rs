@@ -1,0 +1,95 @@
+//! A set of independent servers, as used by a quorum of N nodes.
+
+use tokio::task::JoinSet;
+
+use crate::{RedisServer, ServerOptions, TestkitError};
+
+/// `n` independent [`RedisServer`]s (not a Redis Cluster: no slots, no
+/// replication — each node is a separate quorum member).
+#[derive(Debug)]
+pub struct Cluster {
+    servers: Vec<RedisServer>,
+}
+
+impl Cluster {
+    /// Starts `n` default servers concurrently.
+    pub async fn start(n: usize) -> Result<Self, TestkitError> {
+        Self::start_with(n, ServerOptions::default()).await
+    }
+
+    /// Starts `n` servers with the same `options`, concurrently. If any fails,
+    /// the ones already started are killed and the first error is returned.
+    pub async fn start_with(n: usize, options: ServerOptions) -> Result<Self, TestkitError> {
+        let mut starting = JoinSet::new();
+        for index in 0..n {
+            let options = options.clone();
+            starting.spawn(async move { (index, RedisServer::start_with(options).await) });
+        }
+        let mut slots: Vec<Option<RedisServer>> = (0..n).map(|_| None).collect();
+        while let Some(joined) = starting.join_next().await {
+            let (index, started) = match joined {
+                Ok(result) => result,
+                // A panic while starting is a bug; surface it as one.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => return Err(std::io::Error::other(e.to_string()).into()),
+            };
+            // Returning early drops `slots` and `starting`, killing the rest.
+            slots[index] = Some(started?);
+        }
+        let servers = slots.into_iter().flatten().collect::<Vec<_>>();
+        debug_assert_eq!(servers.len(), n);
+        Ok(Self { servers })
+    }
+
+    /// One URL per node, in node order.
+    pub fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(RedisServer::url).collect()
+    }
+
+    /// The number of nodes (running or not).
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Whether the cluster has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    /// Node `i`. Panics if `i >= len()`.
+    pub fn server(&self, i: usize) -> &RedisServer {
+        &self.servers[i]
+    }
+
+    /// Node `i`, for kill / restart. Panics if `i >= len()`.
+    pub fn server_mut(&mut self, i: usize) -> &mut RedisServer {
+        &mut self.servers[i]
+    }
+
+    /// All nodes, in order.
+    pub fn servers(&self) -> &[RedisServer] {
+        &self.servers
+    }
+
+    /// `KEYS pattern` on every node, in node order (sorted per node for
+    /// stable assertions). Killed and paused nodes yield an empty `Vec`
+    /// rather than an error or a hang.
+    pub async fn keys(&self, pattern: &str) -> Result<Vec<Vec<String>>, TestkitError> {
+        let mut all = Vec::with_capacity(self.servers.len());
+        for server in &self.servers {
+            if !server.is_running() || server.is_paused() {
+                all.push(Vec::new());
+                continue;
+            }
+            let reply = server.command(&["KEYS", pattern]).await?;
+            let mut keys: Vec<String> = reply
+                .into_array()
+                .iter()
+                .filter_map(|k| k.as_string())
+                .collect();
+            keys.sort();
+            all.push(keys);
+        }
+        Ok(all)
+    }
+}

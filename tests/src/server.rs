@@ -1,0 +1,415 @@
+//! One real `redis-server` process on a loopback port, owned by a test.
+
+use std::fs::OpenOptions;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::client::{command_at, Connection, DEFAULT_COMMAND_TIMEOUT};
+use crate::locate::{faketime_path, redis_server_path};
+use crate::{Reply, TestkitError};
+
+/// How long a fresh process gets to answer PING before `NotReady`.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Gap between readiness probes; short because startup takes a few ms.
+const READY_POLL: Duration = Duration::from_millis(10);
+/// Deadline for one readiness probe, so a wedged probe cannot eat the budget.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Free-port picks tried by `start` before giving up on port races.
+const PORT_ATTEMPTS: usize = 5;
+/// Launches tried by `restart` on its fixed port (the old socket may linger briefly).
+const RESTART_ATTEMPTS: usize = 3;
+
+/// How a [`RedisServer`] is configured. The default is a plain in-memory
+/// server: no persistence, real clock, no password.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// Enable the append-only file with `appendfsync always`, so that every
+    /// acknowledged write survives [`RedisServer::kill`] + [`RedisServer::restart`].
+    pub appendonly: bool,
+    /// Run the server under `faketime -f "+0 x<rate>"`: its clock starts at
+    /// the real time and then runs `rate` times as fast (e.g. `4.0` makes TTLs
+    /// expire four times sooner in real time; `0.5` makes them last twice as long).
+    pub clock_rate: Option<f64>,
+    /// Require this password (`requirepass`); [`RedisServer::url`] and
+    /// [`RedisServer::command`] then include it.
+    pub password: Option<String>,
+}
+
+/// A `redis-server` process listening on `127.0.0.1:<free port>`.
+///
+/// The process is SIGKILLed and its temporary directory removed on `Drop`, so
+/// a panicking test leaves nothing behind.
+#[derive(Debug)]
+pub struct RedisServer {
+    options: ServerOptions,
+    port: u16,
+    dir: PathBuf,
+    process: Option<Process>,
+    /// Tracked so `Cluster::keys` can skip a stopped node instead of hanging,
+    /// and so `Drop` can SIGCONT before killing.
+    paused: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Process {
+    /// What we spawned: redis-server itself, or `faketime`, which forks it.
+    child: Child,
+    /// The redis-server process, which is the one to signal.
+    redis_pid: u32,
+}
+
+impl RedisServer {
+    /// Starts a server with [`ServerOptions::default`].
+    pub async fn start() -> Result<Self, TestkitError> {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    /// Starts a server with `options` and waits until it answers PING.
+    ///
+    /// The port is found by binding port 0 and releasing it, which can race
+    /// with other processes; if the server exits early, another port is tried.
+    pub async fn start_with(options: ServerOptions) -> Result<Self, TestkitError> {
+        if let Some(rate) = options.clock_rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(TestkitError::InvalidOptions(format!(
+                    "clock_rate must be a positive finite number, got {rate}"
+                )));
+            }
+        }
+        // Fail fast on missing binaries, before any directory is created.
+        redis_server_path()?;
+        if options.clock_rate.is_some() {
+            faketime_path()?;
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port()?;
+            let dir =
+                std::env::temp_dir().join(format!("quorate-testkit-{}-{port}", std::process::id()));
+            // A leftover from an earlier run of a recycled pid must not leak data in.
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)?;
+            let mut server = RedisServer {
+                options: options.clone(),
+                port,
+                dir,
+                process: None,
+                paused: AtomicBool::new(false),
+            };
+            match server.launch().await {
+                Ok(()) => return Ok(server),
+                // Dropping `server` removes its directory before the next try.
+                Err(TestkitError::Exited { .. }) if attempt < PORT_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The TCP port the server listens on (stable across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// `redis://127.0.0.1:<port>`, or `redis://:<password>@127.0.0.1:<port>`
+    /// when a password is set (percent-encoded as needed).
+    pub fn url(&self) -> String {
+        match &self.options.password {
+            Some(password) => format!(
+                "redis://:{}@127.0.0.1:{}",
+                percent_encode(password),
+                self.port
+            ),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The options the server was started with.
+    pub fn options(&self) -> &ServerOptions {
+        &self.options
+    }
+
+    /// The server's working directory (AOF files and `redis.log` live here).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file receiving the server's stdout and stderr, across restarts.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
+    /// The redis-server process id while running (under `faketime`, the
+    /// forked redis-server, not the `faketime` wrapper); `None` after [`kill`](Self::kill).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|p| p.redis_pid)
+    }
+
+    /// Whether the process is running (it may still be paused).
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+
+    /// Whether [`pause`](Self::pause) was called without a later
+    /// [`resume`](Self::resume), kill or restart.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// SIGKILLs the server and reaps it; the port and data directory are kept
+    /// for [`restart`](Self::restart). Does nothing if already killed.
+    pub fn kill(&mut self) {
+        if let Some(process) = self.process.take() {
+            stop_process(process, self.is_paused());
+        }
+        self.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Kills the server if running, then starts it again on the same port with
+    /// the same options and data directory (so an AOF is replayed), and waits
+    /// for PING.
+    pub async fn restart(&mut self) -> Result<(), TestkitError> {
+        self.kill();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.launch().await {
+                Ok(()) => return Ok(()),
+                Err(TestkitError::Exited { .. }) if attempt < RESTART_ATTEMPTS => {
+                    // Back off: the cause is a socket still bound to our port.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Freezes the server with SIGSTOP: connections stay open but nothing is
+    /// answered, like a long GC pause or a stalled VM. No-op when killed.
+    pub fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            send_signal(pid, "STOP");
+            self.paused.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Thaws a [`pause`](Self::pause)d server with SIGCONT. No-op when killed.
+    pub fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            send_signal(pid, "CONT");
+            self.paused.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// One-shot command: connect, AUTH if a password is set, send, read the
+    /// reply, close — within 2 s.
+    ///
+    /// A top-level error reply is [`TestkitError::Resp`]; a missed deadline
+    /// (e.g. the server is paused) is [`TestkitError::Timeout`].
+    pub async fn command(&self, args: &[&str]) -> Result<Reply, TestkitError> {
+        self.command_timeout(args, DEFAULT_COMMAND_TIMEOUT).await
+    }
+
+    /// [`command`](Self::command) with a caller-chosen deadline.
+    pub async fn command_timeout(
+        &self,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<Reply, TestkitError> {
+        command_at(self.addr(), self.options.password.as_deref(), args, timeout).await
+    }
+
+    /// Opens a long-lived connection, authenticated if a password is set.
+    pub async fn connect(&self) -> Result<Connection, TestkitError> {
+        let mut conn = Connection::connect(self.addr()).await?;
+        if let Some(password) = &self.options.password {
+            conn.auth(password).await?;
+        }
+        Ok(conn)
+    }
+
+    /// Spawns the process on `self.port` and waits for it to answer PING as
+    /// itself (not as some other server that grabbed the port).
+    async fn launch(&mut self) -> Result<(), TestkitError> {
+        let mut child = self.spawn()?;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Err(TestkitError::Exited {
+                    port: self.port,
+                    status: status.to_string(),
+                    log: self.log_path(),
+                });
+            }
+            if let Some(redis_pid) = self.probe(&child).await {
+                self.process = Some(Process { child, redis_pid });
+                self.paused.store(false, Ordering::SeqCst);
+                return Ok(());
+            }
+            if started.elapsed() >= READY_TIMEOUT {
+                let redis_pid = child_pids(child.id())
+                    .first()
+                    .copied()
+                    .unwrap_or(child.id());
+                stop_process(Process { child, redis_pid }, false);
+                return Err(TestkitError::NotReady {
+                    port: self.port,
+                    waited: started.elapsed(),
+                    log: self.log_path(),
+                });
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+
+    /// PINGs the port; when it answers, returns the server's pid if that
+    /// server is ours (`child` itself, or forked by it under `faketime`).
+    async fn probe(&self, child: &Child) -> Option<u32> {
+        let password = self.options.password.as_deref();
+        let pong = command_at(self.addr(), password, &["PING"], PROBE_TIMEOUT).await;
+        if !matches!(pong, Ok(Reply::Simple(ref s)) if s == "PONG") {
+            return None;
+        }
+        let info = command_at(self.addr(), password, &["INFO", "server"], PROBE_TIMEOUT)
+            .await
+            .ok()?
+            .as_string()?;
+        let pid: u32 = info
+            .lines()
+            .find_map(|line| line.strip_prefix("process_id:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        // Someone else's server on our port would otherwise pass for ours
+        // until our process noticed EADDRINUSE and exited.
+        let ours = pid == child.id() || parent_pid(pid) == Some(child.id());
+        ours.then_some(pid)
+    }
+
+    fn spawn(&self) -> Result<Child, TestkitError> {
+        let redis = redis_server_path()?;
+        let mut command = match self.options.clock_rate {
+            Some(rate) => {
+                let mut c = Command::new(faketime_path()?);
+                c.arg("-f").arg(format!("+0 x{rate}")).arg(&redis);
+                c
+            }
+            None => Command::new(&redis),
+        };
+        let port = self.port.to_string();
+        let appendonly = if self.options.appendonly { "yes" } else { "no" };
+        command
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", appendonly]);
+        if self.options.appendonly {
+            command.args(["--appendfsync", "always"]);
+        }
+        command
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--protected-mode", "no", "--daemonize", "no"]);
+        if let Some(password) = &self.options.password {
+            command.args(["--requirepass", password]);
+        }
+        // Append so a restart keeps the earlier run's output for post-mortems.
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let program = PathBuf::from(command.get_program());
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|source| TestkitError::Spawn { program, source })
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Picks a port that was free a moment ago by letting the OS choose one.
+fn free_port() -> Result<u16, TestkitError> {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Kills redis-server and reaps what we spawned, leaving the port free.
+fn stop_process(mut process: Process, paused: bool) {
+    let child_pid = process.child.id();
+    if paused {
+        // SIGKILL works on stopped processes too, but a continued process
+        // exits through the normal path and is reaped without surprises.
+        send_signal(process.redis_pid, "CONT");
+    }
+    if process.redis_pid != child_pid {
+        // Under faketime: kill redis first and let faketime reap it and exit,
+        // so that when our wait returns the listening socket is gone.
+        send_signal(process.redis_pid, "KILL");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if matches!(process.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let _ = process.child.kill();
+    let _ = process.child.wait();
+}
+
+/// Sends a signal via the `kill` command, since this crate forbids `unsafe`.
+fn send_signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The parent of `pid`, from `/proc/<pid>/stat`.
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in field 2 may contain spaces; fields after its `)` are fixed.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Direct children of `pid` (used to find redis-server under `faketime`
+/// when it never became ready, so it is not left running).
+fn child_pids(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
