@@ -241,7 +241,9 @@ impl Drop for LockGuard {
                     inner.release_round(&keys, &token, timeout).await;
                 });
             }
-            Err(_) => tracing::debug!("guard dropped outside a runtime; keys expire with their ttl"),
+            Err(_) => {
+                tracing::debug!("guard dropped outside a runtime; keys expire with their ttl")
+            }
         }
     }
 }

@@ -145,7 +145,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn validity_is_ttl_minus_elapsed_minus_drift() {
-        let lease = Lease::new(Token::random(), Duration::from_secs(10), Instant::now(), 0.01);
+        let lease = Lease::new(
+            Token::random(),
+            Duration::from_secs(10),
+            Instant::now(),
+            0.01,
+        );
         // drift = 10 s × 0.01 + 2 ms = 102 ms
         assert_eq!(lease.drift(), Duration::from_millis(102));
         assert_eq!(lease.remaining(), Duration::from_millis(9_898));
@@ -179,7 +184,12 @@ mod tests {
             assert!(!lease.is_valid());
         }
         // elapsed time beyond the ttl also saturates
-        let lease = Lease::new(Token::random(), Duration::from_millis(5), Instant::now(), 0.01);
+        let lease = Lease::new(
+            Token::random(),
+            Duration::from_millis(5),
+            Instant::now(),
+            0.01,
+        );
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert_eq!(lease.remaining(), Duration::ZERO);
     }

@@ -47,7 +47,10 @@ pub(crate) fn describe() {
         describe_counter!(RELEASE_TOTAL, "Releases by outcome");
         describe_counter!(EXTEND_TOTAL, "Extensions by outcome");
         describe_counter!(LOST_TOTAL, "Locks found lost while still valid locally");
-        describe_counter!(NODE_ERRORS_TOTAL, "Failed node calls by node, operation and kind");
+        describe_counter!(
+            NODE_ERRORS_TOTAL,
+            "Failed node calls by node, operation and kind"
+        );
         describe_histogram!(
             NODE_LATENCY_SECONDS,
             metrics::Unit::Seconds,

@@ -207,7 +207,11 @@ impl Redlock {
     /// guard.release().await?;
     /// # Ok(()) }
     /// ```
-    pub async fn lock_with<I, S>(&self, resources: I, options: &LockOptions) -> Result<LockGuard, Error>
+    pub async fn lock_with<I, S>(
+        &self,
+        resources: I,
+        options: &LockOptions,
+    ) -> Result<LockGuard, Error>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -256,7 +260,10 @@ impl Redlock {
                 Err(error) => error,
             };
             tracing::debug!(parent: &span, %error, "round failed");
-            if options.get_max_attempts().is_some_and(|max| attempts >= max) {
+            if options
+                .get_max_attempts()
+                .is_some_and(|max| attempts >= max)
+            {
                 return Err(error);
             }
             let delay = retry_delay(options, &error);
@@ -479,7 +486,10 @@ mod tests {
             validate_resources(["a", "b", "a"]).err(),
             Some(ConfigError::DuplicateResource("a".into()))
         );
-        assert_eq!(validate_resources(["a", "b"]).ok().map(|k| k.len()), Some(2));
+        assert_eq!(
+            validate_resources(["a", "b"]).ok().map(|k| k.len()),
+            Some(2)
+        );
     }
 
     #[test]
@@ -499,7 +509,10 @@ mod tests {
             outcomes: crate::Outcomes(vec![taken(3), taken(5)]),
         };
         assert_eq!(retry_delay(&options, &error), Duration::from_millis(6));
-        assert_eq!(retry_delay(&options, &Error::Expired), Duration::from_millis(100));
+        assert_eq!(
+            retry_delay(&options, &Error::Expired),
+            Duration::from_millis(100)
+        );
     }
 
     #[test]

@@ -195,7 +195,10 @@ mod tests {
         assert_eq!(round.successes, 0);
         assert_eq!(started.elapsed(), Duration::ZERO);
         let outcomes = round.outcomes(&nodes, |_| NodeOutcome::Granted);
-        assert_eq!(outcomes.failed_nodes(), ["memory-0", "memory-1", "memory-2"]);
+        assert_eq!(
+            outcomes.failed_nodes(),
+            ["memory-0", "memory-1", "memory-2"]
+        );
     }
 
     #[tokio::test(start_paused = true)]

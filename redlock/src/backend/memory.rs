@@ -15,7 +15,7 @@ use super::{AcquireReply, Node, NodeError, NodeFuture};
 /// Time is tokio's, so tests with paused time can expire keys instantly.
 /// Faults: [`set_down`](Self::set_down) makes every call fail,
 /// [`set_stalled`](Self::set_stalled) makes every call hang (so the per-node
-/// timeout fires).
+/// timeout fires), [`set_latency`](Self::set_latency) delays every answer.
 #[derive(Clone, Debug)]
 pub struct MemoryNode {
     name: String,
@@ -27,6 +27,7 @@ struct State {
     keys: HashMap<String, Entry>,
     down: bool,
     stalled: bool,
+    latency: Duration,
 }
 
 #[derive(Debug)]
@@ -52,7 +53,9 @@ impl MemoryNode {
 
     /// `n` independent nodes named `memory-0`, `memory-1`, …
     pub fn cluster(n: usize) -> Vec<MemoryNode> {
-        (0..n).map(|i| MemoryNode::new(format!("memory-{i}"))).collect()
+        (0..n)
+            .map(|i| MemoryNode::new(format!("memory-{i}")))
+            .collect()
     }
 
     /// Simulate a dead server: calls fail with an error at once.
@@ -63,6 +66,12 @@ impl MemoryNode {
     /// Simulate a stalled server (SIGSTOP): calls never answer.
     pub fn set_stalled(&self, stalled: bool) {
         self.lock_state().stalled = stalled;
+    }
+
+    /// Simulate a slow network: every answer arrives `latency` after the
+    /// operation took effect.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock_state().latency = latency;
     }
 
     /// The live keys, sorted.
@@ -113,7 +122,17 @@ impl MemoryNode {
             }
             Fault::None => {
                 state.purge_expired();
-                future::ready(Ok(op(&mut state))).boxed()
+                let answer = op(&mut state);
+                let latency = state.latency;
+                if latency.is_zero() {
+                    future::ready(Ok(answer)).boxed()
+                } else {
+                    async move {
+                        tokio::time::sleep(latency).await;
+                        Ok(answer)
+                    }
+                    .boxed()
+                }
             }
         }
     }

@@ -1,0 +1,356 @@
+//! The mutex's semantics on in-memory nodes with paused time: fast and
+//! deterministic. The same claims are proved against real servers in
+//! `tests/tests/redlock_real.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quorate_redlock::{
+    ConfigError, Error, LockOptions, MemoryNode, Node, NodeOutcome, Redlock, ReleaseOutcome,
+};
+use tokio::time::Instant;
+
+fn redlock(memory: &[MemoryNode]) -> Redlock {
+    redlock_with(memory, LockOptions::new())
+}
+
+fn redlock_with(memory: &[MemoryNode], defaults: LockOptions) -> Redlock {
+    let nodes = memory
+        .iter()
+        .map(|m| Arc::new(m.clone()) as Arc<dyn Node>)
+        .collect();
+    Redlock::from_nodes(nodes, defaults).expect("valid config")
+}
+
+const TTL: Duration = Duration::from_secs(10);
+
+#[tokio::test(start_paused = true)]
+async fn lock_sets_the_key_on_every_node_and_release_removes_it() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    let guard = redlock.lock("r", TTL).await.expect("lock");
+    assert!(memory.iter().all(|m| m.keys() == ["r"]));
+    assert_eq!(guard.remaining(), TTL - Duration::from_millis(102));
+    assert_eq!(
+        guard.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    assert!(memory.iter().all(|m| m.keys().is_empty()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_lock_on_a_held_lock_reports_taken_with_holder_ttls() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    let _held = redlock.lock("r", TTL).await.expect("lock");
+    tokio::time::advance(Duration::from_secs(4)).await;
+    let err = redlock.try_lock("r", TTL).await.expect_err("taken");
+    let Error::Taken { resource, outcomes } = err else {
+        panic!("expected Taken, got {err:?}");
+    };
+    assert_eq!(resource, "r");
+    assert_eq!(outcomes.0.len(), 5);
+    for report in &outcomes.0 {
+        if let NodeOutcome::Taken { remaining, .. } = &report.outcome {
+            assert_eq!(*remaining, Some(Duration::from_secs(6)));
+        }
+    }
+    assert!(
+        outcomes
+            .nodes_where(|o| matches!(o, NodeOutcome::Taken { .. }))
+            .len()
+            >= 3
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_waits_for_the_holder_and_gives_up_at_the_deadline() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    let held = redlock
+        .lock("r", Duration::from_secs(2))
+        .await
+        .expect("lock");
+    // The holder's keys expire after 2 s; the waiter is granted right then.
+    let started = Instant::now();
+    let guard = redlock.lock("r", TTL).await.expect("granted after expiry");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_millis(2200),
+        "{waited:?}"
+    );
+    drop(held);
+    // Now a waiter with a 1 s deadline gives up, with Taken.
+    let options = LockOptions::new().acquire_timeout(Some(Duration::from_secs(1)));
+    let started = Instant::now();
+    let err = redlock
+        .lock_with(["r"], &options)
+        .await
+        .expect_err("deadline");
+    assert!(matches!(err, Error::Taken { .. }), "{err:?}");
+    assert!(started.elapsed() <= Duration::from_secs(1));
+    drop(guard);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_attempts_bounds_the_rounds() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let _held = redlock.lock("r", TTL).await.expect("lock");
+    let options = LockOptions::new()
+        .acquire_timeout(None)
+        .max_attempts(Some(4))
+        .retry_delay(Duration::from_millis(100))
+        .retry_jitter(Duration::ZERO);
+    let started = Instant::now();
+    redlock.lock_with(["r"], &options).await.expect_err("taken");
+    // 4 rounds, 3 pauses of 100 ms between them
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn minority_down_still_grants_majority_down_names_the_nodes() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    memory[0].set_down(true);
+    memory[1].set_stalled(true);
+    let guard = redlock.try_lock("r", TTL).await.expect("3 of 5 grant");
+    guard.release().await.expect("release");
+
+    memory[2].set_down(true);
+    let err = redlock.try_lock("r", TTL).await.expect_err("2 of 5");
+    let Error::NoQuorum {
+        granted,
+        quorum,
+        outcomes,
+        ..
+    } = &err
+    else {
+        panic!("expected NoQuorum, got {err:?}");
+    };
+    assert!(*granted < 3 && *quorum == 3);
+    let failed = outcomes.failed_nodes();
+    assert!(
+        failed.contains(&"memory-0") && failed.contains(&"memory-2"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("memory-0"), "{err}");
+    // the partial grant was undone
+    assert!(memory[3].keys().is_empty() && memory[4].keys().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn several_resources_are_all_or_nothing() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    let _b = redlock.lock("b", TTL).await.expect("lock b");
+    let options = LockOptions::new().max_attempts(Some(1));
+    let err = redlock
+        .lock_with(["a", "b", "c"], &options)
+        .await
+        .expect_err("b is taken");
+    assert!(
+        matches!(&err, Error::Taken { resource, .. } if resource == "b"),
+        "{err:?}"
+    );
+    assert!(memory.iter().all(|m| m.keys() == ["b"]));
+    let all = redlock
+        .lock_with(["a", "c", "d"], &options)
+        .await
+        .expect("free ones");
+    assert_eq!(all.resources(), ["a", "c", "d"]);
+    assert!(memory.iter().all(|m| m.keys() == ["a", "b", "c", "d"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_after_expiry_says_not_held() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    let guard = redlock
+        .lock("r", Duration::from_secs(1))
+        .await
+        .expect("lock");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(!guard.is_valid());
+    assert_eq!(
+        guard.release().await.expect("no error"),
+        ReleaseOutcome::NotHeld
+    );
+
+    // expired and every node unreachable: still a clear answer, no error, no hang
+    let guard = redlock
+        .lock("r", Duration::from_secs(1))
+        .await
+        .expect("lock");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    memory.iter().for_each(|m| m.set_stalled(true));
+    assert_eq!(
+        guard.release().await.expect("no error"),
+        ReleaseOutcome::NotHeld
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_never_deletes_the_next_holders_lock() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let first = redlock
+        .lock("r", Duration::from_secs(1))
+        .await
+        .expect("lock");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let second = redlock.lock("r", TTL).await.expect("second holder");
+    assert_eq!(
+        first.release().await.expect("release"),
+        ReleaseOutcome::NotHeld
+    );
+    assert!(memory.iter().all(|m| m.keys() == ["r"]));
+    assert!(second.is_valid());
+}
+
+#[tokio::test(start_paused = true)]
+async fn extend_renews_validity_from_its_own_start() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    let mut guard = redlock
+        .lock("r", Duration::from_secs(2))
+        .await
+        .expect("lock");
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    guard.extend(Duration::from_secs(5)).await.expect("extend");
+    assert_eq!(
+        guard.remaining(),
+        Duration::from_secs(5) - Duration::from_millis(52)
+    );
+    assert_eq!(memory[0].ttl("r"), Some(Duration::from_secs(5)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn extend_distinguishes_expired_from_lost() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    let mut guard = redlock
+        .lock("r", Duration::from_secs(1))
+        .await
+        .expect("lock");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let err = guard.extend(TTL).await.expect_err("expired");
+    assert!(matches!(err, Error::Expired), "{err:?}");
+
+    let mut guard = redlock.lock("r", TTL).await.expect("lock");
+    // three nodes restart without persistence: the keys are gone
+    memory[..3].iter().for_each(MemoryNode::flush);
+    let err = guard.extend(TTL).await.expect_err("lost");
+    assert!(matches!(err, Error::Lost { .. }), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_token_cannot_release_or_extend() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let guard = redlock.lock("r", TTL).await.expect("lock");
+    for m in &memory {
+        assert_eq!(m.release(&["r".into()], "not-the-token").await, Ok(0));
+        assert_eq!(
+            m.extend(&["r".into()], "not-the-token", TTL).await,
+            Ok(false)
+        );
+    }
+    assert!(memory.iter().all(|m| m.keys() == ["r"]));
+    drop(guard);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_guard_releases_in_the_background() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let guard = redlock.lock("r", TTL).await.expect("lock");
+    drop(guard);
+    // the spawned release runs at the next yield
+    tokio::task::yield_now().await;
+    assert!(memory.iter().all(|m| m.keys().is_empty()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_lock_leaves_no_partial_grant() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    // two nodes grant at once, three stall: the round cannot decide
+    memory[2..].iter().for_each(|m| m.set_stalled(true));
+    let attempt = redlock.lock("r", TTL);
+    let cancelled = tokio::time::timeout(Duration::from_millis(10), attempt).await;
+    assert!(cancelled.is_err(), "the lock call should still be pending");
+    assert_eq!(memory[0].keys(), ["r"], "granted before the cancel");
+    tokio::task::yield_now().await;
+    assert!(memory[0].keys().is_empty() && memory[1].keys().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_input_is_a_typed_error_before_anything_is_sent() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let cases: Vec<(Vec<&str>, LockOptions, ConfigError)> = vec![
+        (vec![], LockOptions::new(), ConfigError::NoResources),
+        (vec![""], LockOptions::new(), ConfigError::EmptyResource(0)),
+        (
+            vec!["a", "a"],
+            LockOptions::new(),
+            ConfigError::DuplicateResource("a".into()),
+        ),
+        (
+            vec!["a"],
+            LockOptions::new().ttl(Duration::ZERO),
+            ConfigError::ZeroTtl,
+        ),
+    ];
+    for (resources, options, expected) in cases {
+        let err = redlock
+            .lock_with(resources, &options)
+            .await
+            .expect_err("invalid");
+        assert!(
+            matches!(&err, Error::InvalidConfig(e) if *e == expected),
+            "{err:?}"
+        );
+    }
+    let err = redlock
+        .lock("a", Duration::from_millis(1))
+        .await
+        .expect_err("too short");
+    assert!(matches!(
+        err,
+        Error::InvalidConfig(ConfigError::TtlTooShort { .. })
+    ));
+    assert!(memory.iter().all(|m| m.keys().is_empty()));
+
+    assert_eq!(
+        Redlock::from_nodes(vec![], LockOptions::new()).err(),
+        Some(ConfigError::NoNodes)
+    );
+    let twice: Vec<Arc<dyn Node>> = vec![Arc::new(memory[0].clone()), Arc::new(memory[0].clone())];
+    assert!(matches!(
+        Redlock::from_nodes(twice, LockOptions::new()),
+        Err(ConfigError::DuplicateNode(_))
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn grant_with_no_validity_left_is_an_error_not_a_lease() {
+    let memory = MemoryNode::cluster(5);
+    // answers take 99 ms: a 100 ms ttl minus 99 ms minus 3 ms drift is gone
+    memory
+        .iter()
+        .for_each(|m| m.set_latency(Duration::from_millis(99)));
+    let redlock = redlock_with(
+        &memory,
+        LockOptions::new().node_timeout(Some(Duration::from_millis(500))),
+    );
+    let err = redlock
+        .try_lock("r", Duration::from_millis(100))
+        .await
+        .expect_err("no validity");
+    assert!(matches!(err, Error::Expired), "{err:?}");
+    // with a longer ttl the same latency is fine, and validity counts it
+    let guard = redlock.try_lock("r", TTL).await.expect("lock");
+    assert_eq!(guard.remaining(), TTL - Duration::from_millis(99 + 102));
+}
