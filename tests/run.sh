@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: installs redis-server and faketime when missing (Debian/Ubuntu, via apt-get;
+# sudo when not root), then runs every test of the workspace against real local servers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v faketime >/dev/null 2>&1 || need+=(faketime)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "apt-get not found: install ${need[*]} yourself (e.g. brew install redis libfaketime)" >&2
+    exit 1
+  fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# The system service (if the package started one) is not used: tests start their own servers.
+redis-server --version
+
+cargo test --workspace "$@"
