@@ -60,8 +60,8 @@ pub fn drift_for(ttl: Duration, drift_factor: f64) -> Duration {
 /// What a quorum of servers granted: a token, a ttl and the monotonic instant
 /// taken *before* the first request of the granting round was sent.
 ///
-/// validity = ttl − (now − started) − drift, with drift = ttl × drift_factor
-/// + 2 ms. All arithmetic saturates: a ttl shorter than the drift gives a
+/// validity = ttl − (now − started) − drift, where drift is
+/// ttl × drift_factor plus 2 ms. All arithmetic saturates: a ttl shorter than the drift gives a
 /// lease that is already invalid, never a panic.
 #[derive(Clone, Debug)]
 pub struct Lease {

@@ -354,3 +354,19 @@ async fn grant_with_no_validity_left_is_an_error_not_a_lease() {
     let guard = redlock.try_lock("r", TTL).await.expect("lock");
     assert_eq!(guard.remaining(), TTL - Duration::from_millis(99 + 102));
 }
+
+#[test]
+fn public_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let memory = MemoryNode::cluster(1);
+    let redlock = redlock(&memory);
+    let lock = redlock.lock("r", TTL);
+    assert_send(&lock);
+    let try_lock = redlock.try_lock("r", TTL);
+    assert_send(&try_lock);
+    let options = LockOptions::new();
+    let with = redlock.lock_with(["r"], &options);
+    assert_send(&with);
+    let connect = Redlock::connect(["redis://127.0.0.1:1"]);
+    assert_send(&connect);
+}

@@ -43,7 +43,7 @@ pub enum TestkitError {
     /// The server process was started but never answered PING.
     #[error(
         "redis-server on 127.0.0.1:{port} did not answer PING within {waited:?}; \
-         its output is in {}",
+         its output was in {} (deleted with the server); last lines:\n{tail}",
         log.display()
     )]
     NotReady {
@@ -51,15 +51,17 @@ pub enum TestkitError {
         port: u16,
         /// How long readiness was awaited before giving up.
         waited: Duration,
-        /// The file holding the server's stdout and stderr.
+        /// The file that held the server's stdout and stderr.
         log: PathBuf,
+        /// The last lines of that file.
+        tail: String,
     },
 
     /// The server process exited before it answered PING (for example because
     /// another process took its port first; `start` retries those).
     #[error(
         "redis-server for 127.0.0.1:{port} exited before it was ready ({status}); \
-         its output is in {}",
+         its output was in {} (deleted with the server); last lines:\n{tail}",
         log.display()
     )]
     Exited {
@@ -67,8 +69,10 @@ pub enum TestkitError {
         port: u16,
         /// How the process ended, as printed by the OS.
         status: String,
-        /// The file holding the server's stdout and stderr.
+        /// The file that held the server's stdout and stderr.
         log: PathBuf,
+        /// The last lines of that file.
+        tail: String,
     },
 
     /// A request did not complete within its deadline (e.g. the node is paused

@@ -38,7 +38,7 @@ pub struct FaultProxy {
     addr: SocketAddr,
     upstream: SocketAddr,
     /// A watch channel so every pump task wakes the moment the fault changes.
-    mode: watch::Sender<Fault>,
+    mode: watch::Sender<Mode>,
     /// Owns the per-connection tasks; aborting it aborts them all.
     accept: JoinHandle<()>,
 }
@@ -51,7 +51,7 @@ impl FaultProxy {
         // before `start` returns, without a pick-then-bind race.
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
-        let (mode, watcher) = watch::channel(Fault::Pass);
+        let (mode, watcher) = watch::channel(Mode::default());
         let accept = tokio::spawn(accept_loop(listener, upstream, watcher));
         Ok(Self {
             addr,
@@ -77,13 +77,21 @@ impl FaultProxy {
     }
 
     /// Switches the fault for existing and new connections immediately.
+    ///
+    /// `Reset` is remembered even if replaced before a connection's task
+    /// observed it: every connection open at that moment is reset.
     pub fn set(&self, fault: Fault) {
-        self.mode.send_replace(fault);
+        self.mode.send_modify(|mode| {
+            if fault == Fault::Reset {
+                mode.resets += 1;
+            }
+            mode.fault = fault;
+        });
     }
 
     /// The fault currently applied.
     pub fn fault(&self) -> Fault {
-        self.mode.borrow().clone()
+        self.mode.borrow().fault.clone()
     }
 }
 
@@ -93,7 +101,16 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, mode: watch::Receiver<Fault>) {
+/// What the pump tasks watch.
+#[derive(Debug, Default)]
+struct Mode {
+    fault: Fault,
+    /// How many times `Reset` was set; a connection opened under an older
+    /// count is reset even if the fault has since moved on.
+    resets: u64,
+}
+
+async fn accept_loop(listener: TcpListener, upstream: SocketAddr, mode: watch::Receiver<Mode>) {
     // Dropped with this task on abort, which aborts every connection task.
     let mut connections = JoinSet::new();
     loop {
@@ -104,15 +121,25 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, mode: watch::R
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        if *mode.borrow() == Fault::Reset {
-            reset(client);
-            continue;
-        }
-        connections.spawn(serve(client, upstream, mode.clone()));
+        let resets = {
+            let current = mode.borrow();
+            if current.fault == Fault::Reset {
+                drop(current);
+                reset(client);
+                continue;
+            }
+            current.resets
+        };
+        connections.spawn(serve(client, upstream, mode.clone(), resets));
     }
 }
 
-async fn serve(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Receiver<Fault>) {
+async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    mut mode: watch::Receiver<Mode>,
+    resets: u64,
+) {
     let Ok(mut server) = TcpStream::connect(upstream).await else {
         // An unreachable upstream looks like a refused connection to the client.
         reset(client);
@@ -121,7 +148,7 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Rec
     // Chunks are forwarded as read; Nagle would blur the Delay timings.
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    if pump(&mut client, &mut server, &mut mode).await == Outcome::Reset {
+    if pump(&mut client, &mut server, &mut mode, resets).await == Outcome::Reset {
         reset(client);
         reset(server);
     }
@@ -187,7 +214,8 @@ enum Event {
 async fn pump(
     client: &mut TcpStream,
     server: &mut TcpStream,
-    mode: &mut watch::Receiver<Fault>,
+    mode: &mut watch::Receiver<Mode>,
+    resets_at_accept: u64,
 ) -> Outcome {
     let (mut client_read, mut client_write) = client.split();
     let (mut server_read, mut server_write) = server.split();
@@ -196,7 +224,13 @@ async fn pump(
     let mut up_buf = vec![0u8; 16 * 1024];
     let mut down_buf = vec![0u8; 16 * 1024];
     loop {
-        let fault = mode.borrow_and_update().clone();
+        let fault = {
+            let current = mode.borrow_and_update();
+            if current.resets != resets_at_accept {
+                return Outcome::Reset;
+            }
+            current.fault.clone()
+        };
         let delay = match fault {
             Fault::Pass | Fault::Blackhole => Duration::ZERO,
             Fault::Delay(d) => d,

@@ -19,6 +19,10 @@ const READY_POLL: Duration = Duration::from_millis(10);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Free-port picks tried by `start` before giving up on port races.
 const PORT_ATTEMPTS: usize = 5;
+/// Run by `sh` under faketime: `$0` is redis-server, `$@` its arguments.
+const FAKETIME_EXEC: &str = r#"LD_PRELOAD="$LD_PRELOAD:libc.so.6" exec "$0" "$@""#;
+/// Log lines quoted in start-up errors (the log itself is deleted with the server).
+const LOG_TAIL_LINES: usize = 15;
 /// Launches tried by `restart` on its fixed port (the old socket may linger briefly).
 const RESTART_ATTEMPTS: usize = 3;
 
@@ -247,6 +251,7 @@ impl RedisServer {
                     port: self.port,
                     status: status.to_string(),
                     log: self.log_path(),
+                    tail: self.log_tail(),
                 });
             }
             if let Some(redis_pid) = self.probe(&child).await {
@@ -264,6 +269,7 @@ impl RedisServer {
                     port: self.port,
                     waited: started.elapsed(),
                     log: self.log_path(),
+                    tail: self.log_tail(),
                 });
             }
             tokio::time::sleep(READY_POLL).await;
@@ -294,12 +300,28 @@ impl RedisServer {
         ours.then_some(pid)
     }
 
+    /// The last lines of the server log, for error messages.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+
     fn spawn(&self) -> Result<Child, TestkitError> {
         let redis = redis_server_path()?;
         let mut command = match self.options.clock_rate {
             Some(rate) => {
+                // libfaketime cannot initialise inside a jemalloc process
+                // (wolfcw/libfaketime#130: recursive clock_gettime, redis never
+                // starts), and Debian's redis-server links jemalloc. Appending
+                // glibc right after libfaketime in LD_PRELOAD makes malloc
+                // resolve to glibc's, so jemalloc stays idle. `faketime` puts
+                // its library last in LD_PRELOAD, hence the `sh` hop to append.
                 let mut c = Command::new(faketime_path()?);
-                c.arg("-f").arg(format!("+0 x{rate}")).arg(&redis);
+                c.arg("-f")
+                    .arg(format!("+0 x{rate}"))
+                    .args(["/bin/sh", "-c", FAKETIME_EXEC])
+                    .arg(&redis);
                 c
             }
             None => Command::new(&redis),
@@ -349,16 +371,16 @@ fn free_port() -> Result<u16, TestkitError> {
 
 /// Kills redis-server and reaps what we spawned, leaving the port free.
 fn stop_process(mut process: Process, paused: bool) {
-    let child_pid = process.child.id();
+    // SIGKILL first even when paused (it ends stopped processes too): a SIGCONT
+    // first would let a "partitioned" node briefly serve queued commands.
+    send_signal(process.redis_pid, "KILL");
     if paused {
-        // SIGKILL works on stopped processes too, but a continued process
-        // exits through the normal path and is reaped without surprises.
+        // Wake it so the kernel finishes the kill promptly.
         send_signal(process.redis_pid, "CONT");
     }
-    if process.redis_pid != child_pid {
-        // Under faketime: kill redis first and let faketime reap it and exit,
-        // so that when our wait returns the listening socket is gone.
-        send_signal(process.redis_pid, "KILL");
+    if process.redis_pid != process.child.id() {
+        // Under faketime: let faketime reap redis and exit, so that when our
+        // wait returns the listening socket is gone.
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             if matches!(process.child.try_wait(), Ok(Some(_))) {

@@ -234,6 +234,50 @@ async fn fast_clock_under_faketime_expires_keys_sooner() {
 }
 
 #[tokio::test]
+async fn slow_clock_under_faketime_keeps_keys_longer() {
+    if !faketime_available() {
+        eprintln!("skipping: faketime not installed (apt-get install faketime)");
+        return;
+    }
+    bounded(async {
+        let options = ServerOptions {
+            clock_rate: Some(0.5),
+            ..ServerOptions::default()
+        };
+        let server = RedisServer::start_with(options)
+            .await
+            .expect("start redis-server under faketime");
+        server
+            .command(&["SET", "k", "v", "PX", "300"])
+            .await
+            .expect("SET PX");
+        let set_at = Instant::now();
+        // Waiting out a TTL is the point here: 450 ms real is 225 ms server time.
+        tokio::time::sleep(ms(450)).await;
+        let exists = server.command(&["EXISTS", "k"]).await.expect("EXISTS");
+        assert_eq!(
+            exists.as_i64(),
+            Some(1),
+            "key expired after {:?} real time: server clock is not slowed",
+            set_at.elapsed()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_clock_rate_is_rejected() {
+    let options = ServerOptions {
+        clock_rate: Some(0.0),
+        ..ServerOptions::default()
+    };
+    let err = RedisServer::start_with(options)
+        .await
+        .expect_err("zero clock rate");
+    assert!(matches!(err, TestkitError::InvalidOptions(_)), "{err}");
+}
+
+#[tokio::test]
 async fn password_is_in_url_and_used_by_command() {
     bounded(async {
         let options = ServerOptions {
@@ -400,6 +444,26 @@ async fn fault_proxy_passes_delays_blackholes_and_resets() {
             );
             tokio::time::sleep(ms(10)).await;
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fault_proxy_reset_is_not_lost_when_replaced_at_once() {
+    bounded(async {
+        let server = RedisServer::start().await.expect("start redis-server");
+        let proxy = FaultProxy::start(server.addr()).await.expect("start proxy");
+        let mut open = Connection::connect(proxy.addr()).await.expect("connect");
+        assert_eq!(open.command(&["PING"]).await.expect("PING"), simple("PONG"));
+        // No await in between: the connection's task only sees the final Pass.
+        proxy.set(Fault::Reset);
+        proxy.set(Fault::Pass);
+        let result = tokio::time::timeout(ms(1000), open.command(&["PING"]))
+            .await
+            .expect("reset connection must fail, not hang");
+        assert!(result.is_err(), "connection survived a Reset");
+        let fresh = command_at(proxy.addr(), None, &["PING"], ms(1000)).await;
+        assert_eq!(fresh.expect("new connection after Pass"), simple("PONG"));
     })
     .await;
 }

@@ -37,7 +37,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
         _ if redis_server_available() => {
             let cluster = Cluster::start(5).await?;
-            println!("started 5 local redis-server nodes: {}", cluster.urls().join(" "));
+            println!(
+                "started 5 local redis-server nodes: {}",
+                cluster.urls().join(" ")
+            );
             let redlock = Redlock::connect(cluster.urls()).await?;
             _local_servers = Some(cluster);
             redlock
@@ -75,11 +78,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-async fn worker(
-    id: usize,
-    redlock: Redlock,
-    start: Instant,
-) -> Result<(), quorate_redlock::Error> {
+async fn worker(id: usize, redlock: Redlock, start: Instant) -> Result<(), quorate_redlock::Error> {
     for turn in 1..=ROUNDS {
         let asked = Instant::now();
         let guard = redlock.lock(RESOURCE, Duration::from_secs(5)).await?;

@@ -1,10 +1,11 @@
 //! The real backend: one fred client per node, scripts by EVALSHA.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use fred::prelude::{
-    ClientLike, Config, ConnectionConfig, PerformanceConfig, ReconnectPolicy, Server,
+    ClientLike, Config, ConnectionConfig, EventInterface, PerformanceConfig, ReconnectPolicy,
+    Server,
 };
 use fred::types::config::ServerConfig;
 use fred::types::scripts::Script;
@@ -58,6 +59,9 @@ impl Default for FredSettings {
 pub struct FredNode {
     client: fred::clients::Client,
     name: String,
+    /// The last connection error, shown instead of a bare timeout while
+    /// the node is disconnected (e.g. `WRONGPASS`, connection refused).
+    last_error: Arc<Mutex<Option<String>>>,
 }
 
 impl FredNode {
@@ -65,11 +69,14 @@ impl FredNode {
     /// started in the background (so a node that is down now can join
     /// later); the call must run inside a tokio runtime.
     pub fn from_url(url: &str, settings: &FredSettings) -> Result<Self, ConfigError> {
-        let config = Config::from_url(url).map_err(|e| ConfigError::BadUrl {
+        let mut config = Config::from_url(url).map_err(|e| ConfigError::BadUrl {
             index: 0,
             url: redact(url),
             reason: e.details().to_string(),
         })?;
+        // A node that is down at start-up must join when it comes up, so the
+        // first connection gets the same reconnect logic as later ones.
+        config.fail_fast = false;
         let connection = ConnectionConfig {
             connection_timeout: settings.connection_timeout,
             internal_command_timeout: settings.connection_timeout,
@@ -92,11 +99,49 @@ impl FredNode {
     /// connection task is started here; an initialised client is used as is.
     pub fn from_client(client: fred::clients::Client) -> Self {
         let name = node_name(&client.client_config());
+        let last_error = Arc::new(Mutex::new(None));
+        let mut errors = client.error_rx();
+        let slot = Arc::clone(&last_error);
+        // Ends when the client is dropped (the channel closes).
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match errors.recv().await {
+                    Ok((error, _)) => {
+                        let text = format!("{:?}: {}", error.kind(), error.details());
+                        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+                    }
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
         if client.state() == ClientState::Disconnected {
             // The handle is not needed: the task lives as long as the client.
             drop(client.connect());
         }
-        FredNode { client, name }
+        FredNode {
+            client,
+            name,
+            last_error,
+        }
+    }
+
+    /// While disconnected, calls fail at once with the last connection
+    /// error instead of queueing until the per-node timeout.
+    fn disconnected_error(&self) -> Option<NodeError> {
+        if self.client.is_connected() {
+            return None;
+        }
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Some(NodeError(match last {
+            Some(e) => format!("disconnected ({e})"),
+            None => "not connected yet".to_owned(),
+        }))
     }
 
     /// The underlying client.
@@ -120,6 +165,9 @@ impl FredNode {
     where
         T: fred::types::FromValue + Send + 'static,
     {
+        if let Some(error) = self.disconnected_error() {
+            return futures::future::ready(Err(error)).boxed();
+        }
         let client = self.client.clone();
         let keys = keys.to_vec();
         async move {

@@ -1,0 +1,178 @@
+//! One suite, two backends: every case runs against in-memory nodes and
+//! against real redis-server processes, so the two cannot drift apart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quorate_redlock::{AcquireReply, FredNode, FredSettings, MemoryNode, Node};
+use quorate_testkit::Cluster;
+
+const TTL: Duration = Duration::from_secs(10);
+
+fn keys(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+async fn acquire(node: &dyn Node, names: &[&str], token: &str, ttl: Duration) -> AcquireReply {
+    node.acquire(&keys(names), token, ttl)
+        .await
+        .expect("node answers")
+}
+
+async fn release(node: &dyn Node, names: &[&str], token: &str) -> u64 {
+    node.release(&keys(names), token)
+        .await
+        .expect("node answers")
+}
+
+async fn extend(node: &dyn Node, names: &[&str], token: &str, ttl: Duration) -> bool {
+    node.extend(&keys(names), token, ttl)
+        .await
+        .expect("node answers")
+}
+
+async fn case_acquire_is_exclusive_and_idempotent(node: &dyn Node) {
+    assert_eq!(acquire(node, &["k"], "a", TTL).await, AcquireReply::Granted);
+    assert_eq!(acquire(node, &["k"], "a", TTL).await, AcquireReply::Granted);
+    match acquire(node, &["k"], "b", TTL).await {
+        AcquireReply::Taken {
+            index: 0,
+            remaining: Some(ttl),
+        } => {
+            assert!(ttl > Duration::from_secs(9) && ttl <= TTL, "{ttl:?}");
+        }
+        other => panic!("expected Taken, got {other:?}"),
+    }
+}
+
+async fn case_multi_key_is_all_or_nothing(node: &dyn Node) {
+    assert_eq!(
+        acquire(node, &["m2"], "other", TTL).await,
+        AcquireReply::Granted
+    );
+    let reply = acquire(node, &["m1", "m2", "m3"], "me", TTL).await;
+    assert!(
+        matches!(reply, AcquireReply::Taken { index: 1, .. }),
+        "{reply:?}"
+    );
+    // nothing of the failed request was set
+    assert_eq!(
+        acquire(node, &["m1"], "third", TTL).await,
+        AcquireReply::Granted
+    );
+    assert_eq!(
+        acquire(node, &["m3"], "third", TTL).await,
+        AcquireReply::Granted
+    );
+}
+
+async fn case_release_is_compare_and_delete(node: &dyn Node) {
+    assert_eq!(
+        acquire(node, &["r1", "r2"], "a", TTL).await,
+        AcquireReply::Granted
+    );
+    assert_eq!(release(node, &["r1", "r2"], "b").await, 0);
+    assert!(matches!(
+        acquire(node, &["r1"], "b", TTL).await,
+        AcquireReply::Taken { .. }
+    ));
+    assert_eq!(release(node, &["r1", "r2", "never"], "a").await, 2);
+    assert_eq!(release(node, &["r1", "r2"], "a").await, 0, "idempotent");
+    assert_eq!(
+        acquire(node, &["r1"], "b", TTL).await,
+        AcquireReply::Granted
+    );
+}
+
+async fn case_extend_needs_every_key(node: &dyn Node) {
+    assert_eq!(
+        acquire(node, &["e1", "e2"], "a", Duration::from_secs(1)).await,
+        AcquireReply::Granted
+    );
+    assert!(!extend(node, &["e1", "e2"], "b", TTL).await);
+    assert!(
+        !extend(node, &["e1", "e2", "e3"], "a", TTL).await,
+        "e3 is not ours"
+    );
+    assert!(extend(node, &["e1", "e2"], "a", TTL).await);
+    match acquire(node, &["e2"], "b", TTL).await {
+        AcquireReply::Taken {
+            remaining: Some(ttl),
+            ..
+        } => assert!(ttl > Duration::from_secs(9)),
+        other => panic!("expected Taken, got {other:?}"),
+    }
+}
+
+async fn case_keys_expire_after_their_ttl(node: &dyn Node) {
+    assert_eq!(
+        acquire(node, &["x"], "a", Duration::from_millis(100)).await,
+        AcquireReply::Granted
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(release(node, &["x"], "a").await, 0, "already expired");
+    assert!(
+        !extend(node, &["x"], "a", TTL).await,
+        "an expired lock is not revived"
+    );
+    assert_eq!(acquire(node, &["x"], "b", TTL).await, AcquireReply::Granted);
+}
+
+async fn case_tokens_and_keys_are_opaque_bytes(node: &dyn Node) {
+    let key = "weird key: {tag} \u{e9}\u{1F512} -- \"quoted\" \\ slash";
+    assert_eq!(
+        acquire(node, &[key], "tok with spaces", TTL).await,
+        AcquireReply::Granted
+    );
+    assert!(matches!(
+        acquire(node, &[key], "tok", TTL).await,
+        AcquireReply::Taken { .. }
+    ));
+    assert_eq!(release(node, &[key], "tok with spaces").await, 1);
+}
+
+async fn memory_node() -> Arc<dyn Node> {
+    Arc::new(MemoryNode::new("memory"))
+}
+
+async fn real_node() -> (Cluster, Arc<dyn Node>) {
+    let cluster = Cluster::start(1).await.expect("redis-server starts");
+    let node = FredNode::from_url(&cluster.urls()[0], &FredSettings::default()).expect("url");
+    assert!(
+        node.wait_connected(Duration::from_secs(5)).await,
+        "connects"
+    );
+    (cluster, Arc::new(node))
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let node = super::memory_node().await;
+                    super::$case(node.as_ref()).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (_cluster, node) = super::real_node().await;
+                    super::$case(node.as_ref()).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    case_acquire_is_exclusive_and_idempotent,
+    case_multi_key_is_all_or_nothing,
+    case_release_is_compare_and_delete,
+    case_extend_needs_every_key,
+    case_keys_expire_after_their_ttl,
+    case_tokens_and_keys_are_opaque_bytes,
+);

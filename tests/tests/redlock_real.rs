@@ -1,0 +1,573 @@
+//! The Redlock mutex against 5 real redis-server processes, with real faults:
+//! kill, restart, SIGSTOP, a black-holing proxy, SCRIPT FLUSH, a fast clock.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use quorate_redlock::{
+    Error, FredNode, FredSettings, LockOptions, Node, NodeOutcome, Redlock, ReleaseOutcome,
+};
+use quorate_testkit::{Cluster, Fault, FaultProxy, HoldLog, Reply, ServerOptions};
+use tokio::time::Instant;
+
+async fn connect(urls: Vec<String>) -> Redlock {
+    Redlock::connect(urls).await.expect("connect")
+}
+
+fn name_of(url: &str) -> String {
+    url.trim_start_matches("redis://").to_owned()
+}
+
+/// GET `key` on node `i` of the cluster.
+async fn get(cluster: &Cluster, i: usize, key: &str) -> Option<String> {
+    match cluster.server(i).command(&["GET", key]).await.expect("GET") {
+        Reply::Bulk(Some(v)) => Some(String::from_utf8_lossy(&v).into_owned()),
+        _ => None,
+    }
+}
+
+/// Every key on every running node.
+async fn all_keys(cluster: &Cluster) -> Vec<Vec<String>> {
+    cluster.keys("*").await.expect("KEYS")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_exclusion_16_tasks_200_acquisitions_each() {
+    const TASKS: u64 = 16;
+    const EACH: usize = 200;
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let redlock = connect(cluster.urls()).await;
+    // Short retry delays so the run is quick; the jitter keeps contenders apart.
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(5))
+        .acquire_timeout(Some(Duration::from_secs(60)))
+        .retry_delay(Duration::from_millis(1))
+        .retry_jitter(Duration::from_millis(8));
+    let log = Arc::new(HoldLog::new());
+    let inside = Arc::new(AtomicBool::new(false));
+    let run_started = StdInstant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|id| {
+            let (redlock, options, log, inside) = (
+                redlock.clone(),
+                options.clone(),
+                log.clone(),
+                inside.clone(),
+            );
+            tokio::spawn(async move {
+                for _ in 0..EACH {
+                    let guard = redlock
+                        .lock_with(["mutex:shared"], &options)
+                        .await
+                        .expect("lock within 60 s");
+                    let start = StdInstant::now();
+                    assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                    tokio::task::yield_now().await;
+                    inside.store(false, Ordering::SeqCst);
+                    assert!(guard.is_valid(), "held past validity");
+                    let end = StdInstant::now();
+                    log.record("mutex:shared", id, start, end);
+                    guard.release().await.expect("release");
+                }
+            })
+        })
+        .collect();
+    let all = futures::future::join_all(tasks);
+    tokio::time::timeout(Duration::from_secs(240), all)
+        .await
+        .expect("run finishes within 240 s")
+        .into_iter()
+        .for_each(|r| r.expect("task"));
+    assert_eq!(log.len(), TASKS as usize * EACH);
+    log.check_exclusive().expect("no overlapping holds");
+    println!(
+        "{} acquisitions in {:.1} s",
+        log.len(),
+        run_started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn two_dead_nodes_change_nothing_three_give_no_quorum_naming_them() {
+    let mut cluster = Cluster::start(5).await.expect("cluster");
+    let urls = cluster.urls();
+    let redlock = connect(urls.clone()).await;
+    cluster.server_mut(0).kill();
+    cluster.server_mut(1).kill();
+    for _ in 0..5 {
+        let guard = redlock
+            .try_lock("r", Duration::from_secs(5))
+            .await
+            .expect("3 of 5");
+        assert_eq!(
+            guard.release().await.expect("release"),
+            ReleaseOutcome::Released
+        );
+    }
+
+    cluster.server_mut(2).kill();
+    let started = Instant::now();
+    let err = redlock
+        .try_lock("r", Duration::from_secs(5))
+        .await
+        .expect_err("2 of 5");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let Error::NoQuorum {
+        granted, outcomes, ..
+    } = &err
+    else {
+        panic!("expected NoQuorum, got {err:?}");
+    };
+    assert_eq!(*granted, 2);
+    let mut failed = outcomes.failed_nodes();
+    failed.sort();
+    let mut dead: Vec<String> = urls[..3].iter().map(|u| name_of(u)).collect();
+    dead.sort();
+    assert_eq!(failed, dead, "{err}");
+    // lock() with a deadline gives up within it, with the same diagnosis
+    let options = LockOptions::new().acquire_timeout(Some(Duration::from_millis(500)));
+    let started = Instant::now();
+    let err = redlock
+        .lock_with(["r"], &options)
+        .await
+        .expect_err("no quorum");
+    assert!(matches!(err, Error::NoQuorum { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // the 2 live nodes keep no partial grant
+    assert!(all_keys(&cluster).await.iter().all(Vec::is_empty));
+}
+
+#[tokio::test]
+async fn a_paused_node_costs_nothing_three_cost_one_node_timeout() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let redlock = connect(cluster.urls()).await;
+    let node_timeout = redlock.defaults().effective_node_timeout();
+    cluster.server(0).pause();
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let guard = redlock
+            .lock("r", Duration::from_secs(10))
+            .await
+            .expect("4 live of 5");
+        worst = worst.max(started.elapsed());
+        guard.release().await.expect("release");
+    }
+    assert!(
+        worst < node_timeout,
+        "lock waited for the paused node: {worst:?}"
+    );
+
+    cluster.server(1).pause();
+    cluster.server(2).pause();
+    let started = Instant::now();
+    let err = redlock
+        .try_lock("r2", Duration::from_secs(10))
+        .await
+        .expect_err("3 paused");
+    let took = started.elapsed();
+    assert!(took >= node_timeout && took < node_timeout * 3, "{took:?}");
+    let timed_out = err
+        .outcomes()
+        .expect("outcomes")
+        .nodes_where(|o| *o == NodeOutcome::TimedOut);
+    assert_eq!(timed_out.len(), 3, "{err}");
+    for i in 0..3 {
+        cluster.server(i).resume();
+    }
+}
+
+#[tokio::test]
+async fn a_black_holed_node_costs_nothing_three_cost_one_node_timeout() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let mut proxies = Vec::new();
+    for i in 0..5 {
+        proxies.push(
+            FaultProxy::start(cluster.server(i).addr())
+                .await
+                .expect("proxy"),
+        );
+    }
+    let redlock = connect(proxies.iter().map(FaultProxy::url).collect()).await;
+    let node_timeout = redlock.defaults().effective_node_timeout();
+    proxies[4].set(Fault::Blackhole);
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let guard = redlock
+            .lock("r", Duration::from_secs(10))
+            .await
+            .expect("4 of 5");
+        worst = worst.max(started.elapsed());
+        guard.release().await.expect("release");
+    }
+    assert!(
+        worst < node_timeout,
+        "lock waited for the black hole: {worst:?}"
+    );
+
+    proxies[3].set(Fault::Blackhole);
+    proxies[2].set(Fault::Blackhole);
+    let started = Instant::now();
+    let err = redlock
+        .try_lock("r2", Duration::from_secs(10))
+        .await
+        .expect_err("3 black-holed");
+    let took = started.elapsed();
+    assert!(matches!(err, Error::NoQuorum { .. }), "{err:?}");
+    assert!(took >= node_timeout && took < node_timeout * 3, "{took:?}");
+}
+
+#[tokio::test]
+async fn only_the_owner_can_release_or_extend() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let alice = connect(cluster.urls()).await;
+    let mallory = connect(cluster.urls()).await;
+    let guard = alice
+        .lock("owned", Duration::from_secs(10))
+        .await
+        .expect("lock");
+    let token = guard.lease().token().to_hex();
+
+    assert!(matches!(
+        mallory.try_lock("owned", Duration::from_secs(10)).await,
+        Err(Error::Taken { .. })
+    ));
+    for url in cluster.urls() {
+        let node = FredNode::from_url(&url, &FredSettings::default()).expect("url");
+        assert!(node.wait_connected(Duration::from_secs(5)).await);
+        let keys = vec!["owned".to_owned()];
+        assert_eq!(node.release(&keys, "guessed-token").await, Ok(0));
+        assert_eq!(
+            node.extend(&keys, "guessed-token", Duration::from_secs(99))
+                .await,
+            Ok(false)
+        );
+    }
+    for i in 0..5 {
+        assert_eq!(
+            get(&cluster, i, "owned").await.as_deref(),
+            Some(token.as_str())
+        );
+    }
+    // an old, expired guard of mallory's cannot release alice's lock either
+    let old = mallory
+        .lock("owned2", Duration::from_millis(50))
+        .await
+        .expect("lock");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let alices = alice
+        .lock("owned2", Duration::from_secs(10))
+        .await
+        .expect("after expiry");
+    assert_eq!(
+        old.release().await.expect("release"),
+        ReleaseOutcome::NotHeld
+    );
+    assert!(alices.is_valid());
+    for i in 0..5 {
+        assert!(get(&cluster, i, "owned2").await.is_some());
+    }
+    assert_eq!(
+        guard.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+}
+
+#[tokio::test]
+async fn script_flush_between_operations_is_survived() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let redlock = connect(cluster.urls()).await;
+    let flush = || async {
+        for i in 0..5 {
+            cluster
+                .server(i)
+                .command(&["SCRIPT", "FLUSH"])
+                .await
+                .expect("flush");
+        }
+    };
+    let mut guard = redlock
+        .lock("f", Duration::from_secs(10))
+        .await
+        .expect("lock");
+    flush().await;
+    guard
+        .extend(Duration::from_secs(10))
+        .await
+        .expect("extend after flush");
+    flush().await;
+    assert_eq!(
+        guard.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    flush().await;
+    let guard = redlock
+        .lock("f", Duration::from_secs(10))
+        .await
+        .expect("lock after flush");
+    guard.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn a_restarted_node_is_used_again() {
+    let mut cluster = Cluster::start(5).await.expect("cluster");
+    let redlock = connect(cluster.urls()).await;
+    redlock
+        .lock("x", Duration::from_secs(5))
+        .await
+        .expect("lock")
+        .release()
+        .await
+        .expect("release");
+    cluster.server_mut(0).kill();
+    let guard = redlock
+        .lock("x", Duration::from_secs(5))
+        .await
+        .expect("4 of 5");
+    guard.release().await.expect("release");
+    cluster.server_mut(0).restart().await.expect("restart");
+    // the client reconnects on its own (backoff up to 1 s); bounded wait
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let guard = redlock
+            .lock("x", Duration::from_secs(5))
+            .await
+            .expect("lock");
+        let token = guard.lease().token().to_hex();
+        let on_restarted = get(&cluster, 0, "x").await;
+        guard.release().await.expect("release");
+        if on_restarted.as_deref() == Some(token.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restarted node never granted again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_down_at_construction_joins_when_it_comes_up() {
+    let mut cluster = Cluster::start(3).await.expect("cluster");
+    cluster.server_mut(2).kill();
+    let redlock = connect(cluster.urls()).await;
+    let err = redlock.try_lock("late", Duration::from_secs(5)).await;
+    // 2 of 3 still grant; the dead node fails fast with its connection error
+    let guard = err.expect("2 of 3");
+    guard.release().await.expect("release");
+    cluster.server_mut(2).restart().await.expect("restart");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let guard = redlock
+            .lock("late", Duration::from_secs(5))
+            .await
+            .expect("lock");
+        let token = guard.lease().token().to_hex();
+        let on_late = get(&cluster, 2, "late").await;
+        guard.release().await.expect("release");
+        if on_late.as_deref() == Some(token.as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "late node never joined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn cancelled_lock_leaves_no_key_behind() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let mut proxies = Vec::new();
+    for i in 0..5 {
+        proxies.push(
+            FaultProxy::start(cluster.server(i).addr())
+                .await
+                .expect("proxy"),
+        );
+    }
+    let redlock = connect(proxies.iter().map(FaultProxy::url).collect()).await;
+    // 3 nodes answer 300 ms late: the round is still undecided when cancelled
+    for p in &proxies[2..] {
+        p.set(Fault::Delay(Duration::from_millis(300)));
+    }
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(30))
+        .node_timeout(Some(Duration::from_secs(2)));
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(100),
+        redlock.lock_with(["c"], &options),
+    )
+    .await;
+    assert!(cancelled.is_err(), "still pending when dropped");
+    // The fast nodes granted before the cancel; the slow ones grant on arrival.
+    // The spawned undo follows each grant on the same connection, so within a
+    // few round trips every node is clean — long before the 30 s ttl.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let keys = all_keys(&cluster).await;
+        if keys.iter().all(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "keys left behind: {keys:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn three_resources_all_or_nothing_when_one_is_taken() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let redlock = connect(cluster.urls()).await;
+    let held = redlock
+        .lock("res:b", Duration::from_secs(10))
+        .await
+        .expect("b");
+    let err = redlock
+        .lock_with(
+            ["res:a", "res:b", "res:c"],
+            &LockOptions::new().max_attempts(Some(1)),
+        )
+        .await
+        .expect_err("b taken");
+    assert!(
+        matches!(&err, Error::Taken { resource, .. } if resource == "res:b"),
+        "{err:?}"
+    );
+    for keys in all_keys(&cluster).await {
+        assert_eq!(keys, ["res:b"]);
+    }
+    held.release().await.expect("release");
+    let all = redlock
+        .lock_with(["res:a", "res:b", "res:c"], &LockOptions::new())
+        .await
+        .expect("all three");
+    for mut keys in all_keys(&cluster).await {
+        keys.sort();
+        assert_eq!(keys, ["res:a", "res:b", "res:c"]);
+    }
+    all.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn password_protected_nodes_and_a_wrong_password() {
+    let options = ServerOptions {
+        password: Some("s3cret".into()),
+        ..ServerOptions::default()
+    };
+    let cluster = Cluster::start_with(3, options).await.expect("cluster");
+    let redlock = connect(cluster.urls()).await;
+    redlock
+        .lock("acl", Duration::from_secs(5))
+        .await
+        .expect("lock with password")
+        .release()
+        .await
+        .expect("release");
+
+    let wrong: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|u| u.replace("s3cret", "wrong"))
+        .collect();
+    let redlock = connect(wrong).await;
+    let err = redlock
+        .try_lock("acl", Duration::from_secs(5))
+        .await
+        .expect_err("auth fails");
+    assert!(matches!(err, Error::NoQuorum { .. }), "{err:?}");
+    assert!(!err.to_string().contains("wrong"), "password leaked: {err}");
+    // the round is decided after 2 failures; each names the auth problem
+    let outcomes = err.outcomes().expect("outcomes");
+    assert!(outcomes.failed_nodes().len() >= 2, "{err}");
+    for report in &outcomes.0 {
+        if let NodeOutcome::Error(e) = &report.outcome {
+            assert!(e.contains("WRONGPASS"), "{e}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_urls_are_caught_at_construction() {
+    let err = Redlock::connect(["redis://127.0.0.1:1", "not a url"])
+        .await
+        .expect_err("bad url");
+    assert!(
+        matches!(&err, quorate_redlock::ConfigError::BadUrl { index: 1, .. }),
+        "{err:?}"
+    );
+    let err = Redlock::connect(Vec::<String>::new())
+        .await
+        .expect_err("empty");
+    assert_eq!(err, quorate_redlock::ConfigError::NoNodes);
+    let err = Redlock::connect(["redis://127.0.0.1:7", "redis://127.0.0.1:7"])
+        .await
+        .expect_err("twice");
+    assert!(matches!(
+        err,
+        quorate_redlock::ConfigError::DuplicateNode(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_fast_clock_on_one_node_does_not_break_the_lock() {
+    if !quorate_testkit::faketime_available() {
+        panic!("faketime is required for this test: apt-get install faketime");
+    }
+    let fast = Cluster::start_with(
+        1,
+        ServerOptions {
+            clock_rate: Some(4.0),
+            ..ServerOptions::default()
+        },
+    )
+    .await
+    .expect("fast node");
+    let normal = Cluster::start(4).await.expect("4 nodes");
+    let mut urls = fast.urls();
+    urls.extend(normal.urls());
+    let redlock = connect(urls).await;
+    let guard = redlock
+        .lock("clock", Duration::from_secs(2))
+        .await
+        .expect("lock");
+    // 4x clock: the fast node drops the key after ~0.5 s real time
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while get(&fast, 0, "clock").await.is_some() {
+        assert!(Instant::now() < deadline, "fast node kept the key");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(guard.is_valid());
+    let err = redlock
+        .try_lock("clock", Duration::from_secs(2))
+        .await
+        .expect_err("still held");
+    assert!(matches!(err, Error::Taken { .. }), "{err:?}");
+    guard.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn nodes_from_the_callers_own_fred_clients() {
+    use quorate_redlock::fred::prelude::{Client, Config};
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let mut builder = Redlock::builder();
+    for url in cluster.urls() {
+        let config = Config::from_url(&url).expect("url");
+        builder = builder.client(Client::new(config, None, None, None));
+    }
+    let redlock = builder.build().await.expect("build");
+    let names: Vec<String> = cluster.urls().iter().map(|u| name_of(u)).collect();
+    assert_eq!(redlock.node_names(), names);
+    let guard = redlock
+        .lock("own-clients", Duration::from_secs(5))
+        .await
+        .expect("lock");
+    assert_eq!(
+        guard.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+}
