@@ -32,6 +32,21 @@ async fn all_keys(cluster: &Cluster) -> Vec<Vec<String>> {
     cluster.keys("*").await.expect("KEYS")
 }
 
+/// Waits (bounded) until no running node holds any key. Rounds are decided
+/// early and undos go out on the same connections right after, so a clean
+/// state follows within a few round trips; there is no event to wait on.
+async fn assert_keys_vanish(cluster: &Cluster, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let keys = all_keys(cluster).await;
+        if keys.iter().all(Vec::is_empty) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "keys left behind: {keys:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_exclusion_16_tasks_200_acquisitions_each() {
     const TASKS: u64 = 16;
@@ -139,7 +154,7 @@ async fn two_dead_nodes_change_nothing_three_give_no_quorum_naming_them() {
     assert!(matches!(err, Error::NoQuorum { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     // the 2 live nodes keep no partial grant
-    assert!(all_keys(&cluster).await.iter().all(Vec::is_empty));
+    assert_keys_vanish(&cluster, Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
@@ -249,12 +264,17 @@ async fn only_the_owner_can_release_or_extend() {
             Ok(false)
         );
     }
+    // Rounds are decided by a majority: alice's token is on at least 3
+    // nodes, and nothing else is on any.
+    let mut holding = 0;
     for i in 0..5 {
-        assert_eq!(
-            get(&cluster, i, "owned").await.as_deref(),
-            Some(token.as_str())
-        );
+        match get(&cluster, i, "owned").await {
+            Some(value) if value == token => holding += 1,
+            Some(other) => panic!("node {i} holds {other}, not alice's token"),
+            None => {}
+        }
     }
+    assert!(holding >= 3, "only {holding} nodes hold alice's token");
     // an old, expired guard of mallory's cannot release alice's lock either
     let old = mallory
         .lock("owned2", Duration::from_millis(50))
@@ -270,9 +290,14 @@ async fn only_the_owner_can_release_or_extend() {
         ReleaseOutcome::NotHeld
     );
     assert!(alices.is_valid());
+    let alices_token = alices.lease().token().to_hex();
+    let mut holding = 0;
     for i in 0..5 {
-        assert!(get(&cluster, i, "owned2").await.is_some());
+        if get(&cluster, i, "owned2").await.as_deref() == Some(alices_token.as_str()) {
+            holding += 1;
+        }
     }
+    assert!(holding >= 3, "mallory's late release deleted alice's keys");
     assert_eq!(
         guard.release().await.expect("release"),
         ReleaseOutcome::Released
@@ -408,15 +433,7 @@ async fn cancelled_lock_leaves_no_key_behind() {
     // The fast nodes granted before the cancel; the slow ones grant on arrival.
     // The spawned undo follows each grant on the same connection, so within a
     // few round trips every node is clean — long before the 30 s ttl.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let keys = all_keys(&cluster).await;
-        if keys.iter().all(Vec::is_empty) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "keys left behind: {keys:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_keys_vanish(&cluster, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -438,18 +455,21 @@ async fn three_resources_all_or_nothing_when_one_is_taken() {
         matches!(&err, Error::Taken { resource, .. } if resource == "res:b"),
         "{err:?}"
     );
-    for keys in all_keys(&cluster).await {
-        assert_eq!(keys, ["res:b"]);
-    }
+    // Nothing of the failed request stays anywhere. (`res:b` itself may
+    // still be in flight to a straggler: its round was decided by 3 of 5.)
+    let keys = all_keys(&cluster).await;
+    assert!(keys.iter().flatten().all(|k| k == "res:b"), "{keys:?}");
     held.release().await.expect("release");
     let all = redlock
         .lock_with(["res:a", "res:b", "res:c"], &LockOptions::new())
         .await
         .expect("all three");
-    for mut keys in all_keys(&cluster).await {
-        keys.sort();
-        assert_eq!(keys, ["res:a", "res:b", "res:c"]);
-    }
+    let complete = all_keys(&cluster)
+        .await
+        .into_iter()
+        .filter(|keys| keys.len() == 3)
+        .count();
+    assert!(complete >= 3, "a majority holds all three");
     all.release().await.expect("release");
 }
 
