@@ -57,17 +57,20 @@ pub(crate) async fn attempt(
             remaining: *remaining,
         },
     });
-    let taken: Vec<usize> = round
+    let first_taken = round.replies.iter().find_map(|r| match r {
+        Reply::Answered(AcquireReply::Taken { index, .. }) => Some(*index),
+        _ => None,
+    });
+    let failed = round
         .replies
         .iter()
-        .filter_map(|r| match r {
-            Reply::Answered(AcquireReply::Taken { index, .. }) => Some(*index),
-            _ => None,
-        })
-        .collect();
+        .filter(|r| matches!(r, Reply::Failed(_) | Reply::TimedOut))
+        .count();
     let n = inner.nodes.len();
-    if taken.len() > n - inner.quorum {
-        let resource = keys.get(taken[0]).cloned().unwrap_or_default();
+    // Failed nodes alone sink the round: the nodes are the problem. Otherwise
+    // a holder is what kept us from a majority.
+    if let (Some(index), true) = (first_taken, failed <= n - inner.quorum) {
+        let resource = keys.get(index).cloned().unwrap_or_default();
         Err(Error::Taken { resource, outcomes })
     } else {
         Err(Error::NoQuorum {

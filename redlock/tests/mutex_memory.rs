@@ -370,3 +370,55 @@ fn public_futures_are_send() {
     let connect = Redlock::connect(["redis://127.0.0.1:1"]);
     assert_send(&connect);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn metrics_count_outcomes_per_primitive_and_node() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // current-thread runtime: every task of this test records here
+    let _local = metrics::set_default_local_recorder(&recorder);
+
+    let memory = MemoryNode::cluster(3);
+    memory[2].set_down(true);
+    let redlock = redlock(&memory);
+    let guard = redlock.lock("m", TTL).await.expect("lock");
+    redlock.try_lock("m", TTL).await.expect_err("taken");
+    guard.release().await.expect("release");
+    tokio::task::yield_now().await;
+
+    // one snapshot: taking one resets the counters
+    let snapshot = snapshotter.snapshot().into_vec();
+    let value = |name: &str, labels: &[(&str, &str)]| -> Option<&DebugValue> {
+        snapshot
+            .iter()
+            .find(|(key, ..)| {
+                key.key().name() == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
+            })
+            .map(|(_, _, _, value)| value)
+    };
+    let counter = |name: &str, labels: &[(&str, &str)]| match value(name, labels) {
+        Some(DebugValue::Counter(n)) => *n,
+        other => panic!("{name} {labels:?}: {other:?}"),
+    };
+    use quorate_redlock::metrics as m;
+    let granted = [("primitive", "mutex"), ("outcome", "granted")];
+    assert_eq!(counter(m::ACQUIRE_TOTAL, &granted), 1);
+    let taken = [("primitive", "mutex"), ("outcome", "taken")];
+    assert_eq!(counter(m::ACQUIRE_TOTAL, &taken), 1);
+    let released = [("primitive", "mutex"), ("outcome", "released")];
+    assert_eq!(counter(m::RELEASE_TOTAL, &released), 1);
+    let node_errors = [("node", "memory-2"), ("kind", "error"), ("op", "acquire")];
+    assert_eq!(counter(m::NODE_ERRORS_TOTAL, &node_errors), 2);
+    match value(m::LOCKS_HELD, &[("primitive", "mutex")]) {
+        Some(DebugValue::Gauge(g)) => assert_eq!(g.0, 0.0),
+        other => panic!("locks held: {other:?}"),
+    }
+    match value(m::HOLD_SECONDS, &[("primitive", "mutex")]) {
+        Some(DebugValue::Histogram(h)) => assert_eq!(h.len(), 1),
+        other => panic!("hold: {other:?}"),
+    }
+}

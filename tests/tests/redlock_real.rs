@@ -32,6 +32,26 @@ async fn all_keys(cluster: &Cluster) -> Vec<Vec<String>> {
     cluster.keys("*").await.expect("KEYS")
 }
 
+/// Locks and releases `key` until node `i` is seen holding our token (it
+/// reconnected and takes part again); fails after 15 s.
+async fn wait_until_node_grants(redlock: &Redlock, cluster: &Cluster, i: usize, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let guard = redlock
+            .lock(key, Duration::from_secs(5))
+            .await
+            .expect("lock");
+        let token = guard.lease().token().to_hex();
+        let on_node = get(cluster, i, key).await;
+        guard.release().await.expect("release");
+        if on_node.as_deref() == Some(token.as_str()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "node {i} never granted again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits (bounded) until no running node holds any key. Rounds are decided
 /// early and undos go out on the same connections right after, so a clean
 /// state follows within a few round trips; there is no event to wait on.
@@ -357,25 +377,8 @@ async fn a_restarted_node_is_used_again() {
         .expect("4 of 5");
     guard.release().await.expect("release");
     cluster.server_mut(0).restart().await.expect("restart");
-    // the client reconnects on its own (backoff up to 1 s); bounded wait
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let guard = redlock
-            .lock("x", Duration::from_secs(5))
-            .await
-            .expect("lock");
-        let token = guard.lease().token().to_hex();
-        let on_restarted = get(&cluster, 0, "x").await;
-        guard.release().await.expect("release");
-        if on_restarted.as_deref() == Some(token.as_str()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "restarted node never granted again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // the client reconnects on its own (backoff up to 1 s)
+    wait_until_node_grants(&redlock, &cluster, 0, "x").await;
 }
 
 #[tokio::test]
@@ -388,21 +391,7 @@ async fn a_node_down_at_construction_joins_when_it_comes_up() {
     let guard = err.expect("2 of 3");
     guard.release().await.expect("release");
     cluster.server_mut(2).restart().await.expect("restart");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let guard = redlock
-            .lock("late", Duration::from_secs(5))
-            .await
-            .expect("lock");
-        let token = guard.lease().token().to_hex();
-        let on_late = get(&cluster, 2, "late").await;
-        guard.release().await.expect("release");
-        if on_late.as_deref() == Some(token.as_str()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "late node never joined");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_node_grants(&redlock, &cluster, 2, "late").await;
 }
 
 #[tokio::test]
@@ -509,6 +498,28 @@ async fn password_protected_nodes_and_a_wrong_password() {
             assert!(e.contains("WRONGPASS"), "{e}");
         }
     }
+}
+
+#[tokio::test]
+async fn sentinel_and_cluster_urls_are_accepted_as_nodes() {
+    // Nothing listens on these ports: construction succeeds (the nodes keep
+    // reconnecting), and a lock call names them as failed.
+    let redlock = Redlock::connect([
+        "redis-sentinel://127.0.0.1:9?sentinelServiceName=mymaster",
+        "redis-cluster://127.0.0.1:11",
+        "redis://127.0.0.1:13",
+    ])
+    .await
+    .expect("accepted");
+    assert_eq!(
+        redlock.node_names(),
+        ["127.0.0.1:9", "127.0.0.1:11", "127.0.0.1:13"]
+    );
+    let err = redlock
+        .try_lock("k", Duration::from_secs(5))
+        .await
+        .expect_err("nothing listens");
+    assert!(matches!(err, Error::NoQuorum { .. }), "{err:?}");
 }
 
 #[tokio::test]
