@@ -109,7 +109,12 @@ impl Undo {
     /// it finished, so a cancellation in here still spawns it.
     async fn run(&mut self, options: &LockOptions) {
         self.inner
-            .release_round(&self.keys, &self.token, options.effective_node_timeout())
+            .release_round(
+                &self.keys,
+                &self.token,
+                options.effective_node_timeout(),
+                false,
+            )
             .await;
         self.armed = false;
     }
@@ -127,7 +132,7 @@ impl Drop for Undo {
         // Outside a runtime nothing can be sent; the keys expire with their ttl.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                inner.release_round(&keys, &token, timeout).await;
+                inner.release_round(&keys, &token, timeout, false).await;
             });
         }
     }

@@ -78,6 +78,9 @@ impl Outcomes {
 
 impl fmt::Display for Outcomes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no round sent: another task of this process holds it");
+        }
         for (i, r) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;

@@ -190,10 +190,12 @@ impl LockGuard {
         let token = self.lease.token().to_hex();
         let span = tracing::debug_span!("quorate.release", resource = %self.keys.join(","));
         let round = inner
-            .release_round(&self.keys, &token, self.node_timeout)
+            .release_round(&self.keys, &token, self.node_timeout, true)
             .instrument(span)
             .await;
         self.released = true;
+        // Local waiters need not wait for the servers' announcements.
+        inner.notifier.announce_all(&self.keys);
         let held = self.acquired.elapsed();
         let result = if round.successes >= inner.quorum {
             Ok(ReleaseOutcome::Released)
@@ -238,7 +240,8 @@ impl Drop for LockGuard {
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
-                    inner.release_round(&keys, &token, timeout).await;
+                    inner.release_round(&keys, &token, timeout, true).await;
+                    inner.notifier.announce_all(&keys);
                 });
             }
             Err(_) => {

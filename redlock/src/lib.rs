@@ -37,12 +37,17 @@ mod backend;
 mod error;
 mod guard;
 mod lease;
+mod local_queue;
 pub mod metrics;
 mod mutex;
+mod notify;
 mod options;
 mod quorum;
 
-pub use backend::{AcquireReply, FredNode, FredSettings, MemoryNode, Node, NodeError, NodeFuture};
+pub use backend::{
+    AcquireReply, FredNode, FredSettings, MemoryNode, Node, NodeError, NodeFuture,
+    RELEASE_CHANNEL_PREFIX,
+};
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use guard::{LockGuard, ReleaseOutcome};
 pub use lease::{drift_for, Lease, Token, DRIFT_FLOOR};

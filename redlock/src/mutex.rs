@@ -11,10 +11,12 @@ use tracing::Instrument;
 
 use crate::acquire;
 use crate::backend::{FredNode, FredSettings, Node};
-use crate::error::{ConfigError, Error};
+use crate::error::{ConfigError, Error, Outcomes};
 use crate::guard::LockGuard;
 use crate::lease::Token;
+use crate::local_queue::LocalQueue;
 use crate::metrics;
+use crate::notify::{Notifier, Watch};
 use crate::options::LockOptions;
 use crate::quorum::{self, Round};
 
@@ -51,6 +53,8 @@ pub(crate) struct Inner {
     pub defaults: LockOptions,
     /// The `primitive` metric label.
     pub primitive: &'static str,
+    pub notifier: Arc<Notifier>,
+    pub local: Arc<LocalQueue>,
 }
 
 impl fmt::Debug for Redlock {
@@ -104,6 +108,8 @@ impl Redlock {
                 quorum: self.inner.quorum,
                 defaults: self.inner.defaults.clone(),
                 primitive,
+                notifier: Arc::clone(&self.inner.notifier),
+                local: Arc::clone(&self.inner.local),
             }),
         }
     }
@@ -127,6 +133,8 @@ impl Redlock {
         let quorum = quorum::majority(nodes.len());
         Ok(Redlock {
             inner: Arc::new(Inner {
+                notifier: Notifier::new(nodes.clone()),
+                local: Arc::default(),
                 nodes,
                 quorum,
                 defaults,
@@ -245,16 +253,38 @@ impl Redlock {
         let token = Token::random();
         let deadline = options.get_acquire_timeout().map(|t| called + t);
         let span = tracing::debug_span!("quorate.acquire", resource = %keys.join(","), attempt = tracing::field::Empty);
+        // Bounded-round calls skip the local queue: waiting in it is not a round.
+        let local_turn = match (options.get_max_attempts(), deadline) {
+            (Some(_), _) => None,
+            (None, None) => Some(self.inner.local.turn(&keys).await),
+            (None, Some(deadline)) => {
+                match tokio::time::timeout_at(deadline, self.inner.local.turn(&keys)).await {
+                    Ok(turn) => Some(turn),
+                    Err(_) => {
+                        return Err(Error::Taken {
+                            resource: keys[0].clone(),
+                            outcomes: Outcomes::default(),
+                        })
+                    }
+                }
+            }
+        };
+        let mut watch: Option<Watch> = None;
         let mut attempts = 0u32;
         loop {
             attempts = attempts.saturating_add(1);
             span.record("attempt", attempts);
+            if let Some(watch) = watch.as_mut() {
+                watch.mark_seen();
+            }
             let result = acquire::attempt(&self.inner, &keys, token, options)
                 .instrument(span.clone())
                 .await;
             let error = match result {
                 Ok(lease) => {
                     tracing::debug!(parent: &span, remaining_ms = lease.remaining().as_millis() as u64, "granted");
+                    // the next local waiter becomes head and contends
+                    drop(local_turn);
                     return Ok(LockGuard::new(self.clone(), keys, lease, options));
                 }
                 Err(error) => error,
@@ -266,11 +296,31 @@ impl Redlock {
             {
                 return Err(error);
             }
-            let delay = retry_delay(options, &error);
-            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            if watch.is_none() && matches!(error, Error::Taken { .. }) {
+                // Subscribe, then retry at once: the release may have come
+                // between the round and the subscription.
+                let timeout = options.effective_node_timeout();
+                watch = Some(self.inner.notifier.watch(&keys, timeout).await);
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(error);
+                }
+                continue;
+            }
+            let wake = Instant::now() + retry_delay(options, &error);
+            let until = deadline.map_or(wake, |d| d.min(wake));
+            let sleep = tokio::time::sleep_until(until);
+            match watch.as_mut() {
+                Some(watch) => {
+                    tokio::select! {
+                        () = sleep => {}
+                        () = watch.released() => continue,
+                    }
+                }
+                None => sleep.await,
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(error);
             }
-            tokio::time::sleep(delay).await;
         }
     }
 }
@@ -278,11 +328,13 @@ impl Redlock {
 impl Inner {
     /// Compare-and-delete of `keys` on every node: the undo of a failed
     /// round and the body of a release.
+    /// With `notify`, waiters are told (a real release, not an undo).
     pub(crate) async fn release_round(
         &self,
         keys: &[String],
         token: &str,
         node_timeout: Duration,
+        notify: bool,
     ) -> Round<u64> {
         quorum::round(
             "release",
@@ -290,7 +342,7 @@ impl Inner {
             node_timeout,
             self.quorum,
             |deleted| *deleted > 0,
-            |node| node.release(keys, token),
+            |node| node.release(keys, token, notify),
         )
         .await
     }

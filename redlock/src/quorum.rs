@@ -215,7 +215,7 @@ mod tests {
             Duration::from_millis(80),
             2,
             |deleted| *deleted > 0,
-            |n| n.release(&keys, "t"),
+            |n| n.release(&keys, "t", false),
         )
         .await;
         assert_eq!(started.elapsed(), Duration::from_millis(80));

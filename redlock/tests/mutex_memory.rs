@@ -104,8 +104,9 @@ async fn max_attempts_bounds_the_rounds() {
         .retry_jitter(Duration::ZERO);
     let started = Instant::now();
     redlock.lock_with(["r"], &options).await.expect_err("taken");
-    // 4 rounds, 3 pauses of 100 ms between them
-    assert_eq!(started.elapsed(), Duration::from_millis(300));
+    // 4 rounds: the 2nd follows the 1st at once (after subscribing to
+    // release announcements), then 2 pauses of 100 ms
+    assert_eq!(started.elapsed(), Duration::from_millis(200));
 }
 
 #[tokio::test(start_paused = true)]
@@ -250,7 +251,7 @@ async fn other_token_cannot_release_or_extend() {
     let redlock = redlock(&memory);
     let guard = redlock.lock("r", TTL).await.expect("lock");
     for m in &memory {
-        assert_eq!(m.release(&["r".into()], "not-the-token").await, Ok(0));
+        assert_eq!(m.release(&["r".into()], "not-the-token", true).await, Ok(0));
         assert_eq!(
             m.extend(&["r".into()], "not-the-token", TTL).await,
             Ok(false)
@@ -421,4 +422,86 @@ async fn metrics_count_outcomes_per_primitive_and_node() {
         Some(DebugValue::Histogram(h)) => assert_eq!(h.len(), 1),
         other => panic!("hold: {other:?}"),
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_is_woken_by_the_release_not_by_polling() {
+    let memory = MemoryNode::cluster(5);
+    // polling alone would wake the waiter only after 30 s
+    let slow_polling = LockOptions::new()
+        .retry_delay(Duration::from_secs(30))
+        .retry_jitter(Duration::ZERO)
+        .acquire_timeout(Some(Duration::from_secs(60)));
+    let holder_side = redlock(&memory);
+    // a second Redlock over the same nodes: another process, as far as the
+    // local queue is concerned; only the announcement can wake it
+    let waiter_side = redlock_with(&memory, slow_polling);
+    let held = holder_side
+        .lock("r", Duration::from_secs(60))
+        .await
+        .expect("lock");
+    let started = Instant::now();
+    let waiter = tokio::spawn(async move { waiter_side.lock("r", Duration::from_secs(60)).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    held.release().await.expect("release");
+    let guard = waiter.await.expect("task").expect("granted");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    drop(guard);
+}
+
+#[tokio::test(start_paused = true)]
+async fn local_waiters_are_served_first_come_first_served() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let held = redlock.lock("q", TTL).await.expect("lock");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for id in 0..4 {
+        let (redlock, tx) = (redlock.clone(), tx.clone());
+        tasks.push(tokio::spawn(async move {
+            let guard = redlock.lock("q", TTL).await.expect("lock");
+            tx.send(id).expect("send");
+            guard.release().await.expect("release");
+        }));
+        // let each task reach the queue before the next one starts
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    held.release().await.expect("release");
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let mut order = Vec::new();
+    while let Ok(id) = rx.try_recv() {
+        order.push(id);
+    }
+    assert_eq!(order, [0, 1, 2, 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_local_wait_respects_the_deadline() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let _held = redlock.lock("d", TTL).await.expect("lock");
+    let options = LockOptions::new().acquire_timeout(Some(Duration::from_millis(300)));
+    let first = tokio::spawn({
+        let redlock = redlock.clone();
+        let options = options.clone();
+        async move { redlock.lock_with(["d"], &options).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    // the second waiter's deadline passes while the first is still head
+    let shorter = options
+        .clone()
+        .acquire_timeout(Some(Duration::from_millis(100)));
+    let started = Instant::now();
+    let err = redlock
+        .lock_with(["d"], &shorter)
+        .await
+        .expect_err("deadline");
+    assert!(
+        matches!(&err, Error::Taken { outcomes, .. } if outcomes.0.is_empty()),
+        "{err:?}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_millis(100));
+    assert!(first.await.expect("task").is_err());
 }

@@ -20,7 +20,7 @@ async fn acquire(node: &dyn Node, names: &[&str], token: &str, ttl: Duration) ->
 }
 
 async fn release(node: &dyn Node, names: &[&str], token: &str) -> u64 {
-    node.release(&keys(names), token)
+    node.release(&keys(names), token, false)
         .await
         .expect("node answers")
 }
@@ -131,6 +131,42 @@ async fn case_tokens_and_keys_are_opaque_bytes(node: &dyn Node) {
     assert_eq!(release(node, &[key], "tok with spaces").await, 1);
 }
 
+async fn next(released: &mut tokio::sync::broadcast::Receiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(2), released.recv())
+        .await
+        .expect("announced within 2 s")
+        .expect("channel open")
+}
+
+async fn case_release_announces_only_when_asked(node: &dyn Node) {
+    let mut released = node.releases().expect("this backend announces releases");
+    node.subscribe(&keys(&["n1", "n2"]))
+        .await
+        .expect("subscribe");
+    // an undo (notify = false) is silent; a release announces each deleted key
+    assert_eq!(
+        acquire(node, &["n1"], "a", TTL).await,
+        AcquireReply::Granted
+    );
+    assert_eq!(node.release(&keys(&["n1"]), "a", false).await, Ok(1));
+    assert_eq!(
+        acquire(node, &["n1", "n2"], "b", TTL).await,
+        AcquireReply::Granted
+    );
+    assert_eq!(node.release(&keys(&["n1", "n2"]), "b", true).await, Ok(2));
+    let first = next(&mut released).await;
+    let second = next(&mut released).await;
+    assert_eq!([first, second], ["n1", "n2"]);
+    // a release that deletes nothing announces nothing
+    assert_eq!(node.release(&keys(&["n1"]), "b", true).await, Ok(0));
+    assert_eq!(
+        acquire(node, &["n2"], "c", TTL).await,
+        AcquireReply::Granted
+    );
+    assert_eq!(node.release(&keys(&["n2"]), "c", true).await, Ok(1));
+    assert_eq!(next(&mut released).await, "n2");
+}
+
 async fn memory_node() -> Arc<dyn Node> {
     Arc::new(MemoryNode::new("memory"))
 }
@@ -175,4 +211,5 @@ conformance!(
     case_extend_needs_every_key,
     case_keys_expire_after_their_ttl,
     case_tokens_and_keys_are_opaque_bytes,
+    case_release_announces_only_when_asked,
 );

@@ -124,6 +124,62 @@ async fn mutual_exclusion_16_tasks_200_acquisitions_each() {
 }
 
 #[tokio::test]
+async fn a_release_wakes_a_waiter_in_another_client_at_once() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let holder = connect(cluster.urls()).await;
+    // Polling alone would retry only after 5 s: only the announcement of
+    // the release (pub/sub from the servers) can wake this waiter earlier.
+    let waiter = Redlock::builder()
+        .urls(cluster.urls())
+        .defaults(
+            LockOptions::new()
+                .retry_delay(Duration::from_secs(5))
+                .retry_jitter(Duration::ZERO)
+                .acquire_timeout(Some(Duration::from_secs(20))),
+        )
+        .build()
+        .await
+        .expect("waiter");
+    let held = holder
+        .lock("handoff", Duration::from_secs(30))
+        .await
+        .expect("lock");
+    let waiting = tokio::spawn(async move {
+        let guard = waiter
+            .lock("handoff", Duration::from_secs(30))
+            .await
+            .expect("granted");
+        (Instant::now(), guard)
+    });
+    // The signal that the waiter waits: its subscription on every node.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for i in 0..5 {
+        loop {
+            let reply = cluster
+                .server(i)
+                .command(&["PUBSUB", "NUMSUB", "quorate:released:handoff"])
+                .await
+                .expect("NUMSUB")
+                .into_array();
+            if reply.get(1).and_then(Reply::as_i64) == Some(1) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "waiter never subscribed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let released_at = Instant::now();
+    held.release().await.expect("release");
+    let (granted_at, guard) = waiting.await.expect("task");
+    let handoff = granted_at.saturating_duration_since(released_at);
+    assert!(
+        handoff < Duration::from_secs(1),
+        "hand-off took {handoff:?}"
+    );
+    guard.release().await.expect("release");
+}
+
+#[tokio::test]
 async fn two_dead_nodes_change_nothing_three_give_no_quorum_naming_them() {
     let mut cluster = Cluster::start(5).await.expect("cluster");
     let urls = cluster.urls();
@@ -277,7 +333,7 @@ async fn only_the_owner_can_release_or_extend() {
         let node = FredNode::from_url(&url, &FredSettings::default()).expect("url");
         assert!(node.wait_connected(Duration::from_secs(5)).await);
         let keys = vec!["owned".to_owned()];
-        assert_eq!(node.release(&keys, "guessed-token").await, Ok(0));
+        assert_eq!(node.release(&keys, "guessed-token", true).await, Ok(0));
         assert_eq!(
             node.extend(&keys, "guessed-token", Duration::from_secs(99))
                 .await,

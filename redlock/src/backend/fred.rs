@@ -1,8 +1,10 @@
 //! The real backend: one fred client per node, scripts by EVALSHA.
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
+use fred::clients::SubscriberClient;
+use fred::interfaces::PubsubInterface;
 use fred::prelude::{
     ClientLike, Config, ConnectionConfig, EventInterface, PerformanceConfig, ReconnectPolicy,
     Server,
@@ -11,8 +13,10 @@ use fred::types::config::ServerConfig;
 use fred::types::scripts::Script;
 use fred::types::ClientState;
 use futures::future::FutureExt;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 
-use super::{ttl_millis, AcquireReply, Node, NodeError, NodeFuture};
+use super::{ttl_millis, AcquireReply, Node, NodeError, NodeFuture, RELEASE_CHANNEL_PREFIX};
 use crate::error::ConfigError;
 
 static ACQUIRE: LazyLock<Script> =
@@ -55,13 +59,32 @@ impl Default for FredSettings {
 /// feature), authenticated (`redis://user:password@host`), Sentinel
 /// (`redis-sentinel://`) or Cluster (`redis-cluster://`): whatever fred
 /// connects to counts as one independent node.
+///
+/// Release announcements use one extra subscriber connection per node,
+/// opened the first time a waiter subscribes. Clients quorate built are
+/// closed when the last clone of the node is dropped; a caller's own client
+/// is left open.
 #[derive(Clone, Debug)]
 pub struct FredNode {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     client: fred::clients::Client,
     name: String,
+    /// Whether quorate built the client (and so closes it).
+    owned: bool,
     /// The last connection error, shown instead of a bare timeout while
     /// the node is disconnected (e.g. `WRONGPASS`, connection refused).
     last_error: Arc<Mutex<Option<String>>>,
+    announcements: OnceLock<Announcements>,
+}
+
+#[derive(Debug)]
+struct Announcements {
+    subscriber: SubscriberClient,
+    released: broadcast::Sender<String>,
 }
 
 impl FredNode {
@@ -91,20 +114,23 @@ impl FredNode {
         let policy = ReconnectPolicy::new_exponential(0, 10, max_delay.max(10), 2);
         let client =
             fred::clients::Client::new(config, Some(performance), Some(connection), Some(policy));
-        Ok(Self::from_client(client))
+        Ok(Self::new(client, true))
     }
 
     /// A node for a client the caller built (own TLS, ACL, Sentinel or
     /// Cluster config). If the client has not been connected yet, its
     /// connection task is started here; an initialised client is used as is.
     pub fn from_client(client: fred::clients::Client) -> Self {
+        Self::new(client, false)
+    }
+
+    fn new(client: fred::clients::Client, owned: bool) -> Self {
         let name = node_name(&client.client_config());
         let last_error = Arc::new(Mutex::new(None));
         let mut errors = client.error_rx();
         let slot = Arc::clone(&last_error);
-        // Ends when the client is dropped (the channel closes).
+        // Ends when the client closes (the channel closes).
         tokio::spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
             loop {
                 match errors.recv().await {
                     Ok((error, _)) => {
@@ -121,19 +147,24 @@ impl FredNode {
             drop(client.connect());
         }
         FredNode {
-            client,
-            name,
-            last_error,
+            shared: Arc::new(Shared {
+                client,
+                name,
+                owned,
+                last_error,
+                announcements: OnceLock::new(),
+            }),
         }
     }
 
     /// While disconnected, calls fail at once with the last connection
     /// error instead of queueing until the per-node timeout.
     fn disconnected_error(&self) -> Option<NodeError> {
-        if self.client.is_connected() {
+        if self.shared.client.is_connected() {
             return None;
         }
         let last = self
+            .shared
             .last_error
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -146,19 +177,64 @@ impl FredNode {
 
     /// The underlying client.
     pub fn client(&self) -> &fred::clients::Client {
-        &self.client
+        &self.shared.client
     }
 
     /// Waits up to `timeout` for the first connection; `false` if it is not
     /// up by then (it keeps trying in the background).
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
-        if self.client.is_connected() {
+        let client = &self.shared.client;
+        if client.is_connected() {
             return true;
         }
         matches!(
-            tokio::time::timeout(timeout, self.client.wait_for_connect()).await,
+            tokio::time::timeout(timeout, client.wait_for_connect()).await,
             Ok(Ok(()))
         )
+    }
+
+    /// The subscriber connection, opened on first use, and its dispatcher.
+    fn announcements(&self) -> &Announcements {
+        self.shared.announcements.get_or_init(|| {
+            let client = &self.shared.client;
+            let mut config = client.client_config();
+            config.fail_fast = false;
+            let performance = PerformanceConfig {
+                // one reader drains it; a burst of releases must not lag it
+                broadcast_channel_capacity: 1024,
+                ..client.perf_config()
+            };
+            let subscriber = SubscriberClient::new(
+                config,
+                Some(performance),
+                Some(client.connection_config().clone()),
+                client.client_reconnect_policy(),
+            );
+            let (released, _) = broadcast::channel(1024);
+            let mut messages = subscriber.message_rx();
+            let forward = released.clone();
+            tokio::spawn(async move {
+                loop {
+                    match messages.recv().await {
+                        Ok(message) => {
+                            if let Some(key) = message.channel.strip_prefix(RELEASE_CHANNEL_PREFIX)
+                            {
+                                let _ = forward.send(key.to_owned());
+                            }
+                        }
+                        // a lost announcement only costs a waiter latency
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => break,
+                    }
+                }
+            });
+            drop(subscriber.connect());
+            drop(subscriber.manage_subscriptions());
+            Announcements {
+                subscriber,
+                released,
+            }
+        })
     }
 
     fn eval<T>(&self, script: &'static Script, keys: &[String], args: Vec<String>) -> NodeFuture<T>
@@ -168,21 +244,47 @@ impl FredNode {
         if let Some(error) = self.disconnected_error() {
             return futures::future::ready(Err(error)).boxed();
         }
-        let client = self.client.clone();
+        let client = self.shared.client.clone();
         let keys = keys.to_vec();
         async move {
             script
                 .evalsha_with_reload::<T, _, _>(&client, keys, args)
                 .await
-                .map_err(|e| NodeError(format!("{:?}: {}", e.kind(), e.details())))
+                .map_err(node_error)
         }
         .boxed()
     }
 }
 
+fn node_error(e: fred::error::Error) -> NodeError {
+    NodeError(format!("{:?}: {}", e.kind(), e.details()))
+}
+
+fn channels(keys: &[String]) -> Vec<String> {
+    keys.iter()
+        .map(|k| format!("{RELEASE_CHANNEL_PREFIX}{k}"))
+        .collect()
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.owned {
+            let client = self.client.clone();
+            handle.spawn(async move { client.quit().await });
+        }
+        if let Some(a) = self.announcements.get() {
+            let subscriber = a.subscriber.clone();
+            handle.spawn(async move { subscriber.quit().await });
+        }
+    }
+}
+
 impl Node for FredNode {
     fn name(&self) -> &str {
-        &self.name
+        &self.shared.name
     }
 
     fn acquire(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<AcquireReply> {
@@ -200,8 +302,14 @@ impl Node for FredNode {
             .boxed()
     }
 
-    fn release(&self, keys: &[String], token: &str) -> NodeFuture<u64> {
-        self.eval::<u64>(&RELEASE, keys, vec![token.to_owned()])
+    fn release(&self, keys: &[String], token: &str, notify: bool) -> NodeFuture<u64> {
+        let notify = if notify { "1" } else { "0" };
+        let args = vec![
+            token.to_owned(),
+            notify.to_owned(),
+            RELEASE_CHANNEL_PREFIX.to_owned(),
+        ];
+        self.eval::<u64>(&RELEASE, keys, args)
     }
 
     fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool> {
@@ -209,6 +317,22 @@ impl Node for FredNode {
         self.eval::<i64>(&EXTEND, keys, args)
             .map(|reply| Ok(reply? == 1))
             .boxed()
+    }
+
+    fn subscribe(&self, keys: &[String]) -> NodeFuture<()> {
+        let subscriber = self.announcements().subscriber.clone();
+        let channels = channels(keys);
+        async move { subscriber.subscribe(channels).await.map_err(node_error) }.boxed()
+    }
+
+    fn unsubscribe(&self, keys: &[String]) -> NodeFuture<()> {
+        let subscriber = self.announcements().subscriber.clone();
+        let channels = channels(keys);
+        async move { subscriber.unsubscribe(channels).await.map_err(node_error) }.boxed()
+    }
+
+    fn releases(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.announcements().released.subscribe())
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::future::{self, FutureExt};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::{AcquireReply, Node, NodeError, NodeFuture};
@@ -20,6 +21,8 @@ use super::{AcquireReply, Node, NodeError, NodeFuture};
 pub struct MemoryNode {
     name: String,
     state: Arc<Mutex<State>>,
+    /// Every announced release (no per-key subscription needed in-process).
+    released: broadcast::Sender<String>,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +51,7 @@ impl MemoryNode {
         MemoryNode {
             name: name.into(),
             state: Arc::default(),
+            released: broadcast::channel(1024).0,
         }
     }
 
@@ -182,19 +186,28 @@ impl Node for MemoryNode {
         })
     }
 
-    fn release(&self, keys: &[String], token: &str) -> NodeFuture<u64> {
+    fn release(&self, keys: &[String], token: &str, notify: bool) -> NodeFuture<u64> {
         let keys = keys.to_vec();
         let token = token.to_owned();
+        let announce = self.released.clone();
         self.call(move |state| {
             let mut deleted = 0;
             for key in keys {
                 if state.holds(&key, &token) {
                     state.keys.remove(&key);
                     deleted += 1;
+                    if notify {
+                        // no receiver is fine: nobody waits
+                        let _ = announce.send(key);
+                    }
                 }
             }
             deleted
         })
+    }
+
+    fn releases(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.released.subscribe())
     }
 
     fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool> {

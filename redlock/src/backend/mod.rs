@@ -13,7 +13,11 @@ pub use self::memory::MemoryNode;
 use std::fmt;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
+use tokio::sync::broadcast;
+
+/// Releases are announced on this channel prefix plus the key.
+pub const RELEASE_CHANNEL_PREFIX: &str = "quorate:released:";
 
 /// A node call's future: owns what it needs, so it can outlive the caller
 /// (cleanup after a cancelled lock call is spawned).
@@ -51,17 +55,42 @@ impl std::error::Error for NodeError {}
 /// Semantics every implementation keeps (the conformance suite checks them):
 /// - `acquire` sets all keys to `token` with `ttl`, or none; a key already
 ///   holding `token` counts as free.
-/// - `release` deletes the keys that still hold `token`, returns how many.
+/// - `release` deletes the keys that still hold `token`, returns how many,
+///   and with `notify` announces each deleted key to subscribers.
 /// - `extend` resets the ttl of all keys if all still hold `token`.
+///
+/// Release notifications are optional: a node that cannot deliver them
+/// keeps the defaults (`releases` → `None`) and waiters fall back to
+/// polling. Notifications only ever save latency, never decide anything.
 pub trait Node: Send + Sync + fmt::Debug + 'static {
     /// A name for errors, logs and metric labels: `host:port`, no secrets.
     fn name(&self) -> &str;
     /// Take every key or none.
     fn acquire(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<AcquireReply>;
-    /// Compare-and-delete; returns the number of keys deleted.
-    fn release(&self, keys: &[String], token: &str) -> NodeFuture<u64>;
+    /// Compare-and-delete; returns the number of keys deleted. With
+    /// `notify`, each deleted key is announced.
+    fn release(&self, keys: &[String], token: &str, notify: bool) -> NodeFuture<u64>;
     /// Compare-and-reset-ttl of all keys; `false` if any key is not ours.
     fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool>;
+
+    /// Starts delivering release announcements of `keys` to
+    /// [`releases`](Self::releases); resolves once the node confirmed.
+    fn subscribe(&self, keys: &[String]) -> NodeFuture<()> {
+        let _ = keys;
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    /// Stops delivering announcements of `keys`.
+    fn unsubscribe(&self, keys: &[String]) -> NodeFuture<()> {
+        let _ = keys;
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    /// A receiver of released keys (at least the subscribed ones), or
+    /// `None` when the node cannot announce releases.
+    fn releases(&self) -> Option<broadcast::Receiver<String>> {
+        None
+    }
 }
 
 /// Redis wants whole milliseconds; round up so a 1.5 ms ttl is not 1 ms

@@ -1,0 +1,174 @@
+//! Release announcements: waiters wake when a holder releases, instead of
+//! polling. One subscription per key per process, shared by its waiters,
+//! over the one subscriber connection per node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
+
+use futures::future::{join_all, select_all, FutureExt};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+
+use crate::backend::Node;
+
+/// Per Redlock: which keys local waiters watch, fed by every node's
+/// announcements.
+pub(crate) struct Notifier {
+    nodes: Vec<Arc<dyn Node>>,
+    watched: Mutex<HashMap<String, Watched>>,
+    dispatching: OnceLock<()>,
+}
+
+struct Watched {
+    watchers: usize,
+    /// Bumped on every announcement; receivers see "changed".
+    announced: watch::Sender<u64>,
+}
+
+impl Notifier {
+    pub fn new(nodes: Vec<Arc<dyn Node>>) -> Arc<Self> {
+        Arc::new(Notifier {
+            nodes,
+            watched: Mutex::default(),
+            dispatching: OnceLock::new(),
+        })
+    }
+
+    fn watched(&self) -> MutexGuard<'_, HashMap<String, Watched>> {
+        self.watched.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers interest in `keys`. Keys no local waiter watched yet are
+    /// subscribed on every node; waits up to `timeout` for the nodes to
+    /// confirm (a node that does not just costs latency: polling remains).
+    pub async fn watch(self: &Arc<Self>, keys: &[String], timeout: Duration) -> Watch {
+        self.start_dispatch();
+        let mut new_keys = Vec::new();
+        let mut receivers = Vec::new();
+        {
+            let mut watched = self.watched();
+            for key in keys {
+                let entry = watched.entry(key.clone()).or_insert_with(|| {
+                    new_keys.push(key.clone());
+                    Watched {
+                        watchers: 0,
+                        announced: watch::channel(0).0,
+                    }
+                });
+                entry.watchers += 1;
+                receivers.push(entry.announced.subscribe());
+            }
+        }
+        // Registered before the await: a cancelled call unregisters on drop.
+        let watch = Watch {
+            notifier: Arc::clone(self),
+            keys: keys.to_vec(),
+            receivers,
+        };
+        if !new_keys.is_empty() {
+            let subscribes = self
+                .nodes
+                .iter()
+                .map(|node| tokio::time::timeout(timeout, node.subscribe(&new_keys)));
+            join_all(subscribes).await;
+        }
+        watch
+    }
+
+    /// One task per node forwards its announcements to the watchers.
+    fn start_dispatch(self: &Arc<Self>) {
+        self.dispatching.get_or_init(|| {
+            for node in &self.nodes {
+                let Some(mut released) = node.releases() else {
+                    continue;
+                };
+                let notifier: Weak<Notifier> = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    loop {
+                        match released.recv().await {
+                            Ok(key) => match notifier.upgrade() {
+                                Some(notifier) => notifier.announce(&key),
+                                None => break,
+                            },
+                            Err(RecvError::Lagged(_)) => continue,
+                            Err(RecvError::Closed) => break,
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    /// Wakes local waiters of `keys` (a release by this process).
+    pub fn announce_all(&self, keys: &[String]) {
+        for key in keys {
+            self.announce(key);
+        }
+    }
+
+    fn announce(&self, key: &str) {
+        if let Some(entry) = self.watched().get(key) {
+            entry.announced.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    fn unwatch(&self, keys: &[String]) {
+        let mut idle = Vec::new();
+        {
+            let mut watched = self.watched();
+            for key in keys {
+                if let Some(entry) = watched.get_mut(key) {
+                    entry.watchers -= 1;
+                    if entry.watchers == 0 {
+                        watched.remove(key);
+                        idle.push(key.clone());
+                    }
+                }
+            }
+        }
+        if idle.is_empty() {
+            return;
+        }
+        // Drop cannot await; a late unsubscribe at worst drops a
+        // subscription a new waiter just made, which costs it latency only.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            for node in &self.nodes {
+                let unsubscribe = node.unsubscribe(&idle);
+                handle.spawn(unsubscribe.map(drop));
+            }
+        }
+    }
+}
+
+/// A waiter's registration; unregisters on drop.
+pub(crate) struct Watch {
+    notifier: Arc<Notifier>,
+    keys: Vec<String>,
+    receivers: Vec<watch::Receiver<u64>>,
+}
+
+impl Watch {
+    /// Forgets the announcements seen so far (call before each round, so
+    /// that only a release after it wakes the waiter).
+    pub fn mark_seen(&mut self) {
+        for receiver in &mut self.receivers {
+            receiver.borrow_and_update();
+        }
+    }
+
+    /// Resolves at the next announcement of any watched key.
+    pub async fn released(&mut self) {
+        if self.receivers.is_empty() {
+            return futures::future::pending().await;
+        }
+        let changes = self.receivers.iter_mut().map(|r| Box::pin(r.changed()));
+        let _ = select_all(changes).await;
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.notifier.unwatch(&self.keys);
+    }
+}
