@@ -9,7 +9,7 @@ use crate::error::{Error, NodeOutcome};
 use crate::lease::{Lease, Token};
 use crate::mutex::Inner;
 use crate::options::LockOptions;
-use crate::quorum::{self, Reply};
+use crate::quorum::{self, Decide, Reply};
 
 /// Sends one acquire round to every node. On success the lease is timed
 /// from before the first request; a grant with no validity left, or a
@@ -33,7 +33,7 @@ pub(crate) async fn attempt(
         "acquire",
         &inner.nodes,
         options.effective_node_timeout(),
-        inner.quorum,
+        Decide::Majority(inner.quorum),
         |reply| *reply == AcquireReply::Granted,
         |node| node.acquire(keys, &hex, ttl),
     )

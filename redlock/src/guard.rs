@@ -6,12 +6,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::error::{Error, NodeOutcome};
+use tokio::sync::watch;
+
+use crate::error::{Error, NodeOutcome, Outcomes};
 use crate::lease::Lease;
 use crate::metrics;
 use crate::mutex::Redlock;
 use crate::options::{validate_ttl, LockOptions};
-use crate::quorum;
+use crate::quorum::{self, Decide};
+use crate::watchdog::{LeaseCell, LeaseState, Watched};
 
 /// What a release found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,13 +27,17 @@ pub enum ReleaseOutcome {
 }
 
 /// A held lock. Release it with [`release`](Self::release); dropping it
-/// spawns a best-effort release instead (never blocks).
+/// spawns a best-effort release instead (never blocks). With
+/// [`LockOptions::auto_extend`] the Redlock's watchdog keeps extending it
+/// until release, drop, or loss ([`lost`](Self::lost) resolves then).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard {
     redlock: Redlock,
     keys: Arc<[String]>,
-    lease: Lease,
+    cell: LeaseCell,
+    /// The watchdog's id for this lock, when auto-extended.
+    watchdog: Option<u64>,
     drift_factor: f64,
     node_timeout: Duration,
     acquired: Instant,
@@ -44,10 +51,21 @@ impl LockGuard {
         lease: Lease,
         options: &LockOptions,
     ) -> Self {
+        let cell: LeaseCell = Arc::new(watch::channel(LeaseState { lease, lost: false }).0);
+        let watchdog = options.get_auto_extend().then(|| {
+            redlock.inner.watchdog.watch(Watched {
+                keys: Arc::clone(&keys),
+                ttl: options.get_ttl(),
+                drift_factor: options.get_drift_factor(),
+                node_timeout: options.effective_node_timeout(),
+                cell: Arc::clone(&cell),
+            })
+        });
         LockGuard {
             redlock,
             keys,
-            lease,
+            cell,
+            watchdog,
             drift_factor: options.get_drift_factor(),
             node_timeout: options.effective_node_timeout(),
             acquired: Instant::now(),
@@ -55,19 +73,81 @@ impl LockGuard {
         }
     }
 
-    /// The lease: token, ttl, validity, fence.
-    pub fn lease(&self) -> &Lease {
-        &self.lease
+    /// The current lease (token, ttl, validity, fence); auto-extension and
+    /// [`extend`](Self::extend) replace it.
+    pub fn lease(&self) -> Lease {
+        self.cell.borrow().lease
     }
 
     /// The validity left; act on the lock only while this is positive.
+    /// Zero once the lock was found lost.
     pub fn remaining(&self) -> Duration {
-        self.lease.remaining()
+        let state = self.cell.borrow();
+        if state.lost {
+            Duration::ZERO
+        } else {
+            state.lease.remaining()
+        }
     }
 
     /// Whether validity is left.
     pub fn is_valid(&self) -> bool {
-        self.lease.is_valid()
+        !self.remaining().is_zero()
+    }
+
+    /// Resolves when the lock can no longer be relied on: with
+    /// auto-extension, when an extension could not reach a majority before
+    /// the validity ran out, or a majority no longer holds our token
+    /// ([`Error::Lost`]); otherwise when the validity runs out
+    /// ([`Error::Expired`]). Never resolves while the lock is safely held.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only watches.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// use std::time::Duration;
+    /// use quorate_redlock::LockOptions;
+    /// let options = LockOptions::new().ttl(Duration::from_secs(5)).auto_extend(true);
+    /// let guard = redlock.lock_with(["job"], &options).await?;
+    /// tokio::select! {
+    ///     lost = guard.lost() => eprintln!("stopped: {lost}"),
+    ///     () = tokio::time::sleep(Duration::from_secs(60)) => {} // the work
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn lost(&self) -> Error {
+        let mut state = self.cell.subscribe();
+        loop {
+            let (lost, until) = {
+                let now = state.borrow_and_update();
+                (now.lost, now.lease.valid_until())
+            };
+            if lost {
+                return Error::Lost {
+                    outcomes: Outcomes::default(),
+                };
+            }
+            if until <= Instant::now() {
+                return Error::Expired;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        // cannot happen while we hold the cell; never spin
+                        tokio::time::sleep_until(until).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops auto-extension (the watchdog sends nothing more for this lock).
+    fn stop_watchdog(&mut self) {
+        if let Some(id) = self.watchdog.take() {
+            self.redlock.inner.watchdog.unwatch(id);
+        }
     }
 
     /// The locked resources.
@@ -113,11 +193,11 @@ impl LockGuard {
 
     async fn extend_inner(&mut self, ttl: Duration) -> Result<(), Error> {
         validate_ttl(ttl, self.drift_factor)?;
-        if !self.lease.is_valid() {
+        if !self.is_valid() {
             return Err(Error::Expired);
         }
         let inner = &self.redlock.inner;
-        let token = self.lease.token().to_hex();
+        let token = self.lease().token().to_hex();
         let keys = &self.keys;
         let started = Instant::now();
         let span = tracing::debug_span!("quorate.extend", resource = %keys.join(","));
@@ -125,22 +205,22 @@ impl LockGuard {
             "extend",
             &inner.nodes,
             self.node_timeout,
-            inner.quorum,
+            Decide::Majority(inner.quorum),
             |extended| *extended,
             |node| node.extend(keys, &token, ttl),
         )
         .instrument(span)
         .await;
         if round.successes >= inner.quorum {
-            let mut renewed = self.lease.clone();
+            let mut renewed = self.lease();
             renewed.renew(ttl, started, self.drift_factor);
             if !renewed.is_valid() {
                 return Err(Error::Expired);
             }
-            self.lease = renewed;
+            self.cell.send_modify(|s| s.lease = renewed);
             return Ok(());
         }
-        if !self.lease.is_valid() {
+        if !self.is_valid() {
             return Err(Error::Expired);
         }
         let outcomes = round.outcomes(&inner.nodes, |extended| {
@@ -185,9 +265,10 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn release(mut self) -> Result<ReleaseOutcome, Error> {
-        let was_valid = self.lease.is_valid();
+        self.stop_watchdog();
+        let was_valid = self.is_valid();
         let inner = Arc::clone(&self.redlock.inner);
-        let token = self.lease.token().to_hex();
+        let token = self.lease().token().to_hex();
         let span = tracing::debug_span!("quorate.release", resource = %self.keys.join(","));
         let round = inner
             .release_round(&self.keys, &token, self.node_timeout, true)
@@ -227,13 +308,14 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        self.stop_watchdog();
         if self.released {
             return;
         }
         let inner = Arc::clone(&self.redlock.inner);
         metrics::released(inner.primitive, "dropped", self.acquired.elapsed());
         let keys = Arc::clone(&self.keys);
-        let token = self.lease.token().to_hex();
+        let token = self.lease().token().to_hex();
         let timeout = self.node_timeout;
         // Never block in Drop: spawn. Outside a runtime nothing can be sent
         // and the keys expire with their ttl.

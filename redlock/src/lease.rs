@@ -63,7 +63,7 @@ pub fn drift_for(ttl: Duration, drift_factor: f64) -> Duration {
 /// validity = ttl − (now − started) − drift, where drift is
 /// ttl × drift_factor plus 2 ms. All arithmetic saturates: a ttl shorter than the drift gives a
 /// lease that is already invalid, never a panic.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Lease {
     token: Token,
     ttl: Duration,

@@ -43,9 +43,10 @@ mod mutex;
 mod notify;
 mod options;
 mod quorum;
+mod watchdog;
 
 pub use backend::{
-    AcquireReply, FredNode, FredSettings, MemoryNode, Node, NodeError, NodeFuture,
+    AcquireReply, ExtendRequest, FredNode, FredSettings, MemoryNode, Node, NodeError, NodeFuture,
     RELEASE_CHANNEL_PREFIX,
 };
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};

@@ -13,12 +13,13 @@ use crate::acquire;
 use crate::backend::{FredNode, FredSettings, Node};
 use crate::error::{ConfigError, Error, Outcomes};
 use crate::guard::LockGuard;
-use crate::lease::Token;
+use crate::lease::{Lease, Token};
 use crate::local_queue::LocalQueue;
 use crate::metrics;
 use crate::notify::{Notifier, Watch};
 use crate::options::LockOptions;
-use crate::quorum::{self, Round};
+use crate::quorum::{self, Decide, Round};
+use crate::watchdog::Watchdog;
 
 /// A distributed mutex over N independent Redis-protocol nodes (the Redlock
 /// algorithm). A lock is granted when a majority (N/2 + 1) of nodes grant
@@ -55,6 +56,7 @@ pub(crate) struct Inner {
     pub primitive: &'static str,
     pub notifier: Arc<Notifier>,
     pub local: Arc<LocalQueue>,
+    pub watchdog: Watchdog,
 }
 
 impl fmt::Debug for Redlock {
@@ -110,6 +112,7 @@ impl Redlock {
                 primitive,
                 notifier: Arc::clone(&self.inner.notifier),
                 local: Arc::clone(&self.inner.local),
+                watchdog: Watchdog::new(self.inner.nodes.clone(), self.inner.quorum, primitive),
             }),
         }
     }
@@ -135,6 +138,7 @@ impl Redlock {
             inner: Arc::new(Inner {
                 notifier: Notifier::new(nodes.clone()),
                 local: Arc::default(),
+                watchdog: Watchdog::new(nodes.clone(), quorum, primitive),
                 nodes,
                 quorum,
                 defaults,
@@ -195,6 +199,50 @@ impl Redlock {
     pub async fn try_lock(&self, resource: &str, ttl: Duration) -> Result<LockGuard, Error> {
         let options = self.inner.defaults.clone().ttl(ttl).max_attempts(Some(1));
         self.lock_with([resource], &options).await
+    }
+
+    /// Runs `work` only while `resource` is held: locks it with
+    /// auto-extension (the default options, this `ttl`), runs the future,
+    /// releases. If the lock is lost meanwhile, `work` is dropped
+    /// (cancelled at its next await) and the call returns [`Error::Lost`]
+    /// or [`Error::Expired`]; a lock that cannot be had returns its error
+    /// without running `work`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future drops `work` and releases the lock
+    /// (spawned).
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// use std::time::Duration;
+    /// let rows = redlock
+    ///     .run("nightly-report", Duration::from_secs(10), |lease| async move {
+    ///         println!("holding with {:?} left", lease.remaining());
+    ///         42 // long work; cancelled if the lock is lost
+    ///     })
+    ///     .await?;
+    /// assert_eq!(rows, 42);
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<F, Fut, T>(&self, resource: &str, ttl: Duration, work: F) -> Result<T, Error>
+    where
+        F: FnOnce(Lease) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let options = self.inner.defaults.clone().ttl(ttl).auto_extend(true);
+        let guard = self.lock_with([resource], &options).await?;
+        let work = work(guard.lease());
+        tokio::select! {
+            biased;
+            lost = guard.lost() => Err(lost),
+            output = work => {
+                if let Err(error) = guard.release().await {
+                    // The work finished while the lock was held; the keys expire.
+                    tracing::warn!(%error, "release after scoped work failed");
+                }
+                Ok(output)
+            }
+        }
     }
 
     /// Locks every resource in `resources` or none of them (each node sets
@@ -340,7 +388,7 @@ impl Inner {
             "release",
             &self.nodes,
             node_timeout,
-            self.quorum,
+            Decide::Majority(self.quorum),
             |deleted| *deleted > 0,
             |node| node.release(keys, token, notify),
         )

@@ -30,6 +30,7 @@ pub struct LockOptions {
     retry_jitter: Duration,
     drift_factor: f64,
     node_timeout: Option<Duration>,
+    auto_extend: bool,
 }
 
 impl Default for LockOptions {
@@ -42,6 +43,7 @@ impl Default for LockOptions {
             retry_jitter: Duration::from_millis(50),
             drift_factor: 0.01,
             node_timeout: None,
+            auto_extend: false,
         }
     }
 }
@@ -110,6 +112,21 @@ impl LockOptions {
     pub fn node_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.node_timeout = timeout;
         self
+    }
+
+    /// Keep the lock alive until release: the Redlock's watchdog extends it
+    /// by `ttl` whenever a third of the ttl has passed (batched with every
+    /// other lock due in the same tick: one request per node), and reports
+    /// it lost through [`LockGuard::lost`](crate::LockGuard::lost) when an
+    /// extension cannot reach a majority in time. Default: `false`.
+    pub fn auto_extend(mut self, on: bool) -> Self {
+        self.auto_extend = on;
+        self
+    }
+
+    /// Whether auto-extension is on.
+    pub fn get_auto_extend(&self) -> bool {
+        self.auto_extend
     }
 
     /// The ttl.

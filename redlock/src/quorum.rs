@@ -66,9 +66,26 @@ impl<T> Round<T> {
     }
 }
 
+/// When a round is decided, from the counts of successes and failures.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Decide {
+    /// As soon as `quorum` succeeded, or so many failed that it cannot.
+    Majority(usize),
+    /// When every node answered or timed out.
+    All,
+}
+
+impl Decide {
+    fn decided(self, n: usize, successes: usize, failures: usize) -> bool {
+        match self {
+            Decide::Majority(quorum) => successes >= quorum || failures > n - quorum,
+            Decide::All => successes + failures == n,
+        }
+    }
+}
+
 /// Sends `call` to every node at once, each bounded by `node_timeout`, and
-/// returns as soon as `quorum` answers satisfy `success`, or as soon as so
-/// many failed that `quorum` is out of reach.
+/// returns as soon as `decide` says the round is decided.
 ///
 /// Requests still in flight when the round is decided are not abandoned:
 /// they are driven to completion (or their timeout) on a spawned task, so
@@ -78,7 +95,7 @@ pub(crate) async fn round<T: Send + 'static>(
     op: &'static str,
     nodes: &[Arc<dyn Node>],
     node_timeout: Duration,
-    quorum: usize,
+    decide: Decide,
     success: impl Fn(&T) -> bool,
     call: impl Fn(&dyn Node) -> NodeFuture<T>,
 ) -> Round<T> {
@@ -119,7 +136,7 @@ pub(crate) async fn round<T: Send + 'static>(
                 Reply::TimedOut
             }
         };
-        if successes >= quorum || failures > n - quorum {
+        if decide.decided(n, successes, failures) {
             break;
         }
     }
@@ -162,7 +179,7 @@ mod tests {
             "acquire",
             &nodes,
             Duration::from_secs(60),
-            3,
+            Decide::Majority(3),
             |r| *r == crate::backend::AcquireReply::Granted,
             |n| n.acquire(&keys, "t", Duration::from_secs(1)),
         )
@@ -187,7 +204,7 @@ mod tests {
             "acquire",
             &nodes,
             Duration::from_secs(60),
-            3,
+            Decide::Majority(3),
             |r| *r == crate::backend::AcquireReply::Granted,
             |n| n.acquire(&keys, "t", Duration::from_secs(1)),
         )
@@ -213,7 +230,7 @@ mod tests {
             "release",
             &nodes,
             Duration::from_millis(80),
-            2,
+            Decide::Majority(2),
             |deleted| *deleted > 0,
             |n| n.release(&keys, "t", false),
         )

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quorate_redlock::{
-    ConfigError, Error, LockOptions, MemoryNode, Node, NodeOutcome, Redlock, ReleaseOutcome,
+    ConfigError, Error, LockGuard, LockOptions, MemoryNode, Node, NodeOutcome, Redlock,
+    ReleaseOutcome,
 };
 use tokio::time::Instant;
 
@@ -504,4 +505,190 @@ async fn a_local_wait_respects_the_deadline() {
     );
     assert_eq!(started.elapsed(), Duration::from_millis(100));
     assert!(first.await.expect("task").is_err());
+}
+
+fn auto(ttl: Duration) -> LockOptions {
+    LockOptions::new().ttl(ttl).auto_extend(true)
+}
+
+#[tokio::test(start_paused = true)]
+async fn auto_extension_keeps_a_lock_far_past_its_ttl() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    let guard = redlock
+        .lock_with(["w"], &auto(Duration::from_secs(3)))
+        .await
+        .expect("lock");
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(guard.is_valid());
+        assert!(
+            guard.remaining() > Duration::from_secs(1),
+            "{:?}",
+            guard.remaining()
+        );
+    }
+    assert!(memory.iter().all(|m| m.keys() == ["w"]));
+    // another client still cannot take it
+    assert!(matches!(
+        redlock.try_lock("w", TTL).await,
+        Err(Error::Taken { .. })
+    ));
+    guard.release().await.expect("release");
+}
+
+#[tokio::test(start_paused = true)]
+async fn extensions_due_together_go_out_as_one_request_per_node() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let options = auto(Duration::from_secs(3));
+    let mut guards = Vec::new();
+    for i in 0..200 {
+        guards.push(
+            redlock
+                .lock_with([format!("lock:{i}")], &options)
+                .await
+                .expect("lock"),
+        );
+        if i % 20 == 0 {
+            // acquisitions spread over 1 s
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let before = memory[0].batched_extends();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let requests = memory[0].batched_extends() - before;
+    // one lock alone needs 30 s / 1 s = 30 extensions; 200 locks must not
+    // need 200 times as many requests: the spread fits in a batch window
+    assert!(
+        (25..=70).contains(&requests),
+        "{requests} batched requests for 200 locks"
+    );
+    assert!(guards.iter().all(LockGuard::is_valid));
+    // release and drop stop all extension traffic
+    let dropped = guards.split_off(100);
+    for guard in guards {
+        guard.release().await.expect("release");
+    }
+    drop(dropped);
+    tokio::task::yield_now().await;
+    let stopped_at = memory[0].batched_extends();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        memory[0].batched_extends(),
+        stopped_at,
+        "traffic after release"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_resolves_when_a_majority_forgets_the_lock() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    let guard = redlock
+        .lock_with(["l"], &auto(Duration::from_secs(3)))
+        .await
+        .expect("lock");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(guard.is_valid());
+    memory[..3].iter().for_each(MemoryNode::flush);
+    let started = Instant::now();
+    let lost = guard.lost().await;
+    assert!(matches!(lost, Error::Lost { .. }), "{lost:?}");
+    // found at the next tick: within a third of the ttl
+    assert!(
+        started.elapsed() <= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!guard.is_valid());
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_resolves_before_validity_ends_when_nodes_stall() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    let ttl = Duration::from_secs(3);
+    let guard = redlock.lock_with(["s"], &auto(ttl)).await.expect("lock");
+    memory[..3].iter().for_each(|m| m.set_stalled(true));
+    let valid_until = guard.lease().valid_until();
+    let lost = guard.lost().await;
+    assert!(
+        matches!(lost, Error::Lost { .. } | Error::Expired),
+        "{lost:?}"
+    );
+    assert!(
+        Instant::now() <= valid_until,
+        "reported after validity ended"
+    );
+    assert!(!guard.is_valid());
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_of_a_plain_lock_is_its_expiry() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let guard = redlock
+        .lock("p", Duration::from_secs(2))
+        .await
+        .expect("lock");
+    let until = guard.lease().valid_until();
+    assert!(matches!(guard.lost().await, Error::Expired));
+    assert_eq!(Instant::now(), until);
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_returns_the_work_and_releases() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let out = redlock
+        .run("job", Duration::from_secs(2), |lease| async move {
+            assert!(lease.is_valid());
+            tokio::time::sleep(Duration::from_secs(10)).await; // 5× the ttl
+            7
+        })
+        .await
+        .expect("work done under the lock");
+    assert_eq!(out, 7);
+    tokio::task::yield_now().await;
+    assert!(memory.iter().all(|m| m.keys().is_empty()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_cancels_the_work_when_the_lock_is_lost() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = finished.clone();
+    let memory_for_fault = memory.clone();
+    let result = redlock
+        .run("job", Duration::from_secs(2), |_lease| async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            // two of three nodes lose the lock under the worker's feet
+            memory_for_fault[..2].iter().for_each(MemoryNode::flush);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+        .await;
+    assert!(matches!(result, Err(Error::Lost { .. })), "{result:?}");
+    assert!(
+        !finished.load(std::sync::atomic::Ordering::SeqCst),
+        "work ran on"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_does_not_start_work_without_the_lock() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock_with(
+        &memory,
+        LockOptions::new().acquire_timeout(Some(Duration::from_millis(200))),
+    );
+    let _held = redlock.lock("busy", TTL).await.expect("lock");
+    let result = redlock
+        .run("busy", TTL, |_| async {
+            panic!("work started without the lock")
+        })
+        .await;
+    assert!(matches!(result, Err(Error::Taken { .. })), "{result:?}");
 }

@@ -658,3 +658,103 @@ async fn nodes_from_the_callers_own_fred_clients() {
         ReleaseOutcome::Released
     );
 }
+
+/// `cmdstat_evalsha` calls on node `i` since the last CONFIG RESETSTAT.
+async fn evalsha_calls(cluster: &Cluster, i: usize) -> i64 {
+    let info = cluster
+        .server(i)
+        .command(&["INFO", "commandstats"])
+        .await
+        .expect("INFO")
+        .as_string()
+        .expect("text");
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn auto_extension_batches_and_stops_with_the_guards() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let redlock = connect(cluster.urls()).await;
+    let ttl = Duration::from_millis(600);
+    let options = LockOptions::new().ttl(ttl).auto_extend(true);
+    let mut guards = Vec::new();
+    for i in 0..50 {
+        guards.push(
+            redlock
+                .lock_with([format!("auto:{i}")], &options)
+                .await
+                .expect("lock"),
+        );
+    }
+    for i in 0..5 {
+        cluster
+            .server(i)
+            .command(&["CONFIG", "RESETSTAT"])
+            .await
+            .expect("reset");
+    }
+    // 3 s = 5 ttls: without extension every lock would be gone
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(guards.iter().all(|g| g.is_valid()));
+    let keys = all_keys(&cluster).await;
+    assert!(
+        keys.iter().filter(|k| k.len() == 50).count() >= 3,
+        "majority holds all 50"
+    );
+    // one lock alone is extended every ttl/3 = 200 ms: ~15 times in 3 s;
+    // 50 locks acquired within one batch window need no more requests
+    let calls = evalsha_calls(&cluster, 0).await;
+    assert!(
+        (5..=40).contains(&calls),
+        "{calls} requests for 50 locks in 3 s"
+    );
+
+    let dropped = guards.split_off(25);
+    for guard in guards {
+        guard.release().await.expect("release");
+    }
+    drop(dropped);
+    assert_keys_vanish(&cluster, Duration::from_secs(2)).await;
+    for i in 0..5 {
+        cluster
+            .server(i)
+            .command(&["CONFIG", "RESETSTAT"])
+            .await
+            .expect("reset");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await; // 5 extension periods
+    for i in 0..5 {
+        assert_eq!(evalsha_calls(&cluster, i).await, 0, "traffic after release");
+    }
+}
+
+#[tokio::test]
+async fn run_is_cancelled_when_a_majority_stalls() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let redlock = connect(cluster.urls()).await;
+    let ttl = Duration::from_secs(1);
+    let started = Instant::now();
+    let result = redlock
+        .run("scoped", ttl, |_lease| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for i in 0..3 {
+                cluster.server(i).pause();
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        })
+        .await;
+    let took = started.elapsed();
+    for i in 0..3 {
+        cluster.server(i).resume();
+    }
+    assert!(
+        matches!(result, Err(Error::Lost { .. } | Error::Expired)),
+        "{result:?}"
+    );
+    // cancelled within the lease's validity after the last good extension
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}

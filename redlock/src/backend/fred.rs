@@ -16,7 +16,9 @@ use futures::future::FutureExt;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{ttl_millis, AcquireReply, Node, NodeError, NodeFuture, RELEASE_CHANNEL_PREFIX};
+use super::{
+    ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, RELEASE_CHANNEL_PREFIX,
+};
 use crate::error::ConfigError;
 
 static ACQUIRE: LazyLock<Script> =
@@ -25,6 +27,8 @@ static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/release.lua")));
 static EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/extend.lua")));
+static EXTEND_MANY: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/extend_many.lua")));
 
 /// Client settings that quorate applies to the clients it builds from URLs.
 ///
@@ -316,6 +320,22 @@ impl Node for FredNode {
         let args = vec![token.to_owned(), ttl_millis(ttl).to_string()];
         self.eval::<i64>(&EXTEND, keys, args)
             .map(|reply| Ok(reply? == 1))
+            .boxed()
+    }
+
+    /// One EVALSHA for the whole batch. On Redis Cluster all keys of a batch
+    /// must share a slot; use one Redlock per slot-sharing group there.
+    fn extend_many(&self, locks: &[ExtendRequest]) -> NodeFuture<Vec<bool>> {
+        let keys: Vec<String> = locks.iter().flat_map(|l| l.keys.iter().cloned()).collect();
+        let mut args = Vec::with_capacity(1 + 3 * locks.len());
+        args.push(locks.len().to_string());
+        for lock in locks {
+            args.push(lock.token.clone());
+            args.push(ttl_millis(lock.ttl).to_string());
+            args.push(lock.keys.len().to_string());
+        }
+        self.eval::<Vec<i64>>(&EXTEND_MANY, &keys, args)
+            .map(|reply| Ok(reply?.into_iter().map(|r| r == 1).collect()))
             .boxed()
     }
 

@@ -8,7 +8,7 @@ use futures::future::{self, FutureExt};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::{AcquireReply, Node, NodeError, NodeFuture};
+use super::{AcquireReply, ExtendRequest, Node, NodeError, NodeFuture};
 
 /// An in-memory node: for unit tests, users' own tests, deterministic fault
 /// simulation and the demo when no Redis is at hand. Clones share state.
@@ -31,6 +31,9 @@ struct State {
     down: bool,
     stalled: bool,
     latency: Duration,
+    /// Batched extension requests served (each counts once, however many
+    /// locks it carried).
+    extends: u64,
 }
 
 #[derive(Debug)]
@@ -76,6 +79,12 @@ impl MemoryNode {
     /// operation took effect.
     pub fn set_latency(&self, latency: Duration) {
         self.lock_state().latency = latency;
+    }
+
+    /// How many batched extension requests (the watchdog's) this node
+    /// served; single `extend` calls are not counted.
+    pub fn batched_extends(&self) -> u64 {
+        self.lock_state().extends
     }
 
     /// The live keys, sorted.
@@ -151,6 +160,19 @@ impl State {
     fn holds(&self, key: &str, token: &str) -> bool {
         self.keys.get(key).is_some_and(|e| e.value == token)
     }
+
+    fn extend(&mut self, keys: &[String], token: &str, ttl: Duration) -> bool {
+        if !keys.iter().all(|k| self.holds(k, token)) {
+            return false;
+        }
+        let expires = expires_at(Instant::now(), ttl);
+        for key in keys {
+            if let Some(e) = self.keys.get_mut(key) {
+                e.expires = expires;
+            }
+        }
+        true
+    }
 }
 
 /// `now + ttl`, saturating where a hand-made absurd ttl would overflow.
@@ -213,17 +235,17 @@ impl Node for MemoryNode {
     fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool> {
         let keys = keys.to_vec();
         let token = token.to_owned();
+        self.call(move |state| state.extend(&keys, &token, ttl))
+    }
+
+    fn extend_many(&self, locks: &[ExtendRequest]) -> NodeFuture<Vec<bool>> {
+        let locks = locks.to_vec();
         self.call(move |state| {
-            if !keys.iter().all(|k| state.holds(k, &token)) {
-                return false;
-            }
-            let expires = expires_at(Instant::now(), ttl);
-            for key in keys {
-                if let Some(e) = state.keys.get_mut(&key) {
-                    e.expires = expires;
-                }
-            }
-            true
+            state.extends += 1;
+            locks
+                .iter()
+                .map(|l| state.extend(&l.keys, &l.token, l.ttl))
+                .collect()
         })
     }
 }

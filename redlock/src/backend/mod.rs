@@ -38,6 +38,17 @@ pub enum AcquireReply {
     },
 }
 
+/// One lock of a batched extension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtendRequest {
+    /// The lock's keys.
+    pub keys: std::sync::Arc<[String]>,
+    /// The lock's token.
+    pub token: String,
+    /// The new ttl.
+    pub ttl: Duration,
+}
+
 /// A failed node call: connection, protocol, script or auth error.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeError(pub String);
@@ -72,6 +83,17 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
     fn release(&self, keys: &[String], token: &str, notify: bool) -> NodeFuture<u64>;
     /// Compare-and-reset-ttl of all keys; `false` if any key is not ours.
     fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool>;
+
+    /// Extends many locks in one request (the watchdog's batch): one answer
+    /// per lock, with [`extend`](Self::extend)'s semantics. The default
+    /// sends one `extend` per lock; backends override it with one request.
+    fn extend_many(&self, locks: &[ExtendRequest]) -> NodeFuture<Vec<bool>> {
+        let calls: Vec<_> = locks
+            .iter()
+            .map(|l| self.extend(&l.keys, &l.token, l.ttl))
+            .collect();
+        futures::future::try_join_all(calls).boxed()
+    }
 
     /// Starts delivering release announcements of `keys` to
     /// [`releases`](Self::releases); resolves once the node confirmed.
