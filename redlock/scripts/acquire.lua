@@ -1,15 +1,33 @@
--- Take every key in KEYS for token ARGV[1] with ttl ARGV[2] milliseconds, or none of them.
--- Returns {1} when granted, or {0, i, pttl} naming the first key (1-based) held by someone
--- else and its remaining ttl in ms (-1: the holder set no expiry).
+-- Take every lock key for token ARGV[1] with ttl ARGV[2] milliseconds, or none of them.
+-- Without fencing (ARGV[3] == '0') KEYS are the lock keys. With fencing (ARGV[3] == '1') KEYS
+-- are the n lock keys followed by their n fence counters (no ttl; they only ever grow).
+-- Returns {1} or, fenced, {1, fence} with the largest counter after incrementing each;
+-- or {0, i, pttl} naming the first lock key (1-based) held by someone else and its remaining
+-- ttl in ms (-1: the holder set no expiry).
 -- A key that already holds our own token counts as ours, so a retried request is idempotent.
 local token = ARGV[1]
-for i, key in ipairs(KEYS) do
-  local holder = redis.call('GET', key)
+local fenced = ARGV[3] == '1'
+local n = #KEYS
+if fenced then
+  n = n / 2
+end
+for i = 1, n do
+  local holder = redis.call('GET', KEYS[i])
   if holder and holder ~= token then
-    return {0, i, redis.call('PTTL', key)}
+    return {0, i, redis.call('PTTL', KEYS[i])}
   end
 end
-for _, key in ipairs(KEYS) do
-  redis.call('SET', key, token, 'PX', ARGV[2])
+for i = 1, n do
+  redis.call('SET', KEYS[i], token, 'PX', ARGV[2])
 end
-return {1}
+if not fenced then
+  return {1}
+end
+local fence = 0
+for i = n + 1, #KEYS do
+  local value = redis.call('INCR', KEYS[i])
+  if value > fence then
+    fence = value
+  end
+end
+return {1, fence}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::backend::AcquireReply;
+use crate::backend::{AcquireReply, Node};
 use crate::error::{Error, NodeOutcome};
 use crate::lease::{Lease, Token};
 use crate::mutex::Inner;
@@ -29,18 +29,30 @@ pub(crate) async fn attempt(
     let mut undo = Undo::armed(inner, keys, &hex);
     let started = Instant::now();
     crate::metrics::acquire_round(inner.primitive);
+    let fenced = options.get_fencing();
     let round = quorum::round(
         "acquire",
         &inner.nodes,
         options.effective_node_timeout(),
         Decide::Majority(inner.quorum),
-        |reply| *reply == AcquireReply::Granted,
-        |node| node.acquire(keys, &hex, ttl),
+        |reply| matches!(reply, AcquireReply::Granted { .. }),
+        |node| node.acquire(keys, &hex, ttl, fenced),
     )
     .await;
 
     if round.successes >= inner.quorum {
-        let lease = Lease::new(token, ttl, started, options.get_drift_factor());
+        let mut lease = Lease::new(token, ttl, started, options.get_drift_factor());
+        if fenced {
+            match raise_fence(inner, keys, &round, options).await {
+                Ok(fence) => lease = lease.with_fence(fence),
+                Err(error) => {
+                    undo.run(options).await;
+                    return Err(error);
+                }
+            }
+        }
+        // Checked after the fence write-back: a holder paused in between
+        // gets no lease.
         if lease.is_valid() {
             undo.disarm();
             return Ok(lease);
@@ -49,9 +61,14 @@ pub(crate) async fn attempt(
         return Err(Error::Expired);
     }
 
-    undo.run(options).await;
+    let refused: Vec<bool> = round
+        .replies
+        .iter()
+        .map(|r| matches!(r, Reply::Answered(AcquireReply::Taken { .. })))
+        .collect();
+    undo.run_except(options, &refused).await;
     let outcomes = round.outcomes(&inner.nodes, |reply| match reply {
-        AcquireReply::Granted => NodeOutcome::Granted,
+        AcquireReply::Granted { .. } => NodeOutcome::Granted,
         AcquireReply::Taken { index, remaining } => NodeOutcome::Taken {
             resource: keys.get(*index).cloned().unwrap_or_default(),
             remaining: *remaining,
@@ -82,6 +99,44 @@ pub(crate) async fn attempt(
     }
 }
 
+/// The fence: the largest counter among the granting nodes, written back
+/// to a majority (counter = max(counter, fence)) before the lease is handed
+/// out, so that every later majority meets it and goes higher.
+async fn raise_fence(
+    inner: &Arc<Inner>,
+    keys: &Arc<[String]>,
+    round: &quorum::Round<AcquireReply>,
+    options: &LockOptions,
+) -> Result<u64, Error> {
+    let fence = round
+        .replies
+        .iter()
+        .filter_map(|r| match r {
+            Reply::Answered(AcquireReply::Granted { fence }) => *fence,
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let raised = quorum::round(
+        "raise_fence",
+        &inner.nodes,
+        options.effective_node_timeout(),
+        Decide::Majority(inner.quorum),
+        |_| true,
+        |node| node.raise_fence(keys, fence),
+    )
+    .await;
+    if raised.successes >= inner.quorum {
+        return Ok(fence);
+    }
+    Err(Error::NoQuorum {
+        granted: raised.successes,
+        nodes: inner.nodes.len(),
+        quorum: inner.quorum,
+        outcomes: raised.outcomes(&inner.nodes, |_| NodeOutcome::Granted),
+    })
+}
+
 /// Compare-and-delete of a round's keys on every node, run when the round
 /// fails, or spawned from `Drop` when the round is abandoned mid-flight.
 struct Undo {
@@ -105,17 +160,37 @@ impl Undo {
         self.armed = false;
     }
 
-    /// Awaits the undo (bounded by the per-node timeout). Stays armed until
-    /// it finished, so a cancellation in here still spawns it.
+    /// Awaits the undo on every node (bounded by the per-node timeout).
+    /// Stays armed until it finished, so a cancellation in here still
+    /// spawns it.
     async fn run(&mut self, options: &LockOptions) {
-        self.inner
-            .release_round(
-                &self.keys,
-                &self.token,
+        self.run_except(options, &[]).await;
+    }
+
+    /// The undo, skipping the nodes that answered "taken": they set nothing.
+    /// (Under contention most losers are refused everywhere, so most undos
+    /// then send nothing at all.)
+    async fn run_except(&mut self, options: &LockOptions, skip: &[bool]) {
+        let nodes: Vec<Arc<dyn Node>> = self
+            .inner
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.get(*i).copied().unwrap_or(false))
+            .map(|(_, node)| Arc::clone(node))
+            .collect();
+        if !nodes.is_empty() {
+            let (keys, token) = (&self.keys, &self.token);
+            quorum::round(
+                "release",
+                &nodes,
                 options.effective_node_timeout(),
-                false,
+                Decide::All,
+                |_| true,
+                |node| node.release(keys, token, false),
             )
             .await;
+        }
         self.armed = false;
     }
 }

@@ -13,7 +13,7 @@ use crate::lease::Lease;
 use crate::metrics;
 use crate::mutex::Redlock;
 use crate::options::{validate_ttl, LockOptions};
-use crate::quorum::{self, Decide};
+use crate::quorum::{self, Decide, Reply};
 use crate::watchdog::{LeaseCell, LeaseState, Watched};
 
 /// What a release found.
@@ -248,7 +248,7 @@ impl LockGuard {
     ///
     /// Returns [`ReleaseOutcome::NotHeld`] — not an error — when the lock had
     /// already expired or was lost; [`Error::NoQuorum`] only when the lease
-    /// was still valid and too few nodes answered to tell (the keys then
+    /// was still valid and too few nodes answered in 3 rounds (the keys then
     /// expire with their ttl).
     ///
     /// # Cancel safety
@@ -270,21 +270,41 @@ impl LockGuard {
         let inner = Arc::clone(&self.redlock.inner);
         let token = self.lease().token().to_hex();
         let span = tracing::debug_span!("quorate.release", resource = %self.keys.join(","));
-        let round = inner
-            .release_round(&self.keys, &token, self.node_timeout, true)
-            .instrument(span)
-            .await;
+        // A round that misses a majority (slow or failing nodes) is retried
+        // while the lease lasts, at most 3 rounds: the alternative is a lock
+        // that blocks everyone until its ttl runs out.
+        let mut rounds = 0;
+        let round = loop {
+            rounds += 1;
+            let round = inner
+                .release_round(&self.keys, &token, self.node_timeout, true)
+                .instrument(span.clone())
+                .await;
+            if round.answered() >= inner.quorum || rounds >= 3 || !self.is_valid() {
+                break round;
+            }
+        };
         self.released = true;
         // Local waiters need not wait for the servers' announcements.
         inner.notifier.announce_all(&self.keys);
         let held = self.acquired.elapsed();
-        let result = if round.successes >= inner.quorum {
-            Ok(ReleaseOutcome::Released)
-        } else if !was_valid || round.answered() >= inner.quorum {
+        // A valid lease means our keys were on a majority, so any majority
+        // of answers includes a deletion unless the keys were lost.
+        let deleted = round
+            .replies
+            .iter()
+            .any(|r| matches!(r, Reply::Answered(n) if *n > 0));
+        let result = if round.answered() >= inner.quorum {
+            if deleted && was_valid {
+                Ok(ReleaseOutcome::Released)
+            } else {
+                Ok(ReleaseOutcome::NotHeld)
+            }
+        } else if !was_valid {
             Ok(ReleaseOutcome::NotHeld)
         } else {
             Err(Error::NoQuorum {
-                granted: round.successes,
+                granted: round.answered(),
                 nodes: inner.nodes.len(),
                 quorum: inner.quorum,
                 outcomes: round.outcomes(&inner.nodes, |deleted| {

@@ -130,6 +130,12 @@ impl Lease {
         self.fence
     }
 
+    /// The lease with its fencing token.
+    pub(crate) fn with_fence(mut self, fence: u64) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
     /// After an extension: validity is recomputed from the extension's own
     /// start instant and ttl.
     pub(crate) fn renew(&mut self, ttl: Duration, started: Instant, drift_factor: f64) {

@@ -46,8 +46,8 @@ mod quorum;
 mod watchdog;
 
 pub use backend::{
-    AcquireReply, ExtendRequest, FredNode, FredSettings, MemoryNode, Node, NodeError, NodeFuture,
-    RELEASE_CHANNEL_PREFIX,
+    fence_key, AcquireReply, ExtendRequest, FredNode, FredSettings, MemoryNode, Node, NodeError,
+    NodeFuture, RELEASE_CHANNEL_PREFIX,
 };
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use guard::{LockGuard, ReleaseOutcome};

@@ -361,7 +361,10 @@ impl Redlock {
                 Some(watch) => {
                     tokio::select! {
                         () = sleep => {}
-                        () = watch.released() => continue,
+                        () = watch.released() => {
+                            tokio::time::sleep(wake_spread(options)).await;
+                            continue;
+                        }
                     }
                 }
                 None => sleep.await,
@@ -377,6 +380,10 @@ impl Inner {
     /// Compare-and-delete of `keys` on every node: the undo of a failed
     /// round and the body of a release.
     /// With `notify`, waiters are told (a real release, not an undo).
+    ///
+    /// Decided once a majority answered: whatever those nodes held is gone,
+    /// so at most a minority can still hold the lock (and the stragglers
+    /// still get the request).
     pub(crate) async fn release_round(
         &self,
         keys: &[String],
@@ -389,7 +396,7 @@ impl Inner {
             &self.nodes,
             node_timeout,
             Decide::Majority(self.quorum),
-            |deleted| *deleted > 0,
+            |_answered| true,
             |node| node.release(keys, token, notify),
         )
         .await
@@ -418,16 +425,42 @@ where
     Ok(keys.into())
 }
 
-/// The pause before the next round: the base delay plus uniform jitter, cut
-/// short when the holder's lock expires sooner.
-fn retry_delay(options: &LockOptions, error: &Error) -> Duration {
-    let jitter = options.get_retry_jitter();
-    let jitter = if jitter.is_zero() {
+/// The longest random pause after a split vote or a release announcement.
+/// Contenders that woke together spread out over it, so the first one
+/// usually takes every node before the others ask (a round trip on a LAN is
+/// well under a millisecond).
+const SPREAD: Duration = Duration::from_millis(4);
+
+/// A uniform random duration in `0..=max`.
+fn random_up_to(max: Duration) -> Duration {
+    if max.is_zero() {
         Duration::ZERO
     } else {
-        rand::rng().random_range(Duration::ZERO..=jitter)
-    };
-    let delay = options.get_retry_delay() + jitter;
+        rand::rng().random_range(Duration::ZERO..=max)
+    }
+}
+
+/// The pause after a release announcement, before the next round.
+fn wake_spread(options: &LockOptions) -> Duration {
+    random_up_to(options.get_retry_jitter().min(SPREAD))
+}
+
+/// The pause before the next round: the base delay plus uniform jitter, cut
+/// short when the holder's lock expires sooner. After a split vote (we were
+/// granted some nodes, a competitor others, nobody a majority; both undo)
+/// nobody will announce a release, so only a short random spread is waited.
+fn retry_delay(options: &LockOptions, error: &Error) -> Duration {
+    let split = error.outcomes().is_some_and(|o| {
+        !o.nodes_where(|n| *n == crate::NodeOutcome::Granted)
+            .is_empty()
+            && !o
+                .nodes_where(|n| matches!(n, crate::NodeOutcome::Taken { .. }))
+                .is_empty()
+    });
+    if split {
+        return random_up_to(options.get_retry_jitter().min(SPREAD));
+    }
+    let delay = options.get_retry_delay() + random_up_to(options.get_retry_jitter());
     let holder_expires = error.outcomes().and_then(|o| {
         o.0.iter()
             .filter_map(|r| match r.outcome {
@@ -609,6 +642,21 @@ mod tests {
             outcomes: crate::Outcomes(vec![taken(3), taken(5)]),
         };
         assert_eq!(retry_delay(&options, &error), Duration::from_millis(6));
+        // a split vote: short random spread, not the full delay
+        let split = Error::Taken {
+            resource: "r".into(),
+            outcomes: crate::Outcomes(vec![
+                taken(5000),
+                crate::error::NodeReport {
+                    node: "m".into(),
+                    outcome: crate::NodeOutcome::Granted,
+                },
+            ]),
+        };
+        let jittery = options.clone().retry_jitter(Duration::from_millis(50));
+        for _ in 0..50 {
+            assert!(retry_delay(&jittery, &split) <= SPREAD);
+        }
         assert_eq!(
             retry_delay(&options, &Error::Expired),
             Duration::from_millis(100)

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use futures::future::{join_all, select_all, FutureExt};
+use futures::future::{join_all, select_all};
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
@@ -24,7 +25,14 @@ struct Watched {
     watchers: usize,
     /// Bumped on every announcement; receivers see "changed".
     announced: watch::Sender<u64>,
+    /// Bumped whenever the watcher count drops to zero, so that a lingering
+    /// unsubscribe knows whether someone came back meanwhile.
+    generation: u64,
 }
+
+/// How long a subscription outlives its last watcher: a lock that is
+/// contended again soon keeps its subscription instead of churning.
+const LINGER: Duration = Duration::from_secs(5);
 
 impl Notifier {
     pub fn new(nodes: Vec<Arc<dyn Node>>) -> Arc<Self> {
@@ -39,9 +47,11 @@ impl Notifier {
         self.watched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers interest in `keys`. Keys no local waiter watched yet are
-    /// subscribed on every node; waits up to `timeout` for the nodes to
-    /// confirm (a node that does not just costs latency: polling remains).
+    /// Registers interest in `keys`. Keys not subscribed yet are subscribed
+    /// on every node; waits up to `timeout` until a majority confirmed. A
+    /// release deletes on a majority and announces there, so a majority of
+    /// subscriptions always hears it; a node that does not confirm just
+    /// costs latency (polling remains).
     pub async fn watch(self: &Arc<Self>, keys: &[String], timeout: Duration) -> Watch {
         self.start_dispatch();
         let mut new_keys = Vec::new();
@@ -54,6 +64,7 @@ impl Notifier {
                     Watched {
                         watchers: 0,
                         announced: watch::channel(0).0,
+                        generation: 0,
                     }
                 });
                 entry.watchers += 1;
@@ -67,11 +78,22 @@ impl Notifier {
             receivers,
         };
         if !new_keys.is_empty() {
-            let subscribes = self
+            let majority = crate::quorum::majority(self.nodes.len());
+            let mut confirmations: FuturesUnordered<_> = self
                 .nodes
                 .iter()
-                .map(|node| tokio::time::timeout(timeout, node.subscribe(&new_keys)));
-            join_all(subscribes).await;
+                .map(|node| tokio::time::timeout(timeout, node.subscribe(&new_keys)))
+                .collect();
+            let mut confirmed = 0;
+            while let Some(result) = confirmations.next().await {
+                confirmed += usize::from(matches!(result, Ok(Ok(()))));
+                if confirmed >= majority {
+                    break;
+                }
+            }
+            if !confirmations.is_empty() {
+                tokio::spawn(confirmations.for_each(|_| async {}));
+            }
         }
         watch
     }
@@ -113,7 +135,7 @@ impl Notifier {
         }
     }
 
-    fn unwatch(&self, keys: &[String]) {
+    fn unwatch(self: &Arc<Self>, keys: &[String]) {
         let mut idle = Vec::new();
         {
             let mut watched = self.watched();
@@ -121,8 +143,8 @@ impl Notifier {
                 if let Some(entry) = watched.get_mut(key) {
                     entry.watchers -= 1;
                     if entry.watchers == 0 {
-                        watched.remove(key);
-                        idle.push(key.clone());
+                        entry.generation += 1;
+                        idle.push((key.clone(), entry.generation));
                     }
                 }
             }
@@ -130,14 +152,37 @@ impl Notifier {
         if idle.is_empty() {
             return;
         }
-        // Drop cannot await; a late unsubscribe at worst drops a
-        // subscription a new waiter just made, which costs it latency only.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            for node in &self.nodes {
-                let unsubscribe = node.unsubscribe(&idle);
-                handle.spawn(unsubscribe.map(drop));
+        // Outside a runtime the subscription just stays until the Redlock goes.
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let notifier = Arc::downgrade(self);
+        handle.spawn(async move {
+            tokio::time::sleep(LINGER).await;
+            let Some(notifier) = notifier.upgrade() else {
+                return;
+            };
+            let gone: Vec<String> = {
+                let mut watched = notifier.watched();
+                idle.into_iter()
+                    .filter(|(key, generation)| {
+                        let still_idle = watched
+                            .get(key)
+                            .is_some_and(|e| e.watchers == 0 && e.generation == *generation);
+                        if still_idle {
+                            watched.remove(key);
+                        }
+                        still_idle
+                    })
+                    .map(|(key, _)| key)
+                    .collect()
+            };
+            if !gone.is_empty() {
+                // A waiter subscribing this very moment may lose to this
+                // unsubscribe: that costs it latency only.
+                join_all(notifier.nodes.iter().map(|n| n.unsubscribe(&gone))).await;
             }
-        }
+        });
     }
 }
 

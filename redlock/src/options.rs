@@ -31,6 +31,7 @@ pub struct LockOptions {
     drift_factor: f64,
     node_timeout: Option<Duration>,
     auto_extend: bool,
+    fencing: bool,
 }
 
 impl Default for LockOptions {
@@ -44,6 +45,7 @@ impl Default for LockOptions {
             drift_factor: 0.01,
             node_timeout: None,
             auto_extend: false,
+            fencing: false,
         }
     }
 }
@@ -122,6 +124,22 @@ impl LockOptions {
     pub fn auto_extend(mut self, on: bool) -> Self {
         self.auto_extend = on;
         self
+    }
+
+    /// Hand out a fencing token with the lease ([`Lease::fence`](crate::Lease::fence)):
+    /// strictly larger than every token handed out for the same resource
+    /// before, so the protected resource can reject a paused holder's late
+    /// writes. Costs one more round trip per acquisition. Assumes servers
+    /// keep their counters (AOF with fsync, or delayed restarts). Default:
+    /// `false`.
+    pub fn fencing(mut self, on: bool) -> Self {
+        self.fencing = on;
+        self
+    }
+
+    /// Whether fencing is on.
+    pub fn get_fencing(&self) -> bool {
+        self.fencing
     }
 
     /// Whether auto-extension is on.

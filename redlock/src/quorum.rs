@@ -4,6 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::task::Poll;
+
+use futures::future::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
@@ -100,24 +103,49 @@ pub(crate) async fn round<T: Send + 'static>(
     call: impl Fn(&dyn Node) -> NodeFuture<T>,
 ) -> Round<T> {
     let n = nodes.len();
-    let mut pending: FuturesUnordered<_> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| {
-            let request = call(node.as_ref());
-            let name = node.name().to_owned();
-            async move {
-                let sent = Instant::now();
-                let result = tokio::time::timeout(node_timeout, request).await;
-                metrics::node_call(&name, op, sent.elapsed(), &result);
-                (i, result)
+    let requests = nodes.iter().enumerate().map(|(i, node)| {
+        let request = call(node.as_ref());
+        let name = node.name().to_owned();
+        async move {
+            let sent = Instant::now();
+            let result = tokio::time::timeout(node_timeout, request).await;
+            metrics::node_call(&name, op, sent.elapsed(), &result);
+            (i, result)
+        }
+        .boxed()
+    });
+    // Poll every request once before deciding anything: that puts each on
+    // its connection now. A request first polled later (by the straggler
+    // task) could reach its server after a follow-up sent meanwhile, such
+    // as the undo of this very round.
+    let mut requests = Some(requests.collect::<Vec<_>>());
+    let (answered, mut pending) = std::future::poll_fn(|cx| {
+        let mut answered = Vec::new();
+        let pending = FuturesUnordered::new();
+        for mut request in requests.take().unwrap_or_default() {
+            match request.as_mut().poll(cx) {
+                Poll::Ready(answer) => answered.push(answer),
+                Poll::Pending => pending.push(request),
             }
-        })
-        .collect();
+        }
+        Poll::Ready((answered, pending))
+    })
+    .await;
 
     let mut replies: Vec<Reply<T>> = (0..n).map(|_| Reply::Pending).collect();
     let (mut successes, mut failures) = (0, 0);
-    while let Some((i, result)) = pending.next().await {
+    let mut answered = answered.into_iter();
+    loop {
+        if decide.decided(n, successes, failures) {
+            break;
+        }
+        let next = match answered.next() {
+            Some(answer) => Some(answer),
+            None => pending.next().await,
+        };
+        let Some((i, result)) = next else {
+            break;
+        };
         replies[i] = match result {
             Ok(Ok(answer)) => {
                 if success(&answer) {
@@ -136,9 +164,6 @@ pub(crate) async fn round<T: Send + 'static>(
                 Reply::TimedOut
             }
         };
-        if decide.decided(n, successes, failures) {
-            break;
-        }
     }
     if !pending.is_empty() {
         tokio::spawn(pending.for_each(|_| async {}));
@@ -180,8 +205,8 @@ mod tests {
             &nodes,
             Duration::from_secs(60),
             Decide::Majority(3),
-            |r| *r == crate::backend::AcquireReply::Granted,
-            |n| n.acquire(&keys, "t", Duration::from_secs(1)),
+            |r| matches!(r, crate::backend::AcquireReply::Granted { .. }),
+            |n| n.acquire(&keys, "t", Duration::from_secs(1), false),
         )
         .await;
         assert_eq!(round.successes, 3);
@@ -205,8 +230,8 @@ mod tests {
             &nodes,
             Duration::from_secs(60),
             Decide::Majority(3),
-            |r| *r == crate::backend::AcquireReply::Granted,
-            |n| n.acquire(&keys, "t", Duration::from_secs(1)),
+            |r| matches!(r, crate::backend::AcquireReply::Granted { .. }),
+            |n| n.acquire(&keys, "t", Duration::from_secs(1), false),
         )
         .await;
         assert_eq!(round.successes, 0);

@@ -8,13 +8,14 @@ use quorate_redlock::{AcquireReply, FredNode, FredSettings, MemoryNode, Node};
 use quorate_testkit::Cluster;
 
 const TTL: Duration = Duration::from_secs(10);
+const GRANTED: AcquireReply = AcquireReply::Granted { fence: None };
 
 fn keys(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
 async fn acquire(node: &dyn Node, names: &[&str], token: &str, ttl: Duration) -> AcquireReply {
-    node.acquire(&keys(names), token, ttl)
+    node.acquire(&keys(names), token, ttl, false)
         .await
         .expect("node answers")
 }
@@ -32,8 +33,8 @@ async fn extend(node: &dyn Node, names: &[&str], token: &str, ttl: Duration) -> 
 }
 
 async fn case_acquire_is_exclusive_and_idempotent(node: &dyn Node) {
-    assert_eq!(acquire(node, &["k"], "a", TTL).await, AcquireReply::Granted);
-    assert_eq!(acquire(node, &["k"], "a", TTL).await, AcquireReply::Granted);
+    assert_eq!(acquire(node, &["k"], "a", TTL).await, GRANTED);
+    assert_eq!(acquire(node, &["k"], "a", TTL).await, GRANTED);
     match acquire(node, &["k"], "b", TTL).await {
         AcquireReply::Taken {
             index: 0,
@@ -46,31 +47,19 @@ async fn case_acquire_is_exclusive_and_idempotent(node: &dyn Node) {
 }
 
 async fn case_multi_key_is_all_or_nothing(node: &dyn Node) {
-    assert_eq!(
-        acquire(node, &["m2"], "other", TTL).await,
-        AcquireReply::Granted
-    );
+    assert_eq!(acquire(node, &["m2"], "other", TTL).await, GRANTED);
     let reply = acquire(node, &["m1", "m2", "m3"], "me", TTL).await;
     assert!(
         matches!(reply, AcquireReply::Taken { index: 1, .. }),
         "{reply:?}"
     );
     // nothing of the failed request was set
-    assert_eq!(
-        acquire(node, &["m1"], "third", TTL).await,
-        AcquireReply::Granted
-    );
-    assert_eq!(
-        acquire(node, &["m3"], "third", TTL).await,
-        AcquireReply::Granted
-    );
+    assert_eq!(acquire(node, &["m1"], "third", TTL).await, GRANTED);
+    assert_eq!(acquire(node, &["m3"], "third", TTL).await, GRANTED);
 }
 
 async fn case_release_is_compare_and_delete(node: &dyn Node) {
-    assert_eq!(
-        acquire(node, &["r1", "r2"], "a", TTL).await,
-        AcquireReply::Granted
-    );
+    assert_eq!(acquire(node, &["r1", "r2"], "a", TTL).await, GRANTED);
     assert_eq!(release(node, &["r1", "r2"], "b").await, 0);
     assert!(matches!(
         acquire(node, &["r1"], "b", TTL).await,
@@ -78,16 +67,13 @@ async fn case_release_is_compare_and_delete(node: &dyn Node) {
     ));
     assert_eq!(release(node, &["r1", "r2", "never"], "a").await, 2);
     assert_eq!(release(node, &["r1", "r2"], "a").await, 0, "idempotent");
-    assert_eq!(
-        acquire(node, &["r1"], "b", TTL).await,
-        AcquireReply::Granted
-    );
+    assert_eq!(acquire(node, &["r1"], "b", TTL).await, GRANTED);
 }
 
 async fn case_extend_needs_every_key(node: &dyn Node) {
     assert_eq!(
         acquire(node, &["e1", "e2"], "a", Duration::from_secs(1)).await,
-        AcquireReply::Granted
+        GRANTED
     );
     assert!(!extend(node, &["e1", "e2"], "b", TTL).await);
     assert!(
@@ -107,7 +93,7 @@ async fn case_extend_needs_every_key(node: &dyn Node) {
 async fn case_keys_expire_after_their_ttl(node: &dyn Node) {
     assert_eq!(
         acquire(node, &["x"], "a", Duration::from_millis(100)).await,
-        AcquireReply::Granted
+        GRANTED
     );
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(release(node, &["x"], "a").await, 0, "already expired");
@@ -115,15 +101,12 @@ async fn case_keys_expire_after_their_ttl(node: &dyn Node) {
         !extend(node, &["x"], "a", TTL).await,
         "an expired lock is not revived"
     );
-    assert_eq!(acquire(node, &["x"], "b", TTL).await, AcquireReply::Granted);
+    assert_eq!(acquire(node, &["x"], "b", TTL).await, GRANTED);
 }
 
 async fn case_tokens_and_keys_are_opaque_bytes(node: &dyn Node) {
     let key = "weird key: {tag} \u{e9}\u{1F512} -- \"quoted\" \\ slash";
-    assert_eq!(
-        acquire(node, &[key], "tok with spaces", TTL).await,
-        AcquireReply::Granted
-    );
+    assert_eq!(acquire(node, &[key], "tok with spaces", TTL).await, GRANTED);
     assert!(matches!(
         acquire(node, &[key], "tok", TTL).await,
         AcquireReply::Taken { .. }
@@ -144,27 +127,57 @@ async fn case_release_announces_only_when_asked(node: &dyn Node) {
         .await
         .expect("subscribe");
     // an undo (notify = false) is silent; a release announces each deleted key
-    assert_eq!(
-        acquire(node, &["n1"], "a", TTL).await,
-        AcquireReply::Granted
-    );
+    assert_eq!(acquire(node, &["n1"], "a", TTL).await, GRANTED);
     assert_eq!(node.release(&keys(&["n1"]), "a", false).await, Ok(1));
-    assert_eq!(
-        acquire(node, &["n1", "n2"], "b", TTL).await,
-        AcquireReply::Granted
-    );
+    assert_eq!(acquire(node, &["n1", "n2"], "b", TTL).await, GRANTED);
     assert_eq!(node.release(&keys(&["n1", "n2"]), "b", true).await, Ok(2));
     let first = next(&mut released).await;
     let second = next(&mut released).await;
     assert_eq!([first, second], ["n1", "n2"]);
     // a release that deletes nothing announces nothing
     assert_eq!(node.release(&keys(&["n1"]), "b", true).await, Ok(0));
-    assert_eq!(
-        acquire(node, &["n2"], "c", TTL).await,
-        AcquireReply::Granted
-    );
+    assert_eq!(acquire(node, &["n2"], "c", TTL).await, GRANTED);
     assert_eq!(node.release(&keys(&["n2"]), "c", true).await, Ok(1));
     assert_eq!(next(&mut released).await, "n2");
+}
+
+async fn fenced(node: &dyn Node, names: &[&str], token: &str) -> AcquireReply {
+    node.acquire(&keys(names), token, TTL, true)
+        .await
+        .expect("node answers")
+}
+
+async fn case_fence_counters_only_grow(node: &dyn Node) {
+    let fence = |reply| match reply {
+        AcquireReply::Granted { fence: Some(f) } => f,
+        other => panic!("expected a fenced grant, got {other:?}"),
+    };
+    let first = fence(fenced(node, &["f1"], "a").await);
+    assert_eq!(first, 1);
+    // taken: no grant, no increment
+    assert!(matches!(
+        fenced(node, &["f1"], "b").await,
+        AcquireReply::Taken { .. }
+    ));
+    assert_eq!(release(node, &["f1"], "a").await, 1);
+    assert_eq!(
+        fence(fenced(node, &["f1"], "b").await),
+        2,
+        "counters outlive the lock"
+    );
+    assert_eq!(release(node, &["f1"], "b").await, 1);
+    // write-back raises, never lowers
+    node.raise_fence(&keys(&["f1"]), 10).await.expect("raise");
+    node.raise_fence(&keys(&["f1"]), 3).await.expect("raise");
+    assert_eq!(fence(fenced(node, &["f1"], "c").await), 11);
+    // several keys: the largest counter after incrementing each
+    assert_eq!(fence(fenced(node, &["f2", "f3"], "d").await), 1);
+    assert_eq!(release(node, &["f2", "f3"], "d").await, 2);
+    node.raise_fence(&keys(&["f3"]), 5).await.expect("raise");
+    assert_eq!(fence(fenced(node, &["f2", "f3"], "e").await), 6);
+    // an unfenced grant reports no fence and leaves counters alone
+    assert_eq!(release(node, &["f2", "f3"], "e").await, 2);
+    assert_eq!(acquire(node, &["f3"], "g", TTL).await, GRANTED);
 }
 
 async fn memory_node() -> Arc<dyn Node> {
@@ -212,4 +225,5 @@ conformance!(
     case_keys_expire_after_their_ttl,
     case_tokens_and_keys_are_opaque_bytes,
     case_release_announces_only_when_asked,
+    case_fence_counters_only_grow,
 );

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant as StdInstant};
 use quorate_redlock::{
     Error, FredNode, FredSettings, LockOptions, Node, NodeOutcome, Redlock, ReleaseOutcome,
 };
-use quorate_testkit::{Cluster, Fault, FaultProxy, HoldLog, Reply, ServerOptions};
+use quorate_testkit::{Cluster, Fault, FaultProxy, FenceLog, HoldLog, Reply, ServerOptions};
 use tokio::time::Instant;
 
 async fn connect(urls: Vec<String>) -> Redlock {
@@ -67,59 +67,118 @@ async fn assert_keys_vanish(cluster: &Cluster, within: Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutual_exclusion_16_tasks_200_acquisitions_each() {
-    const TASKS: u64 = 16;
-    const EACH: usize = 200;
-    let cluster = Cluster::start(5).await.expect("cluster");
-    let redlock = connect(cluster.urls()).await;
-    // Short retry delays so the run is quick; the jitter keeps contenders apart.
-    let options = LockOptions::new()
-        .ttl(Duration::from_secs(5))
-        .acquire_timeout(Some(Duration::from_secs(60)))
-        .retry_delay(Duration::from_millis(1))
-        .retry_jitter(Duration::from_millis(8));
-    let log = Arc::new(HoldLog::new());
+/// `clients` independent Redlock clients (as separate processes would
+/// have), `tasks` tasks on each, take one resource `each` times with
+/// fencing on; every hold and fence is logged. Bounded: each lock call by
+/// `options`, the run by 240 s.
+async fn contended_run(
+    urls: Vec<String>,
+    clients: u64,
+    tasks: u64,
+    each: usize,
+    options: LockOptions,
+) -> (HoldLog, FenceLog) {
+    let holds = HoldLog::new();
+    let fences = FenceLog::new();
     let inside = Arc::new(AtomicBool::new(false));
-    let run_started = StdInstant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|id| {
-            let (redlock, options, log, inside) = (
+    let mut running = Vec::new();
+    for client in 0..clients {
+        let redlock = connect(urls.clone()).await;
+        for task in 0..tasks {
+            let id = client * tasks + task;
+            let (redlock, options, holds, fences, inside) = (
                 redlock.clone(),
                 options.clone(),
-                log.clone(),
+                holds.clone(),
+                fences.clone(),
                 inside.clone(),
             );
-            tokio::spawn(async move {
-                for _ in 0..EACH {
+            running.push(tokio::spawn(async move {
+                for _ in 0..each {
                     let guard = redlock
                         .lock_with(["mutex:shared"], &options)
                         .await
-                        .expect("lock within 60 s");
+                        .expect("lock within the acquire timeout");
                     let start = StdInstant::now();
                     assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
                     tokio::task::yield_now().await;
                     inside.store(false, Ordering::SeqCst);
                     assert!(guard.is_valid(), "held past validity");
                     let end = StdInstant::now();
-                    log.record("mutex:shared", id, start, end);
+                    holds.record("mutex:shared", id, start, end);
+                    let fence = guard.lease().fence().expect("fencing is on");
+                    fences.record(id, fence, start);
                     guard.release().await.expect("release");
                 }
-            })
-        })
-        .collect();
-    let all = futures::future::join_all(tasks);
+            }));
+        }
+    }
+    let all = futures::future::join_all(running);
     tokio::time::timeout(Duration::from_secs(240), all)
         .await
         .expect("run finishes within 240 s")
         .into_iter()
         .for_each(|r| r.expect("task"));
-    assert_eq!(log.len(), TASKS as usize * EACH);
-    log.check_exclusive().expect("no overlapping holds");
+    (holds, fences)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_exclusion_and_fences_16_tasks_200_acquisitions_each() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(5))
+        .acquire_timeout(Some(Duration::from_secs(60)))
+        .fencing(true);
+    let started = StdInstant::now();
+    // 4 clients (processes) × 4 tasks: contention both across clients
+    // (on the servers) and inside each (the local queue)
+    let (holds, fences) = contended_run(cluster.urls(), 4, 4, 200, options).await;
+    assert_eq!(holds.len(), 16 * 200);
+    holds.check_exclusive().expect("no overlapping holds");
+    fences
+        .check_strictly_increasing()
+        .expect("fences strictly increase");
     println!(
-        "{} acquisitions in {:.1} s",
-        log.len(),
-        run_started.elapsed().as_secs_f64()
+        "{} fenced acquisitions by 4 clients × 4 tasks in {:.1} s",
+        holds.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_increase_while_a_minority_is_killed_and_restarted() {
+    // AOF with fsync on every write: a killed node keeps its counters.
+    let options = ServerOptions {
+        appendonly: true,
+        ..ServerOptions::default()
+    };
+    let mut cluster = Cluster::start_with(5, options).await.expect("cluster");
+    let urls = cluster.urls();
+    let lock_options = LockOptions::new()
+        .ttl(Duration::from_secs(5))
+        .acquire_timeout(Some(Duration::from_secs(60)))
+        .fencing(true);
+    let run = tokio::spawn(contended_run(urls, 4, 2, 60, lock_options));
+    // kill and restart nodes 0 and 1 in turn (never more than one down)
+    let mut restarts = 0;
+    while !run.is_finished() && restarts < 40 {
+        let node = restarts % 2;
+        cluster.server_mut(node).kill();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cluster.server_mut(node).restart().await.expect("restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        restarts += 1;
+    }
+    let (holds, fences) = run.await.expect("run");
+    assert!(restarts >= 2, "the run ended before any fault");
+    assert_eq!(holds.len(), 8 * 60);
+    holds.check_exclusive().expect("no overlapping holds");
+    fences
+        .check_strictly_increasing()
+        .expect("fences strictly increase");
+    println!(
+        "{} fenced acquisitions across {restarts} kill/restarts",
+        holds.len()
     );
 }
 

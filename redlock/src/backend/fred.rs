@@ -17,7 +17,8 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{
-    ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, RELEASE_CHANNEL_PREFIX,
+    fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture,
+    RELEASE_CHANNEL_PREFIX,
 };
 use crate::error::ConfigError;
 
@@ -27,6 +28,8 @@ static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/release.lua")));
 static EXTEND: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/extend.lua")));
+static RAISE_FENCE: LazyLock<Script> =
+    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/raise_fence.lua")));
 static EXTEND_MANY: LazyLock<Script> =
     LazyLock::new(|| Script::from_lua(include_str!("../../scripts/extend_many.lua")));
 
@@ -291,11 +294,29 @@ impl Node for FredNode {
         &self.shared.name
     }
 
-    fn acquire(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<AcquireReply> {
-        let args = vec![token.to_owned(), ttl_millis(ttl).to_string()];
-        self.eval::<Vec<i64>>(&ACQUIRE, keys, args)
+    fn acquire(
+        &self,
+        keys: &[String],
+        token: &str,
+        ttl: Duration,
+        fenced: bool,
+    ) -> NodeFuture<AcquireReply> {
+        let flag = if fenced { "1" } else { "0" };
+        let args = vec![
+            token.to_owned(),
+            ttl_millis(ttl).to_string(),
+            flag.to_owned(),
+        ];
+        let mut all_keys = keys.to_vec();
+        if fenced {
+            all_keys.extend(keys.iter().map(|k| fence_key(k)));
+        }
+        self.eval::<Vec<i64>>(&ACQUIRE, &all_keys, args)
             .map(|reply| match reply?.as_slice() {
-                [1] => Ok(AcquireReply::Granted),
+                [1] => Ok(AcquireReply::Granted { fence: None }),
+                [1, fence] => Ok(AcquireReply::Granted {
+                    fence: u64::try_from(*fence).ok(),
+                }),
                 [0, index, pttl] => Ok(AcquireReply::Taken {
                     index: usize::try_from(*index - 1).unwrap_or(0),
                     // PTTL: -1 no expiry, -2 gone meanwhile (cannot happen inside a script)
@@ -303,6 +324,13 @@ impl Node for FredNode {
                 }),
                 other => Err(NodeError(format!("unexpected acquire reply {other:?}"))),
             })
+            .boxed()
+    }
+
+    fn raise_fence(&self, keys: &[String], fence: u64) -> NodeFuture<()> {
+        let counters: Vec<String> = keys.iter().map(|k| fence_key(k)).collect();
+        self.eval::<i64>(&RAISE_FENCE, &counters, vec![fence.to_string()])
+            .map(|reply| reply.map(drop))
             .boxed()
     }
 

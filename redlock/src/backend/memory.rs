@@ -8,7 +8,7 @@ use futures::future::{self, FutureExt};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::{AcquireReply, ExtendRequest, Node, NodeError, NodeFuture};
+use super::{fence_key, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture};
 
 /// An in-memory node: for unit tests, users' own tests, deterministic fault
 /// simulation and the demo when no Redis is at hand. Clones share state.
@@ -31,6 +31,8 @@ struct State {
     down: bool,
     stalled: bool,
     latency: Duration,
+    /// Fence counters by counter key; they never expire.
+    fences: HashMap<String, u64>,
     /// Batched extension requests served (each counts once, however many
     /// locks it carried).
     extends: u64,
@@ -106,9 +108,18 @@ impl MemoryNode {
             .map(|e| e.expires.saturating_duration_since(Instant::now()))
     }
 
-    /// Forget every key (a restart without persistence).
+    /// Forget every lock key (as if they were deleted behind our back).
+    /// Fence counters survive, as on a server with persistence.
     pub fn flush(&self) {
         self.lock_state().keys.clear();
+    }
+
+    /// Forget everything, fence counters included: a restart without
+    /// persistence (which fencing does not survive, see the README).
+    pub fn forget_all(&self) {
+        let mut state = self.lock_state();
+        state.keys.clear();
+        state.fences.clear();
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
@@ -186,7 +197,13 @@ impl Node for MemoryNode {
         &self.name
     }
 
-    fn acquire(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<AcquireReply> {
+    fn acquire(
+        &self,
+        keys: &[String],
+        token: &str,
+        ttl: Duration,
+        fenced: bool,
+    ) -> NodeFuture<AcquireReply> {
         let keys = keys.to_vec();
         let token = token.to_owned();
         self.call(move |state| {
@@ -200,11 +217,27 @@ impl Node for MemoryNode {
                 }
             }
             let expires = expires_at(now, ttl);
+            let mut fence = None;
             for key in keys {
+                if fenced {
+                    let counter = state.fences.entry(fence_key(&key)).or_default();
+                    *counter += 1;
+                    fence = fence.max(Some(*counter));
+                }
                 let value = token.clone();
                 state.keys.insert(key, Entry { value, expires });
             }
-            AcquireReply::Granted
+            AcquireReply::Granted { fence }
+        })
+    }
+
+    fn raise_fence(&self, keys: &[String], fence: u64) -> NodeFuture<()> {
+        let keys = keys.to_vec();
+        self.call(move |state| {
+            for key in keys {
+                let counter = state.fences.entry(fence_key(&key)).or_default();
+                *counter = (*counter).max(fence);
+            }
         })
     }
 

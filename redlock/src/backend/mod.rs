@@ -26,8 +26,12 @@ pub type NodeFuture<T> = BoxFuture<'static, Result<T, NodeError>>;
 /// What a node answered to an acquire request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AcquireReply {
-    /// Every key was set to our token.
-    Granted,
+    /// Every key was set to our token; with fencing, the largest of the
+    /// keys' fence counters after incrementing them.
+    Granted {
+        /// The node's fence token, when fencing was asked for.
+        fence: Option<u64>,
+    },
     /// `keys[index]` holds another token; nothing was set. `remaining` is that
     /// key's ttl (`None`: no expiry).
     Taken {
@@ -76,8 +80,18 @@ impl std::error::Error for NodeError {}
 pub trait Node: Send + Sync + fmt::Debug + 'static {
     /// A name for errors, logs and metric labels: `host:port`, no secrets.
     fn name(&self) -> &str;
-    /// Take every key or none.
-    fn acquire(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<AcquireReply>;
+    /// Take every key or none; with `fenced`, also increment each key's
+    /// fence counter ([`fence_key`]) and report the largest.
+    fn acquire(
+        &self,
+        keys: &[String],
+        token: &str,
+        ttl: Duration,
+        fenced: bool,
+    ) -> NodeFuture<AcquireReply>;
+
+    /// Fencing write-back: each key's counter = max(counter, `fence`).
+    fn raise_fence(&self, keys: &[String], fence: u64) -> NodeFuture<()>;
     /// Compare-and-delete; returns the number of keys deleted. With
     /// `notify`, each deleted key is announced.
     fn release(&self, keys: &[String], token: &str, notify: bool) -> NodeFuture<u64>;
@@ -113,6 +127,13 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
     fn releases(&self) -> Option<broadcast::Receiver<String>> {
         None
     }
+}
+
+/// The fence counter of a lock key: `quorate:fence:{key}`. It has no ttl.
+/// The hash tag puts it in the key's Redis Cluster slot when the key itself
+/// has no braces.
+pub fn fence_key(key: &str) -> String {
+    format!("quorate:fence:{{{key}}}")
 }
 
 /// Redis wants whole milliseconds; round up so a 1.5 ms ttl is not 1 ms
