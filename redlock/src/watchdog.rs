@@ -157,10 +157,13 @@ impl Task {
                 ttl: e.lock.ttl,
             })
             .collect();
+        // A batch of thousands of locks takes the server milliseconds, not
+        // the microseconds of one lock: allow it the batch window (each
+        // lock's validity still counts from the tick's start).
         let node_timeout = due
             .iter()
             .filter_map(|id| self.entries.get(id))
-            .map(|e| e.lock.node_timeout)
+            .map(|e| e.lock.node_timeout.max(e.lock.ttl / BATCH_WINDOW))
             .max()
             .unwrap_or(Duration::from_millis(100));
         let started = Instant::now();

@@ -817,3 +817,29 @@ async fn run_is_cancelled_when_a_majority_stalls() {
     // cancelled within the lease's validity after the last good extension
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+#[tokio::test]
+async fn two_thousand_auto_extended_locks_all_stay_valid() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let redlock = connect(cluster.urls()).await;
+    let options = LockOptions::new()
+        .ttl(Duration::from_millis(900))
+        .auto_extend(true);
+    let mut guards = Vec::new();
+    for chunk in 0..20 {
+        let calls = (0..100).map(|i| {
+            let key = format!("many:{}", chunk * 100 + i);
+            let (redlock, options) = (redlock.clone(), options.clone());
+            async move { redlock.lock_with([key], &options).await.expect("lock") }
+        });
+        guards.extend(futures::future::join_all(calls).await);
+    }
+    // 2 s: more than twice the ttl; each batch carries up to 2,000 locks
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let valid = guards.iter().filter(|g| g.is_valid()).count();
+    assert_eq!(valid, 2000, "locks lost by the watchdog");
+    let releases = guards.into_iter().map(|g| g.release());
+    for outcome in futures::future::join_all(releases).await {
+        assert_eq!(outcome.expect("release"), ReleaseOutcome::Released);
+    }
+}
