@@ -1,6 +1,7 @@
 //! One acquisition round, and the undo that follows a failed or abandoned one.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -160,9 +161,10 @@ impl Undo {
         self.armed = false;
     }
 
-    /// Awaits the undo on every node (bounded by the per-node timeout).
-    /// Stays armed until it finished, so a cancellation in here still
-    /// spawns it.
+    /// Sends the undo to every node. Waits only until every request is on
+    /// its connection, which orders it before our next round there; the
+    /// answers are collected in the background. Stays armed until sent, so
+    /// a cancellation in here still spawns it.
     async fn run(&mut self, options: &LockOptions) {
         self.run_except(options, &[]).await;
     }
@@ -180,16 +182,8 @@ impl Undo {
             .map(|(_, node)| Arc::clone(node))
             .collect();
         if !nodes.is_empty() {
-            let (keys, token) = (&self.keys, &self.token);
-            quorum::round(
-                "release",
-                &nodes,
-                options.effective_node_timeout(),
-                Decide::All,
-                |_| true,
-                |node| node.release(keys, token, false),
-            )
-            .await;
+            let timeout = options.effective_node_timeout();
+            silent_release(&nodes, &self.keys, &self.token, timeout).await;
         }
         self.armed = false;
     }
@@ -207,8 +201,24 @@ impl Drop for Undo {
         // Outside a runtime nothing can be sent; the keys expire with their ttl.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                inner.release_round(&keys, &token, timeout, false).await;
+                silent_release(&inner.nodes, &keys, &token, timeout).await;
             });
         }
     }
+}
+
+/// Compare-and-delete without announcement (nobody held the lock), returning
+/// once every request is handed to its connection. An undo may still reach
+/// a server late (fred re-sends a script after `NOSCRIPT`), which is why
+/// every round uses a fresh token: a late undo cannot touch a later grant.
+async fn silent_release(nodes: &[Arc<dyn Node>], keys: &[String], token: &str, timeout: Duration) {
+    quorum::round(
+        "release",
+        nodes,
+        timeout,
+        Decide::Sent,
+        |_| true,
+        |node| node.release(keys, token, None),
+    )
+    .await;
 }

@@ -277,7 +277,7 @@ impl LockGuard {
         let round = loop {
             rounds += 1;
             let round = inner
-                .release_round(&self.keys, &token, self.node_timeout, true)
+                .release_round(&self.keys, &token, self.node_timeout)
                 .instrument(span.clone())
                 .await;
             if round.answered() >= inner.quorum || rounds >= 3 || !self.is_valid() {
@@ -342,7 +342,7 @@ impl Drop for LockGuard {
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
-                    inner.release_round(&keys, &token, timeout, true).await;
+                    inner.release_round(&keys, &token, timeout).await;
                     inner.notifier.announce_all(&keys);
                 });
             }

@@ -47,7 +47,7 @@ mod watchdog;
 
 pub use backend::{
     fence_key, AcquireReply, ExtendRequest, FredNode, FredSettings, MemoryNode, Node, NodeError,
-    NodeFuture, RELEASE_CHANNEL_PREFIX,
+    NodeFuture, Released, RELEASE_CHANNEL_PREFIX,
 };
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use guard::{LockGuard, ReleaseOutcome};

@@ -298,7 +298,6 @@ impl Redlock {
     {
         options.validate()?;
         let keys = validate_resources(resources)?;
-        let token = Token::random();
         let deadline = options.get_acquire_timeout().map(|t| called + t);
         let span = tracing::debug_span!("quorate.acquire", resource = %keys.join(","), attempt = tracing::field::Empty);
         // Bounded-round calls skip the local queue: waiting in it is not a round.
@@ -325,6 +324,9 @@ impl Redlock {
             if let Some(watch) = watch.as_mut() {
                 watch.mark_seen();
             }
+            // A fresh token per round: whatever a failed round left behind
+            // (or its undo, arriving late) can never be mistaken for this one.
+            let token = Token::random();
             let result = acquire::attempt(&self.inner, &keys, token, options)
                 .instrument(span.clone())
                 .await;
@@ -361,8 +363,10 @@ impl Redlock {
                 Some(watch) => {
                     tokio::select! {
                         () = sleep => {}
-                        () = watch.released() => {
-                            tokio::time::sleep(wake_spread(options)).await;
+                        local = watch.released() => {
+                            if !local {
+                                tokio::time::sleep(wake_spread(options)).await;
+                            }
                             continue;
                         }
                     }
@@ -379,7 +383,7 @@ impl Redlock {
 impl Inner {
     /// Compare-and-delete of `keys` on every node: the undo of a failed
     /// round and the body of a release.
-    /// With `notify`, waiters are told (a real release, not an undo).
+    /// Waiters everywhere are told (this is a release, not an undo).
     ///
     /// Decided once a majority answered: whatever those nodes held is gone,
     /// so at most a minority can still hold the lock (and the stragglers
@@ -389,15 +393,15 @@ impl Inner {
         keys: &[String],
         token: &str,
         node_timeout: Duration,
-        notify: bool,
     ) -> Round<u64> {
+        let announce = Some(self.notifier.id());
         quorum::round(
             "release",
             &self.nodes,
             node_timeout,
             Decide::Majority(self.quorum),
             |_answered| true,
-            |node| node.release(keys, token, notify),
+            |node| node.release(keys, token, announce),
         )
         .await
     }

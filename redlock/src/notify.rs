@@ -17,6 +17,8 @@ use crate::backend::Node;
 /// announcements.
 pub(crate) struct Notifier {
     nodes: Vec<Arc<dyn Node>>,
+    /// This client's id in announcements, to tell its own releases apart.
+    id: String,
     watched: Mutex<HashMap<String, Watched>>,
     dispatching: OnceLock<()>,
 }
@@ -24,10 +26,19 @@ pub(crate) struct Notifier {
 struct Watched {
     watchers: usize,
     /// Bumped on every announcement; receivers see "changed".
-    announced: watch::Sender<u64>,
+    announced: watch::Sender<Announcement>,
     /// Bumped whenever the watcher count drops to zero, so that a lingering
     /// unsubscribe knows whether someone came back meanwhile.
     generation: u64,
+}
+
+/// The latest announcement of a key.
+#[derive(Clone, Copy, Debug, Default)]
+struct Announcement {
+    seq: u64,
+    /// Released by this process: its waiters are alone in the local queue,
+    /// so they need not spread out against other clients.
+    local: bool,
 }
 
 /// How long a subscription outlives its last watcher: a lock that is
@@ -38,6 +49,7 @@ impl Notifier {
     pub fn new(nodes: Vec<Arc<dyn Node>>) -> Arc<Self> {
         Arc::new(Notifier {
             nodes,
+            id: crate::lease::Token::random().to_hex(),
             watched: Mutex::default(),
             dispatching: OnceLock::new(),
         })
@@ -63,7 +75,7 @@ impl Notifier {
                     new_keys.push(key.clone());
                     Watched {
                         watchers: 0,
-                        announced: watch::channel(0).0,
+                        announced: watch::channel(Announcement::default()).0,
                         generation: 0,
                     }
                 });
@@ -109,8 +121,11 @@ impl Notifier {
                 tokio::spawn(async move {
                     loop {
                         match released.recv().await {
-                            Ok(key) => match notifier.upgrade() {
-                                Some(notifier) => notifier.announce(&key),
+                            Ok(released) => match notifier.upgrade() {
+                                Some(notifier) => {
+                                    let local = released.by == notifier.id;
+                                    notifier.announce(&released.key, local);
+                                }
                                 None => break,
                             },
                             Err(RecvError::Lagged(_)) => continue,
@@ -122,16 +137,24 @@ impl Notifier {
         });
     }
 
+    /// The id this client announces its releases with.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Wakes local waiters of `keys` (a release by this process).
     pub fn announce_all(&self, keys: &[String]) {
         for key in keys {
-            self.announce(key);
+            self.announce(key, true);
         }
     }
 
-    fn announce(&self, key: &str) {
+    fn announce(&self, key: &str, local: bool) {
         if let Some(entry) = self.watched().get(key) {
-            entry.announced.send_modify(|n| *n = n.wrapping_add(1));
+            entry.announced.send_modify(|a| {
+                a.seq = a.seq.wrapping_add(1);
+                a.local = local;
+            });
         }
     }
 
@@ -190,7 +213,7 @@ impl Notifier {
 pub(crate) struct Watch {
     notifier: Arc<Notifier>,
     keys: Vec<String>,
-    receivers: Vec<watch::Receiver<u64>>,
+    receivers: Vec<watch::Receiver<Announcement>>,
 }
 
 impl Watch {
@@ -202,13 +225,15 @@ impl Watch {
         }
     }
 
-    /// Resolves at the next announcement of any watched key.
-    pub async fn released(&mut self) {
+    /// Resolves at the next announcement of any watched key; `true` when
+    /// it came from a release by this process.
+    pub async fn released(&mut self) -> bool {
         if self.receivers.is_empty() {
             return futures::future::pending().await;
         }
         let changes = self.receivers.iter_mut().map(|r| Box::pin(r.changed()));
-        let _ = select_all(changes).await;
+        let (_, index, _) = select_all(changes).await;
+        self.receivers.get(index).is_some_and(|r| r.borrow().local)
     }
 }
 

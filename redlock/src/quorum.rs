@@ -74,15 +74,16 @@ impl<T> Round<T> {
 pub(crate) enum Decide {
     /// As soon as `quorum` succeeded, or so many failed that it cannot.
     Majority(usize),
-    /// When every node answered or timed out.
-    All,
+    /// As soon as every request is on its connection: for an undo, whose
+    /// answers change nothing (it only has to precede the next round).
+    Sent,
 }
 
 impl Decide {
     fn decided(self, n: usize, successes: usize, failures: usize) -> bool {
         match self {
             Decide::Majority(quorum) => successes >= quorum || failures > n - quorum,
-            Decide::All => successes + failures == n,
+            Decide::Sent => true,
         }
     }
 }
@@ -257,7 +258,7 @@ mod tests {
             Duration::from_millis(80),
             Decide::Majority(2),
             |deleted| *deleted > 0,
-            |n| n.release(&keys, "t", false),
+            |n| n.release(&keys, "t", None),
         )
         .await;
         assert_eq!(started.elapsed(), Duration::from_millis(80));

@@ -59,6 +59,16 @@ struct Entry {
     lock: Watched,
     token: String,
     next_due: Instant,
+    /// A batch carrying this lock is in flight: not due again until settled.
+    in_flight: bool,
+}
+
+/// The answers to one batch, sent back from its round's task.
+struct Settled {
+    ids: Vec<u64>,
+    started: Instant,
+    /// Per node, the per-lock answers of those that answered in time.
+    answers: Vec<Option<Vec<bool>>>,
 }
 
 impl Watchdog {
@@ -106,99 +116,139 @@ struct Task {
 }
 
 impl Task {
-    /// Ends when the Redlock (the command sender) is dropped.
+    /// Ends when the Redlock (the command sender) is dropped. Rounds run on
+    /// their own tasks, so a slow batch never delays the next one (or the
+    /// first extension of a lock taken meanwhile).
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let (settled_tx, mut settled_rx) = mpsc::unbounded_channel();
         loop {
-            let next_due = self.entries.values().map(|e| e.next_due).min();
-            let command = match next_due {
-                Some(due) => tokio::select! {
-                    command = commands.recv() => command,
-                    () = tokio::time::sleep_until(due) => {
-                        self.tick().await;
-                        continue;
-                    }
-                },
-                None => commands.recv().await,
+            let next_due = self
+                .entries
+                .values()
+                .filter(|e| !e.in_flight)
+                .map(|e| e.next_due)
+                .min();
+            let due = async move {
+                match next_due {
+                    Some(due) => tokio::time::sleep_until(due).await,
+                    None => std::future::pending().await,
+                }
             };
-            match command {
-                Some(Command::Watch(id, lock)) => {
-                    let lease = lock.cell.borrow().lease;
-                    let entry = Entry {
-                        token: lease.token().to_hex(),
-                        next_due: lease.started() + lock.ttl / EXTEND_AT,
-                        lock,
-                    };
-                    self.entries.insert(id, entry);
-                }
-                Some(Command::Unwatch(id)) => {
-                    self.entries.remove(&id);
-                }
-                None => break,
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.apply(command),
+                    None => break,
+                },
+                Some(settled) = settled_rx.recv() => self.settle(settled),
+                () = due => self.send_batch(&settled_tx),
             }
         }
     }
 
-    /// Extends every lock due now or within its batch window, in one
-    /// request per node, and settles each lock by its own majority.
-    async fn tick(&mut self) {
-        let now = Instant::now();
-        let due: Vec<u64> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.next_due <= now + e.lock.ttl / BATCH_WINDOW)
-            .map(|(id, _)| *id)
-            .collect();
-        let batch: Vec<ExtendRequest> = due
-            .iter()
-            .filter_map(|id| self.entries.get(id))
-            .map(|e| ExtendRequest {
-                keys: Arc::clone(&e.lock.keys),
-                token: e.token.clone(),
-                ttl: e.lock.ttl,
-            })
-            .collect();
-        // A batch of thousands of locks takes the server milliseconds, not
-        // the microseconds of one lock: allow it the batch window (each
-        // lock's validity still counts from the tick's start).
-        let node_timeout = due
-            .iter()
-            .filter_map(|id| self.entries.get(id))
-            .map(|e| e.lock.node_timeout.max(e.lock.ttl / BATCH_WINDOW))
-            .max()
-            .unwrap_or(Duration::from_millis(100));
-        let started = Instant::now();
-        let round = quorum::round(
-            "extend_many",
-            &self.nodes,
-            node_timeout,
-            Decide::All,
-            |_| true,
-            |node| node.extend_many(&batch),
-        )
-        .await;
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Watch(id, lock) => {
+                let lease = lock.cell.borrow().lease;
+                let entry = Entry {
+                    token: lease.token().to_hex(),
+                    next_due: lease.started() + lock.ttl / EXTEND_AT,
+                    lock,
+                    in_flight: false,
+                };
+                self.entries.insert(id, entry);
+            }
+            Command::Unwatch(id) => {
+                self.entries.remove(&id);
+            }
+        }
+    }
 
+    /// Sends one request per node extending every lock due now or within
+    /// its batch window.
+    fn send_batch(&mut self, settled: &mpsc::UnboundedSender<Settled>) {
+        let now = Instant::now();
+        let mut ids = Vec::new();
+        let mut batch = Vec::new();
+        // A batch of thousands of locks takes a server milliseconds, not the
+        // microseconds of one lock, and a loaded machine more: wait as long
+        // as an answer can still help, i.e. while every lock in it is valid.
+        let mut node_timeout: Option<Duration> = None;
+        for (id, entry) in &mut self.entries {
+            if entry.in_flight || entry.next_due > now + entry.lock.ttl / BATCH_WINDOW {
+                continue;
+            }
+            entry.in_flight = true;
+            ids.push(*id);
+            batch.push(ExtendRequest {
+                keys: Arc::clone(&entry.lock.keys),
+                token: entry.token.clone(),
+                ttl: entry.lock.ttl,
+            });
+            let useful = entry
+                .lock
+                .node_timeout
+                .max(entry.lock.cell.borrow().lease.remaining());
+            node_timeout = Some(node_timeout.map_or(useful, |t| t.min(useful)));
+        }
+        let Some(node_timeout) = node_timeout else {
+            return;
+        };
+        let (nodes, quorum, settled) = (self.nodes.clone(), self.quorum, settled.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let round = quorum::round(
+                "extend_many",
+                &nodes,
+                node_timeout,
+                // Settled by the first majority to answer: a lock that only a
+                // slow node would have confirmed is simply retried soon.
+                Decide::Majority(quorum),
+                |_answered| true,
+                |node| node.extend_many(&batch),
+            )
+            .await;
+            let answers = round
+                .replies
+                .into_iter()
+                .map(|reply| match reply {
+                    Reply::Answered(results) => Some(results),
+                    _ => None,
+                })
+                .collect();
+            let _ = settled.send(Settled {
+                ids,
+                started,
+                answers,
+            });
+        });
+    }
+
+    /// Settles each lock of a batch by its own majority: renewed, retried
+    /// soon (nodes failed), or lost (a majority no longer holds it, or its
+    /// validity ran out).
+    fn settle(&mut self, settled: Settled) {
         let n = self.nodes.len();
-        for (i, id) in due.iter().enumerate() {
+        for (i, id) in settled.ids.iter().enumerate() {
+            // Released meanwhile: nothing to settle.
             let Some(entry) = self.entries.get_mut(id) else {
                 continue;
             };
+            entry.in_flight = false;
             let (mut extended, mut not_held) = (0, 0);
-            for reply in &round.replies {
-                if let Reply::Answered(results) = reply {
-                    if results.get(i) == Some(&true) {
-                        extended += 1;
-                    } else {
-                        not_held += 1;
-                    }
+            for answer in settled.answers.iter().flatten() {
+                if answer.get(i) == Some(&true) {
+                    extended += 1;
+                } else {
+                    not_held += 1;
                 }
             }
             let lock = &entry.lock;
             if extended >= self.quorum {
                 let mut renewed = lock.cell.borrow().lease;
-                renewed.renew(lock.ttl, started, lock.drift_factor);
+                renewed.renew(lock.ttl, settled.started, lock.drift_factor);
                 if renewed.is_valid() {
                     lock.cell.send_modify(|s| s.lease = renewed);
-                    entry.next_due = started + lock.ttl / EXTEND_AT;
+                    entry.next_due = settled.started + lock.ttl / EXTEND_AT;
                     metrics::extended(self.primitive, "extended");
                     continue;
                 }

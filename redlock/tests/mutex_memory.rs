@@ -252,7 +252,10 @@ async fn other_token_cannot_release_or_extend() {
     let redlock = redlock(&memory);
     let guard = redlock.lock("r", TTL).await.expect("lock");
     for m in &memory {
-        assert_eq!(m.release(&["r".into()], "not-the-token", true).await, Ok(0));
+        assert_eq!(
+            m.release(&["r".into()], "not-the-token", Some("x")).await,
+            Ok(0)
+        );
         assert_eq!(
             m.extend(&["r".into()], "not-the-token", TTL).await,
             Ok(false)

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::{AcquireReply, FredNode, FredSettings, MemoryNode, Node};
+use quorate_redlock::{AcquireReply, FredNode, FredSettings, MemoryNode, Node, Released};
 use quorate_testkit::Cluster;
 
 const TTL: Duration = Duration::from_secs(10);
@@ -21,7 +21,7 @@ async fn acquire(node: &dyn Node, names: &[&str], token: &str, ttl: Duration) ->
 }
 
 async fn release(node: &dyn Node, names: &[&str], token: &str) -> u64 {
-    node.release(&keys(names), token, false)
+    node.release(&keys(names), token, None)
         .await
         .expect("node answers")
 }
@@ -114,11 +114,16 @@ async fn case_tokens_and_keys_are_opaque_bytes(node: &dyn Node) {
     assert_eq!(release(node, &[key], "tok with spaces").await, 1);
 }
 
-async fn next(released: &mut tokio::sync::broadcast::Receiver<String>) -> String {
-    tokio::time::timeout(Duration::from_secs(2), released.recv())
+async fn next(released: &mut tokio::sync::broadcast::Receiver<Released>) -> String {
+    let announcement = tokio::time::timeout(Duration::from_secs(2), released.recv())
         .await
         .expect("announced within 2 s")
-        .expect("channel open")
+        .expect("channel open");
+    assert_eq!(
+        announcement.by, "client-7",
+        "the releaser's id travels along"
+    );
+    announcement.key
 }
 
 async fn case_release_announces_only_when_asked(node: &dyn Node) {
@@ -126,18 +131,28 @@ async fn case_release_announces_only_when_asked(node: &dyn Node) {
     node.subscribe(&keys(&["n1", "n2"]))
         .await
         .expect("subscribe");
-    // an undo (notify = false) is silent; a release announces each deleted key
+    // an undo (no announcer) is silent; a release announces each deleted key
     assert_eq!(acquire(node, &["n1"], "a", TTL).await, GRANTED);
-    assert_eq!(node.release(&keys(&["n1"]), "a", false).await, Ok(1));
+    assert_eq!(node.release(&keys(&["n1"]), "a", None).await, Ok(1));
     assert_eq!(acquire(node, &["n1", "n2"], "b", TTL).await, GRANTED);
-    assert_eq!(node.release(&keys(&["n1", "n2"]), "b", true).await, Ok(2));
+    assert_eq!(
+        node.release(&keys(&["n1", "n2"]), "b", Some("client-7"))
+            .await,
+        Ok(2)
+    );
     let first = next(&mut released).await;
     let second = next(&mut released).await;
     assert_eq!([first, second], ["n1", "n2"]);
     // a release that deletes nothing announces nothing
-    assert_eq!(node.release(&keys(&["n1"]), "b", true).await, Ok(0));
+    assert_eq!(
+        node.release(&keys(&["n1"]), "b", Some("client-7")).await,
+        Ok(0)
+    );
     assert_eq!(acquire(node, &["n2"], "c", TTL).await, GRANTED);
-    assert_eq!(node.release(&keys(&["n2"]), "c", true).await, Ok(1));
+    assert_eq!(
+        node.release(&keys(&["n2"]), "c", Some("client-7")).await,
+        Ok(1)
+    );
     assert_eq!(next(&mut released).await, "n2");
 }
 

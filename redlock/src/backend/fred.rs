@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{
-    fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture,
+    fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, Released,
     RELEASE_CHANNEL_PREFIX,
 };
 use crate::error::ConfigError;
@@ -91,7 +91,7 @@ struct Shared {
 #[derive(Debug)]
 struct Announcements {
     subscriber: SubscriberClient,
-    released: broadcast::Sender<String>,
+    released: broadcast::Sender<Released>,
 }
 
 impl FredNode {
@@ -226,7 +226,9 @@ impl FredNode {
                         Ok(message) => {
                             if let Some(key) = message.channel.strip_prefix(RELEASE_CHANNEL_PREFIX)
                             {
-                                let _ = forward.send(key.to_owned());
+                                let by = message.value.as_string().unwrap_or_default();
+                                let key = key.to_owned();
+                                let _ = forward.send(Released { key, by });
                             }
                         }
                         // a lost announcement only costs a waiter latency
@@ -334,11 +336,10 @@ impl Node for FredNode {
             .boxed()
     }
 
-    fn release(&self, keys: &[String], token: &str, notify: bool) -> NodeFuture<u64> {
-        let notify = if notify { "1" } else { "0" };
+    fn release(&self, keys: &[String], token: &str, announce: Option<&str>) -> NodeFuture<u64> {
         let args = vec![
             token.to_owned(),
-            notify.to_owned(),
+            announce.unwrap_or_default().to_owned(),
             RELEASE_CHANNEL_PREFIX.to_owned(),
         ];
         self.eval::<u64>(&RELEASE, keys, args)
@@ -379,7 +380,7 @@ impl Node for FredNode {
         async move { subscriber.unsubscribe(channels).await.map_err(node_error) }.boxed()
     }
 
-    fn releases(&self) -> Option<broadcast::Receiver<String>> {
+    fn releases(&self) -> Option<broadcast::Receiver<Released>> {
         Some(self.announcements().released.subscribe())
     }
 }

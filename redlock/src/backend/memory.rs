@@ -8,7 +8,7 @@ use futures::future::{self, FutureExt};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::{fence_key, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture};
+use super::{fence_key, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, Released};
 
 /// An in-memory node: for unit tests, users' own tests, deterministic fault
 /// simulation and the demo when no Redis is at hand. Clones share state.
@@ -22,7 +22,7 @@ pub struct MemoryNode {
     name: String,
     state: Arc<Mutex<State>>,
     /// Every announced release (no per-key subscription needed in-process).
-    released: broadcast::Sender<String>,
+    released: broadcast::Sender<Released>,
 }
 
 #[derive(Debug, Default)]
@@ -241,9 +241,10 @@ impl Node for MemoryNode {
         })
     }
 
-    fn release(&self, keys: &[String], token: &str, notify: bool) -> NodeFuture<u64> {
+    fn release(&self, keys: &[String], token: &str, announce: Option<&str>) -> NodeFuture<u64> {
         let keys = keys.to_vec();
         let token = token.to_owned();
+        let announcer = announce.map(str::to_owned);
         let announce = self.released.clone();
         self.call(move |state| {
             let mut deleted = 0;
@@ -251,9 +252,12 @@ impl Node for MemoryNode {
                 if state.holds(&key, &token) {
                     state.keys.remove(&key);
                     deleted += 1;
-                    if notify {
+                    if let Some(by) = &announcer {
                         // no receiver is fine: nobody waits
-                        let _ = announce.send(key);
+                        let _ = announce.send(Released {
+                            key,
+                            by: by.clone(),
+                        });
                     }
                 }
             }
@@ -261,7 +265,7 @@ impl Node for MemoryNode {
         })
     }
 
-    fn releases(&self) -> Option<broadcast::Receiver<String>> {
+    fn releases(&self) -> Option<broadcast::Receiver<Released>> {
         Some(self.released.subscribe())
     }
 

@@ -42,6 +42,15 @@ pub enum AcquireReply {
     },
 }
 
+/// A release announcement: which key, released by which client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Released {
+    /// The released key.
+    pub key: String,
+    /// The releasing client's id (a Redlock's random instance id).
+    pub by: String,
+}
+
 /// One lock of a batched extension.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExtendRequest {
@@ -71,7 +80,7 @@ impl std::error::Error for NodeError {}
 /// - `acquire` sets all keys to `token` with `ttl`, or none; a key already
 ///   holding `token` counts as free.
 /// - `release` deletes the keys that still hold `token`, returns how many,
-///   and with `notify` announces each deleted key to subscribers.
+///   and with `announce` tells subscribers which key was released by whom.
 /// - `extend` resets the ttl of all keys if all still hold `token`.
 ///
 /// Release notifications are optional: a node that cannot deliver them
@@ -93,8 +102,8 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
     /// Fencing write-back: each key's counter = max(counter, `fence`).
     fn raise_fence(&self, keys: &[String], fence: u64) -> NodeFuture<()>;
     /// Compare-and-delete; returns the number of keys deleted. With
-    /// `notify`, each deleted key is announced.
-    fn release(&self, keys: &[String], token: &str, notify: bool) -> NodeFuture<u64>;
+    /// `announce` (the releasing client's id), each deleted key is announced.
+    fn release(&self, keys: &[String], token: &str, announce: Option<&str>) -> NodeFuture<u64>;
     /// Compare-and-reset-ttl of all keys; `false` if any key is not ours.
     fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool>;
 
@@ -122,9 +131,9 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
         futures::future::ready(Ok(())).boxed()
     }
 
-    /// A receiver of released keys (at least the subscribed ones), or
-    /// `None` when the node cannot announce releases.
-    fn releases(&self) -> Option<broadcast::Receiver<String>> {
+    /// A receiver of release announcements (at least of the subscribed
+    /// keys), or `None` when the node cannot announce releases.
+    fn releases(&self) -> Option<broadcast::Receiver<Released>> {
         None
     }
 }
