@@ -4,7 +4,9 @@
 -- Returns {1} or, fenced, {1, fence} with the largest counter after incrementing each;
 -- or {0, i, pttl} naming the first lock key (1-based) held by someone else and its remaining
 -- ttl in ms (-1: the holder set no expiry).
--- A key that already holds our own token counts as ours, so a retried request is idempotent.
+-- Any existing key refuses, even one with our own token: every round uses a fresh token, so
+-- a key with our token is a leftover of a round that is being undone.
+-- (Single unfenced keys take the plain SET NX PX path instead; same semantics.)
 local token = ARGV[1]
 local fenced = ARGV[3] == '1'
 local n = #KEYS
@@ -12,8 +14,7 @@ if fenced then
   n = n / 2
 end
 for i = 1, n do
-  local holder = redis.call('GET', KEYS[i])
-  if holder and holder ~= token then
+  if redis.call('EXISTS', KEYS[i]) == 1 then
     return {0, i, redis.call('PTTL', KEYS[i])}
   end
 end

@@ -6,8 +6,8 @@ use std::time::Duration;
 use fred::clients::SubscriberClient;
 use fred::interfaces::PubsubInterface;
 use fred::prelude::{
-    ClientLike, Config, ConnectionConfig, EventInterface, PerformanceConfig, ReconnectPolicy,
-    Server,
+    ClientLike, Config, ConnectionConfig, EventInterface, Expiration, KeysInterface,
+    PerformanceConfig, ReconnectPolicy, Server, SetOptions,
 };
 use fred::types::config::ServerConfig;
 use fred::types::scripts::Script;
@@ -303,6 +303,32 @@ impl Node for FredNode {
         ttl: Duration,
         fenced: bool,
     ) -> NodeFuture<AcquireReply> {
+        if let ([key], false) = (keys, fenced) {
+            if let Some(error) = self.disconnected_error() {
+                return futures::future::ready(Err(error)).boxed();
+            }
+            let (client, key, token) = (self.shared.client.clone(), key.clone(), token.to_owned());
+            let px = i64::try_from(ttl_millis(ttl)).unwrap_or(i64::MAX);
+            return async move {
+                let expire = Some(Expiration::PX(px));
+                let set: Option<String> = client
+                    .set(key.as_str(), token, expire, Some(SetOptions::NX), false)
+                    .await
+                    .map_err(node_error)?;
+                if set.is_some() {
+                    return Ok(AcquireReply::Granted { fence: None });
+                }
+                // Refused: ask how long the holder keeps it (only on this
+                // slow path; a pipeline of both costs every grant more).
+                let pttl: i64 = client.pttl(key.as_str()).await.map_err(node_error)?;
+                let remaining = u64::try_from(pttl).ok().map(Duration::from_millis);
+                Ok(AcquireReply::Taken {
+                    index: 0,
+                    remaining,
+                })
+            }
+            .boxed();
+        }
         let flag = if fenced { "1" } else { "0" };
         let args = vec![
             token.to_owned(),

@@ -210,10 +210,8 @@ impl Node for MemoryNode {
             let now = Instant::now();
             for (index, key) in keys.iter().enumerate() {
                 if let Some(e) = state.keys.get(key) {
-                    if e.value != token {
-                        let remaining = Some(e.expires.saturating_duration_since(now));
-                        return AcquireReply::Taken { index, remaining };
-                    }
+                    let remaining = Some(e.expires.saturating_duration_since(now));
+                    return AcquireReply::Taken { index, remaining };
                 }
             }
             let expires = expires_at(now, ttl);

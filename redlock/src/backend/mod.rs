@@ -77,8 +77,9 @@ impl std::error::Error for NodeError {}
 /// One independent server. Each call is atomic on the node.
 ///
 /// Semantics every implementation keeps (the conformance suite checks them):
-/// - `acquire` sets all keys to `token` with `ttl`, or none; a key already
-///   holding `token` counts as free.
+/// - `acquire` sets all keys to `token` with `ttl`, or none if any exists
+///   (whatever token it holds: tokens are fresh per round), reporting the
+///   first existing key and its remaining ttl.
 /// - `release` deletes the keys that still hold `token`, returns how many,
 ///   and with `announce` tells subscribers which key was released by whom.
 /// - `extend` resets the ttl of all keys if all still hold `token`.
