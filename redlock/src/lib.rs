@@ -20,10 +20,13 @@
 //!
 //! The pieces:
 //! - [`Redlock`]: `lock`, `try_lock`, `lock_with` (options, several
-//!   resources all-or-nothing); built from URLs, own fred clients or any
-//!   [`Node`].
-//! - [`LockGuard`]: `release`, `extend`, `remaining`; dropping it spawns a
-//!   release.
+//!   resources all-or-nothing), `run` (a future that runs only while the
+//!   lock is held); built from URLs, own fred clients or any [`Node`].
+//!   Waiters are woken by release announcements, not by polling.
+//! - [`LockGuard`]: `release`, `extend`, `remaining`, `lost`; dropping it
+//!   spawns a release. With [`LockOptions::auto_extend`] a watchdog keeps
+//!   it alive (one batched request per node per tick for all locks).
+//! - Fencing tokens with [`LockOptions::fencing`]: [`Lease::fence`].
 //! - [`Lease`]: validity = ttl − elapsed − (ttl × drift_factor + 2 ms).
 //! - [`Error`]: `Taken`, `NoQuorum` (with every node's [`NodeOutcome`]),
 //!   `InvalidConfig`, `Expired`, `Lost`.
