@@ -52,6 +52,21 @@ async fn wait_until_node_grants(redlock: &Redlock, cluster: &Cluster, i: usize, 
     }
 }
 
+/// The slowest of `rounds` lock calls (each followed by its release).
+async fn worst_lock_latency(redlock: &Redlock, rounds: usize) -> Duration {
+    let mut worst = Duration::ZERO;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let guard = redlock
+            .lock("r", Duration::from_secs(10))
+            .await
+            .expect("a majority is up");
+        worst = worst.max(started.elapsed());
+        guard.release().await.expect("release");
+    }
+    worst
+}
+
 /// Waits (bounded) until no running node holds any key. Rounds are decided
 /// early and undos go out on the same connections right after, so a clean
 /// state follows within a few round trips; there is no event to wait on.
@@ -298,16 +313,7 @@ async fn a_paused_node_costs_nothing_three_cost_one_node_timeout() {
     let redlock = connect(cluster.urls()).await;
     let node_timeout = redlock.defaults().effective_node_timeout();
     cluster.server(0).pause();
-    let mut worst = Duration::ZERO;
-    for _ in 0..20 {
-        let started = Instant::now();
-        let guard = redlock
-            .lock("r", Duration::from_secs(10))
-            .await
-            .expect("4 live of 5");
-        worst = worst.max(started.elapsed());
-        guard.release().await.expect("release");
-    }
+    let worst = worst_lock_latency(&redlock, 20).await;
     assert!(
         worst < node_timeout,
         "lock waited for the paused node: {worst:?}"
@@ -346,16 +352,7 @@ async fn a_black_holed_node_costs_nothing_three_cost_one_node_timeout() {
     let redlock = connect(proxies.iter().map(FaultProxy::url).collect()).await;
     let node_timeout = redlock.defaults().effective_node_timeout();
     proxies[4].set(Fault::Blackhole);
-    let mut worst = Duration::ZERO;
-    for _ in 0..20 {
-        let started = Instant::now();
-        let guard = redlock
-            .lock("r", Duration::from_secs(10))
-            .await
-            .expect("4 of 5");
-        worst = worst.max(started.elapsed());
-        guard.release().await.expect("release");
-    }
+    let worst = worst_lock_latency(&redlock, 20).await;
     assert!(
         worst < node_timeout,
         "lock waited for the black hole: {worst:?}"
