@@ -1,6 +1,7 @@
 //! The guard of a held lock: extend, release, and release on drop.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -276,17 +277,26 @@ impl LockGuard {
         let mut rounds = 0;
         let round = loop {
             rounds += 1;
-            let round = inner
+            let mut round = std::pin::pin!(inner
                 .release_round(&self.keys, &token, self.node_timeout)
-                .instrument(span.clone())
-                .await;
+                .instrument(span.clone()));
+            // The first poll puts every request on its connection. Local
+            // waiters go now: their acquire follows our delete on each
+            // connection, so they need wait neither for our answers nor for
+            // the servers' announcements.
+            let first = futures::poll!(round.as_mut());
+            if rounds == 1 {
+                inner.notifier.announce_all(&self.keys);
+            }
+            let round = match first {
+                Poll::Ready(round) => round,
+                Poll::Pending => round.await,
+            };
             if round.answered() >= inner.quorum || rounds >= 3 || !self.is_valid() {
                 break round;
             }
         };
         self.released = true;
-        // Local waiters need not wait for the servers' announcements.
-        inner.notifier.announce_all(&self.keys);
         let held = self.acquired.elapsed();
         // A valid lease means our keys were on a majority, so any majority
         // of answers includes a deletion unless the keys were lost.
