@@ -732,7 +732,7 @@ async fn scenario_a(set: &Contenders, tag: &str, args: &Args) {
     }
     print_table(
         &format!(
-            "A: uncontended lock + release, 1 task, 1 key (up to {A_PAIRS} pairs, at most {:.1} s)",
+            "{tag}: uncontended lock + release, 1 task, 1 key (up to {A_PAIRS} pairs, at most {:.1} s)",
             args.secs.as_secs_f64()
         ),
         &[
@@ -981,6 +981,10 @@ async fn scenario_d(cluster: &Cluster, args: &Args) -> Result<(), BoxError> {
     );
     let set = Contenders::connect(&urls).await?;
     set.warm_up("D:warmup").await;
+    // The proxies run in this process and add a hop: A through them, with no
+    // fault, is the baseline the black-holed figures compare with.
+    println!("\n-- D0: A again, through the proxies, before any fault");
+    scenario_a(&set, "D0", args).await;
     proxies[DEAD_NODE].set(Fault::Blackhole);
 
     // A-shape: the count bound is lower, the time bound the same.
