@@ -68,7 +68,7 @@ impl Default for FredSettings {
 /// connects to counts as one independent node.
 ///
 /// Release announcements use one extra subscriber connection per node,
-/// opened the first time a waiter subscribes. Clients quorate built are
+/// opened with the node. Clients quorate built are
 /// closed when the last clone of the node is dropped; a caller's own client
 /// is left open.
 #[derive(Clone, Debug)]
@@ -153,7 +153,7 @@ impl FredNode {
             // The handle is not needed: the task lives as long as the client.
             drop(client.connect());
         }
-        FredNode {
+        let node = FredNode {
             shared: Arc::new(Shared {
                 client,
                 name,
@@ -161,7 +161,11 @@ impl FredNode {
                 last_error,
                 announcements: OnceLock::new(),
             }),
-        }
+        };
+        // Opened now rather than by the first waiter, which would otherwise
+        // wait for the connection before it can hear a release.
+        node.announcements();
+        node
     }
 
     /// While disconnected, calls fail at once with the last connection
