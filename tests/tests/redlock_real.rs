@@ -288,7 +288,8 @@ async fn two_dead_nodes_change_nothing_three_give_no_quorum_naming_them() {
     else {
         panic!("expected NoQuorum, got {err:?}");
     };
-    assert_eq!(*granted, 2);
+    // decided once the 3 dead nodes failed: the live ones may not have answered yet
+    assert!(*granted <= 2, "{err}");
     let mut failed = outcomes.failed_nodes();
     failed.sort();
     let mut dead: Vec<String> = urls[..3].iter().map(|u| name_of(u)).collect();
@@ -828,7 +829,7 @@ async fn two_thousand_auto_extended_locks_all_stay_valid() {
     let cluster = Cluster::start(5).await.expect("cluster");
     let redlock = connect(cluster.urls()).await;
     let options = LockOptions::new()
-        .ttl(Duration::from_millis(900))
+        .ttl(Duration::from_secs(2))
         .auto_extend(true);
     let mut guards = Vec::new();
     for chunk in 0..20 {
@@ -839,8 +840,8 @@ async fn two_thousand_auto_extended_locks_all_stay_valid() {
         });
         guards.extend(futures::future::join_all(calls).await);
     }
-    // 2 s: more than twice the ttl; each batch carries up to 2,000 locks
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // 4.5 s: more than twice the ttl; each batch carries up to 2,000 locks
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     let valid = guards.iter().filter(|g| g.is_valid()).count();
     assert_eq!(valid, 2000, "locks lost by the watchdog");
     // released 100 at a time, as they were taken
