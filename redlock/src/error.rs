@@ -79,7 +79,7 @@ impl Outcomes {
 impl fmt::Display for Outcomes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.is_empty() {
-            return f.write_str("no round sent: another task of this process holds it");
+            return f.write_str("no node outcomes");
         }
         for (i, r) in self.0.iter().enumerate() {
             if i > 0 {
@@ -155,8 +155,10 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     InvalidConfig(#[from] ConfigError),
     /// Another holder has the lock on enough nodes that a majority is out of
-    /// reach. `outcomes` names the holders' nodes and their remaining ttls.
-    #[error("`{resource}` is taken ({outcomes})")]
+    /// reach. `outcomes` names the holders' nodes and their remaining ttls;
+    /// it is empty when the deadline passed while another task of this
+    /// process was first in line (no round was sent).
+    #[error("`{resource}` is taken ({})", taken_detail(outcomes))]
     Taken {
         /// The (first) resource found taken.
         resource: String,
@@ -180,12 +182,22 @@ pub enum Error {
     #[error("the lease expired")]
     Expired,
     /// The lease still had validity locally, but a majority of nodes no
-    /// longer hold our token (keys lost on restart, deleted, or taken over).
+    /// longer hold our token (keys lost on restart, deleted, or taken over),
+    /// or auto-extension could not reach a majority in time. `outcomes` is
+    /// empty when the watchdog found it (it logs the per-node counts at warn).
     #[error("the lock was lost: a majority of nodes no longer hold it ({outcomes})")]
     Lost {
         /// Every node's answer in the round that found the lock gone.
         outcomes: Outcomes,
     },
+}
+
+fn taken_detail(outcomes: &Outcomes) -> String {
+    if outcomes.0.is_empty() {
+        "another task of this process is first in line".to_owned()
+    } else {
+        outcomes.to_string()
+    }
 }
 
 impl Error {
