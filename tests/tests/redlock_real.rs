@@ -52,6 +52,17 @@ async fn wait_until_node_grants(redlock: &Redlock, cluster: &Cluster, i: usize, 
     }
 }
 
+/// A fault proxy in front of every node, and a Redlock that goes through them.
+async fn through_proxies(cluster: &Cluster) -> (Vec<FaultProxy>, Redlock) {
+    let mut proxies = Vec::new();
+    for i in 0..cluster.len() {
+        let proxy = FaultProxy::start(cluster.server(i).addr()).await;
+        proxies.push(proxy.expect("proxy"));
+    }
+    let redlock = connect(proxies.iter().map(FaultProxy::url).collect()).await;
+    (proxies, redlock)
+}
+
 /// The slowest of `rounds` lock calls (each followed by its release).
 async fn worst_lock_latency(redlock: &Redlock, rounds: usize) -> Duration {
     let mut worst = Duration::ZERO;
@@ -342,15 +353,7 @@ async fn a_paused_node_costs_nothing_three_cost_one_node_timeout() {
 #[tokio::test]
 async fn a_black_holed_node_costs_nothing_three_cost_one_node_timeout() {
     let cluster = Cluster::start(5).await.expect("cluster");
-    let mut proxies = Vec::new();
-    for i in 0..5 {
-        proxies.push(
-            FaultProxy::start(cluster.server(i).addr())
-                .await
-                .expect("proxy"),
-        );
-    }
-    let redlock = connect(proxies.iter().map(FaultProxy::url).collect()).await;
+    let (proxies, redlock) = through_proxies(&cluster).await;
     let node_timeout = redlock.defaults().effective_node_timeout();
     proxies[4].set(Fault::Blackhole);
     let worst = worst_lock_latency(&redlock, 20).await;
@@ -510,15 +513,7 @@ async fn a_node_down_at_construction_joins_when_it_comes_up() {
 #[tokio::test]
 async fn cancelled_lock_leaves_no_key_behind() {
     let cluster = Cluster::start(5).await.expect("cluster");
-    let mut proxies = Vec::new();
-    for i in 0..5 {
-        proxies.push(
-            FaultProxy::start(cluster.server(i).addr())
-                .await
-                .expect("proxy"),
-        );
-    }
-    let redlock = connect(proxies.iter().map(FaultProxy::url).collect()).await;
+    let (proxies, redlock) = through_proxies(&cluster).await;
     // 3 nodes answer 300 ms late: the round is still undecided when cancelled
     for p in &proxies[2..] {
         p.set(Fault::Delay(Duration::from_millis(300)));
