@@ -193,6 +193,20 @@ impl FredNode {
 
     /// Waits up to `timeout` for the first connection; `false` if it is not
     /// up by then (it keeps trying in the background).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only watches the connection.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), quorate_redlock::ConfigError> {
+    /// use std::time::Duration;
+    /// use quorate_redlock::{FredNode, FredSettings};
+    /// let node = FredNode::from_url("redis://127.0.0.1:7001", &FredSettings::default())?;
+    /// if !node.wait_connected(Duration::from_secs(1)).await {
+    ///     eprintln!("127.0.0.1:7001 is not up yet; it keeps reconnecting");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let client = &self.shared.client;
         if client.is_connected() {
