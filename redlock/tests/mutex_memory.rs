@@ -695,3 +695,54 @@ async fn run_does_not_start_work_without_the_lock() {
         .await;
     assert!(matches!(result, Err(Error::Taken { .. })), "{result:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fenced_grant_is_checked_after_the_write_back() {
+    let memory = MemoryNode::cluster(5);
+    // every answer takes 49 ms: a 100 ms ttl (drift 3 ms) survives one
+    // round trip but not the fence write-back's second one
+    memory
+        .iter()
+        .for_each(|m| m.set_latency(Duration::from_millis(49)));
+    let redlock = redlock_with(
+        &memory,
+        LockOptions::new().node_timeout(Some(Duration::from_secs(1))),
+    );
+    let plain = LockOptions::new()
+        .ttl(Duration::from_millis(100))
+        .max_attempts(Some(1));
+    let guard = redlock
+        .lock_with(["f"], &plain)
+        .await
+        .expect("one round trip fits");
+    assert!(guard.lease().fence().is_none());
+    guard.release().await.expect("release");
+
+    let fenced = plain.clone().fencing(true);
+    let err = redlock
+        .lock_with(["f"], &fenced)
+        .await
+        .expect_err("two do not");
+    assert!(matches!(err, Error::Expired), "{err:?}");
+
+    // with time to spare, fences count up per grant
+    let roomy = fenced.ttl(Duration::from_secs(10));
+    let first = redlock.lock_with(["f"], &roomy).await.expect("lock");
+    let f1 = first.lease().fence().expect("fenced");
+    first.release().await.expect("release");
+    let second = redlock.lock_with(["f"], &roomy).await.expect("lock");
+    assert!(second.lease().fence().expect("fenced") > f1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn validity_counts_from_the_granting_round_not_the_first() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let _held = redlock
+        .lock("v", Duration::from_secs(2))
+        .await
+        .expect("lock");
+    // waits ~2 s through several refused rounds, then is granted
+    let guard = redlock.lock("v", TTL).await.expect("granted after expiry");
+    assert_eq!(guard.remaining(), TTL - Duration::from_millis(102));
+}
