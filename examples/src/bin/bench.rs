@@ -772,6 +772,7 @@ async fn scenario_b(set: &Contenders, args: &Args) {
     let mut notes = Vec::new();
     for c in set.uncontended() {
         let start = Instant::now();
+        let cpu_before = cpu_time();
         let tasks: Vec<_> = (0..B_TASKS)
             .map(|i| {
                 let c = c.clone();
@@ -797,6 +798,15 @@ async fn scenario_b(set: &Contenders, args: &Args) {
             }
         }
         let elapsed = start.elapsed();
+        // This process's CPU per pair: the client library's own cost (the
+        // servers are other processes).
+        let cpu_per_pair = match (cpu_before, cpu_time()) {
+            (Some(before), Some(after)) if !pairs.is_empty() => format!(
+                "{:.1} µs",
+                after.saturating_sub(before).as_secs_f64() * 1e6 / pairs.len() as f64
+            ),
+            _ => "-".to_owned(),
+        };
         pairs.sort();
         let failed: usize = failures.values().sum();
         let rate = pairs.len() as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -809,6 +819,7 @@ async fn scenario_b(set: &Contenders, args: &Args) {
                 fmt_ms(percentile(&pairs, 0.50)),
                 fmt_ms(percentile(&pairs, 0.99)),
                 format!("{rate:.0}"),
+                cpu_per_pair,
             ],
             keys: vec![rate],
         });
@@ -819,7 +830,14 @@ async fn scenario_b(set: &Contenders, args: &Args) {
             "B: {B_TASKS} tasks on {B_TASKS} distinct keys for {:.1} s",
             args.secs.as_secs_f64()
         ),
-        &["pairs", "failed", "pair p50", "pair p99", "pairs/s"],
+        &[
+            "pairs",
+            "failed",
+            "pair p50",
+            "pair p99",
+            "pairs/s",
+            "client CPU/pair",
+        ],
         &["pairs/s"],
         &rows,
         &notes,
