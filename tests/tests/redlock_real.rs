@@ -63,6 +63,18 @@ async fn through_proxies(cluster: &Cluster) -> (Vec<FaultProxy>, Redlock) {
     (proxies, redlock)
 }
 
+/// One lock and release of `key`, both expected to succeed.
+async fn lock_and_release(redlock: &Redlock, key: &str) {
+    let guard = redlock
+        .lock(key, Duration::from_secs(5))
+        .await
+        .expect("lock");
+    assert_eq!(
+        guard.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+}
+
 /// The slowest of `rounds` lock calls (each followed by its release).
 async fn worst_lock_latency(redlock: &Redlock, rounds: usize) -> Duration {
     let mut worst = Duration::ZERO;
@@ -479,13 +491,7 @@ async fn script_flush_between_operations_is_survived() {
 async fn a_restarted_node_is_used_again() {
     let mut cluster = Cluster::start(5).await.expect("cluster");
     let redlock = connect(cluster.urls()).await;
-    redlock
-        .lock("x", Duration::from_secs(5))
-        .await
-        .expect("lock")
-        .release()
-        .await
-        .expect("release");
+    lock_and_release(&redlock, "x").await;
     cluster.server_mut(0).kill();
     let guard = redlock
         .lock("x", Duration::from_secs(5))
@@ -586,13 +592,7 @@ async fn password_protected_nodes_and_a_wrong_password() {
     };
     let cluster = Cluster::start_with(3, options).await.expect("cluster");
     let redlock = connect(cluster.urls()).await;
-    redlock
-        .lock("acl", Duration::from_secs(5))
-        .await
-        .expect("lock with password")
-        .release()
-        .await
-        .expect("release");
+    lock_and_release(&redlock, "acl").await;
 
     let wrong: Vec<String> = cluster
         .urls()

@@ -155,22 +155,9 @@ impl Args {
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
             if arg == "--secs" {
-                let value = args.next().ok_or("--secs needs a number")?;
-                let n: f64 = value
-                    .parse()
-                    .map_err(|_| format!("--secs: not a number: {value}"))?;
-                if !(0.1..=600.0).contains(&n) {
-                    return Err(format!("--secs must be within 0.1..=600, not {n}"));
-                }
-                secs = Duration::from_secs_f64(n);
+                secs = parse_secs(&args.next().ok_or("--secs needs a number")?)?;
             } else if let Some(value) = arg.strip_prefix("--secs=") {
-                let n: f64 = value
-                    .parse()
-                    .map_err(|_| format!("--secs: not a number: {value}"))?;
-                if !(0.1..=600.0).contains(&n) {
-                    return Err(format!("--secs must be within 0.1..=600, not {n}"));
-                }
-                secs = Duration::from_secs_f64(n);
+                secs = parse_secs(value)?;
             } else {
                 for c in arg.chars().filter(|c| *c != ',') {
                     let c = c.to_ascii_uppercase();
@@ -188,6 +175,17 @@ impl Args {
         }
         Ok(Args { scenarios, secs })
     }
+}
+
+/// The value of `--secs`: a number of seconds within 0.1..=600.
+fn parse_secs(value: &str) -> Result<Duration, String> {
+    let n: f64 = value
+        .parse()
+        .map_err(|_| format!("--secs: not a number: {value}"))?;
+    if !(0.1..=600.0).contains(&n) {
+        return Err(format!("--secs must be within 0.1..=600, not {n}"));
+    }
+    Ok(Duration::from_secs_f64(n))
 }
 
 fn print_machine(args: &Args) {
