@@ -709,14 +709,7 @@ async fn nodes_from_the_callers_own_fred_clients() {
     let redlock = builder.build().await.expect("build");
     let names: Vec<String> = cluster.urls().iter().map(|u| name_of(u)).collect();
     assert_eq!(redlock.node_names(), names);
-    let guard = redlock
-        .lock("own-clients", Duration::from_secs(5))
-        .await
-        .expect("lock");
-    assert_eq!(
-        guard.release().await.expect("release"),
-        ReleaseOutcome::Released
-    );
+    lock_and_release(&redlock, "own-clients").await;
 }
 
 /// `cmdstat_evalsha` calls on node `i` since the last CONFIG RESETSTAT.
