@@ -211,7 +211,12 @@ impl Drop for Undo {
 /// once every request is handed to its connection. An undo may still reach
 /// a server late (fred re-sends a script after `NOSCRIPT`), which is why
 /// every round uses a fresh token: a late undo cannot touch a later grant.
-async fn silent_release(nodes: &[Arc<dyn Node>], keys: &[String], token: &str, timeout: Duration) {
+pub(crate) async fn silent_release(
+    nodes: &[Arc<dyn Node>],
+    keys: &[String],
+    token: &str,
+    timeout: Duration,
+) {
     quorum::round(
         "release",
         nodes,

@@ -32,12 +32,16 @@
 //!   `InvalidConfig`, `Expired`, `Lost`.
 //! - Backends: [`FredNode`] (real servers) and [`MemoryNode`] (in-process).
 //! - [`metrics`]: the `quorate_*` metric names.
+//! - For primitives built on this crate: [`NodeScript`] and [`Node::eval`],
+//!   [`Redlock::eval_round`], [`Redlock::adopt`], [`Redlock::undo`] and the
+//!   [`quorum`] engine.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod acquire;
 mod backend;
 mod error;
+mod extension;
 mod guard;
 mod lease;
 mod local_queue;
@@ -45,12 +49,12 @@ pub mod metrics;
 mod mutex;
 mod notify;
 mod options;
-mod quorum;
+pub mod quorum;
 mod watchdog;
 
 pub use backend::{
     fence_key, AcquireReply, ExtendRequest, FredNode, FredSettings, MemoryNode, Node, NodeError,
-    NodeFuture, Released, RELEASE_CHANNEL_PREFIX,
+    NodeFuture, NodeScript, Released, ScriptValue, RELEASE_CHANNEL_PREFIX,
 };
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use guard::{LockGuard, ReleaseOutcome};

@@ -1,5 +1,6 @@
 //! The quorum engine: one request to every node at once, decided as soon as
-//! the answer is known.
+//! the answer is known. Public for the primitives built on this crate
+//! (see also [`Redlock::eval_round`](crate::Redlock::eval_round)).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,15 +16,18 @@ use crate::error::{NodeOutcome, NodeReport, Outcomes};
 use crate::metrics;
 
 /// The majority of `n` nodes.
-pub(crate) fn majority(n: usize) -> usize {
+pub fn majority(n: usize) -> usize {
     n / 2 + 1
 }
 
 /// One node's answer in a round.
 #[derive(Debug)]
-pub(crate) enum Reply<T> {
+pub enum Reply<T> {
+    /// The node answered.
     Answered(T),
+    /// The call failed (connection, protocol or script error).
     Failed(String),
+    /// No answer within the node timeout.
     TimedOut,
     /// The round was decided before this node answered.
     Pending,
@@ -31,7 +35,8 @@ pub(crate) enum Reply<T> {
 
 /// The answers of one round, index-aligned with the nodes.
 #[derive(Debug)]
-pub(crate) struct Round<T> {
+pub struct Round<T> {
+    /// One reply per node, in the nodes' order.
     pub replies: Vec<Reply<T>>,
     /// Answers that counted as success.
     pub successes: usize,
@@ -71,7 +76,7 @@ impl<T> Round<T> {
 
 /// When a round is decided, from the counts of successes and failures.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Decide {
+pub enum Decide {
     /// As soon as `quorum` succeeded, or so many failed that it cannot.
     Majority(usize),
     /// As soon as every request is on its connection: for an undo, whose
@@ -95,7 +100,7 @@ impl Decide {
 /// they are driven to completion (or their timeout) on a spawned task, so
 /// every node gets every request, in order with whatever is sent on its
 /// connection afterwards (an undo, say), and the caller does not wait.
-pub(crate) async fn round<T: Send + 'static>(
+pub async fn round<T: Send + 'static>(
     op: &'static str,
     nodes: &[Arc<dyn Node>],
     node_timeout: Duration,

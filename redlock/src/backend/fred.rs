@@ -17,8 +17,8 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{
-    fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, Released,
-    RELEASE_CHANNEL_PREFIX,
+    fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript,
+    Released, ScriptValue, RELEASE_CHANNEL_PREFIX,
 };
 use crate::error::ConfigError;
 
@@ -410,6 +410,31 @@ impl Node for FredNode {
         self.eval::<Vec<i64>>(&EXTEND_MANY, &keys, args)
             .map(|reply| Ok(reply?.into_iter().map(|r| r == 1).collect()))
             .boxed()
+    }
+
+    fn eval(
+        &self,
+        script: &'static NodeScript,
+        keys: Vec<String>,
+        args: Vec<Vec<u8>>,
+    ) -> NodeFuture<ScriptValue> {
+        if let Some(error) = self.disconnected_error() {
+            return futures::future::ready(Err(error)).boxed();
+        }
+        let client = self.shared.client.clone();
+        let args: Vec<fred::types::Value> = args
+            .into_iter()
+            .map(|a| fred::types::Value::Bytes(a.into()))
+            .collect();
+        async move {
+            let value = script
+                .fred()
+                .evalsha_with_reload::<fred::types::Value, _, _>(&client, keys, args)
+                .await
+                .map_err(node_error)?;
+            ScriptValue::from_fred(value).map_err(NodeError)
+        }
+        .boxed()
     }
 
     fn subscribe(&self, keys: &[String]) -> NodeFuture<()> {

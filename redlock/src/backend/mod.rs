@@ -6,9 +6,11 @@
 
 mod fred;
 mod memory;
+mod script;
 
 pub use self::fred::{FredNode, FredSettings};
 pub use self::memory::MemoryNode;
+pub use self::script::{NodeScript, ScriptValue};
 
 use std::fmt;
 use std::time::Duration;
@@ -117,6 +119,26 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
             .map(|l| self.extend(&l.keys, &l.token, l.ttl))
             .collect();
         futures::future::try_join_all(calls).boxed()
+    }
+
+    /// Runs a primitive's own script (pool, tree, spinlock) atomically on
+    /// the node: `EVALSHA` with `keys` and binary-safe `args`, loading the
+    /// script when the server does not know it. The default answers with an
+    /// error naming the script: a node that cannot run Lua (such as
+    /// [`MemoryNode`]) does not support the primitives built on scripts.
+    fn eval(
+        &self,
+        script: &'static NodeScript,
+        keys: Vec<String>,
+        args: Vec<Vec<u8>>,
+    ) -> NodeFuture<ScriptValue> {
+        let _ = (keys, args);
+        let error = NodeError(format!(
+            "{} cannot run script `{}`",
+            self.name(),
+            script.name()
+        ));
+        futures::future::ready(Err(error)).boxed()
     }
 
     /// Starts delivering release announcements of `keys` to

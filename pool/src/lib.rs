@@ -1,0 +1,3 @@
+//! quorate-pool (under construction).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]

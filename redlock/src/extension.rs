@@ -1,0 +1,88 @@
+//! The seam for primitives built on quorate-redlock (pool, tree,
+//! spinlock): their own scripts in quorum rounds, and guards for what those
+//! scripts granted, so that extension, auto-extension, release and the lost
+//! signal are this crate's and never a second implementation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::acquire::silent_release;
+use crate::backend::{Node, NodeScript, ScriptValue};
+use crate::guard::LockGuard;
+use crate::lease::Lease;
+use crate::mutex::Redlock;
+use crate::options::LockOptions;
+use crate::quorum::{self, Decide, Round};
+
+impl Redlock {
+    /// The nodes, in order (the order of every [`Round`]'s replies).
+    pub fn nodes(&self) -> &[Arc<dyn Node>] {
+        &self.inner.nodes
+    }
+
+    /// Runs `script` on every node at once, each bounded by `node_timeout`,
+    /// decided as soon as a majority answered with `success` or can no
+    /// longer do so. Nodes that had not answered by then are
+    /// [`Reply::Pending`](crate::quorum::Reply::Pending); their requests
+    /// still complete in the background.
+    ///
+    /// # Cancel safety
+    /// Every request is handed to its connection before the first await
+    /// point returns; dropping the future does not recall them. A caller
+    /// whose script takes something must arrange its own undo.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) {
+    /// use std::time::Duration;
+    /// use quorate_redlock::{NodeScript, ScriptValue};
+    /// static EXISTS: NodeScript =
+    ///     NodeScript::new("exists", "return redis.call('EXISTS', KEYS[1])");
+    /// let round = redlock
+    ///     .eval_round(&EXISTS, vec!["job".into()], vec![], Duration::from_millis(50),
+    ///                 |v| v.as_int() == Some(1))
+    ///     .await;
+    /// println!("{} of {} nodes hold it", round.successes, redlock.nodes().len());
+    /// # }
+    /// ```
+    pub async fn eval_round(
+        &self,
+        script: &'static NodeScript,
+        keys: Vec<String>,
+        args: Vec<Vec<u8>>,
+        node_timeout: Duration,
+        success: impl Fn(&ScriptValue) -> bool,
+    ) -> Round<ScriptValue> {
+        quorum::round(
+            script.name(),
+            &self.inner.nodes,
+            node_timeout,
+            Decide::Majority(self.inner.quorum),
+            success,
+            |node| node.eval(script, keys.clone(), args.clone()),
+        )
+        .await
+    }
+
+    /// A guard for `keys` that a primitive's own script set to
+    /// `lease.token()` on a majority of nodes, in a round that started at
+    /// `lease.started()`. From here on it is an ordinary [`LockGuard`]:
+    /// `extend`, `release` (compare-and-delete of the keys), drop, and with
+    /// `options.auto_extend` the watchdog and the lost signal.
+    ///
+    /// Only for keys holding the token as a plain string value with a ttl,
+    /// which is what the mutex's own extend and release scripts expect.
+    pub fn adopt(&self, keys: Vec<String>, lease: Lease, options: &LockOptions) -> LockGuard {
+        LockGuard::new(self.clone(), keys.into(), lease, options)
+    }
+
+    /// Deletes `keys` wherever they still hold `token` (no announcement),
+    /// returning once every request is on its connection: the undo of a
+    /// primitive's failed or abandoned grant.
+    ///
+    /// # Cancel safety
+    /// Cancel safe in effect: the requests are sent before the first await
+    /// returns, and a key left behind expires with its ttl.
+    pub async fn undo(&self, keys: &[String], token: &str, node_timeout: Duration) {
+        silent_release(&self.inner.nodes, keys, token, node_timeout).await;
+    }
+}

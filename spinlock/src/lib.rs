@@ -1,0 +1,3 @@
+//! quorate-spinlock (under construction).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]

@@ -1,0 +1,3 @@
+//! quorate-tree (under construction).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
