@@ -11,6 +11,7 @@ use crate::backend::{Node, NodeScript, ScriptValue};
 use crate::guard::LockGuard;
 use crate::lease::Lease;
 use crate::mutex::Redlock;
+use crate::notify::Watch;
 use crate::options::LockOptions;
 use crate::quorum::{self, Decide, Round};
 
@@ -84,5 +85,60 @@ impl Redlock {
     /// returns, and a key left behind expires with its ttl.
     pub async fn undo(&self, keys: &[String], token: &str, node_timeout: Duration) {
         silent_release(&self.inner.nodes, keys, token, node_timeout).await;
+    }
+
+    /// Starts hearing release announcements of `keys` (a release by any
+    /// client announces each key it deleted), subscribing on every node
+    /// and waiting up to `node_timeout` for a majority to confirm. The
+    /// waiters of a primitive built on this crate retry when woken instead
+    /// of polling; a missed announcement only costs latency.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled call unregisters; subscriptions sent are
+    /// dropped again once nobody watches.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) {
+    /// use std::time::Duration;
+    /// let mut watch = redlock
+    ///     .watch_releases(&["printer".to_owned()], Duration::from_millis(50))
+    ///     .await;
+    /// watch.mark_seen();
+    /// // ... a failed attempt ...
+    /// tokio::select! {
+    ///     _ = watch.released() => {}                          // retry now
+    ///     () = tokio::time::sleep(Duration::from_millis(100)) => {} // or poll
+    /// }
+    /// # }
+    /// ```
+    pub async fn watch_releases(&self, keys: &[String], node_timeout: Duration) -> ReleaseWatch {
+        ReleaseWatch(self.inner.notifier.watch(keys, node_timeout).await)
+    }
+}
+
+/// A registration for release announcements of some keys; unregisters on
+/// drop. See [`Redlock::watch_releases`].
+pub struct ReleaseWatch(Watch);
+
+impl std::fmt::Debug for ReleaseWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReleaseWatch").finish_non_exhaustive()
+    }
+}
+
+impl ReleaseWatch {
+    /// Forgets the announcements heard so far: call it before each
+    /// attempt, so that only a release after it wakes the waiter.
+    pub fn mark_seen(&mut self) {
+        self.0.mark_seen();
+    }
+
+    /// Resolves at the next announcement of any watched key; `true` when
+    /// the release came from this process.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: an announcement not yet seen stays pending.
+    pub async fn released(&mut self) -> bool {
+        self.0.released().await
     }
 }

@@ -33,7 +33,7 @@
 //! - Backends: [`FredNode`] (real servers) and [`MemoryNode`] (in-process).
 //! - [`metrics`]: the `quorate_*` metric names.
 //! - For primitives built on this crate: [`NodeScript`] and [`Node::eval`],
-//!   [`Redlock::eval_round`], [`Redlock::adopt`], [`Redlock::undo`] and the
+//!   [`Redlock::eval_round`], [`Redlock::adopt`], [`Redlock::undo`], [`Redlock::watch_releases`] and the
 //!   [`quorum`] engine.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -57,6 +57,7 @@ pub use backend::{
     NodeFuture, NodeScript, Released, ScriptValue, RELEASE_CHANNEL_PREFIX,
 };
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
+pub use extension::ReleaseWatch;
 pub use guard::{LockGuard, ReleaseOutcome};
 pub use lease::{drift_for, Lease, Token, DRIFT_FLOOR};
 pub use mutex::{Redlock, RedlockBuilder};

@@ -82,6 +82,10 @@ pub enum Decide {
     /// As soon as every request is on its connection: for an undo, whose
     /// answers change nothing (it only has to precede the next round).
     Sent,
+    /// When every node answered, failed or timed out: for a round whose
+    /// every answer counts (a pool's candidates need a majority each, so
+    /// the first majority to answer is not enough to count them).
+    All,
 }
 
 impl Decide {
@@ -89,6 +93,7 @@ impl Decide {
         match self {
             Decide::Majority(quorum) => successes >= quorum || failures > n - quorum,
             Decide::Sent => true,
+            Decide::All => successes + failures >= n,
         }
     }
 }

@@ -1,16 +1,16 @@
 //! The real backend: one fred client per node, scripts by EVALSHA.
 
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fred::clients::SubscriberClient;
-use fred::interfaces::PubsubInterface;
+use fred::interfaces::{LuaInterface, PubsubInterface};
 use fred::prelude::{
     ClientLike, Config, ConnectionConfig, EventInterface, Expiration, KeysInterface,
     PerformanceConfig, ReconnectPolicy, Server, SetOptions,
 };
 use fred::types::config::ServerConfig;
-use fred::types::scripts::Script;
 use fred::types::ClientState;
 use futures::future::FutureExt;
 use tokio::sync::broadcast;
@@ -22,16 +22,13 @@ use super::{
 };
 use crate::error::ConfigError;
 
-static ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/acquire.lua")));
-static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/release.lua")));
-static EXTEND: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/extend.lua")));
-static RAISE_FENCE: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/raise_fence.lua")));
-static EXTEND_MANY: LazyLock<Script> =
-    LazyLock::new(|| Script::from_lua(include_str!("../../scripts/extend_many.lua")));
+static ACQUIRE: NodeScript = NodeScript::new("acquire", include_str!("../../scripts/acquire.lua"));
+static RELEASE: NodeScript = NodeScript::new("release", include_str!("../../scripts/release.lua"));
+static EXTEND: NodeScript = NodeScript::new("extend", include_str!("../../scripts/extend.lua"));
+static RAISE_FENCE: NodeScript =
+    NodeScript::new("raise_fence", include_str!("../../scripts/raise_fence.lua"));
+static EXTEND_MANY: NodeScript =
+    NodeScript::new("extend_many", include_str!("../../scripts/extend_many.lua"));
 
 /// Client settings that quorate applies to the clients it builds from URLs.
 ///
@@ -86,6 +83,8 @@ struct Shared {
     /// the node is disconnected (e.g. `WRONGPASS`, connection refused).
     last_error: Arc<Mutex<Option<String>>>,
     announcements: OnceLock<Announcements>,
+    /// Scripts this node ran by source, so it has them cached.
+    loaded: Mutex<HashSet<&'static str>>,
 }
 
 #[derive(Debug)]
@@ -160,6 +159,7 @@ impl FredNode {
                 owned,
                 last_error,
                 announcements: OnceLock::new(),
+                loaded: Mutex::default(),
             }),
         };
         // Opened now rather than by the first waiter, which would otherwise
@@ -264,22 +264,72 @@ impl FredNode {
         })
     }
 
-    fn eval<T>(&self, script: &'static Script, keys: &[String], args: Vec<String>) -> NodeFuture<T>
+    /// Runs `script` with the source (`EVAL`) until this node is known to
+    /// have it, then by hash (`EVALSHA`). A first `EVALSHA` answered with
+    /// `NOSCRIPT` and re-sent after loading would reach the server after
+    /// anything sent meanwhile on the connection (such as the undo of this
+    /// very request); `EVAL` executes in order. After a `SCRIPT FLUSH` or a
+    /// restart, the `NOSCRIPT` answer is followed at once by `EVAL`.
+    fn run_script<T>(
+        &self,
+        script: &'static NodeScript,
+        keys: Vec<String>,
+        args: Vec<fred::types::Value>,
+    ) -> NodeFuture<T>
     where
         T: fred::types::FromValue + Send + 'static,
     {
         if let Some(error) = self.disconnected_error() {
             return futures::future::ready(Err(error)).boxed();
         }
-        let client = self.shared.client.clone();
-        let keys = keys.to_vec();
+        let shared = Arc::clone(&self.shared);
+        let known = shared.loaded_scripts().contains(script.name());
         async move {
-            script
-                .evalsha_with_reload::<T, _, _>(&client, keys, args)
+            let client = &shared.client;
+            if known {
+                let sha = script.fred().sha1().clone();
+                match client
+                    .evalsha::<T, _, _, _>(sha, keys.clone(), args.clone())
+                    .await
+                {
+                    Err(e) if e.details().starts_with("NOSCRIPT") => {
+                        shared.loaded_scripts().remove(script.name());
+                    }
+                    result => return result.map_err(node_error),
+                }
+            }
+            let result = client
+                .eval::<T, _, _, _>(script.lua(), keys, args)
                 .await
-                .map_err(node_error)
+                .map_err(node_error);
+            if result.is_ok() {
+                shared.loaded_scripts().insert(script.name());
+            }
+            result
         }
         .boxed()
+    }
+}
+
+impl FredNode {
+    /// One of quorate-redlock's own scripts, with string arguments.
+    fn quorate_script<T>(
+        &self,
+        script: &'static NodeScript,
+        keys: &[String],
+        args: Vec<String>,
+    ) -> NodeFuture<T>
+    where
+        T: fred::types::FromValue + Send + 'static,
+    {
+        let args = args.into_iter().map(fred::types::Value::from).collect();
+        self.run_script(script, keys.to_vec(), args)
+    }
+}
+
+impl Shared {
+    fn loaded_scripts(&self) -> std::sync::MutexGuard<'_, HashSet<&'static str>> {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -357,7 +407,7 @@ impl Node for FredNode {
         if fenced {
             all_keys.extend(keys.iter().map(|k| fence_key(k)));
         }
-        self.eval::<Vec<i64>>(&ACQUIRE, &all_keys, args)
+        self.quorate_script::<Vec<i64>>(&ACQUIRE, &all_keys, args)
             .map(|reply| match reply?.as_slice() {
                 [1] => Ok(AcquireReply::Granted { fence: None }),
                 [1, fence] => Ok(AcquireReply::Granted {
@@ -375,7 +425,7 @@ impl Node for FredNode {
 
     fn raise_fence(&self, keys: &[String], fence: u64) -> NodeFuture<()> {
         let counters: Vec<String> = keys.iter().map(|k| fence_key(k)).collect();
-        self.eval::<i64>(&RAISE_FENCE, &counters, vec![fence.to_string()])
+        self.quorate_script::<i64>(&RAISE_FENCE, &counters, vec![fence.to_string()])
             .map(|reply| reply.map(drop))
             .boxed()
     }
@@ -386,12 +436,12 @@ impl Node for FredNode {
             announce.unwrap_or_default().to_owned(),
             RELEASE_CHANNEL_PREFIX.to_owned(),
         ];
-        self.eval::<u64>(&RELEASE, keys, args)
+        self.quorate_script::<u64>(&RELEASE, keys, args)
     }
 
     fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool> {
         let args = vec![token.to_owned(), ttl_millis(ttl).to_string()];
-        self.eval::<i64>(&EXTEND, keys, args)
+        self.quorate_script::<i64>(&EXTEND, keys, args)
             .map(|reply| Ok(reply? == 1))
             .boxed()
     }
@@ -407,7 +457,7 @@ impl Node for FredNode {
             args.push(ttl_millis(lock.ttl).to_string());
             args.push(lock.keys.len().to_string());
         }
-        self.eval::<Vec<i64>>(&EXTEND_MANY, &keys, args)
+        self.quorate_script::<Vec<i64>>(&EXTEND_MANY, &keys, args)
             .map(|reply| Ok(reply?.into_iter().map(|r| r == 1).collect()))
             .boxed()
     }
@@ -418,23 +468,13 @@ impl Node for FredNode {
         keys: Vec<String>,
         args: Vec<Vec<u8>>,
     ) -> NodeFuture<ScriptValue> {
-        if let Some(error) = self.disconnected_error() {
-            return futures::future::ready(Err(error)).boxed();
-        }
-        let client = self.shared.client.clone();
-        let args: Vec<fred::types::Value> = args
+        let args = args
             .into_iter()
             .map(|a| fred::types::Value::Bytes(a.into()))
             .collect();
-        async move {
-            let value = script
-                .fred()
-                .evalsha_with_reload::<fred::types::Value, _, _>(&client, keys, args)
-                .await
-                .map_err(node_error)?;
-            ScriptValue::from_fred(value).map_err(NodeError)
-        }
-        .boxed()
+        self.run_script::<fred::types::Value>(script, keys, args)
+            .map(|value| ScriptValue::from_fred(value?).map_err(NodeError))
+            .boxed()
     }
 
     fn subscribe(&self, keys: &[String]) -> NodeFuture<()> {

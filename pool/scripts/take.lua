@@ -1,0 +1,45 @@
+-- Take up to `need` candidates of each requirement for token ARGV[1], ttl ARGV[2] ms.
+-- ARGV[3] = number of requirements g, then per requirement: its candidate count, its need.
+-- KEYS = every requirement's candidate keys, requirement after requirement, in the order
+-- to try them.
+-- Candidates already holding our token (kept from an earlier round of the same request)
+-- count first and get their ttl refreshed; then free candidates are taken in order until
+-- the requirement has `need`.
+-- Returns one number per key: -1 ours (held now), -2 not tried, -3 held by another without
+-- expiry, >= 0 held by another with that many ms left.
+local token = ARGV[1]
+local ttl = ARGV[2]
+local groups = tonumber(ARGV[3])
+local status = {}
+local first = 1
+for g = 0, groups - 1 do
+  local count = tonumber(ARGV[4 + 2 * g])
+  local need = tonumber(ARGV[5 + 2 * g])
+  local last = first + count - 1
+  local held = 0
+  for i = first, last do
+    status[i] = -2
+    if redis.call('GET', KEYS[i]) == token then
+      redis.call('PEXPIRE', KEYS[i], ttl)
+      status[i] = -1
+      held = held + 1
+    end
+  end
+  for i = first, last do
+    if status[i] == -2 then
+      if redis.call('EXISTS', KEYS[i]) == 1 then
+        local left = redis.call('PTTL', KEYS[i])
+        if left < 0 then
+          left = -3
+        end
+        status[i] = left
+      elseif held < need then
+        redis.call('SET', KEYS[i], token, 'PX', ttl)
+        status[i] = -1
+        held = held + 1
+      end
+    end
+  end
+  first = last + 1
+end
+return status

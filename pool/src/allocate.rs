@@ -1,0 +1,392 @@
+//! One allocation attempt across the quorum: per node one atomic script
+//! takes up to k candidates of each requirement; a candidate counts as held
+//! only when a majority granted it to this attempt. Extras are released, the
+//! shortfall is retried for a few rounds, and on failure everything is
+//! released (release-all-then-back-off: nobody sits on half of what two
+//! clients both need).
+
+use std::time::Duration;
+
+use quorate_redlock::quorum::{self, Decide, Reply};
+use quorate_redlock::{Lease, LockOptions, NodeOutcome, NodeScript, Redlock, ScriptValue, Token};
+use rand::seq::SliceRandom;
+use tokio::time::Instant;
+
+use crate::error::PoolError;
+use crate::requirement::{CandidateOrder, Requirement};
+
+static TAKE: NodeScript = NodeScript::new("pool_take", include_str!("../scripts/take.lua"));
+
+/// One requirement as sent: keys in the order to try, and where each came
+/// from in the caller's candidate list.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub keys: Vec<String>,
+    pub positions: Vec<usize>,
+    pub need: usize,
+}
+
+/// Groups for one attempt, each in its requirement's candidate order.
+pub(crate) fn groups<T>(requirements: &[Requirement<T>]) -> Vec<Group> {
+    requirements
+        .iter()
+        .map(|r| {
+            let mut positions: Vec<usize> = (0..r.keys.len()).collect();
+            if r.order == CandidateOrder::Random {
+                positions.shuffle(&mut rand::rng());
+            }
+            Group {
+                keys: positions.iter().map(|&p| r.keys[p].clone()).collect(),
+                positions,
+                need: r.need,
+            }
+        })
+        .collect()
+}
+
+/// A candidate held by a majority: its position in the caller's list, key,
+/// and lease (timed from the round in which a majority first granted it).
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub position: usize,
+    pub key: String,
+    pub lease: Lease,
+}
+
+/// What a successful attempt holds, per requirement, in the order taken.
+#[derive(Debug)]
+pub(crate) struct Allocation {
+    pub held: Vec<Vec<Held>>,
+}
+
+/// Per key: `-1` ours, `-2` not tried (free), `-3` taken without expiry,
+/// `>= 0` taken with that many ms left.
+fn statuses(value: &ScriptValue, n: usize) -> Option<Vec<i64>> {
+    let array = value.as_array()?;
+    let statuses: Option<Vec<i64>> = array.iter().map(ScriptValue::as_int).collect();
+    statuses.filter(|s| s.len() == n)
+}
+
+/// Sends the undo of `keys` when dropped armed (a cancelled attempt).
+struct Undo<'a> {
+    redlock: &'a Redlock,
+    keys: Vec<String>,
+    token: String,
+    timeout: Duration,
+    armed: bool,
+}
+
+impl Undo<'_> {
+    /// Sends the undo of `keys`; returns once it is on every connection
+    /// (the next round on a connection comes after it).
+    async fn run(&mut self, keys: &[String]) {
+        self.redlock.undo(keys, &self.token, self.timeout).await;
+    }
+
+    /// Undoes every key of the attempt and waits until every node answered
+    /// (or the node timeout passed): a failed request holds nothing when
+    /// its error is returned, not merely soon after.
+    async fn finish(mut self) {
+        self.armed = false;
+        let nodes = self.redlock.nodes();
+        let (keys, token) = (&self.keys, &self.token);
+        quorum::round(
+            "release",
+            nodes,
+            self.timeout,
+            Decide::Majority(nodes.len()),
+            |_| true,
+            |node| node.release(keys, token, None),
+        )
+        .await;
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (redlock, keys, token, timeout) = (
+            self.redlock.clone(),
+            std::mem::take(&mut self.keys),
+            std::mem::take(&mut self.token),
+            self.timeout,
+        );
+        // Outside a runtime nothing can be sent; the keys expire with their ttl.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { redlock.undo(&keys, &token, timeout).await });
+        }
+    }
+}
+
+/// One attempt of at most `max_rounds` rounds with one fresh token.
+///
+/// # Cancel safety
+/// Dropping the future spawns the undo of every key of the request.
+pub(crate) async fn attempt(
+    redlock: &Redlock,
+    groups: &[Group],
+    options: &LockOptions,
+    max_rounds: usize,
+) -> Result<(Allocation, Token), PoolError> {
+    let token = Token::random();
+    let hex = token.to_hex();
+    let ttl = options.get_ttl();
+    let timeout = options.effective_node_timeout();
+    let quorum = redlock.quorum();
+    let keys: Vec<String> = groups.iter().flat_map(|g| g.keys.clone()).collect();
+    let mut undo = Undo {
+        redlock,
+        keys: keys.clone(),
+        token: hex.clone(),
+        timeout,
+        armed: true,
+    };
+    let mut args: Vec<Vec<u8>> = vec![
+        hex.clone().into_bytes(),
+        ttl.as_millis().max(1).to_string().into_bytes(),
+        groups.len().to_string().into_bytes(),
+    ];
+    for g in groups {
+        args.push(g.keys.len().to_string().into_bytes());
+        args.push(g.need.to_string().into_bytes());
+    }
+
+    // kept[i]: the lease of key i once a majority granted it.
+    let mut kept: Vec<Option<Lease>> = vec![None; keys.len()];
+    let mut last_error = None;
+    for _ in 0..max_rounds.max(1) {
+        let started = Instant::now();
+        let n = keys.len();
+        // Every answer counts (a candidate needs a majority of its own), so
+        // wait for all nodes, each bounded by the node timeout.
+        let round = quorum::round(
+            TAKE.name(),
+            redlock.nodes(),
+            timeout,
+            Decide::All,
+            |v| statuses(v, n).is_some(),
+            |node| node.eval(&TAKE, keys.clone(), args.clone()),
+        )
+        .await;
+        let answers: Vec<Option<Vec<i64>>> = round
+            .replies
+            .iter()
+            .map(|r| match r {
+                Reply::Answered(v) => statuses(v, n),
+                _ => None,
+            })
+            .collect();
+        let outcomes = round.outcomes(redlock.nodes(), |v| describe(v, groups));
+        if round.successes < quorum {
+            undo.finish().await;
+            return Err(PoolError::NoQuorum {
+                answered: round.successes,
+                nodes: redlock.nodes().len(),
+                quorum,
+                outcomes,
+            });
+        }
+
+        let grants: Vec<usize> = (0..n)
+            .map(|i| answers.iter().flatten().filter(|s| s[i] == -1).count())
+            .collect();
+        let mut progress = false;
+        let mut offset = 0;
+        for g in groups {
+            let mut have = (offset..offset + g.keys.len())
+                .filter(|&i| kept[i].is_some())
+                .count();
+            for i in offset..offset + g.keys.len() {
+                if have < g.need && kept[i].is_none() && grants[i] >= quorum {
+                    kept[i] = Some(Lease::new(token, ttl, started, options.get_drift_factor()));
+                    have += 1;
+                    progress = true;
+                }
+            }
+            offset += g.keys.len();
+        }
+        // What some node granted but we do not keep goes back at once.
+        let extras: Vec<String> = (0..n)
+            .filter(|&i| grants[i] > 0 && kept[i].is_none())
+            .map(|i| keys[i].clone())
+            .collect();
+        if !extras.is_empty() {
+            undo.run(&extras).await;
+        }
+
+        match shortfall(groups, &kept) {
+            None => {
+                if kept.iter().flatten().all(Lease::is_valid) {
+                    undo.armed = false;
+                    return Ok((allocation(groups, &keys, kept), token));
+                }
+                undo.finish().await;
+                return Err(PoolError::Expired);
+            }
+            Some((requirement, held)) => {
+                let group = &groups[requirement];
+                last_error = Some(PoolError::Unavailable {
+                    requirement,
+                    need: group.need,
+                    held,
+                    retry_after: retry_after(groups, requirement, &kept, &answers, quorum),
+                    outcomes,
+                });
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    undo.finish().await;
+    Err(last_error.unwrap_or(PoolError::Expired))
+}
+
+/// The first requirement short of its need, and how many it holds.
+fn shortfall(groups: &[Group], kept: &[Option<Lease>]) -> Option<(usize, usize)> {
+    let mut offset = 0;
+    for (r, g) in groups.iter().enumerate() {
+        let have = kept[offset..offset + g.keys.len()]
+            .iter()
+            .filter(|k| k.is_some())
+            .count();
+        if have < g.need {
+            return Some((r, have));
+        }
+        offset += g.keys.len();
+    }
+    None
+}
+
+fn allocation(groups: &[Group], keys: &[String], kept: Vec<Option<Lease>>) -> Allocation {
+    let mut held = Vec::with_capacity(groups.len());
+    let mut offset = 0;
+    for g in groups {
+        let mut mine = Vec::with_capacity(g.need);
+        for j in 0..g.keys.len() {
+            if let Some(lease) = kept[offset + j] {
+                mine.push(Held {
+                    position: g.positions[j],
+                    key: keys[offset + j].clone(),
+                    lease,
+                });
+            }
+        }
+        held.push(mine);
+        offset += g.keys.len();
+    }
+    Allocation { held }
+}
+
+/// When enough of `requirement`'s missing candidates are free on a majority,
+/// from the holders' remaining ttls (nodes that did not answer count as
+/// free). `None` when some needed candidate is held without expiry.
+fn retry_after(
+    groups: &[Group],
+    requirement: usize,
+    kept: &[Option<Lease>],
+    answers: &[Option<Vec<i64>>],
+    quorum: usize,
+) -> Option<Duration> {
+    let offset: usize = groups[..requirement].iter().map(|g| g.keys.len()).sum();
+    let group = &groups[requirement];
+    let have = (offset..offset + group.keys.len())
+        .filter(|&i| kept[i].is_some())
+        .count();
+    // Per missing candidate: the time until a majority of nodes has it free
+    // (u64::MAX: never, by itself).
+    let mut free_at: Vec<u64> = (offset..offset + group.keys.len())
+        .filter(|&i| kept[i].is_none())
+        .map(|i| {
+            let mut per_node: Vec<u64> = answers
+                .iter()
+                .map(|a| match a.as_ref().map(|s| s[i]) {
+                    Some(-3) => u64::MAX,
+                    Some(ms) if ms >= 0 => ms.unsigned_abs(),
+                    _ => 0,
+                })
+                .collect();
+            per_node.sort_unstable();
+            per_node[quorum.min(per_node.len()) - 1]
+        })
+        .collect();
+    free_at.sort_unstable();
+    let wait = *free_at.get(group.need.saturating_sub(have + 1))?;
+    (wait != u64::MAX).then(|| Duration::from_millis(wait))
+}
+
+/// A node's answer as an outcome: granted when it gave every requirement its
+/// need, else the first candidate it found taken.
+fn describe(value: &ScriptValue, groups: &[Group]) -> NodeOutcome {
+    let n: usize = groups.iter().map(|g| g.keys.len()).sum();
+    let Some(statuses) = statuses(value, n) else {
+        return NodeOutcome::Error(format!("unexpected reply {value:?}"));
+    };
+    let mut offset = 0;
+    for g in groups {
+        let part = &statuses[offset..offset + g.keys.len()];
+        if part.iter().filter(|&&s| s == -1).count() < g.need {
+            if let Some(j) = part.iter().position(|&s| s >= 0 || s == -3) {
+                return NodeOutcome::Taken {
+                    resource: g.keys[j].clone(),
+                    remaining: (part[j] >= 0).then(|| Duration::from_millis(part[j] as u64)),
+                };
+            }
+        }
+        offset += g.keys.len();
+    }
+    NodeOutcome::Granted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(keys: &[&str], need: usize) -> Group {
+        Group {
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            positions: (0..keys.len()).collect(),
+            need,
+        }
+    }
+
+    #[test]
+    fn retry_after_is_when_a_majority_frees_enough_candidates() {
+        let groups = [group(&["a", "b", "c"], 2)];
+        let kept = vec![None, None, None];
+        // 3 nodes, quorum 2: a frees on a majority after 30 ms, b after 50, c never.
+        let answers = vec![
+            Some(vec![10, 50, -3]),
+            Some(vec![30, 60, -3]),
+            Some(vec![40, 20, -3]),
+        ];
+        assert_eq!(
+            retry_after(&groups, 0, &kept, &answers, 2),
+            Some(Duration::from_millis(50))
+        );
+        let one = [group(&["a", "b", "c"], 1)];
+        assert_eq!(
+            retry_after(&one, 0, &kept, &answers, 2),
+            Some(Duration::from_millis(30))
+        );
+        let all = [group(&["a", "b", "c"], 3)];
+        assert_eq!(retry_after(&all, 0, &kept, &answers, 2), None);
+    }
+
+    #[test]
+    fn a_node_that_gave_less_than_the_need_names_what_it_found_taken() {
+        let groups = [group(&["a", "b"], 2)];
+        let reply = ScriptValue::Array(vec![ScriptValue::Int(-1), ScriptValue::Int(250)]);
+        assert_eq!(
+            describe(&reply, &groups),
+            NodeOutcome::Taken {
+                resource: "b".into(),
+                remaining: Some(Duration::from_millis(250))
+            }
+        );
+        let ok = ScriptValue::Array(vec![ScriptValue::Int(-1), ScriptValue::Int(-1)]);
+        assert_eq!(describe(&ok, &groups), NodeOutcome::Granted);
+    }
+}

@@ -1,0 +1,134 @@
+//! Errors of pool requests, semaphores and rate limits.
+
+use std::time::Duration;
+
+use quorate_redlock::{ConfigError, Outcomes};
+
+/// A request that cannot be made, whatever the servers say.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// No requirement at all.
+    #[error("the request has no requirement")]
+    NoRequirements,
+    /// A requirement without candidates (an empty pool).
+    #[error("requirement #{requirement} has no candidates (empty pool)")]
+    NoCandidates {
+        /// Index of the requirement.
+        requirement: usize,
+    },
+    /// `need` is 0.
+    #[error("requirement #{requirement} needs 0 candidates: ask for at least 1")]
+    NeedZero {
+        /// Index of the requirement.
+        requirement: usize,
+    },
+    /// More needed than there are candidates.
+    #[error("requirement #{requirement} needs {need} but has only {candidates} candidates")]
+    NeedTooMany {
+        /// Index of the requirement.
+        requirement: usize,
+        /// What it needs.
+        need: usize,
+        /// How many candidates it has.
+        candidates: usize,
+    },
+    /// A candidate's key is empty.
+    #[error("candidate #{position} of requirement #{requirement} has an empty key")]
+    EmptyKey {
+        /// Index of the requirement.
+        requirement: usize,
+        /// Index of the candidate within it.
+        position: usize,
+    },
+    /// The same key twice in one request.
+    #[error("key `{key}` appears twice in one request: keys must be unique")]
+    DuplicateKey {
+        /// The repeated key.
+        key: String,
+    },
+    /// A semaphore or rate limit of 0 permits.
+    #[error("`{name}` has 0 permits: give at least 1")]
+    ZeroPermits {
+        /// The semaphore's or rate limit's name.
+        name: String,
+    },
+    /// An empty name for a pool, semaphore or rate limit.
+    #[error("the name is empty")]
+    EmptyName,
+    /// A name with `{` or `}` (names are Redis Cluster hash tags).
+    #[error("the name `{name}` contains a brace: names become hash tags")]
+    BadName {
+        /// The name.
+        name: String,
+    },
+    /// A rate-limit window of zero.
+    #[error("the rate-limit window must be positive")]
+    ZeroWindow,
+}
+
+/// Why a pool request, semaphore acquire or rate-limit grant failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The request itself is wrong.
+    #[error("invalid request: {0}")]
+    InvalidRequest(#[from] RequestError),
+    /// The options are wrong (ttl, drift factor, node timeout).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(#[from] ConfigError),
+    /// Too few candidates of requirement `requirement` could be held by a
+    /// majority: the others are taken. Nothing is held.
+    #[error(
+        "requirement #{requirement} needs {need}, only {held} could be held by a majority{}; nothing is held ({outcomes})",
+        retry_hint(*retry_after)
+    )]
+    Unavailable {
+        /// Index of the first requirement that fell short.
+        requirement: usize,
+        /// What it needs.
+        need: usize,
+        /// How many of its candidates a majority granted.
+        held: usize,
+        /// When enough of its taken candidates expire on a majority, from
+        /// their holders' remaining ttls (`None`: held without expiry).
+        /// Releases can free them sooner.
+        retry_after: Option<Duration>,
+        /// Every node's answer in the last round.
+        outcomes: Outcomes,
+    },
+    /// Too few nodes answered.
+    #[error("no quorum: {answered} of {nodes} nodes answered, {quorum} needed ({outcomes})")]
+    NoQuorum {
+        /// Nodes that answered.
+        answered: usize,
+        /// All nodes.
+        nodes: usize,
+        /// The majority needed.
+        quorum: usize,
+        /// Every node's outcome.
+        outcomes: Outcomes,
+    },
+    /// The grant came too late to be valid (slow rounds); nothing is held.
+    #[error("the grant had no validity left; nothing is held")]
+    Expired,
+    /// An extend or release of a held grant failed.
+    #[error(transparent)]
+    Lock(#[from] quorate_redlock::Error),
+}
+
+impl PoolError {
+    /// How long to wait before a retry can succeed, when known: the
+    /// [`Unavailable`](Self::Unavailable) `retry_after`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PoolError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+fn retry_hint(retry_after: Option<Duration>) -> String {
+    match retry_after {
+        Some(wait) => format!(" (enough free in {} ms)", wait.as_millis()),
+        None => " (held without expiry)".to_owned(),
+    }
+}

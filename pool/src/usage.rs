@@ -1,0 +1,318 @@
+//! Usage reporting (resource_locker's reporter): per resource and per tag,
+//! how often it was requested and acquired, how long callers waited and how
+//! long they held it. Figures go to the `metrics` facade (labels `pool`,
+//! `tag`, `value`) and to the nodes, where [`Usage`] queries them.
+//!
+//! Figures are written to every node and read from a majority, taking per
+//! figure the largest value seen: exact while all nodes take every write;
+//! an undercount is possible after node failures. Reporting is opt-in
+//! ([`Pool::with_usage_reporting`](crate::Pool::with_usage_reporting)); it
+//! costs one more round trip per acquire and per release.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quorate_redlock::quorum::Reply;
+use quorate_redlock::{NodeScript, Outcomes, Redlock, ScriptValue};
+
+use crate::requirement::Tags;
+
+static RECORD: NodeScript = NodeScript::new(
+    "pool_record_usage",
+    include_str!("../scripts/record_usage.lua"),
+);
+static READ_SET: NodeScript =
+    NodeScript::new("pool_read_set", include_str!("../scripts/read_set.lua"));
+static READ_HASH: NodeScript =
+    NodeScript::new("pool_read_hash", include_str!("../scripts/read_hash.lua"));
+
+/// Reads and writes bound each usage call (they are not on the lock path).
+const USAGE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What was recorded for one tag value (say `model` = `T1000`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageFigures {
+    /// Requests that named a candidate with this tag value (once per request).
+    pub requests: u64,
+    /// Candidates with this tag value that were granted.
+    pub acquisitions: u64,
+    /// Total wait, request to grant, of those acquisitions.
+    pub acquire_wait: Duration,
+    /// Grants released (or dropped).
+    pub releases: u64,
+    /// Total hold time, grant to release, of those releases.
+    pub hold: Duration,
+}
+
+/// A query failed: too few nodes answered.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("usage query failed: too few nodes answered ({outcomes})")]
+pub struct UsageError {
+    /// Every node's outcome.
+    pub outcomes: Outcomes,
+}
+
+/// The usage figures recorded for one pool (resource_locker's `Query`).
+///
+/// ```no_run
+/// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_pool::UsageError> {
+/// let usage = quorate_pool::Usage::new(&redlock, "lab");
+/// for tag in usage.all_tags().await? {
+///     for value in usage.all_values(&tag).await? {
+///         let figures = usage.figures(&tag, &value).await?;
+///         println!("{tag}={value}: held {:?} in {} grants", figures.hold, figures.acquisitions);
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Usage {
+    redlock: Redlock,
+    pool: Arc<str>,
+}
+
+fn tags_key(pool: &str) -> String {
+    format!("quorate:usage:{{{pool}}}:tags")
+}
+
+fn values_key(pool: &str, tag: &str) -> String {
+    format!("quorate:usage:{{{pool}}}:values:{}:{tag}", tag.len())
+}
+
+fn figures_key(pool: &str, tag: &str, value: &str) -> String {
+    format!(
+        "quorate:usage:{{{pool}}}:figures:{}:{tag}:{}:{value}",
+        tag.len(),
+        value.len()
+    )
+}
+
+/// One event's figures, as (tag, value, field, amount).
+type Figures = Vec<(String, String, &'static str, u64)>;
+
+impl Usage {
+    /// The usage of pool `pool` on `redlock`'s nodes.
+    pub fn new(redlock: &Redlock, pool: &str) -> Self {
+        Usage {
+            redlock: redlock.clone(),
+            pool: pool.into(),
+        }
+    }
+
+    /// Every tag name recorded (always `key`, plus the requirements' tags).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    pub async fn all_tags(&self) -> Result<Vec<String>, UsageError> {
+        self.read_set(tags_key(&self.pool)).await
+    }
+
+    /// Every value recorded for `tag`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    pub async fn all_values(&self, tag: &str) -> Result<Vec<String>, UsageError> {
+        self.read_set(values_key(&self.pool, tag)).await
+    }
+
+    /// The figures of `tag` = `value` (all zero when nothing was recorded).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    pub async fn figures(&self, tag: &str, value: &str) -> Result<UsageFigures, UsageError> {
+        let key = figures_key(&self.pool, tag, value);
+        let round = self
+            .redlock
+            .eval_round(&READ_HASH, vec![key], vec![], USAGE_TIMEOUT, |v| {
+                v.as_array().is_some()
+            })
+            .await;
+        let mut max: BTreeMap<String, u64> = BTreeMap::new();
+        for answer in self.answers(&round)? {
+            for pair in answer.chunks(2) {
+                let (Some(field), Some(value)) = (
+                    pair.first().and_then(ScriptValue::as_str),
+                    pair.get(1)
+                        .and_then(ScriptValue::as_str)
+                        .and_then(|v| v.parse::<u64>().ok()),
+                ) else {
+                    continue;
+                };
+                let slot = max.entry(field.to_owned()).or_default();
+                *slot = (*slot).max(value);
+            }
+        }
+        let get = |field: &str| max.get(field).copied().unwrap_or(0);
+        Ok(UsageFigures {
+            requests: get("requests"),
+            acquisitions: get("acquisitions"),
+            acquire_wait: Duration::from_micros(get("acquire_wait_us")),
+            releases: get("releases"),
+            hold: Duration::from_micros(get("hold_us")),
+        })
+    }
+
+    async fn read_set(&self, key: String) -> Result<Vec<String>, UsageError> {
+        let round = self
+            .redlock
+            .eval_round(&READ_SET, vec![key], vec![], USAGE_TIMEOUT, |v| {
+                v.as_array().is_some()
+            })
+            .await;
+        let mut union = BTreeSet::new();
+        for answer in self.answers(&round)? {
+            union.extend(
+                answer
+                    .iter()
+                    .filter_map(ScriptValue::as_str)
+                    .map(str::to_owned),
+            );
+        }
+        Ok(union.into_iter().collect())
+    }
+
+    fn answers<'a>(
+        &self,
+        round: &'a quorate_redlock::quorum::Round<ScriptValue>,
+    ) -> Result<Vec<&'a [ScriptValue]>, UsageError> {
+        if round.successes < self.redlock.quorum() {
+            return Err(UsageError {
+                outcomes: round.outcomes(self.redlock.nodes(), |_| {
+                    quorate_redlock::NodeOutcome::Granted
+                }),
+            });
+        }
+        Ok(round
+            .replies
+            .iter()
+            .filter_map(|r| match r {
+                Reply::Answered(v) => v.as_array(),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// A request: `requests` +1 for every distinct tag value among all
+    /// candidates; for the granted ones `acquisitions` +1 and the wait.
+    pub(crate) async fn record_request(
+        &self,
+        candidates: &[Tags],
+        granted: &[Tags],
+        wait: Duration,
+    ) {
+        let mut figures: Figures = Vec::new();
+        let distinct: BTreeSet<&(String, String)> = candidates.iter().flatten().collect();
+        for (tag, value) in distinct {
+            figures.push((tag.clone(), value.clone(), "requests", 1));
+            metrics::counter!("quorate_pool_requests_total", "pool" => self.pool.to_string(),
+                "tag" => tag.clone(), "value" => value.clone())
+            .increment(1);
+        }
+        let wait_us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+        for (tag, value) in granted.iter().flatten() {
+            figures.push((tag.clone(), value.clone(), "acquisitions", 1));
+            figures.push((tag.clone(), value.clone(), "acquire_wait_us", wait_us));
+            let labels = [
+                ("pool", self.pool.to_string()),
+                ("tag", tag.clone()),
+                ("value", value.clone()),
+            ];
+            metrics::counter!("quorate_pool_acquisitions_total", &labels).increment(1);
+            metrics::histogram!("quorate_pool_wait_seconds", &labels).record(wait.as_secs_f64());
+        }
+        self.write(figures).await;
+    }
+
+    /// A release: `releases` +1 and the hold time for every held tag value.
+    pub(crate) async fn record_release(&self, held: &[Tags], hold: Duration) {
+        let hold_us = u64::try_from(hold.as_micros()).unwrap_or(u64::MAX);
+        let mut figures: Figures = Vec::new();
+        for (tag, value) in held.iter().flatten() {
+            figures.push((tag.clone(), value.clone(), "releases", 1));
+            figures.push((tag.clone(), value.clone(), "hold_us", hold_us));
+            let labels = [
+                ("pool", self.pool.to_string()),
+                ("tag", tag.clone()),
+                ("value", value.clone()),
+            ];
+            metrics::counter!("quorate_pool_releases_total", &labels).increment(1);
+            metrics::histogram!("quorate_pool_hold_seconds", &labels).record(hold.as_secs_f64());
+        }
+        self.write(figures).await;
+    }
+
+    /// Sends the figures to every node, returning once a majority took them
+    /// (the rest complete in the background). Failures only cost figures.
+    async fn write(&self, figures: Figures) {
+        if figures.is_empty() {
+            return;
+        }
+        let mut keys = vec![tags_key(&self.pool)];
+        let mut args = Vec::with_capacity(figures.len() * 4);
+        for (tag, value, field, amount) in figures {
+            keys.push(values_key(&self.pool, &tag));
+            keys.push(figures_key(&self.pool, &tag, &value));
+            args.extend([
+                tag.into_bytes(),
+                value.into_bytes(),
+                field.as_bytes().to_vec(),
+                amount.to_string().into_bytes(),
+            ]);
+        }
+        let round = self
+            .redlock
+            .eval_round(&RECORD, keys, args, USAGE_TIMEOUT, |v| v.as_int().is_some())
+            .await;
+        if round.successes < self.redlock.quorum() {
+            tracing::warn!(pool = %self.pool, "usage figures reached too few nodes");
+        }
+    }
+}
+
+/// Declares the usage metrics once (idempotent).
+pub(crate) fn describe() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        metrics::describe_counter!(
+            "quorate_pool_requests_total",
+            "Pool requests naming a candidate with this tag value"
+        );
+        metrics::describe_counter!(
+            "quorate_pool_acquisitions_total",
+            "Candidates with this tag value granted"
+        );
+        metrics::describe_counter!(
+            "quorate_pool_releases_total",
+            "Grants with this tag value released"
+        );
+        metrics::describe_histogram!(
+            "quorate_pool_wait_seconds",
+            metrics::Unit::Seconds,
+            "Wait from request to grant"
+        );
+        metrics::describe_histogram!(
+            "quorate_pool_hold_seconds",
+            metrics::Unit::Seconds,
+            "Hold time from grant to release"
+        );
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_keys_cannot_collide_and_share_the_pools_slot() {
+        assert_ne!(figures_key("p", "a:b", "c"), figures_key("p", "a", "b:c"));
+        assert_ne!(values_key("p", "a"), values_key("p", "1:a"));
+        for key in [
+            tags_key("p"),
+            values_key("p", "t"),
+            figures_key("p", "t", "v"),
+        ] {
+            assert!(key.contains("{p}"), "{key}");
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! quorate-pool against 5 real redis-server processes: exclusive devices,
+//! semaphores with nodes killed mid-run, rate-limit windows, all-or-nothing,
+//! usage figures.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quorate_pool::{
+    CandidateOrder, Pool, PoolError, RateLimit, RequestError, Requirement, Semaphore,
+};
+use quorate_redlock::{LockOptions, MemoryNode, Node, Redlock, ReleaseOutcome};
+use quorate_testkit::{Cluster, HoldLog};
+
+#[derive(Clone, Debug, PartialEq)]
+struct Device {
+    id: String,
+    model: &'static str,
+}
+
+fn devices(n: usize) -> Vec<Device> {
+    (0..n)
+        .map(|i| Device {
+            id: format!("dev-{i}"),
+            model: if i % 2 == 0 { "T1000" } else { "T800" },
+        })
+        .collect()
+}
+
+async fn cluster() -> (Cluster, Redlock) {
+    let cluster = Cluster::start(5).await.expect("start 5 redis-server nodes");
+    let redlock = Redlock::connect(cluster.urls()).await.expect("connect");
+    (cluster, redlock)
+}
+
+/// Keys matching `pattern` on every running node, flattened.
+async fn keys_on_nodes(cluster: &Cluster, pattern: &str) -> Vec<String> {
+    cluster
+        .keys(pattern)
+        .await
+        .expect("KEYS")
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twelve_tasks_taking_two_of_eight_devices_never_share_one_and_all_progress() {
+    let (_cluster, redlock) = cluster().await;
+    let log = HoldLog::new();
+    let stop = Instant::now() + Duration::from_secs(2);
+    let mut tasks = Vec::new();
+    for task in 0..12u64 {
+        // 3 separate clients (own connections), 4 tasks each
+        let redlock = if task % 4 == 0 {
+            Redlock::connect(_cluster.urls()).await.expect("connect")
+        } else {
+            redlock.clone()
+        };
+        let pool = Pool::new(&redlock, "lab").expect("pool");
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut grants = 0;
+            while Instant::now() < stop && grants < 40 {
+                let need = Requirement::need(2, devices(8), |d| d.id.clone());
+                let grant = pool
+                    .acquire(vec![need], Duration::from_secs(2))
+                    .await
+                    .expect("acquire 2 of 8");
+                let start = Instant::now();
+                assert_eq!(grant[0].len(), 2);
+                assert_ne!(grant[0][0], grant[0][1]);
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                let end = Instant::now();
+                for device in grant.iter() {
+                    log.record(&device.id, task, start, end);
+                }
+                assert_eq!(
+                    grant.release().await.expect("release"),
+                    ReleaseOutcome::Released
+                );
+                grants += 1;
+            }
+            grants
+        }));
+    }
+    let mut per_task = Vec::new();
+    for task in tasks {
+        per_task.push(task.await.expect("task"));
+    }
+    log.check_exclusive()
+        .expect("a device was held by two tasks at once");
+    println!(
+        "grants per task: {per_task:?}; most devices in use at once: {}",
+        log.max_concurrency() / 2
+    );
+    assert!(
+        per_task.iter().all(|&g| g > 0),
+        "a task starved: {per_task:?}"
+    );
+    // 12 tasks on 8 devices, 2 each: up to 4 grants at once; more than one
+    // at a time shows the pool allocates in parallel.
+    assert!(log.max_concurrency() > 2, "grants never overlapped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_clients_that_both_need_all_four_devices_do_not_livelock() {
+    let (cluster, _redlock) = cluster().await;
+    let log = HoldLog::new();
+    let mut tasks = Vec::new();
+    for client in 0..2u64 {
+        let redlock = Redlock::connect(cluster.urls()).await.expect("connect");
+        for task in 0..2u64 {
+            let pool = Pool::new(&redlock, "rig").expect("pool");
+            let log = log.clone();
+            let holder = client * 2 + task;
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..10 {
+                    // AsGiven order: every client wants the same devices first.
+                    let all = Requirement::need(4, devices(4), |d| d.id.clone())
+                        .order(CandidateOrder::AsGiven);
+                    let grant = pool
+                        .acquire(vec![all], Duration::from_secs(2))
+                        .await
+                        .expect("all four, eventually");
+                    let start = Instant::now();
+                    tokio::task::yield_now().await;
+                    log.record("rig", holder, start, Instant::now());
+                    grant.release().await.expect("release");
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert_eq!(log.len(), 40);
+    log.check_exclusive().expect("two holders of the whole rig");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_semaphore_of_three_never_has_four_holders_even_with_two_nodes_killed() {
+    let (mut cluster, redlock) = cluster().await;
+    let semaphore = Semaphore::new(&redlock, "encoders", 3).expect("semaphore");
+    let log = HoldLog::new();
+    let killed = Arc::new(AtomicBool::new(false));
+    let after_kill = Arc::new(AtomicUsize::new(0));
+    let stop = Instant::now() + Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for task in 0..20u64 {
+        let (semaphore, log) = (semaphore.clone(), log.clone());
+        let (killed, after_kill) = (Arc::clone(&killed), Arc::clone(&after_kill));
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < stop {
+                let options = LockOptions::new()
+                    .ttl(Duration::from_secs(2))
+                    .acquire_timeout(Some(Duration::from_secs(3)));
+                let Ok(permit) = semaphore.acquire_with(1, &options).await else {
+                    continue;
+                };
+                let start = Instant::now();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                log.record("encoder", task, start, Instant::now());
+                if killed.load(Ordering::SeqCst) {
+                    after_kill.fetch_add(1, Ordering::SeqCst);
+                }
+                // releases may fail on the killed nodes; the majority answers
+                let _ = permit.release().await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.server_mut(0).kill();
+    cluster.server_mut(3).kill();
+    killed.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let max = log.max_concurrency();
+    println!(
+        "{} holds, most at once {max}, {} after the kill",
+        log.len(),
+        after_kill.load(Ordering::SeqCst)
+    );
+    assert!(max <= 3, "{max} holders of a 3-permit semaphore");
+    assert!(max >= 2, "permits were never used in parallel");
+    assert!(
+        after_kill.load(Ordering::SeqCst) > 0,
+        "no progress after 2 of 5 nodes were killed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_of_5_per_200ms_holds_in_every_sliding_window() {
+    let (_cluster, redlock) = cluster().await;
+    let window = Duration::from_millis(200);
+    let limit = RateLimit::new(&redlock, "partner-api", 5, window)
+        .expect("rate limit")
+        .acquire_timeout(Some(Duration::from_secs(1)));
+    let grants = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let began = Instant::now();
+    let stop = began + Duration::from_secs(2);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (limit, grants) = (limit.clone(), Arc::clone(&grants));
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < stop {
+                if limit.acquire().await.is_ok() {
+                    let at = Instant::now();
+                    if at < stop {
+                        grants.lock().expect("grants").push(at);
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let mut times = grants.lock().expect("grants").clone();
+    times.sort();
+    for pair in times.windows(6) {
+        let span = pair[5] - pair[0];
+        assert!(span >= window, "6 grants within {span:?}");
+    }
+    let rate = times.len() as f64 / 2.0;
+    println!(
+        "{} grants in 2 s: {rate:.1}/s against a limit of 25/s",
+        times.len()
+    );
+    assert!(
+        rate >= 15.0,
+        "throughput {rate}/s is far below the limit of 25/s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_acquire_on_a_spent_rate_limit_says_how_long_to_wait() {
+    let (_cluster, redlock) = cluster().await;
+    let window = Duration::from_millis(500);
+    let limit = RateLimit::new(&redlock, "burst", 2, window).expect("rate limit");
+    limit.try_acquire().await.expect("first");
+    limit.try_acquire().await.expect("second");
+    let spent = limit
+        .try_acquire()
+        .await
+        .expect_err("third within the window");
+    let wait = spent.retry_after().expect("a wait");
+    assert!(
+        wait > Duration::from_millis(300) && wait <= Duration::from_millis(600),
+        "{wait:?}"
+    );
+    assert!(matches!(spent, PoolError::Unavailable { .. }), "{spent}");
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    limit.try_acquire().await.expect("after the wait");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_plus_a_taken_named_resource_gets_nothing() {
+    let (cluster, redlock) = cluster().await;
+    let pool = Pool::new(&redlock, "lab").expect("pool");
+    let printer = pool
+        .acquire(vec![Requirement::key("printer")], Duration::from_secs(10))
+        .await
+        .expect("printer");
+    let other_client = Redlock::connect(cluster.urls()).await.expect("connect");
+    let pool2 = Pool::new(&other_client, "lab").expect("pool");
+    let request = vec![
+        Requirement::need(2, devices(4), |d| d.id.clone()),
+        Requirement::named(
+            "printer",
+            Device {
+                id: "printer".into(),
+                model: "laser",
+            },
+        ),
+    ];
+    let error = pool2
+        .try_acquire(request, Duration::from_secs(10))
+        .await
+        .expect_err("the printer is taken");
+    match &error {
+        PoolError::Unavailable {
+            requirement,
+            need,
+            held,
+            ..
+        } => assert_eq!((*requirement, *need, *held), (1, 1, 0), "{error}"),
+        other => panic!("unexpected {other}"),
+    }
+    assert!(error.to_string().contains("printer"), "{error}");
+    // nothing of the request is left on any node: only the printer
+    let left = keys_on_nodes(&cluster, "quorate:pool:*").await;
+    assert!(
+        left.iter().all(|k| k.ends_with(":printer")),
+        "left behind: {left:?}"
+    );
+    printer.release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grant_hands_back_values_per_requirement_and_usage_is_queryable() {
+    let (_cluster, redlock) = cluster().await;
+    let pool = Pool::new(&redlock, "bench")
+        .expect("pool")
+        .with_usage_reporting(true);
+    let request = vec![
+        Requirement::need(2, devices(6), |d| d.id.clone())
+            .order(CandidateOrder::AsGiven)
+            .tags(|d| vec![("model".into(), d.model.into())]),
+        Requirement::named(
+            "scope",
+            Device {
+                id: "scope".into(),
+                model: "DSO",
+            },
+        ),
+    ];
+    let grant = pool
+        .acquire(request, Duration::from_secs(10))
+        .await
+        .expect("grant");
+    assert_eq!(grant.len(), 2);
+    assert_eq!(grant[0], devices(6)[..2]);
+    assert_eq!(grant.keys(0), ["dev-0", "dev-1"]);
+    assert_eq!(grant[1][0].id, "scope");
+    assert!(grant.get(2).is_none());
+    tokio::time::sleep(Duration::from_millis(50)).await; // a measurable hold
+    grant.release().await.expect("release");
+
+    let usage = pool.usage();
+    assert_eq!(usage.all_tags().await.expect("tags"), ["key", "model"]);
+    assert_eq!(
+        usage.all_values("model").await.expect("values"),
+        ["T1000", "T800"]
+    );
+    let t1000 = usage.figures("model", "T1000").await.expect("figures");
+    assert_eq!(t1000.requests, 1);
+    assert_eq!(t1000.acquisitions, 1, "dev-0 is the one T1000 granted");
+    assert_eq!(t1000.releases, 1);
+    assert!(t1000.hold >= Duration::from_millis(50), "{t1000:?}");
+    let dev5 = usage.figures("key", "dev-5").await.expect("figures");
+    assert_eq!((dev5.requests, dev5.acquisitions), (1, 0));
+    let nothing = usage.figures("model", "T-X").await.expect("figures");
+    assert_eq!(nothing, Default::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_extension_keeps_a_grant_past_its_ttl_and_release_stops_it() {
+    let (cluster, redlock) = cluster().await;
+    let pool = Pool::new(&redlock, "lab").expect("pool");
+    let options = LockOptions::new()
+        .ttl(Duration::from_millis(300))
+        .auto_extend(true);
+    let grant = pool
+        .acquire_with(
+            vec![Requirement::need(2, devices(3), |d| d.id.clone())],
+            &options,
+        )
+        .await
+        .expect("grant");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(grant.remaining() > Duration::ZERO, "auto-extension lapsed");
+    let other = pool
+        .try_acquire(
+            vec![Requirement::need(2, devices(3), |d| d.id.clone())],
+            Duration::from_secs(1),
+        )
+        .await;
+    assert!(other.is_err(), "two of three devices are still held");
+    assert_eq!(
+        grant.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    assert!(keys_on_nodes(&cluster, "quorate:pool:*").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_acquire_leaves_no_key_behind() {
+    let (cluster, redlock) = cluster().await;
+    let pool = Pool::new(&redlock, "lab").expect("pool");
+    for _ in 0..20 {
+        let acquire = pool.acquire(
+            vec![Requirement::need(3, devices(5), |d| d.id.clone())],
+            Duration::from_secs(30),
+        );
+        // cancelled as soon as it has sent its first round
+        let _ = tokio::time::timeout(Duration::from_micros(300), acquire).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = keys_on_nodes(&cluster, "quorate:pool:*").await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left behind: {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_typed_errors() {
+    // construction only: no script runs, so memory nodes do
+    let nodes = MemoryNode::cluster(3)
+        .into_iter()
+        .map(|m| Arc::new(m) as Arc<dyn Node>)
+        .collect();
+    let redlock = Redlock::from_nodes(nodes, LockOptions::new()).expect("redlock");
+    assert_eq!(
+        Semaphore::new(&redlock, "s", 0).expect_err("0 permits"),
+        RequestError::ZeroPermits { name: "s".into() }
+    );
+    assert_eq!(
+        Pool::new(&redlock, "").expect_err("empty"),
+        RequestError::EmptyName
+    );
+    assert!(matches!(
+        Pool::new(&redlock, "a{b}"),
+        Err(RequestError::BadName { .. })
+    ));
+    assert_eq!(
+        RateLimit::new(&redlock, "r", 5, Duration::ZERO).expect_err("zero window"),
+        RequestError::ZeroWindow
+    );
+    let semaphore = Semaphore::new(&redlock, "s", 3).expect("semaphore");
+    let too_many = semaphore
+        .try_acquire(4, Duration::from_secs(1))
+        .await
+        .expect_err("4 of 3");
+    assert!(
+        matches!(
+            too_many,
+            PoolError::InvalidRequest(RequestError::NeedTooMany {
+                need: 4,
+                candidates: 3,
+                ..
+            })
+        ),
+        "{too_many}"
+    );
+    let zero = semaphore
+        .try_acquire(0, Duration::from_secs(1))
+        .await
+        .expect_err("0 permits");
+    assert!(matches!(
+        zero,
+        PoolError::InvalidRequest(RequestError::NeedZero { .. })
+    ));
+    let pool = Pool::new(&redlock, "p").expect("pool");
+    let bad_ttl = pool
+        .try_acquire(vec![Requirement::key("k")], Duration::ZERO)
+        .await
+        .expect_err("zero ttl");
+    assert!(matches!(bad_ttl, PoolError::InvalidConfig(_)), "{bad_ttl}");
+    // a node that cannot run scripts says so, naming the node and script
+    let no_lua = pool
+        .try_acquire(vec![Requirement::key("k")], Duration::from_secs(1))
+        .await
+        .expect_err("memory nodes run no Lua");
+    assert!(no_lua.to_string().contains("pool_take"), "{no_lua}");
+}
