@@ -459,3 +459,58 @@ async fn bad_input_gets_typed_errors() {
         .expect_err("memory nodes run no Lua");
     assert!(no_lua.to_string().contains("pool_take"), "{no_lua}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_a_waiting_pool_request_of_another_client() {
+    let (cluster, redlock) = cluster().await;
+    let pool = Pool::new(&redlock, "lab").expect("pool");
+    let held = pool
+        .acquire(vec![Requirement::key("scope")], Duration::from_secs(30))
+        .await
+        .expect("scope");
+    let other = Redlock::connect(cluster.urls()).await.expect("connect");
+    let waiter_pool = Pool::new(&other, "lab").expect("pool");
+    // Polling alone would take 5 s: only the release announcement can wake it sooner.
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(5))
+        .retry_delay(Duration::from_secs(5))
+        .retry_jitter(Duration::ZERO)
+        .acquire_timeout(Some(Duration::from_secs(20)));
+    let waiter = tokio::spawn(async move {
+        let grant = waiter_pool
+            .acquire_with(vec![Requirement::key("scope")], &options)
+            .await;
+        (grant.map(drop), Instant::now())
+    });
+    // The waiter is waiting once it subscribed to the release channel on a majority.
+    let channel = "quorate:released:quorate:pool:{lab}:scope";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut subscribed = 0;
+        for i in 0..cluster.len() {
+            let reply = cluster
+                .server(i)
+                .command(&["PUBSUB", "NUMSUB", channel])
+                .await;
+            let items = reply
+                .map(quorate_testkit::Reply::into_array)
+                .unwrap_or_default();
+            subscribed += usize::from(items.get(1).and_then(|r| r.as_i64()) == Some(1));
+        }
+        if subscribed >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the waiter never subscribed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let released_at = Instant::now();
+    held.release().await.expect("release");
+    let (grant, granted_at) = waiter.await.expect("waiter");
+    grant.expect("the waiter gets the scope");
+    let hand_off = granted_at - released_at;
+    println!("hand-off took {hand_off:?}");
+    assert!(
+        hand_off < Duration::from_secs(2),
+        "woken by polling, not by the release ({hand_off:?})"
+    );
+}

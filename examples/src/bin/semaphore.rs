@@ -1,0 +1,38 @@
+//! 10 jobs share 3 encoder licences through a distributed semaphore; prints how many run at
+//! once (never more than 3).
+//!
+//! Run: `cargo run -p quorate-examples --bin semaphore`
+
+use std::error::Error;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quorate_pool::Semaphore;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let (redlock, _servers) = quorate_examples::real_nodes().await?;
+    let licences = Semaphore::new(&redlock, "example-encoders", 3)?;
+    let running = Arc::new(AtomicUsize::new(0));
+    let mut jobs = Vec::new();
+    for job in 0..10 {
+        let (licences, running) = (licences.clone(), Arc::clone(&running));
+        jobs.push(tokio::spawn(async move {
+            let permit = licences.acquire(1, Duration::from_secs(10)).await?;
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            println!(
+                "job {job} encodes with licence {:?} ({now} running)",
+                permit.slots()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            running.fetch_sub(1, Ordering::SeqCst);
+            permit.release().await?;
+            Ok::<_, quorate_pool::PoolError>(())
+        }));
+    }
+    for job in jobs {
+        job.await??;
+    }
+    Ok(())
+}
