@@ -120,7 +120,19 @@ impl Drop for Undo<'_> {
     }
 }
 
-/// One attempt of at most `max_rounds` rounds with one fresh token.
+/// How an attempt runs its rounds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rounds {
+    /// Rounds per attempt: the first, then top-ups of a shortfall.
+    pub max: usize,
+    /// Wait for every node's answer (pools: each candidate needs a
+    /// majority of its own, so every answer counts), or decide once a
+    /// majority answered (rate limits: a grant must be seen within the node
+    /// timeout of its round's start, even with a node stalled).
+    pub wait_for_all: bool,
+}
+
+/// One attempt of at most `rounds.max` rounds with one fresh token.
 ///
 /// # Cancel safety
 /// Dropping the future spawns the undo of every key of the request.
@@ -128,7 +140,7 @@ pub(crate) async fn attempt(
     redlock: &Redlock,
     groups: &[Group],
     options: &LockOptions,
-    max_rounds: usize,
+    rounds: Rounds,
 ) -> Result<(Allocation, Token), PoolError> {
     let token = Token::random();
     let hex = token.to_hex();
@@ -156,16 +168,19 @@ pub(crate) async fn attempt(
     // kept[i]: the lease of key i once a majority granted it.
     let mut kept: Vec<Option<Lease>> = vec![None; keys.len()];
     let mut last_error = None;
-    for _ in 0..max_rounds.max(1) {
+    let decide = if rounds.wait_for_all {
+        Decide::All
+    } else {
+        Decide::Majority(quorum)
+    };
+    for _ in 0..rounds.max.max(1) {
         let started = Instant::now();
         let n = keys.len();
-        // Every answer counts (a candidate needs a majority of its own), so
-        // wait for all nodes, each bounded by the node timeout.
         let round = quorum::round(
             TAKE.name(),
             redlock.nodes(),
             timeout,
-            Decide::All,
+            decide,
             |v| statuses(v, n).is_some(),
             |node| node.eval(&TAKE, keys.clone(), args.clone()),
         )
@@ -219,6 +234,15 @@ pub(crate) async fn attempt(
         match shortfall(groups, &kept) {
             None => {
                 if kept.iter().flatten().all(Lease::is_valid) {
+                    if !rounds.wait_for_all {
+                        // Nodes that answered after the decision may hold
+                        // other candidates for us: give back all we do not keep.
+                        let unkept: Vec<String> = (0..n)
+                            .filter(|&i| kept[i].is_none())
+                            .map(|i| keys[i].clone())
+                            .collect();
+                        undo.run(&unkept).await;
+                    }
                     undo.armed = false;
                     return Ok((allocation(groups, &keys, kept), token));
                 }

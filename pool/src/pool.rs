@@ -9,16 +9,20 @@ use futures::future::{join_all, select_all};
 use quorate_redlock::{Error, LockGuard, LockOptions, Redlock, ReleaseOutcome};
 use tokio::time::Instant;
 
-use crate::allocate::groups;
+use crate::allocate::{groups, Rounds};
 use crate::error::{PoolError, RequestError};
 use crate::local_queue::LocalQueues;
 use crate::requirement::{validate, Requirement, Tags};
 use crate::retry::{self, Pause};
 use crate::usage::{self, Usage};
 
-/// Rounds per attempt: the first takes what it can, two more top up a
-/// shortfall left by split votes before everything is released.
-const ROUNDS_PER_ATTEMPT: usize = 3;
+/// Per attempt: the first round takes what it can, two more top up a
+/// shortfall left by split votes before everything is released; every
+/// node's answer counts.
+const ROUNDS: Rounds = Rounds {
+    max: 3,
+    wait_for_all: true,
+};
 
 /// A named pool of resources on a quorum of nodes: "2 of these 8 devices"
 /// plus "that printer", all or nothing. Every key is stored as
@@ -197,7 +201,7 @@ impl Pool {
             &self.queues,
             || groups(&prefixed),
             options,
-            ROUNDS_PER_ATTEMPT,
+            ROUNDS,
             Pause::Poll,
         )
         .await;

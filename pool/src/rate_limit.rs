@@ -16,11 +16,19 @@ use std::time::Duration;
 use quorate_redlock::{drift_for, LockOptions, Redlock};
 use tokio::time::Instant;
 
-use crate::allocate::Group;
+use crate::allocate::{Group, Rounds};
 use crate::error::{PoolError, RequestError};
 use crate::pool::{validate_name, Pool};
 use crate::requirement::{CandidateOrder, Requirement};
 use crate::retry::{self, Pause};
+
+/// One round per attempt, decided once a majority answered: the grant is
+/// then seen within the node timeout of the round's start, which the ttl
+/// covers, even while a node is stalled.
+const ROUNDS: Rounds = Rounds {
+    max: 1,
+    wait_for_all: false,
+};
 
 /// "At most `limit` grants in any window of `window`" (the seed use case:
 /// a resource with a hard limit on requests per second). Grants need no
@@ -154,7 +162,7 @@ impl RateLimit {
                 self.pool.queues(),
                 || self.groups(),
                 options,
-                1,
+                ROUNDS,
                 Pause::UntilExpiry,
             )
             .await?;

@@ -7,7 +7,7 @@ use quorate_redlock::{LockOptions, Redlock, ReleaseWatch, Token};
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::allocate::{self, Allocation, Group};
+use crate::allocate::{self, Allocation, Group, Rounds};
 use crate::error::PoolError;
 use crate::local_queue::LocalQueues;
 
@@ -51,7 +51,7 @@ pub(crate) async fn acquire(
     queues: &LocalQueues,
     groups: impl Fn() -> Vec<Group>,
     options: &LockOptions,
-    max_rounds: usize,
+    rounds: Rounds,
     mode: Pause,
 ) -> Result<(Allocation, Token), PoolError> {
     options.validate()?;
@@ -76,7 +76,7 @@ pub(crate) async fn acquire(
         if let Some(watch) = watch.as_mut() {
             watch.mark_seen();
         }
-        let error = match allocate::attempt(redlock, &groups(), options, max_rounds).await {
+        let error = match allocate::attempt(redlock, &groups(), options, rounds).await {
             Ok(granted) => return Ok(granted),
             Err(e @ (PoolError::InvalidConfig(_) | PoolError::InvalidRequest(_))) => return Err(e),
             Err(e) => e,

@@ -190,16 +190,14 @@ async fn a_semaphore_of_three_never_has_four_holders_even_with_two_nodes_killed(
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rate_limit_of_5_per_200ms_holds_in_every_sliding_window() {
-    let (_cluster, redlock) = cluster().await;
+/// 10 tasks take grants of a 5-per-200-ms limit for 2 s; returns the grant times.
+async fn rate_limited_grants(redlock: &Redlock, name: &str) -> Vec<Instant> {
     let window = Duration::from_millis(200);
-    let limit = RateLimit::new(&redlock, "partner-api", 5, window)
+    let limit = RateLimit::new(redlock, name, 5, window)
         .expect("rate limit")
         .acquire_timeout(Some(Duration::from_secs(1)));
     let grants = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let began = Instant::now();
-    let stop = began + Duration::from_secs(2);
+    let stop = Instant::now() + Duration::from_secs(2);
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let (limit, grants) = (limit.clone(), Arc::clone(&grants));
@@ -223,6 +221,13 @@ async fn a_rate_limit_of_5_per_200ms_holds_in_every_sliding_window() {
         let span = pair[5] - pair[0];
         assert!(span >= window, "6 grants within {span:?}");
     }
+    times
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_of_5_per_200ms_holds_in_every_sliding_window() {
+    let (_cluster, redlock) = cluster().await;
+    let times = rate_limited_grants(&redlock, "partner-api").await;
     let rate = times.len() as f64 / 2.0;
     println!(
         "{} grants in 2 s: {rate:.1}/s against a limit of 25/s",
@@ -232,6 +237,20 @@ async fn a_rate_limit_of_5_per_200ms_holds_in_every_sliding_window() {
         rate >= 15.0,
         "throughput {rate}/s is far below the limit of 25/s"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_keeps_its_windows_and_its_pace_with_a_node_stalled() {
+    let (cluster, redlock) = cluster().await;
+    cluster.server(2).pause();
+    let times = rate_limited_grants(&redlock, "stalled").await;
+    cluster.server(2).resume();
+    let rate = times.len() as f64 / 2.0;
+    println!(
+        "{} grants in 2 s with a node stalled: {rate:.1}/s",
+        times.len()
+    );
+    assert!(rate >= 15.0, "throughput {rate}/s with one node stalled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
