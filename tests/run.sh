@@ -22,3 +22,5 @@ fi
 redis-server --version
 
 cargo test --workspace "$@"
+# The one optional feature with tests of its own (serde results of compute_once).
+cargo test -p quorate-spinlock --features serde "$@"

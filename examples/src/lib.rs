@@ -2,6 +2,7 @@
 
 use std::error::Error;
 
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use quorate_redlock::Redlock;
 use quorate_testkit::{redis_server_available, Cluster};
 
@@ -34,4 +35,54 @@ pub async fn real_nodes() -> Result<(Redlock, Option<Cluster>), Box<dyn Error>> 
     );
     let redlock = Redlock::connect(cluster.urls()).await?;
     Ok((redlock, Some(cluster)))
+}
+
+/// Prints every `quorate_*` metric recorded so far (counters, gauges, histogram p50/p99).
+pub fn print_metrics(snapshotter: &Snapshotter) {
+    println!("\nmetrics (quorate_*):");
+    let mut rows: Vec<String> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name().starts_with("quorate_"))
+        .map(|(key, _, _, value)| {
+            let labels: Vec<String> = key
+                .key()
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.key().name(), labels.join(","));
+            match value {
+                DebugValue::Counter(n) => format!("  {name} = {n}"),
+                DebugValue::Gauge(g) => format!("  {name} = {}", g.0),
+                DebugValue::Histogram(values) => {
+                    let mut v: Vec<f64> = values.iter().map(|x| x.0).collect();
+                    v.sort_by(f64::total_cmp);
+                    let p = |q: f64| {
+                        let i = (v.len().saturating_sub(1) as f64 * q) as usize;
+                        v.get(i).copied().unwrap_or(0.0) * 1000.0
+                    };
+                    format!(
+                        "  {name}: n={} p50={:.2} ms p99={:.2} ms",
+                        v.len(),
+                        p(0.5),
+                        p(0.99)
+                    )
+                }
+            }
+        })
+        .collect();
+    rows.sort();
+    for row in rows {
+        println!("{row}");
+    }
+}
+
+/// Installs an in-process metrics recorder, so that the example can print what the
+/// library reported ([`print_metrics`]).
+pub fn install_recorder() -> Result<Snapshotter, Box<dyn Error>> {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install()?;
+    Ok(snapshotter)
 }

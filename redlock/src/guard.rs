@@ -62,6 +62,7 @@ impl LockGuard {
                 cell: Arc::clone(&cell),
             })
         });
+        metrics::guard_made(redlock.inner.primitive);
         LockGuard {
             redlock,
             keys,

@@ -67,9 +67,12 @@ pub(crate) fn acquire_done(primitive: &'static str, outcome: &'static str, waite
     counter!(ACQUIRE_TOTAL, "primitive" => primitive, "outcome" => outcome).increment(1);
     histogram!(ACQUIRE_WAIT_SECONDS, "primitive" => primitive, "outcome" => outcome)
         .record(waited.as_secs_f64());
-    if outcome == "granted" {
-        gauge!(LOCKS_HELD, "primitive" => primitive).increment(1.0);
-    }
+}
+
+/// A guard was made (by a lock call or [`Redlock::adopt`](crate::Redlock::adopt)):
+/// every guard counts up here and down when released or dropped.
+pub(crate) fn guard_made(primitive: &'static str) {
+    gauge!(LOCKS_HELD, "primitive" => primitive).increment(1.0);
 }
 
 pub(crate) fn released(primitive: &'static str, outcome: &'static str, held: Duration) {

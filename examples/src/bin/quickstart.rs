@@ -12,7 +12,6 @@ use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use quorate_redlock::{LockOptions, MemoryNode, Node, Redlock};
 use quorate_testkit::{redis_server_available, Cluster};
 use tokio::time::Instant;
@@ -23,9 +22,7 @@ const RESOURCE: &str = "quickstart:nightly-report";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install()?;
+    let snapshotter = quorate_examples::install_recorder()?;
 
     // Keep the local servers alive until the end of main (killed on drop).
     let mut _local_servers = None;
@@ -74,7 +71,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         worker.await??;
     }
 
-    print_metrics(&snapshotter);
+    quorate_examples::print_metrics(&snapshotter);
     Ok(())
 }
 
@@ -98,44 +95,4 @@ async fn worker(id: usize, redlock: Redlock, start: Instant) -> Result<(), quora
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn print_metrics(snapshotter: &Snapshotter) {
-    println!("\nmetrics (quorate_*):");
-    let mut rows: Vec<String> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| key.key().name().starts_with("quorate_"))
-        .map(|(key, _, _, value)| {
-            let labels: Vec<String> = key
-                .key()
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            let name = format!("{}{{{}}}", key.key().name(), labels.join(","));
-            match value {
-                DebugValue::Counter(n) => format!("  {name} = {n}"),
-                DebugValue::Gauge(g) => format!("  {name} = {}", g.0),
-                DebugValue::Histogram(values) => {
-                    let mut v: Vec<f64> = values.iter().map(|x| x.0).collect();
-                    v.sort_by(f64::total_cmp);
-                    let p = |q: f64| {
-                        let i = (v.len().saturating_sub(1) as f64 * q) as usize;
-                        v.get(i).copied().unwrap_or(0.0) * 1000.0
-                    };
-                    format!(
-                        "  {name}: n={} p50={:.2} ms p99={:.2} ms",
-                        v.len(),
-                        p(0.5),
-                        p(0.99)
-                    )
-                }
-            }
-        })
-        .collect();
-    rows.sort();
-    for row in rows {
-        println!("{row}");
-    }
 }

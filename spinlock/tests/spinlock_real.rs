@@ -1,0 +1,662 @@
+//! The spinlock and single-flight against 5 real redis-server processes,
+//! with real faults (a partitioned holder, killed nodes).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quorate_redlock::{Error, Redlock, ReleaseOutcome, MAX_TTL};
+use quorate_spinlock::{ComputeError, Expiry, Scheme, SpinError, SpinKey, SpinOptions, Spinlock};
+use quorate_testkit::{Cluster, Fault, FaultProxy, Reply};
+use tokio::sync::{oneshot, Barrier};
+use tokio::time::Instant;
+
+async fn cluster() -> Cluster {
+    Cluster::start(5).await.expect("5 redis-server nodes")
+}
+
+async fn spin(cluster: &Cluster, options: SpinOptions) -> Spinlock {
+    let redlock = Redlock::connect(cluster.urls()).await.expect("connect");
+    Spinlock::new(&redlock, options).expect("options")
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// `PTTL key` on every node (-2: absent, -1: no expiry).
+async fn pttls(cluster: &Cluster, key: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for i in 0..cluster.len() {
+        let reply = cluster
+            .server(i)
+            .command(&["PTTL", key])
+            .await
+            .expect("PTTL");
+        out.push(reply.as_i64().expect("integer"));
+    }
+    out
+}
+
+/// How many SET commands node `i` has executed (INFO commandstats): each
+/// acquisition round of a single unfenced key is one `SET NX PX` per node.
+async fn set_calls(cluster: &Cluster, i: usize) -> u64 {
+    let info = match cluster.server(i).command(&["INFO", "commandstats"]).await {
+        Ok(Reply::Bulk(Some(b))) => String::from_utf8_lossy(&b).into_owned(),
+        other => panic!("INFO: {other:?}"),
+    };
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_set:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("calls"))
+}
+
+/// A computation that counts its runs and returns `value`.
+fn counted(
+    runs: &Arc<AtomicUsize>,
+    value: &'static [u8],
+) -> impl FnOnce() -> std::future::Ready<Result<Vec<u8>, String>> {
+    let runs = Arc::clone(runs);
+    move || {
+        runs.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(value.to_vec()))
+    }
+}
+
+/// `compute_once(key)` with a [`counted`] computation, expected to succeed.
+async fn once(
+    spin: &Spinlock,
+    key: &str,
+    runs: &Arc<AtomicUsize>,
+    value: &'static [u8],
+) -> Vec<u8> {
+    spin.compute_once(key, counted(runs, value))
+        .await
+        .expect("compute_once")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_callers_compute_once() {
+    let cluster = cluster().await;
+    let spin = spin(&cluster, SpinOptions::new().tries(20).sleep(ms(100))).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(Barrier::new(20));
+    let callers: Vec<_> = (0..20)
+        .map(|_| {
+            let (spin, runs, start) = (spin.clone(), Arc::clone(&runs), Arc::clone(&start));
+            tokio::spawn(async move {
+                start.wait().await;
+                spin.compute_once("report", || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    // the expensive part, long enough for everyone to arrive
+                    tokio::time::sleep(ms(300)).await;
+                    Ok::<_, String>(b"the report".to_vec())
+                })
+                .await
+            })
+        })
+        .collect();
+    for caller in callers {
+        let result = caller.await.expect("task");
+        assert_eq!(result.expect("result"), b"the report");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "computed more than once");
+    // stored with the tag on a majority, with an expiry; the lock is gone
+    let result_key = spin.result_key("report");
+    let mut stored = 0;
+    for i in 0..5 {
+        if let Ok(Reply::Bulk(Some(v))) = cluster.server(i).command(&["GET", &result_key]).await {
+            assert_eq!(v, b"qs1:the report");
+            stored += 1;
+        }
+    }
+    assert!(stored >= 3, "stored on {stored} nodes");
+    assert!(pttls(&cluster, &result_key)
+        .await
+        .iter()
+        .all(|&t| t == -2 || t > 0));
+    assert!(!spin.locked("report").await.expect("locked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_holder_is_taken_over_after_the_hold_time_and_not_before() {
+    let cluster = cluster().await;
+    let hold = ms(1000);
+    let options = SpinOptions::new()
+        .tries(30)
+        .sleep(ms(100))
+        .max_hold(Expiry::After(hold));
+    // The holder reaches the nodes through proxies, so that it can die
+    // (be partitioned away) without its release ever arriving.
+    let mut proxies = Vec::new();
+    for i in 0..5 {
+        proxies.push(
+            FaultProxy::start(cluster.server(i).addr())
+                .await
+                .expect("proxy"),
+        );
+    }
+    let doomed = Redlock::connect(proxies.iter().map(FaultProxy::url))
+        .await
+        .expect("connect");
+    let doomed = Spinlock::new(&doomed, options.clone()).expect("options");
+    let survivor = spin(&cluster, options.clone()).await;
+
+    let (computing, started) = oneshot::channel();
+    let called = Instant::now();
+    let holder = tokio::spawn(async move {
+        doomed
+            .compute_once("job", || async move {
+                let _ = computing.send(());
+                std::future::pending::<Result<Vec<u8>, String>>().await
+            })
+            .await
+    });
+    started.await.expect("the holder computes");
+    for proxy in &proxies {
+        proxy.set(Fault::Blackhole);
+    }
+    holder.abort(); // its guard's release is sent into the black hole
+    assert!(holder.await.expect_err("aborted").is_cancelled());
+
+    // Meanwhile the key is held: fail-if-held says so, naming the time left.
+    let impatient = survivor
+        .clone()
+        .with_options(options.clone().fail_if_held(true))
+        .expect("options");
+    match impatient
+        .compute_once("job", || async { Ok::<_, String>(vec![]) })
+        .await
+    {
+        Err(ComputeError::Spin(SpinError::Held {
+            remaining: Some(left),
+            ..
+        })) => {
+            assert!(left <= hold && left > ms(300), "{left:?}")
+        }
+        other => panic!("expected Held, got {other:?}"),
+    }
+
+    let runs = Arc::new(AtomicUsize::new(0));
+    let computed_at = Arc::new(std::sync::Mutex::new(None));
+    let (runs2, at) = (Arc::clone(&runs), Arc::clone(&computed_at));
+    let value = survivor
+        .compute_once("job", || async move {
+            runs2.fetch_add(1, Ordering::SeqCst);
+            *at.lock().expect("mutex") = Some(Instant::now());
+            Ok::<_, String>(b"done".to_vec())
+        })
+        .await
+        .expect("the survivor computes");
+    assert_eq!(value, b"done");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let took_over = computed_at.lock().expect("mutex").expect("computed") - called;
+    // the holder's keys were set after `called`, so they lived until at least hold
+    assert!(
+        took_over >= hold - ms(5),
+        "took over after {took_over:?}, before the hold time"
+    );
+    assert!(
+        took_over < hold + ms(1500),
+        "took over only after {took_over:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_computation_releases_at_once() {
+    let cluster = cluster().await;
+    let spin = spin(&cluster, SpinOptions::new().tries(5).sleep(ms(100))).await;
+    let (computing, started) = oneshot::channel();
+    let holder = {
+        let spin = spin.clone();
+        tokio::spawn(async move {
+            spin.compute_once("cancelled", || async move {
+                let _ = computing.send(());
+                std::future::pending::<Result<Vec<u8>, String>>().await
+            })
+            .await
+        })
+    };
+    started.await.expect("computing");
+    holder.abort();
+    let _ = holder.await;
+    let began = Instant::now();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let value = spin
+        .compute_once("cancelled", counted(&runs, b"v"))
+        .await
+        .expect("computes");
+    assert_eq!(
+        (value.as_slice(), runs.load(Ordering::SeqCst)),
+        (&b"v"[..], 1)
+    );
+    // far sooner than the default 60 s hold: the dropped guard released
+    assert!(began.elapsed() < ms(1000), "{:?}", began.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_key_fails_after_exactly_the_configured_tries() {
+    let cluster = cluster().await;
+    let holder = spin(
+        &cluster,
+        SpinOptions::new().max_hold(Expiry::After(ms(10_000))),
+    )
+    .await;
+    let guard = holder.acquire("busy").await.expect("holder");
+    let tries = 6;
+    let sleep = ms(100);
+    let contender = spin(&cluster, SpinOptions::new().tries(tries).sleep(sleep)).await;
+    let mut before = Vec::new();
+    for i in 0..5 {
+        before.push(set_calls(&cluster, i).await);
+    }
+
+    let began = Instant::now();
+    let error = contender
+        .acquire("busy")
+        .await
+        .expect_err("held throughout");
+    let took = began.elapsed();
+    match &error {
+        SpinError::TriesExhausted {
+            tries: t,
+            last: Error::Taken { .. },
+            ..
+        } => assert_eq!(*t, tries),
+        other => panic!("expected TriesExhausted, got {other:?}"),
+    }
+    // `tries` rounds with `sleep` between each
+    let fastest = sleep * (tries - 1);
+    assert!(took >= fastest, "{took:?} < {fastest:?}");
+    assert!(took < sleep * (tries - 1) + ms(400), "{took:?}");
+
+    // Every node saw exactly `tries` acquisition requests (the last ones may
+    // still be on their way when the call returns: wait for them, bounded).
+    let deadline = Instant::now() + ms(2000);
+    for (i, before) in before.into_iter().enumerate() {
+        let mut seen = set_calls(&cluster, i).await - before;
+        while seen < u64::from(tries) && Instant::now() < deadline {
+            tokio::time::sleep(ms(10)).await;
+            seen = set_calls(&cluster, i).await - before;
+        }
+        assert_eq!(seen, u64::from(tries), "node {i}");
+    }
+    guard.release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_a_spinning_waiter_early() {
+    let cluster = cluster().await;
+    let spin = spin(&cluster, SpinOptions::new().tries(3).sleep(ms(5000))).await;
+    let guard = spin.acquire("handoff").await.expect("holder");
+    let waiter = {
+        let spin = spin.clone();
+        tokio::spawn(async move {
+            let began = Instant::now();
+            let guard = spin.acquire("handoff").await;
+            (guard, began.elapsed())
+        })
+    };
+    // Released while the waiter sleeps its 5 s; it must not sleep them out.
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(
+        guard.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    let (guard, waited) = waiter.await.expect("task");
+    guard
+        .expect("acquired after the release")
+        .release()
+        .await
+        .expect("release");
+    assert!(waited < ms(2000), "waited {waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_expire_and_errors_are_not_cached() {
+    let cluster = cluster().await;
+    let options = SpinOptions::new()
+        .tries(5)
+        .sleep(ms(100))
+        .result_expiry(Expiry::After(ms(400)));
+    let spin = spin(&cluster, options).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+
+    // an error: returned, not stored, lock released
+    let failing = {
+        let runs = Arc::clone(&runs);
+        move || {
+            runs.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Err::<Vec<u8>, _>("database down".to_owned()))
+        }
+    };
+    match spin.compute_once("daily", failing).await {
+        Err(ComputeError::Compute(e)) => assert_eq!(e, "database down"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!spin.locked("daily").await.expect("locked"));
+    assert!(pttls(&cluster, &spin.result_key("daily"))
+        .await
+        .iter()
+        .all(|&t| t == -2));
+
+    // the next call computes; the one after gets the stored result
+    assert_eq!(once(&spin, "daily", &runs, b"v1").await, b"v1");
+    assert_eq!(once(&spin, "daily", &runs, b"v2").await, b"v1");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let ttls = pttls(&cluster, &spin.result_key("daily")).await;
+    assert!(
+        ttls.iter().filter(|&&t| t > 0 && t <= 400).count() >= 3,
+        "{ttls:?}"
+    );
+
+    // after the expiry the servers dropped it, and the next call computes again
+    let deadline = Instant::now() + ms(3000);
+    while pttls(&cluster, &spin.result_key("daily"))
+        .await
+        .iter()
+        .any(|&t| t != -2)
+    {
+        assert!(Instant::now() < deadline, "result never expired");
+        tokio::time::sleep(ms(50)).await;
+    }
+    assert_eq!(once(&spin, "daily", &runs, b"v3").await, b"v3");
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_if_held_names_the_remaining_hold_time() {
+    let cluster = cluster().await;
+    let hold = ms(5000);
+    let holder = spin(&cluster, SpinOptions::new().max_hold(Expiry::After(hold))).await;
+    let _guard = holder.acquire("taken").await.expect("holder");
+    let impatient = spin(&cluster, SpinOptions::new().fail_if_held(true)).await;
+    let began = Instant::now();
+    for result in [
+        impatient.acquire("taken").await,
+        impatient.try_acquire("taken").await,
+    ] {
+        match result {
+            Err(SpinError::Held {
+                key,
+                remaining: Some(left),
+                outcomes,
+            }) => {
+                assert_eq!(key, impatient.lock_key("taken"));
+                assert!(left <= hold && left > hold - ms(2000), "{left:?}");
+                assert!(outcomes.to_string().contains("taken for"), "{outcomes}");
+            }
+            other => panic!("expected Held, got {other:?}"),
+        }
+    }
+    // one round each, no sleeping (the default sleep is 500 ms)
+    assert!(began.elapsed() < ms(400), "{:?}", began.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_handle_acquire_locked_renew_release() {
+    let cluster = cluster().await;
+    let options = SpinOptions::new()
+        .tries(2)
+        .sleep(ms(50))
+        .max_hold(Expiry::After(ms(1000)));
+    let spin = spin(&cluster, options).await;
+    let mut mine = spin.lock("my_lock");
+    let mut theirs = spin.lock("my_lock");
+    assert!(!mine.locked().await.expect("locked"));
+    assert!(matches!(
+        mine.renew().await,
+        Err(SpinError::WrongState { held: false, .. })
+    ));
+    assert!(matches!(
+        mine.release().await,
+        Err(SpinError::WrongState { held: false, .. })
+    ));
+
+    mine.acquire().await.expect("acquire");
+    assert!(mine.is_acquired());
+    assert!(matches!(
+        mine.acquire().await,
+        Err(SpinError::WrongState { held: true, .. })
+    ));
+    assert!(mine.locked().await.expect("locked"));
+    assert!(theirs.locked().await.expect("locked"));
+    assert!(!theirs.try_acquire().await.expect("try"));
+    assert!(matches!(
+        theirs.acquire().await,
+        Err(SpinError::TriesExhausted { tries: 2, .. })
+    ));
+
+    // renew: the servers keep it the full hold time from now
+    tokio::time::sleep(ms(600)).await;
+    mine.renew().await.expect("renew");
+    assert!(mine.remaining().expect("held") > ms(900));
+    let ttls = pttls(&cluster, mine.key()).await;
+    assert!(ttls.iter().filter(|&&t| t > 900).count() >= 3, "{ttls:?}");
+
+    assert_eq!(
+        mine.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    assert!(!mine.locked().await.expect("locked"));
+    assert!(theirs.try_acquire().await.expect("try"));
+    theirs.release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_means_held_on_a_majority_not_a_leftover_on_a_minority() {
+    let cluster = cluster().await;
+    let spin = spin(&cluster, SpinOptions::new().tries(2).sleep(ms(50))).await;
+    let key = spin.lock_key("leftover");
+    // keys a release never reached (two nodes were partitioned away)
+    for i in [0, 1] {
+        cluster
+            .server(i)
+            .command(&["SET", &key, "someone", "PX", "10000"])
+            .await
+            .expect("SET");
+    }
+    assert!(!spin.locked("leftover").await.expect("locked"));
+    let guard = spin
+        .try_acquire("leftover")
+        .await
+        .expect("a majority is free");
+    guard.release().await.expect("release");
+    // on a majority it is held, and an acquire fails
+    cluster
+        .server(2)
+        .command(&["SET", &key, "someone", "PX", "10000"])
+        .await
+        .expect("SET");
+    assert!(spin.locked("leftover").await.expect("locked"));
+    assert!(matches!(
+        spin.try_acquire("leftover").await,
+        Err(SpinError::Held { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_expiry_only_when_asked_for() {
+    let cluster = cluster().await;
+    let forever = SpinOptions::new()
+        .max_hold(Expiry::Never)
+        .result_expiry(Expiry::Never);
+    let spin = spin(&cluster, forever).await;
+    let guard = spin.acquire("eternal").await.expect("acquire");
+    let ttls = pttls(&cluster, &spin.lock_key("eternal")).await;
+    let almost_a_year = (MAX_TTL - Duration::from_secs(60)).as_millis() as i64;
+    assert!(
+        ttls.iter().filter(|&&t| t > almost_a_year).count() >= 3,
+        "{ttls:?}"
+    );
+    guard.release().await.expect("release");
+    let value = spin
+        .compute_once("eternal", || async { Ok::<_, String>(b"x".to_vec()) })
+        .await;
+    assert_eq!(value.expect("ok"), b"x");
+    let ttls = pttls(&cluster, &spin.result_key("eternal")).await;
+    assert!(ttls.iter().filter(|&&t| t == -1).count() >= 3, "{ttls:?}");
+    // the defaults do expire
+    let default = spin
+        .clone()
+        .with_options(SpinOptions::new())
+        .expect("options");
+    default
+        .compute_once("mortal", || async { Ok::<_, String>(b"y".to_vec()) })
+        .await
+        .expect("ok");
+    let ttls = pttls(&cluster, &default.result_key("mortal")).await;
+    assert!(
+        ttls.iter()
+            .filter(|&&t| t > 3_590_000 && t <= 3_600_000)
+            .count()
+            >= 3,
+        "{ttls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_bytes_and_hashed_keys_never_collide() {
+    let cluster = cluster().await;
+    let spin = spin(&cluster, SpinOptions::new().tries(3).sleep(ms(50))).await;
+    let keys = [
+        SpinKey::from("ab"),
+        SpinKey::from(&b"ab"[..]),
+        SpinKey::hashed("ab"),
+        SpinKey::hashed(&("a", "b")),
+        SpinKey::hashed(&("ab", "")),
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        let value = vec![i as u8];
+        let stored = spin
+            .compute_once(key, || async move { Ok::<_, String>(value) })
+            .await
+            .expect("compute");
+        assert_eq!(stored, [i as u8], "key {key} saw another key's result");
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let again = spin
+            .compute_once(key, || async { Ok::<_, String>(b"recomputed".to_vec()) })
+            .await
+            .expect("cached");
+        assert_eq!(again, [i as u8]);
+    }
+    // locks are as separate: holding the string key leaves the bytes key free
+    let held = spin.acquire(&keys[0]).await.expect("string key");
+    let free = spin.try_acquire(&keys[1]).await.expect("bytes key is free");
+    free.release().await.expect("release");
+    held.release().await.expect("release");
+    let on_node = cluster.keys("quorate:spin:result:*").await.expect("KEYS");
+    assert_eq!(on_node[0].len(), keys.len(), "{on_node:?}");
+}
+
+#[derive(Debug)]
+struct Versioned;
+
+impl Scheme for Versioned {
+    fn tag(&self) -> &[u8] {
+        b"v2:"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_stored_value_is_a_decode_error_not_a_result() {
+    let cluster = cluster().await;
+    let old = spin(&cluster, SpinOptions::new()).await;
+    old.compute_once("config", || async {
+        Ok::<_, String>(b"old format".to_vec())
+    })
+    .await
+    .expect("stored");
+    let new = old.clone().with_scheme(Versioned);
+    match new
+        .compute_once("config", || async { Ok::<_, String>(vec![]) })
+        .await
+    {
+        Err(ComputeError::Spin(SpinError::Codec { key, reason })) => {
+            assert_eq!(key, new.result_key("config"));
+            assert!(reason.contains("v2:"), "{reason}");
+        }
+        other => panic!("expected Codec, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_of_dead_nodes_changes_nothing_a_majority_is_an_error() {
+    let mut cluster = cluster().await;
+    let spin = spin(&cluster, SpinOptions::new().tries(3).sleep(ms(50))).await;
+    cluster.server(3).pause(); // SIGSTOP: a silent node, not a refused connection
+    cluster.server_mut(4).kill();
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert_eq!(once(&spin, "k", &runs, b"1").await, b"1");
+    assert_eq!(once(&spin, "k", &runs, b"2").await, b"1");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let asked = Instant::now();
+    assert!(!spin.locked("k").await.expect("quorum read"));
+    let guard = spin.acquire("k").await.expect("acquire");
+    assert!(spin.locked("k").await.expect("quorum read"));
+    guard.release().await.expect("release");
+    // the silent node costs at most the node timeout per call (default 500 ms)
+    assert!(asked.elapsed() < ms(2000), "{:?}", asked.elapsed());
+
+    cluster.server_mut(2).kill();
+    match spin.locked("k").await {
+        Err(SpinError::Lock(Error::NoQuorum { .. })) => {}
+        other => panic!("expected NoQuorum, got {other:?}"),
+    }
+    match spin.compute_once("k", counted(&runs, b"3")).await {
+        Err(ComputeError::Spin(SpinError::Lock(Error::NoQuorum { .. }))) => {}
+        other => panic!("expected NoQuorum, got {other:?}"),
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[cfg(feature = "serde")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serde_values_are_stored_as_json() {
+    let cluster = cluster().await;
+    let spin = spin(&cluster, SpinOptions::new()).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    for _ in 0..2 {
+        let runs = Arc::clone(&runs);
+        let got: (String, Vec<u32>) = spin
+            .compute_once_serde(SpinKey::hashed(&("report", 7u32)), || async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(("rows".to_owned(), vec![1, 2, 3]))
+            })
+            .await
+            .expect("serde");
+        assert_eq!(got, ("rows".to_owned(), vec![1, 2, 3]));
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let key = spin.result_key(SpinKey::hashed(&("report", 7u32)));
+    match cluster.server(0).command(&["GET", &key]).await {
+        Ok(Reply::Bulk(Some(v))) => assert_eq!(v, br#"qs1:["rows",[1,2,3]]"#),
+        other => panic!("{other:?}"),
+    }
+    // a stored value of another shape is a decode error, not a panic
+    let wrong: Result<u64, _> = spin
+        .compute_once_serde(SpinKey::hashed(&("report", 7u32)), || async {
+            Ok::<_, String>(1u64)
+        })
+        .await;
+    assert!(
+        matches!(wrong, Err(ComputeError::Spin(SpinError::Codec { .. }))),
+        "{wrong:?}"
+    );
+}
+
+/// Compile-time check: every public future is `Send` (usable in `tokio::spawn`).
+#[allow(dead_code)]
+fn futures_are_send(spin: Spinlock, mut lock: quorate_spinlock::Lock) {
+    fn send<T: Send>(_: T) {}
+    send(spin.acquire("k"));
+    send(spin.try_acquire("k"));
+    send(spin.locked("k"));
+    send(spin.compute_once("k", || async { Ok::<_, String>(vec![]) }));
+    send(lock.acquire());
+    send(lock.try_acquire());
+    send(lock.locked());
+    send(lock.renew());
+    send(lock.release());
+}

@@ -1,0 +1,294 @@
+//! One round of the tree script on every node, what its answers mean, and
+//! the undo of a round that did not win.
+
+use std::time::Duration;
+
+use quorate_redlock::quorum::{Reply, Round};
+use quorate_redlock::{
+    Error, Lease, LockGuard, NodeOutcome, NodeScript, Outcomes, Redlock, ScriptValue, Token,
+};
+use tokio::time::Instant;
+
+use crate::error::{Conflict, Relation, TreeError};
+use crate::keys::{unescape_path, PathKeys};
+use crate::metrics;
+use crate::options::TreeLockOptions;
+use crate::path::TreePath;
+
+/// The per-server check-and-lock; see the script's header.
+static ACQUIRE: NodeScript =
+    NodeScript::new("tree_acquire", include_str!("../scripts/acquire.lua"));
+
+/// What the script is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Check, and lock if nothing conflicts.
+    Lock,
+    /// Only report a conflict.
+    Check,
+}
+
+/// One node's answer.
+#[derive(Debug)]
+enum Answer {
+    /// Locked (or, when checking, free).
+    Free,
+    /// Refused: this lock is in the way.
+    Blocked(Conflict),
+    /// A reply the script never gives (another script under our keys?).
+    Unexpected(String),
+}
+
+fn parse(value: &ScriptValue) -> Answer {
+    if value.as_int() == Some(1) {
+        return Answer::Free;
+    }
+    let parsed = match value.as_array() {
+        Some(
+            [ScriptValue::Bytes(relation), ScriptValue::Bytes(path), ScriptValue::Int(pttl), ScriptValue::Bytes(owner)],
+        ) => {
+            Relation::parse(relation)
+                .zip(unescape_path(path))
+                .map(|(relation, path)| Conflict {
+                    path,
+                    relation,
+                    // -1: the key has no expiry (set by something other than us)
+                    remaining: u64::try_from(*pttl).ok().map(Duration::from_millis),
+                    owner: (!owner.is_empty()).then(|| String::from_utf8_lossy(owner).into_owned()),
+                })
+        }
+        _ => None,
+    };
+    match parsed {
+        Some(conflict) => Answer::Blocked(conflict),
+        None => Answer::Unexpected(format!("unexpected tree script reply {value:?}")),
+    }
+}
+
+/// What the round's answers say when no majority answered "free".
+pub(crate) enum Verdict {
+    /// A majority answered "free" (checked or locked).
+    Free,
+    /// Refused by locks in the way.
+    Blocked {
+        /// The first conflict reported.
+        conflict: Conflict,
+        /// Every node's answer.
+        outcomes: Outcomes,
+    },
+    /// Too many nodes failed to decide anything.
+    NoQuorum(Error),
+}
+
+/// Runs the script once on every node, decided at a majority.
+pub(crate) async fn round(
+    redlock: &Redlock,
+    keys: &PathKeys,
+    lock_prefix: &str,
+    mode: Mode,
+    token: &str,
+    options: &TreeLockOptions,
+) -> Round<ScriptValue> {
+    let lock = options.lock_options();
+    let ttl_ms = lock.get_ttl().as_nanos().div_ceil(1_000_000);
+    let args = vec![
+        token.as_bytes().to_vec(),
+        ttl_ms.to_string().into_bytes(),
+        lock_prefix.as_bytes().to_vec(),
+        match mode {
+            Mode::Lock => b"lock".to_vec(),
+            Mode::Check => b"check".to_vec(),
+        },
+        options.get_owner().unwrap_or("").as_bytes().to_vec(),
+    ];
+    redlock
+        .eval_round(
+            &ACQUIRE,
+            keys.all(),
+            args,
+            lock.effective_node_timeout(),
+            |v| matches!(parse(v), Answer::Free),
+        )
+        .await
+}
+
+/// Reads a decided round: free on a majority, blocked, or no quorum.
+/// Blocked only while the failed nodes alone could not have sunk the round
+/// (as quorate-redlock tells `Taken` from `NoQuorum`).
+pub(crate) fn verdict(redlock: &Redlock, round: &Round<ScriptValue>) -> Verdict {
+    let (n, quorum) = (redlock.nodes().len(), redlock.quorum());
+    if round.successes >= quorum {
+        return Verdict::Free;
+    }
+    let outcomes = round.outcomes(redlock.nodes(), |v| match parse(v) {
+        Answer::Free => NodeOutcome::Granted,
+        Answer::Blocked(c) => NodeOutcome::Taken {
+            resource: format!("{} {}", c.relation.as_str(), c.path),
+            remaining: c.remaining,
+        },
+        Answer::Unexpected(e) => NodeOutcome::Error(e),
+    });
+    let mut first = None;
+    let mut failed = 0;
+    for reply in &round.replies {
+        match reply {
+            Reply::Answered(v) => match parse(v) {
+                Answer::Blocked(c) => {
+                    first.get_or_insert(c);
+                }
+                Answer::Unexpected(_) => failed += 1,
+                Answer::Free => {}
+            },
+            Reply::Failed(_) | Reply::TimedOut => failed += 1,
+            Reply::Pending => {}
+        }
+    }
+    match first {
+        Some(conflict) if failed <= n - quorum => Verdict::Blocked { conflict, outcomes },
+        _ => Verdict::NoQuorum(Error::NoQuorum {
+            granted: round.successes,
+            nodes: n,
+            quorum,
+            outcomes,
+        }),
+    }
+}
+
+/// One acquisition round: a guard when a majority locked the node in time,
+/// else the round is undone and the reason returned.
+///
+/// # Cancel safety
+/// Dropping the future spawns the undo, so an abandoned round leaves no
+/// lock key behind longer than a round trip (or the ttl, on an unreachable
+/// node). Index entries left behind are dead without their lock key.
+pub(crate) async fn attempt(
+    redlock: &Redlock,
+    path: &TreePath,
+    keys: &PathKeys,
+    lock_prefix: &str,
+    options: &TreeLockOptions,
+) -> Result<LockGuard, TreeError> {
+    let lock = options.lock_options();
+    // A fresh token per round: a late undo of this round can never touch a
+    // later grant.
+    let token = Token::random();
+    let hex = token.to_hex();
+    let mut undo = Undo {
+        redlock: redlock.clone(),
+        key: keys.lock().to_owned(),
+        token: hex.clone(),
+        timeout: lock.effective_node_timeout(),
+        armed: true,
+    };
+    metrics::round();
+    let started = Instant::now();
+    let round = round(redlock, keys, lock_prefix, Mode::Lock, &hex, options).await;
+    let error = match verdict(redlock, &round) {
+        Verdict::Free => {
+            let lease = Lease::new(token, lock.get_ttl(), started, lock.get_drift_factor());
+            if lease.is_valid() {
+                undo.armed = false;
+                return Ok(redlock.adopt(vec![keys.lock().to_owned()], lease, lock));
+            }
+            TreeError::Lock(Error::Expired)
+        }
+        Verdict::Blocked { conflict, outcomes } => TreeError::Conflict {
+            path: path.clone(),
+            conflict,
+            outcomes,
+        },
+        Verdict::NoQuorum(error) => TreeError::Lock(error),
+    };
+    undo.run().await;
+    Err(error)
+}
+
+/// Compare-and-delete of a round's lock key everywhere; spawned from `Drop`
+/// when the round is abandoned mid-flight.
+struct Undo {
+    redlock: Redlock,
+    key: String,
+    token: String,
+    timeout: Duration,
+    armed: bool,
+}
+
+impl Undo {
+    /// Returns once every request is on its connection, which orders it
+    /// before our next round there. Stays armed until then.
+    async fn run(&mut self) {
+        let keys = [self.key.clone()];
+        self.redlock.undo(&keys, &self.token, self.timeout).await;
+        self.armed = false;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (redlock, timeout) = (self.redlock.clone(), self.timeout);
+        let keys = [std::mem::take(&mut self.key)];
+        let token = std::mem::take(&mut self.token);
+        // Outside a runtime nothing can be sent; the key expires with its ttl.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { redlock.undo(&keys, &token, timeout).await });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(s: &str) -> ScriptValue {
+        ScriptValue::Bytes(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn replies_are_parsed() {
+        assert!(matches!(parse(&ScriptValue::Int(1)), Answer::Free));
+        let reply = ScriptValue::Array(vec![
+            bytes("descendant"),
+            bytes("A/B%2FC"),
+            ScriptValue::Int(250),
+            bytes("w1"),
+        ]);
+        let Answer::Blocked(c) = parse(&reply) else {
+            panic!("not a conflict: {reply:?}");
+        };
+        assert_eq!(c.relation, Relation::Descendant);
+        assert_eq!(c.path, TreePath::new(["A", "B/C"]).expect("path"));
+        assert_eq!(c.remaining, Some(Duration::from_millis(250)));
+        assert_eq!(c.owner.as_deref(), Some("w1"));
+        let no_expiry = ScriptValue::Array(vec![
+            bytes("self"),
+            bytes("A"),
+            ScriptValue::Int(-1),
+            bytes(""),
+        ]);
+        let Answer::Blocked(c) = parse(&no_expiry) else {
+            panic!("not a conflict");
+        };
+        assert_eq!((c.remaining, c.owner), (None, None));
+        for odd in [
+            ScriptValue::Nil,
+            ScriptValue::Int(0),
+            ScriptValue::Array(vec![
+                bytes("cousin"),
+                bytes("A"),
+                ScriptValue::Int(1),
+                bytes(""),
+            ]),
+            ScriptValue::Array(vec![
+                bytes("self"),
+                bytes("%zz"),
+                ScriptValue::Int(1),
+                bytes(""),
+            ]),
+        ] {
+            assert!(matches!(parse(&odd), Answer::Unexpected(_)), "{odd:?}");
+        }
+    }
+}

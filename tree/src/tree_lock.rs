@@ -1,0 +1,388 @@
+//! The tree lock: one named tree over a Redlock's nodes, and its lock calls.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quorate_redlock::{Error, Lease, Redlock, ReleaseWatch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::acquire::{self, Mode, Verdict};
+use crate::error::{Conflict, TreeError};
+use crate::guard::TreeGuard;
+use crate::keys::{TreeKeys, MAX_TREE_NAME_LEN};
+use crate::metrics;
+use crate::options::TreeLockOptions;
+use crate::path::{IntoTreePath, PathError, TreePath};
+use crate::retry;
+
+/// Locks on the nodes of one named tree, over a quorum of Redis servers.
+///
+/// A node is named by its path from the root ([`TreePath`]). Locking it
+/// conflicts with a lock on the node itself, on any ancestor, or on any
+/// descendant; siblings and cousins are independent. Each server decides
+/// in one atomic script (checks and sets), and a lock is granted when a
+/// majority granted it in time, as with quorate-redlock's mutex.
+///
+/// Needs servers that run Lua (Redis ≥ 6.2, Valkey):
+/// [`MemoryNode`](quorate_redlock::MemoryNode)s cannot, and their rounds
+/// fail with an error naming the script. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use quorate_redlock::Redlock;
+/// use quorate_tree::TreeLock;
+///
+/// let redlock = Redlock::connect(["redis://127.0.0.1:7001", "redis://127.0.0.1:7002",
+///                                 "redis://127.0.0.1:7003"]).await?;
+/// let tree = TreeLock::new(&redlock, "datacenter")?;
+/// let rack = tree.lock(["dc1", "rack4"], Duration::from_secs(10)).await?;
+/// // ["dc1"] and ["dc1", "rack4", "host2"] are blocked now; ["dc1", "rack5"] is not
+/// rack.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TreeLock {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    redlock: Redlock,
+    name: String,
+    keys: TreeKeys,
+    lock_prefix: String,
+    defaults: TreeLockOptions,
+}
+
+impl fmt::Debug for TreeLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TreeLock")
+            .field("name", &self.inner.name)
+            .field("redlock", &self.inner.redlock)
+            .finish()
+    }
+}
+
+impl TreeLock {
+    /// The tree called `name` on `redlock`'s nodes. Its default options are
+    /// the Redlock's (fencing aside: tree locks hand out no fence).
+    ///
+    /// Errors: [`TreeError::InvalidTreeName`] for an empty name or one
+    /// longer than [`MAX_TREE_NAME_LEN`] bytes.
+    pub fn new(redlock: &Redlock, name: &str) -> Result<TreeLock, TreeError> {
+        let keys = TreeKeys::new(name).ok_or_else(|| TreeError::InvalidTreeName {
+            name: name.to_owned(),
+            max: MAX_TREE_NAME_LEN,
+        })?;
+        metrics::describe();
+        Ok(TreeLock {
+            inner: Arc::new(Inner {
+                redlock: redlock.with_metric_label("tree"),
+                name: name.to_owned(),
+                lock_prefix: keys.lock_prefix(),
+                keys,
+                defaults: TreeLockOptions::from_lock_options(redlock.defaults().clone()),
+            }),
+        })
+    }
+
+    /// The tree's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// This tree's default options, to adjust for [`lock_with`](Self::lock_with).
+    pub fn options(&self) -> TreeLockOptions {
+        self.inner.defaults.clone()
+    }
+
+    /// Locks the node at `path` for `ttl`, retrying while it is blocked
+    /// until the default acquire timeout (10 s unless the Redlock's defaults
+    /// say otherwise). The error names what blocks it:
+    /// [`TreeError::Conflict`] with the locked path, its relation, its
+    /// remaining ttl and its owner id.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future undoes the round in flight (the
+    /// undo is spawned); no guard is lost.
+    ///
+    /// ```no_run
+    /// # async fn demo(tree: quorate_tree::TreeLock) -> Result<(), quorate_tree::TreeError> {
+    /// let guard = tree.lock(["A", "B", "D"], std::time::Duration::from_secs(30)).await?;
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn lock(
+        &self,
+        path: impl IntoTreePath,
+        ttl: Duration,
+    ) -> Result<TreeGuard, TreeError> {
+        let options = self.options().ttl(ttl);
+        self.lock_with(path, &options).await
+    }
+
+    /// One round only (mutextree's `timeout=0`): the guard if a majority
+    /// grants the node now, else the error.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`lock`](Self::lock).
+    ///
+    /// ```no_run
+    /// # async fn demo(tree: quorate_tree::TreeLock) {
+    /// use quorate_tree::TreeError;
+    /// match tree.try_lock(["A", "B"], std::time::Duration::from_secs(30)).await {
+    ///     Ok(guard) => drop(guard),
+    ///     Err(TreeError::Conflict { conflict, .. }) => println!("busy: {conflict}"),
+    ///     Err(other) => eprintln!("{other}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn try_lock(
+        &self,
+        path: impl IntoTreePath,
+        ttl: Duration,
+    ) -> Result<TreeGuard, TreeError> {
+        let options = self.options().ttl(ttl).max_attempts(Some(1));
+        self.lock_with(path, &options).await
+    }
+
+    /// Locks the node at `path` with `options` (ttl, acquire timeout,
+    /// attempts, owner id, auto-extension, ...).
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`lock`](Self::lock).
+    ///
+    /// ```no_run
+    /// # async fn demo(tree: quorate_tree::TreeLock) -> Result<(), quorate_tree::TreeError> {
+    /// use std::time::Duration;
+    /// let options = tree
+    ///     .options()
+    ///     .ttl(Duration::from_secs(10))
+    ///     .acquire_timeout(Some(Duration::from_secs(2)))
+    ///     .owner("billing-worker-3");
+    /// let guard = tree.lock_with(["accounts", "eu"], &options).await?;
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn lock_with(
+        &self,
+        path: impl IntoTreePath,
+        options: &TreeLockOptions,
+    ) -> Result<TreeGuard, TreeError> {
+        let called = Instant::now();
+        let result = self
+            .lock_inner(path.into_tree_path(), options, called)
+            .await;
+        let outcome = match &result {
+            Ok(_) => "granted",
+            Err(TreeError::Conflict { .. }) => "conflict",
+            Err(TreeError::Lock(Error::NoQuorum { .. })) => "no_quorum",
+            Err(TreeError::Lock(Error::Expired)) => "expired",
+            Err(_) => "invalid",
+        };
+        metrics::acquire_done(outcome, called.elapsed());
+        result
+    }
+
+    async fn lock_inner(
+        &self,
+        path: Result<TreePath, PathError>,
+        options: &TreeLockOptions,
+        called: Instant,
+    ) -> Result<TreeGuard, TreeError> {
+        let path = path?;
+        options.validate()?;
+        let lock = options.lock_options();
+        let keys = self.inner.keys.for_path(&path);
+        let deadline = lock.get_acquire_timeout().map(|t| called + t);
+        let span = tracing::debug_span!("quorate.tree.acquire", tree = %self.inner.name, path = %path, attempt = tracing::field::Empty);
+        let mut attempts = 0u32;
+        // Release announcements of the node that blocked the last round.
+        let mut watch: Option<(String, ReleaseWatch)> = None;
+        loop {
+            attempts = attempts.saturating_add(1);
+            span.record("attempt", attempts);
+            if let Some((_, watch)) = watch.as_mut() {
+                watch.mark_seen();
+            }
+            let result = acquire::attempt(
+                &self.inner.redlock,
+                &path,
+                &keys,
+                &self.inner.lock_prefix,
+                options,
+            )
+            .instrument(span.clone())
+            .await;
+            let error = match result {
+                Ok(guard) => {
+                    tracing::debug!(parent: &span, remaining_ms = guard.remaining().as_millis() as u64, "granted");
+                    let owner = options.get_owner().map(str::to_owned);
+                    return Ok(TreeGuard::new(guard, path, owner));
+                }
+                Err(error) => error,
+            };
+            if let Some(conflict) = error.conflict() {
+                metrics::conflict(conflict.relation.as_str());
+            }
+            tracing::debug!(parent: &span, %error, "round failed");
+            if lock.get_max_attempts().is_some_and(|max| attempts >= max) {
+                return Err(error);
+            }
+            if let Some(conflict) = error.conflict() {
+                let blocker = self.inner.keys.for_path(&conflict.path).lock().to_owned();
+                if watch.as_ref().is_none_or(|(key, _)| *key != blocker) {
+                    let first = watch.is_none();
+                    let heard = self
+                        .inner
+                        .redlock
+                        .watch_releases(
+                            std::slice::from_ref(&blocker),
+                            lock.effective_node_timeout(),
+                        )
+                        .await;
+                    watch = Some((blocker, heard));
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(error);
+                    }
+                    if first {
+                        // Retry at once: the release may have come between
+                        // the round and the subscription.
+                        continue;
+                    }
+                }
+            }
+            let wake = Instant::now() + retry::delay(lock, &error);
+            let until = deadline.map_or(wake, |d| d.min(wake));
+            match watch.as_mut() {
+                Some((_, watch)) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(until) => {}
+                        _ = watch.released() => {
+                            // Every waiter hears it: spread their retries.
+                            tokio::time::sleep(retry::random_up_to(retry::SPREAD)).await;
+                        }
+                    }
+                }
+                None => tokio::time::sleep_until(until).await,
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(error);
+            }
+        }
+    }
+
+    /// Runs `work` only while the node at `path` is held (the decorator and
+    /// context-manager forms of mutextree): locks it with auto-extension
+    /// (the default options, this `ttl`), runs the future, releases. If the
+    /// lock is lost meanwhile, `work` is dropped (cancelled at its next
+    /// await) and the call returns [`TreeError::Lock`] with
+    /// [`Error::Lost`] or [`Error::Expired`]; a node that cannot be locked
+    /// returns its error without running `work`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future drops `work` and releases the node
+    /// (spawned).
+    ///
+    /// ```no_run
+    /// # async fn demo(tree: quorate_tree::TreeLock) -> Result<(), quorate_tree::TreeError> {
+    /// use std::time::Duration;
+    /// let moved = tree
+    ///     .run(["dc1", "rack4"], Duration::from_secs(10), |lease| async move {
+    ///         println!("rack held, {:?} left", lease.remaining());
+    ///         12 // servers moved; cancelled if the lock is lost
+    ///     })
+    ///     .await?;
+    /// assert_eq!(moved, 12);
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<F, Fut, T>(
+        &self,
+        path: impl IntoTreePath,
+        ttl: Duration,
+        work: F,
+    ) -> Result<T, TreeError>
+    where
+        F: FnOnce(Lease) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let options = self.options().ttl(ttl);
+        self.run_with(path, &options, work).await
+    }
+
+    /// [`run`](Self::run) with `options` (auto-extension is turned on).
+    ///
+    /// # Cancel safety
+    /// As [`run`](Self::run).
+    ///
+    /// ```no_run
+    /// # async fn demo(tree: quorate_tree::TreeLock) -> Result<(), quorate_tree::TreeError> {
+    /// let options = tree.options().owner("nightly-audit");
+    /// tree.run_with(["dc1"], &options, |_lease| async { /* audit */ }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_with<F, Fut, T>(
+        &self,
+        path: impl IntoTreePath,
+        options: &TreeLockOptions,
+        work: F,
+    ) -> Result<T, TreeError>
+    where
+        F: FnOnce(Lease) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let options = options.clone().auto_extend(true);
+        let guard = self.lock_with(path, &options).await?;
+        let work = work(guard.lease());
+        tokio::select! {
+            biased;
+            lost = guard.lost() => Err(TreeError::Lock(lost)),
+            output = work => {
+                if let Err(error) = guard.release().await {
+                    // The work finished while the lock was held; the key expires.
+                    tracing::warn!(%error, "release after scoped tree work failed");
+                }
+                Ok(output)
+            }
+        }
+    }
+
+    /// What would block a lock of `path` now, without locking anything:
+    /// `None` when a majority of servers see nothing in the way. A snapshot:
+    /// the answer may be stale by the time it arrives.
+    ///
+    /// Errors: [`TreeError::InvalidPath`]; [`TreeError::Lock`] with
+    /// [`Error::NoQuorum`] when too few servers answered.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it locks nothing (it may drop dead index entries).
+    ///
+    /// ```no_run
+    /// # async fn demo(tree: quorate_tree::TreeLock) -> Result<(), quorate_tree::TreeError> {
+    /// if let Some(conflict) = tree.conflict(["dc1", "rack4"]).await? {
+    ///     println!("busy: {conflict}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn conflict(&self, path: impl IntoTreePath) -> Result<Option<Conflict>, TreeError> {
+        let path = path.into_tree_path()?;
+        let keys = self.inner.keys.for_path(&path);
+        let redlock = &self.inner.redlock;
+        let round = acquire::round(
+            redlock,
+            &keys,
+            &self.inner.lock_prefix,
+            Mode::Check,
+            "",
+            &self.inner.defaults,
+        )
+        .await;
+        match acquire::verdict(redlock, &round) {
+            Verdict::Free => Ok(None),
+            Verdict::Blocked { conflict, .. } => Ok(Some(conflict)),
+            Verdict::NoQuorum(error) => Err(TreeError::Lock(error)),
+        }
+    }
+}

@@ -1,0 +1,692 @@
+//! Tree locks against 5 real redis-server processes: conflicts along the
+//! ancestor line, expiry of a crashed holder, an exact index through
+//! release, extend and auto-extension, 16 contending tasks (with and
+//! without 2 killed nodes), hostile segment names and the limits, the probe,
+//! the scoped form (also under a stalled majority), cleanup after abandoned
+//! calls, bounded index size.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use quorate_redlock::{Error, LockOptions, MemoryNode, Node, Redlock, ReleaseOutcome};
+use quorate_testkit::{Cluster, HoldLog};
+use quorate_tree::{
+    PathError, Relation, TreeError, TreeLock, TreeLockOptions, TreePath, MAX_DEPTH, MAX_PATH_LEN,
+    MAX_SEGMENT_LEN,
+};
+use rand::Rng;
+use tokio::time::Instant;
+
+const TTL: Duration = Duration::from_secs(5);
+
+/// A Redlock on the cluster. Its per-node timeout is 500 ms instead of the
+/// default 50 ms (for these ttls): a live node slowed by a loaded machine
+/// must not read as a failed one.
+async fn redlock_on(urls: Vec<String>) -> Redlock {
+    let defaults = LockOptions::new().node_timeout(Some(Duration::from_millis(500)));
+    Redlock::builder()
+        .urls(urls)
+        .defaults(defaults)
+        .build()
+        .await
+        .expect("connect")
+}
+
+async fn redlock(cluster: &Cluster) -> Redlock {
+    redlock_on(cluster.urls()).await
+}
+
+async fn tree(cluster: &Cluster, name: &str) -> TreeLock {
+    TreeLock::new(&redlock(cluster).await, name).expect("tree")
+}
+
+fn path(segments: &[&str]) -> TreePath {
+    TreePath::new(segments).expect("path")
+}
+
+/// A `try_lock` of `segments` that must be granted, and its release.
+async fn lock_once(tree: &TreeLock, segments: &[&str]) {
+    let guard = tree
+        .try_lock(segments, TTL)
+        .await
+        .unwrap_or_else(|e| panic!("{segments:?}: {e}"));
+    assert_eq!(
+        guard.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+}
+
+/// The conflict of a refused lock, panicking on anything else.
+fn refused(result: Result<quorate_tree::TreeGuard, TreeError>) -> (quorate_tree::Conflict, String) {
+    match result {
+        Err(error @ TreeError::Conflict { .. }) => {
+            let text = error.to_string();
+            (error.conflict().cloned().expect("conflict"), text)
+        }
+        Err(other) => panic!("expected a conflict, got {other}"),
+        Ok(guard) => panic!("expected a conflict, got a lock of {}", guard.path()),
+    }
+}
+
+#[tokio::test]
+async fn ancestors_and_descendants_block_each_other_siblings_do_not() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let tree = tree(&cluster, "conflicts").await;
+
+    // [A] blocks [A, B, D], its child [A, B] and itself
+    let options = tree.options().ttl(TTL).owner("holder-a");
+    let a = tree.lock_with(["A"], &options).await.expect("lock A");
+    assert_eq!(a.owner(), Some("holder-a"));
+    let (conflict, text) = refused(tree.try_lock(["A", "B", "D"], TTL).await);
+    assert_eq!(conflict.relation, Relation::Ancestor);
+    assert_eq!(conflict.path, path(&["A"]));
+    assert_eq!(conflict.owner.as_deref(), Some("holder-a"));
+    assert!(conflict
+        .remaining
+        .is_some_and(|r| r <= TTL && r > Duration::ZERO));
+    assert!(
+        text.contains(r#"its ancestor ["A"] is locked by "holder-a""#),
+        "{text}"
+    );
+    assert_eq!(
+        refused(tree.try_lock(["A"], TTL).await).0.relation,
+        Relation::Same
+    );
+    // a sibling tree and an unrelated top-level node are free
+    let b = tree.try_lock(["B"], TTL).await.expect("B is unrelated");
+    assert_eq!(
+        a.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+
+    // and vice versa: [A, B, D] blocks [A] and [A, B], not [A, C]
+    let abd = tree.lock(["A", "B", "D"], TTL).await.expect("lock A/B/D");
+    for ancestor in [&["A"][..], &["A", "B"]] {
+        let (conflict, text) = refused(tree.try_lock(ancestor, TTL).await);
+        assert_eq!(conflict.relation, Relation::Descendant);
+        assert_eq!(conflict.path, path(&["A", "B", "D"]));
+        assert_eq!(conflict.owner, None);
+        assert!(
+            text.contains(r#"its descendant ["A", "B", "D"] is locked"#),
+            "{text}"
+        );
+    }
+    let ac = tree
+        .try_lock(["A", "C"], TTL)
+        .await
+        .expect("A/C is a cousin");
+    // [A, B] and [A, C] are independent
+    let (conflict, _) = refused(tree.try_lock(["A", "B", "D", "E"], TTL).await);
+    assert_eq!(
+        (conflict.relation, conflict.path),
+        (Relation::Ancestor, path(&["A", "B", "D"]))
+    );
+    abd.release().await.expect("release");
+    let ab = tree
+        .try_lock(["A", "B"], TTL)
+        .await
+        .expect("A/B beside A/C");
+    for guard in [ab, ac, b] {
+        assert_eq!(
+            guard.release().await.expect("release"),
+            ReleaseOutcome::Released
+        );
+    }
+    // all released: the root is free
+    lock_once(&tree, &["A"]).await;
+}
+
+#[tokio::test]
+async fn a_holder_that_never_releases_stops_blocking_after_its_ttl() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let tree = tree(&cluster, "crash").await;
+    let ttl = Duration::from_millis(600);
+    let crashed = tree.lock(["A", "B"], ttl).await.expect("lock");
+    // a crashed process: no release, no drop
+    std::mem::forget(crashed);
+    let asked = Instant::now();
+    let (conflict, _) = refused(tree.try_lock(["A"], TTL).await);
+    assert_eq!(conflict.relation, Relation::Descendant);
+    let options = tree
+        .options()
+        .ttl(TTL)
+        .acquire_timeout(Some(Duration::from_secs(5)));
+    let guard = tree
+        .lock_with(["A"], &options)
+        .await
+        .expect("the entry aged out");
+    let waited = asked.elapsed();
+    assert!(waited >= ttl / 2, "granted after only {waited:?}");
+    assert!(
+        waited < Duration::from_secs(3),
+        "granted only after {waited:?}"
+    );
+    println!("the ancestor was granted {waited:?} after a crashed holder's lock (ttl {ttl:?})");
+    guard.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn release_frees_the_ancestor_at_once_and_extend_keeps_it_blocked() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let tree = tree(&cluster, "index").await;
+
+    let child = tree.lock(["A", "B"], TTL).await.expect("lock");
+    assert!(tree.try_lock(["A"], TTL).await.is_err());
+    assert_eq!(
+        child.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    // one round, no waiting: the index entry died with the lock key
+    let a = tree
+        .try_lock(["A"], TTL)
+        .await
+        .expect("free right after the release");
+    a.release().await.expect("release");
+
+    let short = Duration::from_millis(400);
+    let mut child = tree.lock(["A", "B"], short).await.expect("lock");
+    child.extend(Duration::from_secs(3)).await.expect("extend");
+    // past the original ttl (time itself is what is tested here)
+    tokio::time::sleep(short + Duration::from_millis(300)).await;
+    assert!(child.is_valid());
+    let (conflict, _) = refused(tree.try_lock(["A"], TTL).await);
+    assert_eq!(
+        (conflict.relation, conflict.path),
+        (Relation::Descendant, path(&["A", "B"]))
+    );
+    assert!(conflict
+        .remaining
+        .is_some_and(|r| r > Duration::from_secs(1)));
+    // refresh: the last ttl asked for again
+    child.refresh().await.expect("refresh");
+    child.release().await.expect("release");
+    lock_once(&tree, &["A"]).await;
+}
+
+#[tokio::test]
+async fn an_auto_extended_lock_keeps_its_ancestors_blocked_past_its_ttl() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let tree = tree(&cluster, "watchdog").await;
+    let ttl = Duration::from_millis(600);
+    let options = tree.options().ttl(ttl).auto_extend(true);
+    let child = tree.lock_with(["A", "B"], &options).await.expect("lock");
+    // two ttls later (the watchdog extends every third of one)
+    tokio::time::sleep(ttl * 2).await;
+    assert!(child.is_valid());
+    let (conflict, _) = refused(tree.try_lock(["A"], TTL).await);
+    assert_eq!(conflict.path, path(&["A", "B"]));
+    assert_eq!(
+        child.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    lock_once(&tree, &["A"]).await;
+}
+
+/// A random node of a tree with fan-out 2 and depth 4, deeper nodes more
+/// often (a top-level node needs its whole subtree free).
+fn random_path(rng: &mut impl Rng) -> Vec<String> {
+    const DEPTHS: [usize; 10] = [1, 2, 2, 3, 3, 3, 4, 4, 4, 4];
+    let depth = DEPTHS[rng.random_range(0..DEPTHS.len())];
+    (0..depth)
+        .map(|_| rng.random_range(0..2).to_string())
+        .collect()
+}
+
+fn conflicting(a: &str, b: &str) -> bool {
+    a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    granted_by_depth: BTreeMap<usize, u64>,
+    conflicts: u64,
+    no_quorum: u64,
+}
+
+/// Locks random nodes until `until`, holding each 1..5 ms; every hold goes
+/// to `log`. Bounded: each call by a 1 s acquire timeout.
+async fn worker(tree: TreeLock, id: u64, log: HoldLog, until: StdInstant) -> Tally {
+    let options = tree
+        .options()
+        .ttl(Duration::from_secs(2))
+        .acquire_timeout(Some(Duration::from_secs(1)));
+    let mut tally = Tally::default();
+    while StdInstant::now() < until {
+        let (segments, hold) = {
+            let mut rng = rand::rng();
+            (
+                random_path(&mut rng),
+                Duration::from_millis(rng.random_range(1..=5)),
+            )
+        };
+        match tree.lock_with(&segments[..], &options).await {
+            Ok(guard) => {
+                let start = StdInstant::now();
+                tokio::time::sleep(hold).await;
+                assert!(guard.is_valid(), "a 2 s lease ran out within a few ms");
+                log.record(&segments.join("/"), id, start, StdInstant::now());
+                *tally.granted_by_depth.entry(segments.len()).or_default() += 1;
+                guard.release().await.expect("release");
+            }
+            Err(TreeError::Conflict { .. }) => tally.conflicts += 1,
+            Err(TreeError::Lock(Error::NoQuorum { .. })) => tally.no_quorum += 1,
+            Err(other) => panic!("task {id}: {other}"),
+        }
+    }
+    tally
+}
+
+/// 4 clients (as 4 processes would have) × 4 tasks for `secs`.
+async fn contended_run(urls: Vec<String>, run_for: Duration) -> (HoldLog, Tally) {
+    let log = HoldLog::new();
+    let until = StdInstant::now() + run_for;
+    let mut tasks = Vec::new();
+    for client in 0..4u64 {
+        let redlock = redlock_on(urls.clone()).await;
+        let tree = TreeLock::new(&redlock, "load").expect("tree");
+        for task in 0..4u64 {
+            let (tree, log) = (tree.clone(), log.clone());
+            tasks.push(tokio::spawn(worker(tree, client * 4 + task, log, until)));
+        }
+    }
+    let mut total = Tally::default();
+    for task in tasks {
+        let tally = task.await.expect("worker");
+        for (depth, n) in tally.granted_by_depth {
+            *total.granted_by_depth.entry(depth).or_default() += n;
+        }
+        total.conflicts += tally.conflicts;
+        total.no_quorum += tally.no_quorum;
+    }
+    (log, total)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_tasks_on_a_depth_4_tree_stay_exclusive_and_siblings_run_in_parallel() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let (log, tally) = contended_run(cluster.urls(), Duration::from_secs(2)).await;
+    log.check_exclusive_by(conflicting)
+        .expect("no overlapping holds on an ancestor/descendant pair");
+    let parallel = log.max_concurrency();
+    println!(
+        "{} holds in 2 s by 16 tasks (granted by depth {:?}, {} refused calls, {} no quorum); \
+         max concurrency {parallel}",
+        log.len(),
+        tally.granted_by_depth,
+        tally.conflicts,
+        tally.no_quorum
+    );
+    assert!(log.len() >= 50, "only {} holds", log.len());
+    assert!(parallel > 1, "siblings never held at the same time");
+    assert_eq!(tally.no_quorum, 0, "all nodes were up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_five_nodes_killed_mid_run_stays_safe_and_live() {
+    let mut cluster = Cluster::start(5).await.expect("cluster");
+    let run_for = Duration::from_secs(2);
+    let run = tokio::spawn(contended_run(cluster.urls(), run_for));
+    tokio::time::sleep(run_for / 3).await;
+    cluster.server_mut(0).kill();
+    cluster.server_mut(1).kill();
+    let killed = StdInstant::now();
+    let (log, tally) = run.await.expect("run");
+    log.check_exclusive_by(conflicting)
+        .expect("no overlapping holds on an ancestor/descendant pair");
+    let after = log.holds().iter().filter(|h| h.start > killed).count();
+    println!(
+        "{} holds, {after} after 2 of 5 nodes were killed (granted by depth {:?}, {} refused, \
+         {} no quorum); max concurrency {}",
+        log.len(),
+        tally.granted_by_depth,
+        tally.conflicts,
+        tally.no_quorum,
+        log.max_concurrency()
+    );
+    assert!(after >= 20, "only {after} holds after the kill");
+    assert_eq!(tally.no_quorum, 0, "3 of 5 nodes are a majority");
+}
+
+#[tokio::test]
+async fn hostile_segments_never_collide_and_bad_ones_are_typed_errors() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let tree = tree(&cluster, "hostile{tag}").await;
+    let lock = |segments: Vec<&'static [u8]>| {
+        let tree = tree.clone();
+        async move { tree.try_lock(segments, TTL).await }
+    };
+
+    // a separator inside a segment is not a level: ["a/b"] beside ["a", "b"]
+    let ab = lock(vec![b"a", b"b"]).await.expect("a, b");
+    let slash = lock(vec![b"a/b"]).await.expect("a/b is another node");
+    let escaped = lock(vec![b"a%2Fb"])
+        .await
+        .expect("what a/b escapes to is another node");
+    let (conflict, _) = refused(lock(vec![b"a"]).await);
+    assert_eq!(conflict.path, path(&["a", "b"]));
+
+    // braces, colons, non-UTF-8 bytes: reported back exactly
+    let odd: Vec<&'static [u8]> = vec![b"{x}", b":lock:", b"\xff\x00\xfe"];
+    let held = lock(odd.clone()).await.expect("odd bytes");
+    let (conflict, text) = refused(lock(vec![b"{x}"]).await);
+    assert_eq!(conflict.path, TreePath::new(&odd).expect("path"));
+    assert!(
+        text.contains(r#"["{x}", ":lock:", b"\xff\x00\xfe"]"#),
+        "{text}"
+    );
+    let (conflict, _) = refused(lock(vec![b"{x}", b":lock:", b"\xff\x00\xfe", b"child"]).await);
+    assert_eq!(
+        (conflict.relation, conflict.path),
+        (Relation::Ancestor, TreePath::new(&odd).expect("path"))
+    );
+    let sibling = lock(vec![b"{x}", b":lock:", b"\xff\x00"])
+        .await
+        .expect("a byte shorter is a sibling");
+
+    // the longest segment works, one more byte is a typed error
+    let long = vec![b'{'; MAX_SEGMENT_LEN];
+    let guard = tree
+        .try_lock([&long[..]], TTL)
+        .await
+        .expect("longest segment");
+    let (conflict, _) = refused(tree.try_lock([&long[..], b"child"], TTL).await);
+    assert_eq!(conflict.path, TreePath::new([&long[..]]).expect("path"));
+    guard.release().await.expect("release");
+    // the largest path: every level, every byte, all of them escaped
+    let segment = [b'/', b'{'].repeat(MAX_PATH_LEN / MAX_DEPTH / 2);
+    let deepest = vec![segment.clone(); MAX_DEPTH];
+    let guard = tree
+        .try_lock(deepest.clone(), TTL)
+        .await
+        .expect("largest path");
+    let (conflict, _) = refused(tree.try_lock([&segment[..]], TTL).await);
+    assert_eq!(conflict.path, TreePath::new(deepest).expect("path"));
+    guard.release().await.expect("release");
+    let too_long = vec![b'x'; MAX_SEGMENT_LEN + 1];
+    assert!(matches!(
+        tree.try_lock([&too_long[..]], TTL).await,
+        Err(TreeError::InvalidPath(PathError::SegmentTooLong {
+            index: 0,
+            ..
+        }))
+    ));
+    assert!(matches!(
+        tree.try_lock(["a", ""], TTL).await,
+        Err(TreeError::InvalidPath(PathError::EmptySegment { index: 1 }))
+    ));
+    assert!(matches!(
+        tree.try_lock(Vec::<&str>::new(), TTL).await,
+        Err(TreeError::InvalidPath(PathError::Empty))
+    ));
+    assert!(matches!(
+        TreeLock::new(&redlock(&cluster).await, ""),
+        Err(TreeError::InvalidTreeName { .. })
+    ));
+    let bad_owner = tree.options().owner("");
+    assert!(matches!(
+        tree.lock_with(["z"], &bad_owner).await,
+        Err(TreeError::InvalidOwner { len: 0, .. })
+    ));
+
+    // every key of the tree carries exactly one hash tag, the escaped name
+    for keys in cluster.keys("*").await.expect("KEYS") {
+        for key in keys {
+            assert!(key.starts_with("quorate:tree:{hostile%7Btag%7D}:"), "{key}");
+            assert_eq!(
+                (key.matches('{').count(), key.matches('}').count()),
+                (1, 1),
+                "{key}"
+            );
+        }
+    }
+    // another tree with the same paths is independent
+    let other = TreeLock::new(&redlock(&cluster).await, "hostile").expect("tree");
+    lock_once(&other, &["a"]).await;
+    for guard in [ab, slash, escaped, held, sibling] {
+        guard.release().await.expect("release");
+    }
+}
+
+#[tokio::test]
+async fn the_probe_reports_without_locking_anything() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let tree = tree(&cluster, "probe").await;
+    assert_eq!(tree.conflict(["A", "B"]).await.expect("probe"), None);
+    assert!(cluster
+        .keys("*")
+        .await
+        .expect("KEYS")
+        .iter()
+        .all(Vec::is_empty));
+    let options = tree.options().ttl(TTL).owner("w1");
+    let guard = tree.lock_with(["A", "B"], &options).await.expect("lock");
+    let conflict = tree.conflict(["A"]).await.expect("probe").expect("blocked");
+    assert_eq!(
+        (conflict.relation, conflict.owner.as_deref()),
+        (Relation::Descendant, Some("w1"))
+    );
+    assert_eq!(tree.conflict(["A", "C"]).await.expect("probe"), None);
+    // the probe locked nothing: the sibling can still be taken
+    lock_once(&tree, &["A", "C"]).await;
+    guard.release().await.expect("release");
+    assert_eq!(tree.conflict(["A"]).await.expect("probe"), None);
+}
+
+#[tokio::test]
+async fn run_holds_the_node_for_the_work_and_releases_it() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let tree = tree(&cluster, "scoped").await;
+    let probe = tree.clone();
+    let seen = tree
+        .run(["A", "B"], Duration::from_secs(2), |lease| async move {
+            assert!(lease.remaining() > Duration::ZERO);
+            probe.conflict(["A"]).await.expect("probe")
+        })
+        .await
+        .expect("run");
+    assert_eq!(seen.map(|c| c.path), Some(path(&["A", "B"])));
+    lock_once(&tree, &["A"]).await;
+
+    // a blocked node: the work never runs
+    let held = tree.lock(["A"], TTL).await.expect("lock");
+    let options = tree.options().max_attempts(Some(1));
+    let result = tree
+        .run_with(["A", "B"], &options, |_| async {
+            unreachable!("ran while blocked")
+        })
+        .await;
+    assert_eq!(
+        result.err().and_then(|e| e.conflict().map(|c| c.relation)),
+        Some(Relation::Ancestor)
+    );
+    held.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn the_scoped_work_is_cancelled_when_a_majority_stalls() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let tree = tree(&cluster, "stall").await;
+    let options = tree.options().ttl(Duration::from_millis(600));
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let run = tree.run_with(["A"], &options, |_| async move {
+        let _ = started_tx.send(());
+        std::future::pending::<()>().await
+    });
+    let stall = async {
+        started_rx.await.expect("work started");
+        for i in 0..3 {
+            cluster.server(i).pause();
+        }
+    };
+    let (result, ()) =
+        tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(run, stall) })
+            .await
+            .expect("the work was cancelled within its lease");
+    for i in 0..3 {
+        cluster.server(i).resume();
+    }
+    assert!(
+        matches!(
+            result,
+            Err(TreeError::Lock(Error::Lost { .. } | Error::Expired))
+        ),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_abandoned_lock_call_leaves_no_lock_key_behind() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let tree = tree(&cluster, "cancel").await;
+    for _ in 0..20 {
+        let call = tree.lock(["A", "B"], TTL);
+        // polled once: the round is on its way, then the call is dropped
+        let _ = tokio::time::timeout(Duration::ZERO, call).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let keys = cluster.keys("*:lock:*").await.expect("KEYS");
+        if keys.iter().all(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lock keys left behind: {keys:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // and the dead index entries block nobody
+    lock_once(&tree, &["A"]).await;
+}
+
+#[tokio::test]
+async fn memory_nodes_cannot_run_the_tree_script_and_say_so() {
+    let nodes = MemoryNode::cluster(3)
+        .into_iter()
+        .map(|m| Arc::new(m) as Arc<dyn Node>)
+        .collect();
+    let redlock = Redlock::from_nodes(nodes, LockOptions::new()).expect("redlock");
+    let tree = TreeLock::new(&redlock, "memory").expect("tree");
+    let error = tree
+        .lock_with(["A"], &TreeLockOptions::new().max_attempts(Some(1)))
+        .await
+        .expect_err("memory nodes run no Lua");
+    assert!(
+        matches!(error, TreeError::Lock(Error::NoQuorum { .. })),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("cannot run script `tree_acquire`"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn indexes_stay_small_while_distinct_children_come_and_go() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let tree = tree(&cluster, "churn").await;
+    let options = tree.options().ttl(TTL).owner("churner");
+    for i in 0..100 {
+        let child = tree
+            .lock_with(["A", &i.to_string()], &options)
+            .await
+            .expect("lock");
+        child.release().await.expect("release");
+    }
+    // Each registration samples 3 entries and drops the dead: without that,
+    // 100 dead entries would sit in the set and the hash.
+    for i in 0..cluster.len() {
+        let server = cluster.server(i);
+        let entries = server
+            .command(&["SCARD", "quorate:tree:{churn}:desc:A"])
+            .await;
+        let owners = server
+            .command(&["HLEN", "quorate:tree:{churn}:owners"])
+            .await;
+        let (entries, owners) = (
+            entries.expect("SCARD").as_i64(),
+            owners.expect("HLEN").as_i64(),
+        );
+        println!(
+            "node {i}: {entries:?} index entries, {owners:?} owner entries after 100 children"
+        );
+        assert!(
+            entries.is_some_and(|n| n <= 20),
+            "node {i}: {entries:?} index entries"
+        );
+        assert!(
+            owners.is_some_and(|n| n <= 20),
+            "node {i}: {owners:?} owner entries"
+        );
+    }
+    // Locking the parent checks (and so clears) its whole index.
+    lock_once(&tree, &["A"]).await;
+    let left = cluster
+        .keys("quorate:tree:{churn}:desc:*")
+        .await
+        .expect("KEYS");
+    assert!(left.iter().all(Vec::is_empty), "{left:?}");
+}
+
+/// Compile-time: every public future can move between threads.
+#[allow(dead_code, clippy::let_underscore_future)]
+fn public_futures_are_send(tree: TreeLock, mut guard: quorate_tree::TreeGuard) {
+    fn send<T: Send>(_: T) {}
+    send(tree.lock(["a"], TTL));
+    send(tree.try_lock(vec![b"a".to_vec()], TTL));
+    send(tree.lock_with(["a"], &tree.options()));
+    send(tree.run(["a"], TTL, |_| async {}));
+    send(tree.conflict(["a"]));
+    send(guard.extend(TTL));
+    send(guard.refresh());
+    send(guard.lost());
+    send(guard.release());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releasing_a_descendant_wakes_a_waiting_ancestor_at_once() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let holder_tree = tree(&cluster, "wake").await;
+    let held = holder_tree.try_lock(["A", "B"], TTL).await.expect("[A, B]");
+    let waiter_tree = tree(&cluster, "wake").await;
+    // Polling alone would take 5 s: only the release announcement can wake it sooner.
+    let options = TreeLockOptions::new()
+        .ttl(TTL)
+        .retry_delay(Duration::from_secs(5))
+        .retry_jitter(Duration::ZERO)
+        .acquire_timeout(Some(Duration::from_secs(20)));
+    let waiter = tokio::spawn(async move {
+        let guard = waiter_tree.lock_with(["A"], &options).await;
+        (guard.map(drop), StdInstant::now())
+    });
+    // The waiter is waiting once it subscribed to a release channel on a majority.
+    let deadline = StdInstant::now() + Duration::from_secs(5);
+    loop {
+        let mut subscribed = 0;
+        for i in 0..cluster.len() {
+            let reply = cluster
+                .server(i)
+                .command(&["PUBSUB", "CHANNELS", "quorate:released:*"])
+                .await;
+            let channels = reply
+                .map(quorate_testkit::Reply::into_array)
+                .unwrap_or_default();
+            subscribed += usize::from(!channels.is_empty());
+        }
+        if subscribed >= 3 {
+            break;
+        }
+        assert!(StdInstant::now() < deadline, "the waiter never subscribed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let released_at = StdInstant::now();
+    held.release().await.expect("release");
+    let (granted, granted_at) = waiter.await.expect("waiter");
+    granted.expect("the waiter gets [A]");
+    let hand_off = granted_at - released_at;
+    println!("hand-off took {hand_off:?}");
+    assert!(
+        hand_off < Duration::from_secs(2),
+        "woken by polling, not by the release ({hand_off:?})"
+    );
+}
