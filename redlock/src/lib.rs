@@ -53,8 +53,9 @@ pub mod quorum;
 mod watchdog;
 
 pub use backend::{
-    fence_key, AcquireReply, ExtendRequest, FredNode, FredSettings, MemoryNode, Node, NodeError,
-    NodeFuture, NodeScript, Released, ScriptValue, RELEASE_CHANNEL_PREFIX,
+    fence_key, AcquireReply, ExtendRequest, FredNode, FredSettings, MemoryNode, MemoryScript,
+    MemoryStore, Node, NodeError, NodeFuture, NodeScript, Released, ScriptValue,
+    RELEASE_CHANNEL_PREFIX,
 };
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use extension::ReleaseWatch;

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use futures::future::{self, FutureExt};
 use tokio::sync::broadcast;
-use tokio::time::Instant;
 
-use super::{fence_key, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, Released};
+use super::memory_store::MemoryStore;
+use super::{
+    fence_key, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript, Released,
+    ScriptValue,
+};
 
 /// An in-memory node: for unit tests, users' own tests, deterministic fault
 /// simulation and the demo when no Redis is at hand. Clones share state.
@@ -27,7 +30,7 @@ pub struct MemoryNode {
 
 #[derive(Debug, Default)]
 struct State {
-    keys: HashMap<String, Entry>,
+    store: MemoryStore,
     down: bool,
     stalled: bool,
     latency: Duration,
@@ -36,12 +39,6 @@ struct State {
     /// Batched extension requests served (each counts once, however many
     /// locks it carried).
     extends: u64,
-}
-
-#[derive(Debug)]
-struct Entry {
-    value: String,
-    expires: Instant,
 }
 
 enum Fault {
@@ -92,33 +89,34 @@ impl MemoryNode {
     /// The live keys, sorted.
     pub fn keys(&self) -> Vec<String> {
         let mut state = self.lock_state();
-        state.purge_expired();
-        let mut keys: Vec<String> = state.keys.keys().cloned().collect();
-        keys.sort();
-        keys
+        state.store.begin();
+        state.store.key_names()
     }
 
-    /// The remaining ttl of `key`, `None` when absent.
+    /// The remaining ttl of `key`, `None` when absent ([`MAX_TTL`] for a
+    /// key without expiry).
+    ///
+    /// [`MAX_TTL`]: crate::MAX_TTL
     pub fn ttl(&self, key: &str) -> Option<Duration> {
         let mut state = self.lock_state();
-        state.purge_expired();
+        state.store.begin();
         state
-            .keys
-            .get(key)
-            .map(|e| e.expires.saturating_duration_since(Instant::now()))
+            .store
+            .ttl(key)
+            .map(|left| left.unwrap_or(crate::options::MAX_TTL))
     }
 
     /// Forget every lock key (as if they were deleted behind our back).
     /// Fence counters survive, as on a server with persistence.
     pub fn flush(&self) {
-        self.lock_state().keys.clear();
+        self.lock_state().store.clear();
     }
 
     /// Forget everything, fence counters included: a restart without
     /// persistence (which fencing does not survive, see the README).
     pub fn forget_all(&self) {
         let mut state = self.lock_state();
-        state.keys.clear();
+        state.store.clear();
         state.fences.clear();
     }
 
@@ -145,7 +143,7 @@ impl MemoryNode {
                 future::ready(Err(err)).boxed()
             }
             Fault::None => {
-                state.purge_expired();
+                state.store.begin();
                 let answer = op(&mut state);
                 let latency = state.latency;
                 if latency.is_zero() {
@@ -163,33 +161,19 @@ impl MemoryNode {
 }
 
 impl State {
-    fn purge_expired(&mut self) {
-        let now = Instant::now();
-        self.keys.retain(|_, e| e.expires > now);
-    }
-
     fn holds(&self, key: &str, token: &str) -> bool {
-        self.keys.get(key).is_some_and(|e| e.value == token)
+        self.store.holds(key, token.as_bytes())
     }
 
     fn extend(&mut self, keys: &[String], token: &str, ttl: Duration) -> bool {
         if !keys.iter().all(|k| self.holds(k, token)) {
             return false;
         }
-        let expires = expires_at(Instant::now(), ttl);
         for key in keys {
-            if let Some(e) = self.keys.get_mut(key) {
-                e.expires = expires;
-            }
+            self.store.pexpire(key, ttl);
         }
         true
     }
-}
-
-/// `now + ttl`, saturating where a hand-made absurd ttl would overflow.
-fn expires_at(now: Instant, ttl: Duration) -> Instant {
-    now.checked_add(ttl)
-        .unwrap_or_else(|| now + crate::options::MAX_TTL)
 }
 
 impl Node for MemoryNode {
@@ -207,14 +191,11 @@ impl Node for MemoryNode {
         let keys = keys.to_vec();
         let token = token.to_owned();
         self.call(move |state| {
-            let now = Instant::now();
             for (index, key) in keys.iter().enumerate() {
-                if let Some(e) = state.keys.get(key) {
-                    let remaining = Some(e.expires.saturating_duration_since(now));
+                if let Some(remaining) = state.store.ttl(key) {
                     return AcquireReply::Taken { index, remaining };
                 }
             }
-            let expires = expires_at(now, ttl);
             let mut fence = None;
             for key in keys {
                 if fenced {
@@ -222,8 +203,7 @@ impl Node for MemoryNode {
                     *counter += 1;
                     fence = fence.max(Some(*counter));
                 }
-                let value = token.clone();
-                state.keys.insert(key, Entry { value, expires });
+                state.store.set(&key, token.as_bytes(), Some(ttl));
             }
             AcquireReply::Granted { fence }
         })
@@ -248,7 +228,7 @@ impl Node for MemoryNode {
             let mut deleted = 0;
             for key in keys {
                 if state.holds(&key, &token) {
-                    state.keys.remove(&key);
+                    state.store.del(&key);
                     deleted += 1;
                     if let Some(by) = &announcer {
                         // no receiver is fine: nobody waits
@@ -261,6 +241,28 @@ impl Node for MemoryNode {
             }
             deleted
         })
+    }
+
+    fn eval(
+        &self,
+        script: &'static NodeScript,
+        keys: Vec<String>,
+        args: Vec<Vec<u8>>,
+    ) -> NodeFuture<ScriptValue> {
+        let Some(emulation) = script.emulation() else {
+            let error = NodeError(format!(
+                "{} cannot run script `{}`: it has no in-memory twin",
+                self.name,
+                script.name()
+            ));
+            return future::ready(Err(error)).boxed();
+        };
+        let name = self.name.clone();
+        self.call(move |state| emulation(&mut state.store, &keys, &args))
+            .map(move |answer| {
+                answer?.map_err(|e| NodeError(format!("{name}: script `{}`: {e}", script.name())))
+            })
+            .boxed()
     }
 
     fn releases(&self) -> Option<broadcast::Receiver<Released>> {

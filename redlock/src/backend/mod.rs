@@ -6,10 +6,12 @@
 
 mod fred;
 mod memory;
+mod memory_store;
 mod script;
 
 pub use self::fred::{FredNode, FredSettings};
 pub use self::memory::MemoryNode;
+pub use self::memory_store::{MemoryScript, MemoryStore};
 pub use self::script::{NodeScript, ScriptValue};
 
 use std::fmt;
@@ -124,8 +126,9 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
     /// Runs a primitive's own script (pool, tree, spinlock) atomically on
     /// the node: `EVALSHA` with `keys` and binary-safe `args`, loading the
     /// script when the server does not know it. The default answers with an
-    /// error naming the script: a node that cannot run Lua (such as
-    /// [`MemoryNode`]) does not support the primitives built on scripts.
+    /// error naming the script: a node that cannot run Lua does not support
+    /// the primitives built on scripts. [`MemoryNode`] runs the script's
+    /// native twin ([`NodeScript::emulated`]) when it has one.
     fn eval(
         &self,
         script: &'static NodeScript,

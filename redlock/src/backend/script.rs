@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::OnceLock;
 
+use super::memory_store::MemoryScript;
+
 /// A Lua script that a primitive built on quorate-redlock runs on every
 /// node. Declare it as a `static` so its SHA1 is computed once:
 ///
@@ -15,6 +17,7 @@ use std::sync::OnceLock;
 pub struct NodeScript {
     name: &'static str,
     lua: &'static str,
+    memory: Option<MemoryScript>,
     fred: OnceLock<fred::types::scripts::Script>,
 }
 
@@ -24,8 +27,22 @@ impl NodeScript {
         NodeScript {
             name,
             lua,
+            memory: None,
             fred: OnceLock::new(),
         }
+    }
+
+    /// The script with a native twin for [`MemoryNode`](super::MemoryNode)s:
+    /// what the Lua does, on the memory node's keyspace. Without one, memory
+    /// nodes answer the script with an error naming it.
+    pub const fn emulated(mut self, twin: MemoryScript) -> Self {
+        self.memory = Some(twin);
+        self
+    }
+
+    /// The native twin, if any.
+    pub fn emulation(&self) -> Option<MemoryScript> {
+        self.memory
     }
 
     /// The script's name.

@@ -1,0 +1,295 @@
+//! The keyspace of a [`MemoryNode`](super::MemoryNode), with the handful of
+//! Redis commands the primitives' scripts use, so that each script can have
+//! a native twin that runs on memory nodes ([`NodeScript::emulated`]).
+//!
+//! Semantics follow Redis where the scripts depend on them: `PTTL` answers
+//! -2 for a missing key and -1 for one without expiry; empty sets and
+//! hashes do not exist; sets and hashes are created without expiry. A
+//! command on a key of another type treats it as missing (Redis would
+//! answer `WRONGTYPE`; the scripts never mix types on one key).
+//!
+//! [`NodeScript::emulated`]: super::NodeScript::emulated
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The native twin of a script: what the Lua does, on a memory node's
+/// keyspace, with the same keys and arguments. Errors become the node's
+/// error for that call.
+pub type MemoryScript =
+    fn(&mut MemoryStore, &[String], &[Vec<u8>]) -> Result<super::ScriptValue, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    Str(Vec<u8>),
+    Set(BTreeSet<Vec<u8>>),
+    Hash(BTreeMap<Vec<u8>, Vec<u8>>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: Value,
+    /// `None`: no expiry.
+    expires: Option<Instant>,
+}
+
+/// A memory node's keys. Time is tokio's, fixed for the duration of one
+/// atomic operation.
+#[derive(Debug)]
+pub struct MemoryStore {
+    keys: HashMap<String, Entry>,
+    now: Instant,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            keys: HashMap::new(),
+            now: Instant::now(),
+        }
+    }
+}
+
+/// `now + ttl`, saturating where a hand-made absurd ttl would overflow.
+pub(crate) fn expires_at(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(ttl)
+        .unwrap_or_else(|| now + crate::options::MAX_TTL)
+}
+
+impl MemoryStore {
+    /// Starts an atomic operation: fixes the time and drops expired keys.
+    pub(crate) fn begin(&mut self) {
+        self.now = Instant::now();
+        let now = self.now;
+        self.keys.retain(|_, e| e.expires.is_none_or(|t| t > now));
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.keys.clear();
+    }
+
+    /// Every live key, sorted.
+    pub(crate) fn key_names(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.keys.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// The remaining ttl (`Some(None)`: no expiry), `None` when absent.
+    pub(crate) fn ttl(&self, key: &str) -> Option<Option<Duration>> {
+        self.keys
+            .get(key)
+            .map(|e| e.expires.map(|t| t.saturating_duration_since(self.now)))
+    }
+
+    /// Whether `key` holds exactly `value` (a string).
+    pub fn holds(&self, key: &str, value: &[u8]) -> bool {
+        matches!(self.keys.get(key), Some(Entry { value: Value::Str(v), .. }) if v == value)
+    }
+
+    /// `GET`: the string value.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        match self.keys.get(key) {
+            Some(Entry {
+                value: Value::Str(v),
+                ..
+            }) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// `SET key value [PX ttl]`: replaces whatever was there.
+    pub fn set(&mut self, key: &str, value: &[u8], ttl: Option<Duration>) {
+        let expires = ttl.map(|t| expires_at(self.now, t));
+        self.keys.insert(
+            key.to_owned(),
+            Entry {
+                value: Value::Str(value.to_vec()),
+                expires,
+            },
+        );
+    }
+
+    /// `EXISTS`.
+    pub fn exists(&self, key: &str) -> bool {
+        self.keys.contains_key(key)
+    }
+
+    /// `DEL`: whether it existed.
+    pub fn del(&mut self, key: &str) -> bool {
+        self.keys.remove(key).is_some()
+    }
+
+    /// `PTTL`: ms left, -1 without expiry, -2 when absent.
+    pub fn pttl(&self, key: &str) -> i64 {
+        match self.ttl(key) {
+            None => -2,
+            Some(None) => -1,
+            Some(Some(left)) => i64::try_from(left.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// `PEXPIRE`: whether the key exists (and now expires after `ttl`).
+    pub fn pexpire(&mut self, key: &str, ttl: Duration) -> bool {
+        let expires = expires_at(self.now, ttl);
+        match self.keys.get_mut(key) {
+            Some(e) => {
+                e.expires = Some(expires);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn set_mut(&mut self, key: &str) -> Option<&mut BTreeSet<Vec<u8>>> {
+        match self.keys.get_mut(key) {
+            Some(Entry {
+                value: Value::Set(s),
+                ..
+            }) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// `SADD` of one member: whether it was new.
+    pub fn sadd(&mut self, key: &str, member: &[u8]) -> bool {
+        if self.set_mut(key).is_none() {
+            self.keys.insert(
+                key.to_owned(),
+                Entry {
+                    value: Value::Set(BTreeSet::new()),
+                    expires: None,
+                },
+            );
+        }
+        self.set_mut(key).is_some_and(|s| s.insert(member.to_vec()))
+    }
+
+    /// `SREM` of one member: whether it was there. An emptied set is gone.
+    pub fn srem(&mut self, key: &str, member: &[u8]) -> bool {
+        let Some(set) = self.set_mut(key) else {
+            return false;
+        };
+        let removed = set.remove(member);
+        if set.is_empty() {
+            self.keys.remove(key);
+        }
+        removed
+    }
+
+    /// `SMEMBERS` (sorted).
+    pub fn smembers(&self, key: &str) -> Vec<Vec<u8>> {
+        match self.keys.get(key) {
+            Some(Entry {
+                value: Value::Set(s),
+                ..
+            }) => s.iter().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn hash_mut(&mut self, key: &str) -> Option<&mut BTreeMap<Vec<u8>, Vec<u8>>> {
+        match self.keys.get_mut(key) {
+            Some(Entry {
+                value: Value::Hash(h),
+                ..
+            }) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// `HSET` of one field.
+    pub fn hset(&mut self, key: &str, field: &[u8], value: &[u8]) {
+        if self.hash_mut(key).is_none() {
+            self.keys.insert(
+                key.to_owned(),
+                Entry {
+                    value: Value::Hash(BTreeMap::new()),
+                    expires: None,
+                },
+            );
+        }
+        if let Some(h) = self.hash_mut(key) {
+            h.insert(field.to_vec(), value.to_vec());
+        }
+    }
+
+    /// `HGET`.
+    pub fn hget(&self, key: &str, field: &[u8]) -> Option<&[u8]> {
+        match self.keys.get(key) {
+            Some(Entry {
+                value: Value::Hash(h),
+                ..
+            }) => h.get(field).map(Vec::as_slice),
+            _ => None,
+        }
+    }
+
+    /// `HDEL` of one field. An emptied hash is gone.
+    pub fn hdel(&mut self, key: &str, field: &[u8]) -> bool {
+        let Some(hash) = self.hash_mut(key) else {
+            return false;
+        };
+        let removed = hash.remove(field).is_some();
+        if hash.is_empty() {
+            self.keys.remove(key);
+        }
+        removed
+    }
+
+    /// `HGETALL` (sorted by field).
+    pub fn hgetall(&self, key: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match self.keys.get(key) {
+            Some(Entry {
+                value: Value::Hash(h),
+                ..
+            }) => h.iter().map(|(f, v)| (f.clone(), v.clone())).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `HINCRBY`: the new value; an error when the field is not an integer.
+    pub fn hincrby(&mut self, key: &str, field: &[u8], by: i64) -> Result<i64, String> {
+        let old = match self.hget(key, field) {
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or("ERR hash value is not an integer")?,
+            None => 0,
+        };
+        let new = old
+            .checked_add(by)
+            .ok_or("ERR increment or decrement would overflow")?;
+        self.hset(key, field, new.to_string().as_bytes());
+        Ok(new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn redis_like_semantics() {
+        let mut store = MemoryStore::default();
+        store.begin();
+        assert_eq!(store.pttl("k"), -2);
+        store.set("k", b"v", Some(Duration::from_millis(100)));
+        assert_eq!(store.pttl("k"), 100);
+        store.set("forever", b"v", None);
+        assert_eq!(store.pttl("forever"), -1);
+        assert!(store.sadd("s", b"a") && !store.sadd("s", b"a"));
+        assert_eq!(store.pttl("s"), -1);
+        assert!(store.srem("s", b"a"));
+        assert!(!store.exists("s"), "an empty set does not exist");
+        assert_eq!(store.hincrby("h", b"n", 5), Ok(5));
+        assert_eq!(store.hincrby("h", b"n", 2), Ok(7));
+        assert_eq!(store.get("h"), None, "a hash is not a string");
+        tokio::time::advance(Duration::from_millis(100)).await;
+        store.begin();
+        assert!(!store.exists("k"), "expired");
+        assert!(store.exists("forever"));
+    }
+}
