@@ -8,14 +8,64 @@
 use std::time::Duration;
 
 use quorate_redlock::quorum::{self, Decide, Reply};
-use quorate_redlock::{Lease, LockOptions, NodeOutcome, NodeScript, Redlock, ScriptValue, Token};
+use quorate_redlock::{
+    Lease, LockOptions, MemoryStore, NodeOutcome, NodeScript, Redlock, ScriptValue, Token,
+};
 use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
 use crate::error::PoolError;
 use crate::requirement::{CandidateOrder, Requirement};
 
-static TAKE: NodeScript = NodeScript::new("pool_take", include_str!("../scripts/take.lua"));
+static TAKE: NodeScript =
+    NodeScript::new("pool_take", include_str!("../scripts/take.lua")).emulated(take_in_memory);
+
+/// `take.lua` on a memory node (same keys, arguments and reply).
+fn take_in_memory(
+    store: &mut MemoryStore,
+    keys: &[String],
+    args: &[Vec<u8>],
+) -> Result<ScriptValue, String> {
+    let int = |i: usize| -> Result<u64, String> {
+        args.get(i)
+            .and_then(|a| std::str::from_utf8(a).ok()?.parse().ok())
+            .ok_or_else(|| format!("argument {} is not a number", i + 1))
+    };
+    let token = args.first().ok_or("no token")?.as_slice();
+    let ttl = Duration::from_millis(int(1)?);
+    let mut status = vec![-2i64; keys.len()];
+    let mut first = 0;
+    for g in 0..usize::try_from(int(2)?).map_err(|e| e.to_string())? {
+        let count = usize::try_from(int(3 + 2 * g)?).map_err(|e| e.to_string())?;
+        let need = usize::try_from(int(4 + 2 * g)?).map_err(|e| e.to_string())?;
+        let group = first..(first + count).min(keys.len());
+        let mut held = 0;
+        for i in group.clone() {
+            if store.holds(&keys[i], token) {
+                store.pexpire(&keys[i], ttl);
+                status[i] = -1;
+                held += 1;
+            }
+        }
+        for i in group {
+            if status[i] != -2 {
+                continue;
+            }
+            if store.exists(&keys[i]) {
+                let left = store.pttl(&keys[i]);
+                status[i] = if left < 0 { -3 } else { left };
+            } else if held < need {
+                store.set(&keys[i], token, Some(ttl));
+                status[i] = -1;
+                held += 1;
+            }
+        }
+        first += count;
+    }
+    Ok(ScriptValue::Array(
+        status.into_iter().map(ScriptValue::Int).collect(),
+    ))
+}
 
 /// One requirement as sent: keys in the order to try, and where each came
 /// from in the caller's candidate list.

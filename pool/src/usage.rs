@@ -14,18 +14,78 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quorate_redlock::quorum::Reply;
-use quorate_redlock::{NodeScript, Outcomes, Redlock, ScriptValue};
+use quorate_redlock::{MemoryStore, NodeScript, Outcomes, Redlock, ScriptValue};
 
 use crate::requirement::Tags;
 
 static RECORD: NodeScript = NodeScript::new(
     "pool_record_usage",
     include_str!("../scripts/record_usage.lua"),
-);
+)
+.emulated(record_in_memory);
 static READ_SET: NodeScript =
-    NodeScript::new("pool_read_set", include_str!("../scripts/read_set.lua"));
+    NodeScript::new("pool_read_set", include_str!("../scripts/read_set.lua"))
+        .emulated(read_set_in_memory);
 static READ_HASH: NodeScript =
-    NodeScript::new("pool_read_hash", include_str!("../scripts/read_hash.lua"));
+    NodeScript::new("pool_read_hash", include_str!("../scripts/read_hash.lua"))
+        .emulated(read_hash_in_memory);
+
+/// `record_usage.lua` on a memory node.
+fn record_in_memory(
+    store: &mut MemoryStore,
+    keys: &[String],
+    args: &[Vec<u8>],
+) -> Result<ScriptValue, String> {
+    let tags = keys.first().ok_or("no tags key")?;
+    let mut n = 0;
+    for (i, figure) in args.chunks_exact(4).enumerate() {
+        let (values, figures) = (
+            keys.get(1 + 2 * i).ok_or("too few keys")?,
+            keys.get(2 + 2 * i).ok_or("too few keys")?,
+        );
+        let amount: i64 = std::str::from_utf8(&figure[3])
+            .ok()
+            .and_then(|a| a.parse().ok())
+            .ok_or("amount is not an integer")?;
+        store.sadd(tags, &figure[0]);
+        store.sadd(values, &figure[1]);
+        store.hincrby(figures, &figure[2], amount)?;
+        n += 1;
+    }
+    Ok(ScriptValue::Int(n))
+}
+
+/// `read_set.lua` on a memory node.
+fn read_set_in_memory(
+    store: &mut MemoryStore,
+    keys: &[String],
+    _args: &[Vec<u8>],
+) -> Result<ScriptValue, String> {
+    let key = keys.first().ok_or("no key")?;
+    Ok(ScriptValue::Array(
+        store
+            .smembers(key)
+            .into_iter()
+            .map(ScriptValue::Bytes)
+            .collect(),
+    ))
+}
+
+/// `read_hash.lua` on a memory node.
+fn read_hash_in_memory(
+    store: &mut MemoryStore,
+    keys: &[String],
+    _args: &[Vec<u8>],
+) -> Result<ScriptValue, String> {
+    let key = keys.first().ok_or("no key")?;
+    Ok(ScriptValue::Array(
+        store
+            .hgetall(key)
+            .into_iter()
+            .flat_map(|(f, v)| [ScriptValue::Bytes(f), ScriptValue::Bytes(v)])
+            .collect(),
+    ))
+}
 
 /// Reads and writes bound each usage call (they are not on the lock path).
 const USAGE_TIMEOUT: Duration = Duration::from_millis(500);

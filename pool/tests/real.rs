@@ -33,6 +33,49 @@ async fn cluster() -> (Cluster, Redlock) {
     (cluster, redlock)
 }
 
+/// Where a scenario runs: 5 real servers, or 5 memory nodes running the
+/// scripts' native twins (the same scenario on both keeps them in step).
+enum Backend {
+    Real(Cluster),
+    Memory(Vec<MemoryNode>),
+}
+
+impl Backend {
+    async fn real() -> Self {
+        Backend::Real(Cluster::start(5).await.expect("start 5 redis-server nodes"))
+    }
+
+    fn memory() -> Self {
+        Backend::Memory(MemoryNode::cluster(5))
+    }
+
+    /// A new client (its own connections, notifier and local queues).
+    async fn client(&self) -> Redlock {
+        match self {
+            Backend::Real(cluster) => Redlock::connect(cluster.urls()).await.expect("connect"),
+            Backend::Memory(nodes) => {
+                let nodes = nodes
+                    .iter()
+                    .map(|m| Arc::new(m.clone()) as Arc<dyn Node>)
+                    .collect();
+                Redlock::from_nodes(nodes, LockOptions::new()).expect("redlock")
+            }
+        }
+    }
+
+    /// The pool keys on every node, flattened.
+    async fn pool_keys(&self) -> Vec<String> {
+        match self {
+            Backend::Real(cluster) => keys_on_nodes(cluster, "quorate:pool:*").await,
+            Backend::Memory(nodes) => nodes
+                .iter()
+                .flat_map(MemoryNode::keys)
+                .filter(|k| k.starts_with("quorate:pool:"))
+                .collect(),
+        }
+    }
+}
+
 /// Keys matching `pattern` on every running node, flattened.
 async fn keys_on_nodes(cluster: &Cluster, pattern: &str) -> Vec<String> {
     cluster
@@ -44,16 +87,36 @@ async fn keys_on_nodes(cluster: &Cluster, pattern: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twelve_tasks_taking_two_of_eight_devices_never_share_one_and_all_progress() {
-    let (_cluster, redlock) = cluster().await;
+/// Runs a scenario on real servers and on memory nodes.
+macro_rules! on_both_backends {
+    ($scenario:ident, $real:ident, $memory:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $real() {
+            $scenario(Backend::real().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $memory() {
+            $scenario(Backend::memory()).await;
+        }
+    };
+}
+
+on_both_backends!(
+    twelve_tasks_on_eight_devices,
+    twelve_tasks_taking_two_of_eight_devices_never_share_one_and_all_progress,
+    in_memory_twelve_tasks_taking_two_of_eight_devices_never_share_one
+);
+
+async fn twelve_tasks_on_eight_devices(backend: Backend) {
+    let redlock = backend.client().await;
     let log = HoldLog::new();
     let stop = Instant::now() + Duration::from_secs(2);
     let mut tasks = Vec::new();
     for task in 0..12u64 {
         // 3 separate clients (own connections), 4 tasks each
         let redlock = if task % 4 == 0 {
-            Redlock::connect(_cluster.urls()).await.expect("connect")
+            backend.client().await
         } else {
             redlock.clone()
         };
@@ -103,13 +166,17 @@ async fn twelve_tasks_taking_two_of_eight_devices_never_share_one_and_all_progre
     assert!(log.max_concurrency() > 2, "grants never overlapped");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_clients_that_both_need_all_four_devices_do_not_livelock() {
-    let (cluster, _redlock) = cluster().await;
+on_both_backends!(
+    two_clients_needing_all_four,
+    two_clients_that_both_need_all_four_devices_do_not_livelock,
+    in_memory_two_clients_that_both_need_all_four_devices_do_not_livelock
+);
+
+async fn two_clients_needing_all_four(backend: Backend) {
     let log = HoldLog::new();
     let mut tasks = Vec::new();
     for client in 0..2u64 {
-        let redlock = Redlock::connect(cluster.urls()).await.expect("connect");
+        let redlock = backend.client().await;
         for task in 0..2u64 {
             let pool = Pool::new(&redlock, "rig").expect("pool");
             let log = log.clone();
@@ -224,9 +291,14 @@ async fn rate_limited_grants(redlock: &Redlock, name: &str) -> Vec<Instant> {
     times
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rate_limit_of_5_per_200ms_holds_in_every_sliding_window() {
-    let (_cluster, redlock) = cluster().await;
+on_both_backends!(
+    rate_limit_windows,
+    a_rate_limit_of_5_per_200ms_holds_in_every_sliding_window,
+    in_memory_a_rate_limit_of_5_per_200ms_holds_in_every_sliding_window
+);
+
+async fn rate_limit_windows(backend: Backend) {
+    let redlock = backend.client().await;
     let times = rate_limited_grants(&redlock, "partner-api").await;
     let rate = times.len() as f64 / 2.0;
     println!(
@@ -274,15 +346,20 @@ async fn try_acquire_on_a_spent_rate_limit_says_how_long_to_wait() {
     limit.try_acquire().await.expect("after the wait");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_devices_plus_a_taken_named_resource_gets_nothing() {
-    let (cluster, redlock) = cluster().await;
+on_both_backends!(
+    all_or_nothing,
+    two_devices_plus_a_taken_named_resource_gets_nothing,
+    in_memory_two_devices_plus_a_taken_named_resource_gets_nothing
+);
+
+async fn all_or_nothing(backend: Backend) {
+    let redlock = backend.client().await;
     let pool = Pool::new(&redlock, "lab").expect("pool");
     let printer = pool
         .acquire(vec![Requirement::key("printer")], Duration::from_secs(10))
         .await
         .expect("printer");
-    let other_client = Redlock::connect(cluster.urls()).await.expect("connect");
+    let other_client = backend.client().await;
     let pool2 = Pool::new(&other_client, "lab").expect("pool");
     let request = vec![
         Requirement::need(2, devices(4), |d| d.id.clone()),
@@ -309,7 +386,7 @@ async fn two_devices_plus_a_taken_named_resource_gets_nothing() {
     }
     assert!(error.to_string().contains("printer"), "{error}");
     // nothing of the request is left on any node: only the printer
-    let left = keys_on_nodes(&cluster, "quorate:pool:*").await;
+    let left = backend.pool_keys().await;
     assert!(
         left.iter().all(|k| k.ends_with(":printer")),
         "left behind: {left:?}"
@@ -317,9 +394,14 @@ async fn two_devices_plus_a_taken_named_resource_gets_nothing() {
     printer.release().await.expect("release");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_grant_hands_back_values_per_requirement_and_usage_is_queryable() {
-    let (_cluster, redlock) = cluster().await;
+on_both_backends!(
+    values_and_usage,
+    the_grant_hands_back_values_per_requirement_and_usage_is_queryable,
+    in_memory_the_grant_hands_back_values_per_requirement_and_usage_is_queryable
+);
+
+async fn values_and_usage(backend: Backend) {
+    let redlock = backend.client().await;
     let pool = Pool::new(&redlock, "bench")
         .expect("pool")
         .with_usage_reporting(true);
@@ -394,9 +476,14 @@ async fn auto_extension_keeps_a_grant_past_its_ttl_and_release_stops_it() {
     assert!(keys_on_nodes(&cluster, "quorate:pool:*").await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_acquire_leaves_no_key_behind() {
-    let (cluster, redlock) = cluster().await;
+on_both_backends!(
+    cancelled_acquire,
+    a_cancelled_acquire_leaves_no_key_behind,
+    in_memory_a_cancelled_acquire_leaves_no_key_behind
+);
+
+async fn cancelled_acquire(backend: Backend) {
+    let redlock = backend.client().await;
     let pool = Pool::new(&redlock, "lab").expect("pool");
     for _ in 0..20 {
         let acquire = pool.acquire(
@@ -408,7 +495,7 @@ async fn a_cancelled_acquire_leaves_no_key_behind() {
     }
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let left = keys_on_nodes(&cluster, "quorate:pool:*").await;
+        let left = backend.pool_keys().await;
         if left.is_empty() {
             break;
         }
@@ -471,12 +558,12 @@ async fn bad_input_gets_typed_errors() {
         .await
         .expect_err("zero ttl");
     assert!(matches!(bad_ttl, PoolError::InvalidConfig(_)), "{bad_ttl}");
-    // a node that cannot run scripts says so, naming the node and script
-    let no_lua = pool
+    // memory nodes run the scripts' native twins
+    let grant = pool
         .try_acquire(vec![Requirement::key("k")], Duration::from_secs(1))
         .await
-        .expect_err("memory nodes run no Lua");
-    assert!(no_lua.to_string().contains("pool_take"), "{no_lua}");
+        .expect("memory nodes run the pool's script twin");
+    assert_eq!(grant.keys(0), ["k"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
