@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use quorate_redlock::quorum::{Reply, Round};
 use quorate_redlock::{
-    Error, Lease, LockGuard, NodeOutcome, NodeScript, Outcomes, Redlock, ScriptValue, Token,
+    Error, Lease, LockGuard, MemoryStore, NodeOutcome, NodeScript, Outcomes, Redlock, ScriptValue,
+    Token,
 };
 use tokio::time::Instant;
 
@@ -17,7 +18,109 @@ use crate::path::TreePath;
 
 /// The per-server check-and-lock; see the script's header.
 static ACQUIRE: NodeScript =
-    NodeScript::new("tree_acquire", include_str!("../scripts/acquire.lua"));
+    NodeScript::new("tree_acquire", include_str!("../scripts/acquire.lua"))
+        .emulated(acquire_in_memory);
+
+/// How many index and owner entries a registration samples for pruning.
+const SAMPLE: usize = 3;
+
+/// `acquire.lua` on a memory node: same keys, arguments and reply (see the
+/// script for the layout). Pruning samples the first entries instead of
+/// random ones; either keeps the indexes bounded.
+fn acquire_in_memory(
+    store: &mut MemoryStore,
+    keys: &[String],
+    args: &[Vec<u8>],
+) -> Result<ScriptValue, String> {
+    let arg = |i: usize| args.get(i).map(Vec::as_slice).ok_or("too few arguments");
+    let (token, prefix, mode, owner) = (arg(0)?, arg(2)?, arg(3)?, arg(4)?);
+    let ttl_ms: u64 = std::str::from_utf8(arg(1)?)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or("ttl is not a number")?;
+    let prefix = std::str::from_utf8(prefix).map_err(|e| e.to_string())?;
+    let depth = keys.len().checked_sub(1).ok_or("no keys")? / 2;
+    let owners = &keys[keys.len() - 1];
+    let path_of = |key: &str| key.get(prefix.len()..).unwrap_or_default().to_owned();
+    let owner_of = |store: &MemoryStore, path: &str| -> Vec<u8> {
+        let holder = store.get(&format!("{prefix}{path}")).map(<[u8]>::to_vec);
+        match (holder, store.hget(owners, path.as_bytes())) {
+            (Some(mut holder), Some(entry)) => {
+                holder.push(b':');
+                entry
+                    .strip_prefix(holder.as_slice())
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default()
+            }
+            _ => Vec::new(),
+        }
+    };
+    let conflict = |store: &MemoryStore, relation: &str, path: String, pttl: i64| {
+        let owner = owner_of(store, &path);
+        ScriptValue::Array(vec![
+            ScriptValue::Bytes(relation.as_bytes().to_vec()),
+            ScriptValue::Bytes(path.into_bytes()),
+            ScriptValue::Int(pttl),
+            ScriptValue::Bytes(owner),
+        ])
+    };
+
+    for (i, key) in keys[..depth].iter().enumerate() {
+        let pttl = store.pttl(key);
+        if pttl != -2 {
+            let relation = if i + 1 == depth { "self" } else { "ancestor" };
+            return Ok(conflict(store, relation, path_of(key), pttl));
+        }
+    }
+    let index = &keys[2 * depth - 1];
+    for member in store.smembers(index) {
+        let path = String::from_utf8_lossy(&member).into_owned();
+        let pttl = store.pttl(&format!("{prefix}{path}"));
+        if pttl == -2 {
+            store.srem(index, &member);
+        } else {
+            return Ok(conflict(store, "descendant", path, pttl));
+        }
+    }
+    if mode == b"check" {
+        return Ok(ScriptValue::Int(1));
+    }
+
+    let node = path_of(&keys[depth - 1]);
+    store.set(&keys[depth - 1], token, Some(Duration::from_millis(ttl_ms)));
+    for ancestor_index in &keys[depth..2 * depth - 1] {
+        store.sadd(ancestor_index, node.as_bytes());
+        for member in store.smembers(ancestor_index).into_iter().take(SAMPLE) {
+            let live = store.exists(&format!("{prefix}{}", String::from_utf8_lossy(&member)));
+            if !live {
+                store.srem(ancestor_index, &member);
+            }
+        }
+    }
+    if owner.is_empty() {
+        store.hdel(owners, node.as_bytes());
+    } else {
+        let mut entry = token.to_vec();
+        entry.push(b':');
+        entry.extend_from_slice(owner);
+        store.hset(owners, node.as_bytes(), &entry);
+    }
+    for (field, entry) in store.hgetall(owners).into_iter().take(SAMPLE) {
+        let path = String::from_utf8_lossy(&field).into_owned();
+        let current = match store.get(&format!("{prefix}{path}")) {
+            Some(holder) => {
+                let mut holder = holder.to_vec();
+                holder.push(b':');
+                entry.starts_with(&holder)
+            }
+            None => false,
+        };
+        if !current {
+            store.hdel(owners, &field);
+        }
+    }
+    Ok(ScriptValue::Int(1))
+}
 
 /// What the script is asked to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -41,6 +41,34 @@ async fn tree(cluster: &Cluster, name: &str) -> TreeLock {
     TreeLock::new(&redlock(cluster).await, name).expect("tree")
 }
 
+/// A client of memory nodes, which run the tree script's native twin.
+fn memory_client(nodes: &[MemoryNode]) -> Redlock {
+    let nodes = nodes
+        .iter()
+        .map(|m| Arc::new(m.clone()) as Arc<dyn Node>)
+        .collect();
+    let defaults = LockOptions::new().node_timeout(Some(Duration::from_millis(500)));
+    Redlock::from_nodes(nodes, defaults).expect("redlock")
+}
+
+/// Runs a scenario on a tree over 5 real servers and over 5 memory nodes
+/// (the same scenario on both keeps the script and its twin in step).
+macro_rules! on_both_backends {
+    ($scenario:ident, $tree:literal, $real:ident, $memory:ident) => {
+        #[tokio::test]
+        async fn $real() {
+            let cluster = Cluster::start(5).await.expect("cluster");
+            $scenario(tree(&cluster, $tree).await).await;
+        }
+
+        #[tokio::test]
+        async fn $memory() {
+            let nodes = MemoryNode::cluster(5);
+            $scenario(TreeLock::new(&memory_client(&nodes), $tree).expect("tree")).await;
+        }
+    };
+}
+
 fn path(segments: &[&str]) -> TreePath {
     TreePath::new(segments).expect("path")
 }
@@ -69,11 +97,14 @@ fn refused(result: Result<quorate_tree::TreeGuard, TreeError>) -> (quorate_tree:
     }
 }
 
-#[tokio::test]
-async fn ancestors_and_descendants_block_each_other_siblings_do_not() {
-    let cluster = Cluster::start(5).await.expect("cluster");
-    let tree = tree(&cluster, "conflicts").await;
+on_both_backends!(
+    ancestors_and_descendants_block_each_other_siblings_do_not_on,
+    "conflicts",
+    ancestors_and_descendants_block_each_other_siblings_do_not,
+    in_memory_ancestors_and_descendants_block_each_other_siblings_do_not
+);
 
+async fn ancestors_and_descendants_block_each_other_siblings_do_not_on(tree: TreeLock) {
     // [A] blocks [A, B, D], its child [A, B] and itself
     let options = tree.options().ttl(TTL).owner("holder-a");
     let a = tree.lock_with(["A"], &options).await.expect("lock A");
@@ -137,10 +168,14 @@ async fn ancestors_and_descendants_block_each_other_siblings_do_not() {
     lock_once(&tree, &["A"]).await;
 }
 
-#[tokio::test]
-async fn a_holder_that_never_releases_stops_blocking_after_its_ttl() {
-    let cluster = Cluster::start(5).await.expect("cluster");
-    let tree = tree(&cluster, "crash").await;
+on_both_backends!(
+    a_holder_that_never_releases_stops_blocking_after_its_ttl_on,
+    "crash",
+    a_holder_that_never_releases_stops_blocking_after_its_ttl,
+    in_memory_a_holder_that_never_releases_stops_blocking_after_its_ttl
+);
+
+async fn a_holder_that_never_releases_stops_blocking_after_its_ttl_on(tree: TreeLock) {
     let ttl = Duration::from_millis(600);
     let crashed = tree.lock(["A", "B"], ttl).await.expect("lock");
     // a crashed process: no release, no drop
@@ -166,11 +201,14 @@ async fn a_holder_that_never_releases_stops_blocking_after_its_ttl() {
     guard.release().await.expect("release");
 }
 
-#[tokio::test]
-async fn release_frees_the_ancestor_at_once_and_extend_keeps_it_blocked() {
-    let cluster = Cluster::start(5).await.expect("cluster");
-    let tree = tree(&cluster, "index").await;
+on_both_backends!(
+    release_frees_the_ancestor_at_once_and_extend_keeps_it_blocked_on,
+    "index",
+    release_frees_the_ancestor_at_once_and_extend_keeps_it_blocked,
+    in_memory_release_frees_the_ancestor_at_once_and_extend_keeps_it_blocked
+);
 
+async fn release_frees_the_ancestor_at_once_and_extend_keeps_it_blocked_on(tree: TreeLock) {
     let child = tree.lock(["A", "B"], TTL).await.expect("lock");
     assert!(tree.try_lock(["A"], TTL).await.is_err());
     assert_eq!(
@@ -204,10 +242,14 @@ async fn release_frees_the_ancestor_at_once_and_extend_keeps_it_blocked() {
     lock_once(&tree, &["A"]).await;
 }
 
-#[tokio::test]
-async fn an_auto_extended_lock_keeps_its_ancestors_blocked_past_its_ttl() {
-    let cluster = Cluster::start(5).await.expect("cluster");
-    let tree = tree(&cluster, "watchdog").await;
+on_both_backends!(
+    an_auto_extended_lock_keeps_its_ancestors_blocked_past_its_ttl_on,
+    "watchdog",
+    an_auto_extended_lock_keeps_its_ancestors_blocked_past_its_ttl,
+    in_memory_an_auto_extended_lock_keeps_its_ancestors_blocked_past_its_ttl
+);
+
+async fn an_auto_extended_lock_keeps_its_ancestors_blocked_past_its_ttl_on(tree: TreeLock) {
     let ttl = Duration::from_millis(600);
     let options = tree.options().ttl(ttl).auto_extend(true);
     let child = tree.lock_with(["A", "B"], &options).await.expect("lock");
@@ -277,13 +319,12 @@ async fn worker(tree: TreeLock, id: u64, log: HoldLog, until: StdInstant) -> Tal
     tally
 }
 
-/// 4 clients (as 4 processes would have) × 4 tasks for `secs`.
-async fn contended_run(urls: Vec<String>, run_for: Duration) -> (HoldLog, Tally) {
+/// 4 clients (as 4 processes would have) × 4 tasks for `run_for`.
+async fn contended_run(clients: Vec<Redlock>, run_for: Duration) -> (HoldLog, Tally) {
     let log = HoldLog::new();
     let until = StdInstant::now() + run_for;
     let mut tasks = Vec::new();
-    for client in 0..4u64 {
-        let redlock = redlock_on(urls.clone()).await;
+    for (client, redlock) in (0..4u64).zip(clients) {
         let tree = TreeLock::new(&redlock, "load").expect("tree");
         for task in 0..4u64 {
             let (tree, log) = (tree.clone(), log.clone());
@@ -305,7 +346,26 @@ async fn contended_run(urls: Vec<String>, run_for: Duration) -> (HoldLog, Tally)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_tasks_on_a_depth_4_tree_stay_exclusive_and_siblings_run_in_parallel() {
     let cluster = Cluster::start(5).await.expect("cluster");
-    let (log, tally) = contended_run(cluster.urls(), Duration::from_secs(2)).await;
+    sixteen_tasks_on(real_clients(&cluster).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_sixteen_tasks_on_a_depth_4_tree_stay_exclusive() {
+    let nodes = MemoryNode::cluster(5);
+    sixteen_tasks_on((0..4).map(|_| memory_client(&nodes)).collect()).await;
+}
+
+/// 4 clients of the cluster's nodes.
+async fn real_clients(cluster: &Cluster) -> Vec<Redlock> {
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(redlock_on(cluster.urls()).await);
+    }
+    clients
+}
+
+async fn sixteen_tasks_on(clients: Vec<Redlock>) {
+    let (log, tally) = contended_run(clients, Duration::from_secs(2)).await;
     log.check_exclusive_by(conflicting)
         .expect("no overlapping holds on an ancestor/descendant pair");
     let parallel = log.max_concurrency();
@@ -326,7 +386,7 @@ async fn sixteen_tasks_on_a_depth_4_tree_stay_exclusive_and_siblings_run_in_para
 async fn two_of_five_nodes_killed_mid_run_stays_safe_and_live() {
     let mut cluster = Cluster::start(5).await.expect("cluster");
     let run_for = Duration::from_secs(2);
-    let run = tokio::spawn(contended_run(cluster.urls(), run_for));
+    let run = tokio::spawn(contended_run(real_clients(&cluster).await, run_for));
     tokio::time::sleep(run_for / 3).await;
     cluster.server_mut(0).kill();
     cluster.server_mut(1).kill();
@@ -555,30 +615,6 @@ async fn an_abandoned_lock_call_leaves_no_lock_key_behind() {
     }
     // and the dead index entries block nobody
     lock_once(&tree, &["A"]).await;
-}
-
-#[tokio::test]
-async fn memory_nodes_cannot_run_the_tree_script_and_say_so() {
-    let nodes = MemoryNode::cluster(3)
-        .into_iter()
-        .map(|m| Arc::new(m) as Arc<dyn Node>)
-        .collect();
-    let redlock = Redlock::from_nodes(nodes, LockOptions::new()).expect("redlock");
-    let tree = TreeLock::new(&redlock, "memory").expect("tree");
-    let error = tree
-        .lock_with(["A"], &TreeLockOptions::new().max_attempts(Some(1)))
-        .await
-        .expect_err("memory nodes run no Lua");
-    assert!(
-        matches!(error, TreeError::Lock(Error::NoQuorum { .. })),
-        "{error}"
-    );
-    assert!(
-        error
-            .to_string()
-            .contains("cannot run script `tree_acquire`"),
-        "{error}"
-    );
 }
 
 #[tokio::test]
