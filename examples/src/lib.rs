@@ -3,17 +3,17 @@
 use std::error::Error;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use quorate_redlock::Redlock;
+use std::sync::Arc;
+
+use quorate_redlock::{LockOptions, MemoryNode, Node, Redlock};
 use quorate_testkit::{redis_server_available, Cluster};
 
-/// Real nodes for an example, in order of preference:
+/// The nodes of an example, in order of preference:
 /// 1. `QUORATE_NODES=redis://h1:p1,redis://h2:p2,...` (e.g. the docker/ compose file);
 /// 2. 5 local `redis-server` processes started through the test kit (returned, so that they
-///    live until the caller drops them).
-///
-/// Fails with a clear message when neither is available: the script-based primitives (pool,
-/// tree, spinlock) need servers that run Lua, so there is no in-memory fallback.
-pub async fn real_nodes() -> Result<(Redlock, Option<Cluster>), Box<dyn Error>> {
+///    live until the caller drops them);
+/// 3. 5 in-memory nodes, when redis-server is not installed (said so on screen).
+pub async fn example_nodes() -> Result<(Redlock, Option<Cluster>), Box<dyn Error>> {
     if let Ok(list) = std::env::var("QUORATE_NODES") {
         if !list.trim().is_empty() {
             let urls: Vec<&str> = list.split(',').map(str::trim).collect();
@@ -22,11 +22,15 @@ pub async fn real_nodes() -> Result<(Redlock, Option<Cluster>), Box<dyn Error>> 
         }
     }
     if !redis_server_available() {
-        return Err(
-            "redis-server not found: install it (apt-get install redis-server) or set \
-                    QUORATE_NODES; this example needs servers that run Lua scripts"
-                .into(),
+        println!(
+            "redis-server not found: running on 5 IN-MEMORY nodes instead \
+             (install redis-server, or set QUORATE_NODES, for real servers)"
         );
+        let nodes = MemoryNode::cluster(5)
+            .into_iter()
+            .map(|m| Arc::new(m) as Arc<dyn Node>)
+            .collect();
+        return Ok((Redlock::from_nodes(nodes, LockOptions::new())?, None));
     }
     let cluster = Cluster::start(5).await?;
     println!(

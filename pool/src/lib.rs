@@ -27,10 +27,12 @@
 //! need. Each granted candidate is then an ordinary quorate-redlock lease:
 //! extension, auto-extension and the lost signal are the mutex's.
 //!
-//! Needs nodes that run Lua scripts: real Redis-protocol servers, not
-//! [`MemoryNode`](quorate_redlock::MemoryNode). Pool waiters poll (the
-//! retry delay, cut short by the holders' ttls); they are not woken by
-//! release announcements as mutex waiters are.
+//! Runs on Redis-protocol servers (Lua scripts in `scripts/`) and on
+//! [`MemoryNode`](quorate_redlock::MemoryNode)s, which run each script's
+//! native twin (the same test scenarios run on both). Waiters are woken by
+//! release announcements of the candidates and otherwise poll (the retry
+//! delay, cut short by the holders' ttls); the tasks of one process making
+//! the same request take turns.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -29,8 +29,9 @@ const ROUNDS: Rounds = Rounds {
 /// `quorate:pool:{<name>}:<key>`, so pools with different names never share
 /// a resource and all keys of one pool share a Redis Cluster slot.
 ///
-/// Needs nodes that run Lua (real servers; not
-/// [`MemoryNode`](quorate_redlock::MemoryNode)).
+/// Runs on real servers (Lua scripts) and on
+/// [`MemoryNode`](quorate_redlock::MemoryNode)s (the scripts' native twins,
+/// tested against the same scenarios).
 ///
 /// ```no_run
 /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_pool::PoolError> {

@@ -22,9 +22,9 @@
 //!   `renew`, `release`; no-expiry locks only with [`Expiry::Never`].
 //! - tracing spans (`quorate.spinlock.*`) and [`metrics`] (`quorate_spinlock_*`).
 //!
-//! `locked` and `compute_once` run Lua scripts (in `scripts/`), so they need
-//! real Redis-protocol servers: redlock's in-memory nodes run no Lua and
-//! answer them with an error.
+//! `locked` and `compute_once` run Lua scripts (in `scripts/`) on
+//! Redis-protocol servers, and their native twins on redlock's in-memory
+//! nodes.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

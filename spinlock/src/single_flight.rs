@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use quorate_redlock::quorum::Reply;
-use quorate_redlock::{Error, LockGuard, NodeOutcome, NodeScript, ScriptValue};
+use quorate_redlock::{Error, LockGuard, MemoryStore, NodeOutcome, NodeScript, ScriptValue};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -16,11 +16,45 @@ use crate::spinlock::Spinlock;
 static GET_RESULT: NodeScript = NodeScript::new(
     "spinlock_get_result",
     include_str!("../scripts/get_result.lua"),
-);
+)
+.emulated(get_result_in_memory);
 static STORE_RESULT: NodeScript = NodeScript::new(
     "spinlock_store_result",
     include_str!("../scripts/store_result.lua"),
-);
+)
+.emulated(store_result_in_memory);
+
+/// `get_result.lua` on a memory node.
+fn get_result_in_memory(
+    store: &mut MemoryStore,
+    keys: &[String],
+    _args: &[Vec<u8>],
+) -> Result<ScriptValue, String> {
+    let key = keys.first().ok_or("no key")?;
+    Ok(store
+        .get(key)
+        .map_or(ScriptValue::Nil, |v| ScriptValue::Bytes(v.to_vec())))
+}
+
+/// `store_result.lua` on a memory node.
+fn store_result_in_memory(
+    store: &mut MemoryStore,
+    keys: &[String],
+    args: &[Vec<u8>],
+) -> Result<ScriptValue, String> {
+    let key = keys.first().ok_or("no key")?;
+    let (value, expiry) = match args {
+        [value, expiry, ..] => (value, expiry),
+        _ => return Err("too few arguments".into()),
+    };
+    let ms: u64 = std::str::from_utf8(expiry)
+        .ok()
+        .and_then(|e| e.parse().ok())
+        .ok_or("expiry is not a number")?;
+    let ttl = (ms != 0).then(|| std::time::Duration::from_millis(ms));
+    store.set(key, value, ttl);
+    Ok(ScriptValue::Int(1))
+}
 
 impl Spinlock {
     /// The result for `key`: the stored one if a computation already

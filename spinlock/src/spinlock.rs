@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quorate_redlock::{
-    Error, LockGuard, NodeOutcome, NodeReport, NodeScript, Outcomes, Redlock, ReleaseWatch,
+    Error, LockGuard, MemoryStore, NodeOutcome, NodeReport, NodeScript, Outcomes, Redlock,
+    ReleaseWatch, ScriptValue,
 };
 use rand::Rng;
 use tokio::time::Instant;
@@ -22,14 +23,25 @@ use crate::scheme::{DefaultScheme, Scheme};
 static LOCK_STATE: NodeScript = NodeScript::new(
     "spinlock_lock_state",
     include_str!("../scripts/lock_state.lua"),
-);
+)
+.emulated(lock_state_in_memory);
+
+/// `lock_state.lua` on a memory node.
+fn lock_state_in_memory(
+    store: &mut MemoryStore,
+    keys: &[String],
+    _args: &[Vec<u8>],
+) -> Result<ScriptValue, String> {
+    let key = keys.first().ok_or("no key")?;
+    Ok(ScriptValue::Int(store.pttl(key)))
+}
 
 /// Bounded-retry locks and distributed single-flight over the nodes of a
 /// [`Redlock`]. Cheap to clone.
 ///
-/// Every script-based call (`locked`, `compute_once`) needs real
-/// Redis-protocol servers: redlock's `MemoryNode` runs no Lua, and answers
-/// such calls with an error naming the script.
+/// The script-based calls (`locked`, `compute_once`) run Lua on
+/// Redis-protocol servers and the scripts' native twins on redlock's
+/// `MemoryNode`s.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -75,10 +75,9 @@ async fn once(
         .expect("compute_once")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_concurrent_callers_compute_once() {
-    let cluster = cluster().await;
-    let spin = spin(&cluster, SpinOptions::new().tries(20).sleep(ms(100))).await;
+/// 20 callers start `compute_once("report")` together: all get the one
+/// computation's result, which ran exactly once.
+async fn twenty_callers_get_one_computation(spin: &Spinlock) {
     let runs = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(Barrier::new(20));
     let callers: Vec<_> = (0..20)
@@ -101,6 +100,13 @@ async fn twenty_concurrent_callers_compute_once() {
         assert_eq!(result.expect("result"), b"the report");
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1, "computed more than once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_callers_compute_once() {
+    let cluster = cluster().await;
+    let spin = spin(&cluster, SpinOptions::new().tries(20).sleep(ms(100))).await;
+    twenty_callers_get_one_computation(&spin).await;
     // stored with the tag on a majority, with an expiry; the lock is gone
     let result_key = spin.result_key("report");
     let mut stored = 0;
@@ -659,4 +665,79 @@ fn futures_are_send(spin: Spinlock, mut lock: quorate_spinlock::Lock) {
     send(lock.locked());
     send(lock.renew());
     send(lock.release());
+}
+
+/// A spinlock on 5 memory nodes, which run the scripts' native twins.
+fn memory_spin(options: SpinOptions) -> (Vec<quorate_redlock::MemoryNode>, Spinlock) {
+    let nodes = quorate_redlock::MemoryNode::cluster(5);
+    let dyn_nodes = nodes
+        .iter()
+        .map(|m| Arc::new(m.clone()) as Arc<dyn quorate_redlock::Node>)
+        .collect();
+    let redlock =
+        Redlock::from_nodes(dyn_nodes, quorate_redlock::LockOptions::new()).expect("redlock");
+    (nodes, Spinlock::new(&redlock, options).expect("options"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_twenty_concurrent_callers_compute_once() {
+    let (nodes, spin) = memory_spin(SpinOptions::new().tries(20).sleep(ms(100)));
+    twenty_callers_get_one_computation(&spin).await;
+    let result_key = spin.result_key("report");
+    let stored = nodes
+        .iter()
+        .filter(|n| n.ttl(&result_key).is_some())
+        .count();
+    assert!(stored >= 3, "stored on {stored} nodes");
+    assert!(!spin.locked("report").await.expect("locked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_results_expire_and_errors_are_not_cached() {
+    let options = SpinOptions::new()
+        .tries(5)
+        .sleep(ms(100))
+        .result_expiry(Expiry::After(ms(400)));
+    let (nodes, spin) = memory_spin(options);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let failing = || std::future::ready(Err::<Vec<u8>, _>("database down".to_owned()));
+    assert!(matches!(
+        spin.compute_once("daily", failing).await,
+        Err(ComputeError::Compute(_))
+    ));
+    let result_key = spin.result_key("daily");
+    assert!(
+        nodes.iter().all(|n| n.ttl(&result_key).is_none()),
+        "an error was stored"
+    );
+    assert_eq!(once(&spin, "daily", &runs, b"v1").await, b"v1");
+    assert_eq!(once(&spin, "daily", &runs, b"v2").await, b"v1");
+    assert!(nodes
+        .iter()
+        .all(|n| n.ttl(&result_key).is_some_and(|t| t <= ms(400))));
+    tokio::time::sleep(ms(450)).await; // the expiry itself is what is tested
+    assert_eq!(once(&spin, "daily", &runs, b"v3").await, b"v3");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_locked_and_fail_if_held_agree_with_the_servers() {
+    let (nodes, spin) = memory_spin(SpinOptions::new().tries(3).sleep(ms(20)));
+    let guard = spin.acquire("printer").await.expect("acquire");
+    assert!(spin.locked("printer").await.expect("locked"));
+    match spin.try_acquire("printer").await {
+        Err(SpinError::Held { remaining, .. }) => assert!(remaining.is_some()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        guard.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    assert!(!spin.locked("printer").await.expect("locked"));
+    // two of five nodes down: still a quorum
+    nodes[0].set_down(true);
+    nodes[1].set_down(true);
+    let guard = spin.acquire("printer").await.expect("acquire with 2 down");
+    assert!(spin.locked("printer").await.expect("locked"));
+    drop(guard);
 }

@@ -47,7 +47,8 @@
 //! - [`metrics`]: the `quorate_tree_*` metric names.
 //!
 //! Requirements: servers that run Lua with `HRANDFIELD` (Redis ≥ 6.2,
-//! Valkey); [`MemoryNode`](quorate_redlock::MemoryNode) cannot run scripts.
+//! Valkey), or [`MemoryNode`](quorate_redlock::MemoryNode)s, which run the
+//! script's native twin.
 //! All keys of a tree share the hash tag `{<escaped tree name>}`, so on a
 //! Redis Cluster node they live in one slot (the script also reads
 //! descendants' lock keys found in an index: same slot, not listed in

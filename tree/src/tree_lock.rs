@@ -25,9 +25,9 @@ use crate::retry;
 /// in one atomic script (checks and sets), and a lock is granted when a
 /// majority granted it in time, as with quorate-redlock's mutex.
 ///
-/// Needs servers that run Lua (Redis ≥ 6.2, Valkey):
-/// [`MemoryNode`](quorate_redlock::MemoryNode)s cannot, and their rounds
-/// fail with an error naming the script. Cheap to clone.
+/// Needs servers that run Lua (Redis ≥ 6.2, Valkey), or
+/// [`MemoryNode`](quorate_redlock::MemoryNode)s (they run the script's
+/// native twin). Cheap to clone.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -18,7 +18,7 @@ struct Device {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let (redlock, _servers) = quorate_examples::real_nodes().await?;
+    let (redlock, _servers) = quorate_examples::example_nodes().await?;
     let lab = Pool::new(&redlock, "example-lab")?.with_usage_reporting(true);
     let devices: Vec<Device> = (0..8)
         .map(|i| Device {

@@ -1,7 +1,7 @@
 //! Several workers contend for one lock across 5 nodes; prints who held it
 //! when, then a metrics summary.
 //!
-//! Nodes, in order of preference:
+//! Nodes, in order of preference (`quorate_examples::example_nodes`):
 //! 1. `QUORATE_NODES=redis://h1:p1,redis://h2:p2,...` (e.g. the docker/ compose file);
 //! 2. 5 local `redis-server` processes started through the test kit;
 //! 3. 5 in-memory nodes, when redis-server is not installed (said so on screen).
@@ -9,11 +9,9 @@
 //! Run: `cargo run -p quorate-examples --bin quickstart`
 
 use std::error::Error;
-use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::{LockOptions, MemoryNode, Node, Redlock};
-use quorate_testkit::{redis_server_available, Cluster};
+use quorate_redlock::Redlock;
 use tokio::time::Instant;
 
 const WORKERS: usize = 4;
@@ -24,36 +22,8 @@ const RESOURCE: &str = "quickstart:nightly-report";
 async fn main() -> Result<(), Box<dyn Error>> {
     let snapshotter = quorate_examples::install_recorder()?;
 
-    // Keep the local servers alive until the end of main (killed on drop).
-    let mut _local_servers = None;
-    let redlock = match std::env::var("QUORATE_NODES") {
-        Ok(list) if !list.trim().is_empty() => {
-            let urls: Vec<&str> = list.split(',').map(str::trim).collect();
-            println!("using the {} nodes in QUORATE_NODES", urls.len());
-            Redlock::connect(urls).await?
-        }
-        _ if redis_server_available() => {
-            let cluster = Cluster::start(5).await?;
-            println!(
-                "started 5 local redis-server nodes: {}",
-                cluster.urls().join(" ")
-            );
-            let redlock = Redlock::connect(cluster.urls()).await?;
-            _local_servers = Some(cluster);
-            redlock
-        }
-        _ => {
-            println!(
-                "redis-server not found: running on 5 IN-MEMORY nodes instead \
-                 (install redis-server, or set QUORATE_NODES, for real servers)"
-            );
-            let nodes = MemoryNode::cluster(5)
-                .into_iter()
-                .map(|m| Arc::new(m) as Arc<dyn Node>)
-                .collect();
-            Redlock::from_nodes(nodes, LockOptions::new())?
-        }
-    };
+    // Local servers (if started) live until the end of main (killed on drop).
+    let (redlock, _servers) = quorate_examples::example_nodes().await?;
     println!(
         "{} nodes, quorum {}; {WORKERS} workers × {ROUNDS} turns on `{RESOURCE}`\n",
         redlock.node_names().len(),

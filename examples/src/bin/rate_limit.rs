@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let (redlock, _servers) = quorate_examples::real_nodes().await?;
+    let (redlock, _servers) = quorate_examples::example_nodes().await?;
     let limit = RateLimit::new(
         &redlock,
         "example-partner-api",

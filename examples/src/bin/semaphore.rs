@@ -12,7 +12,7 @@ use quorate_pool::Semaphore;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let (redlock, _servers) = quorate_examples::real_nodes().await?;
+    let (redlock, _servers) = quorate_examples::example_nodes().await?;
     let licences = Semaphore::new(&redlock, "example-encoders", 3)?;
     let running = Arc::new(AtomicUsize::new(0));
     let mut jobs = Vec::new();

@@ -7,8 +7,8 @@
 //! 1. `QUORATE_NODES=redis://h1:p1,redis://h2:p2,...` (e.g. the docker/ compose file);
 //! 2. 5 local `redis-server` processes started through the test kit.
 //!
-//! There is no in-memory fallback: single-flight runs Lua scripts, which the
-//! in-memory nodes cannot run.
+//! Nodes: see `quorate_examples::example_nodes` (QUORATE_NODES, local
+//! redis-server processes, or in-memory nodes).
 //!
 //! Run: `cargo run -p quorate-examples --bin spinlock`
 
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let snapshotter = quorate_examples::install_recorder()?;
 
     // Local servers (if started) live until the end of main (killed on drop).
-    let (redlock, _servers) = quorate_examples::real_nodes().await?;
+    let (redlock, _servers) = quorate_examples::example_nodes().await?;
 
     let options = SpinOptions::new()
         .tries(10)

@@ -6,8 +6,8 @@
 //! 1. `QUORATE_NODES=redis://h1:p1,redis://h2:p2,...` (e.g. the docker/ compose file);
 //! 2. 5 local `redis-server` processes started through the test kit.
 //!
-//! There is no in-memory fallback: tree locks run a Lua script on every
-//! server, which the in-memory nodes cannot.
+//! Nodes: see `quorate_examples::example_nodes` (QUORATE_NODES, local
+//! redis-server processes, or in-memory nodes).
 //!
 //! Run: `cargo run -p quorate-examples --bin tree`
 
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let snapshotter = quorate_examples::install_recorder()?;
 
     // Local servers (if started) live until the end of main (killed on drop).
-    let (redlock, _servers) = quorate_examples::real_nodes().await?;
+    let (redlock, _servers) = quorate_examples::example_nodes().await?;
     let tree = TreeLock::new(&redlock, "datacenter")?;
     println!(
         "{} nodes, quorum {}; tree `{}`\n",
