@@ -134,8 +134,9 @@ impl Undo<'_> {
     }
 
     /// Undoes every key of the attempt and waits until every node answered
-    /// (or the node timeout passed): a failed request holds nothing when
-    /// its error is returned, not merely soon after.
+    /// (a stalled one only briefly, [`Decide::AllWithGrace`]): a failed
+    /// request holds nothing on the live nodes when its error is returned,
+    /// not merely soon after.
     async fn finish(mut self) {
         self.armed = false;
         let nodes = self.redlock.nodes();
@@ -144,7 +145,7 @@ impl Undo<'_> {
             "release",
             nodes,
             self.timeout,
-            Decide::Majority(nodes.len()),
+            Decide::AllWithGrace,
             |_| true,
             |node| node.release(keys, token, None),
         )
@@ -175,10 +176,11 @@ impl Drop for Undo<'_> {
 pub(crate) struct Rounds {
     /// Rounds per attempt: the first, then top-ups of a shortfall.
     pub max: usize,
-    /// Wait for every node's answer (pools: each candidate needs a
-    /// majority of its own, so every answer counts), or decide once a
-    /// majority answered (rate limits: a grant must be seen within the node
-    /// timeout of its round's start, even with a node stalled).
+    /// Wait for every node's answer, with a grace once a majority answered
+    /// (pools: each candidate needs a majority of its own, so every answer
+    /// counts, but a stalled node must not cost every round the node
+    /// timeout), or decide once a majority answered (rate limits: a grant
+    /// must be seen within the node timeout of its round's start).
     pub wait_for_all: bool,
 }
 
@@ -219,7 +221,7 @@ pub(crate) async fn attempt(
     let mut kept: Vec<Option<Lease>> = vec![None; keys.len()];
     let mut last_error = None;
     let decide = if rounds.wait_for_all {
-        Decide::All
+        Decide::AllWithGrace
     } else {
         Decide::Majority(quorum)
     };
@@ -284,7 +286,7 @@ pub(crate) async fn attempt(
         match shortfall(groups, &kept) {
             None => {
                 if kept.iter().flatten().all(Lease::is_valid) {
-                    if !rounds.wait_for_all {
+                    if round.replies.iter().any(|r| matches!(r, Reply::Pending)) {
                         // Nodes that answered after the decision may hold
                         // other candidates for us: give back all we do not keep.
                         let unkept: Vec<String> = (0..n)

@@ -620,3 +620,56 @@ async fn a_release_wakes_a_waiting_pool_request_of_another_client() {
         "woken by polling, not by the release ({hand_off:?})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_node_does_not_cost_each_request_the_node_timeout() {
+    let (cluster, redlock) = cluster().await;
+    let pool = Pool::new(&redlock, "lab").expect("pool");
+    cluster.server(1).pause();
+    // Waiting for every node would cost each round these 5 s.
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(10))
+        .node_timeout(Some(Duration::from_secs(5)));
+    let started = Instant::now();
+    for _ in 0..5 {
+        let grant = pool
+            .acquire_with(
+                vec![Requirement::need(2, devices(4), |d| d.id.clone())],
+                &options,
+            )
+            .await
+            .expect("grant with a node stalled");
+        assert_eq!(
+            grant.release().await.expect("release"),
+            ReleaseOutcome::Released
+        );
+    }
+    // refused requests (every device taken) return as fast
+    let all = pool
+        .acquire_with(
+            vec![Requirement::need(4, devices(4), |d| d.id.clone())],
+            &options,
+        )
+        .await
+        .expect("all four");
+    for _ in 0..5 {
+        let refused = pool
+            .try_acquire(
+                vec![Requirement::need(1, devices(4), |d| d.id.clone())],
+                Duration::from_secs(10),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(PoolError::Unavailable { .. })),
+            "{refused:?}"
+        );
+    }
+    drop(all);
+    let took = started.elapsed();
+    cluster.server(1).resume();
+    println!("11 requests with a node stalled took {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "{took:?}: a round waited for the stalled node"
+    );
+}

@@ -86,6 +86,10 @@ pub enum Decide {
     /// every answer counts (a pool's candidates need a majority each, so
     /// the first majority to answer is not enough to count them).
     All,
+    /// As [`All`](Self::All), but once a majority has answered, the others
+    /// get only as long again as that took (plus 1 ms): a stalled node then
+    /// costs a round about one round trip, not the node timeout.
+    AllWithGrace,
 }
 
 impl Decide {
@@ -93,7 +97,7 @@ impl Decide {
         match self {
             Decide::Majority(quorum) => successes >= quorum || failures > n - quorum,
             Decide::Sent => true,
-            Decide::All => successes + failures >= n,
+            Decide::All | Decide::AllWithGrace => successes + failures >= n,
         }
     }
 }
@@ -114,6 +118,7 @@ pub async fn round<T: Send + 'static>(
     call: impl Fn(&dyn Node) -> NodeFuture<T>,
 ) -> Round<T> {
     let n = nodes.len();
+    let started = Instant::now();
     let requests = nodes.iter().enumerate().map(|(i, node)| {
         let request = call(node.as_ref());
         let name = node.name().to_owned();
@@ -146,13 +151,25 @@ pub async fn round<T: Send + 'static>(
     let mut replies: Vec<Reply<T>> = (0..n).map(|_| Reply::Pending).collect();
     let (mut successes, mut failures) = (0, 0);
     let mut answered = answered.into_iter();
+    let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         if decide.decided(n, successes, failures) {
             break;
         }
-        let next = match answered.next() {
-            Some(answer) => Some(answer),
-            None => pending.next().await,
+        if matches!(decide, Decide::AllWithGrace)
+            && grace.is_none()
+            && successes + failures >= majority(n)
+        {
+            let wait = started.elapsed() + Duration::from_millis(1);
+            grace = Some(Box::pin(tokio::time::sleep(wait)));
+        }
+        let next = match (answered.next(), grace.as_mut()) {
+            (Some(answer), _) => Some(answer),
+            (None, None) => pending.next().await,
+            (None, Some(grace)) => tokio::select! {
+                answer = pending.next() => answer,
+                () = grace => break,
+            },
         };
         let Some((i, result)) = next else {
             break;
@@ -201,6 +218,41 @@ mod tests {
         assert_eq!(majority(3), 2);
         assert_eq!(majority(4), 3);
         assert_eq!(majority(5), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn all_waits_for_every_node_and_all_with_grace_only_briefly_after_a_majority() {
+        let memory = MemoryNode::cluster(5);
+        for (i, node) in memory.iter().enumerate() {
+            node.set_latency(Duration::from_millis(10 * (i as u64 + 1)));
+        }
+        memory[4].set_stalled(true);
+        let nodes = nodes(&memory);
+        let keys = vec!["k".to_owned()];
+        let timeout = Duration::from_secs(60);
+        let call = |n: &dyn Node| n.extend(&keys, "t", Duration::from_secs(1));
+
+        let started = Instant::now();
+        let all = round("extend", &nodes, timeout, Decide::All, |_| true, call).await;
+        assert_eq!(started.elapsed(), timeout, "All waits out the stalled node");
+        assert_eq!(all.answered(), 4);
+        assert!(matches!(all.replies[4], Reply::TimedOut));
+
+        // a majority answered after 30 ms: the rest get 31 ms more, so the
+        // node answering at 40 ms counts and the stalled one does not
+        let started = Instant::now();
+        let graced = round(
+            "extend",
+            &nodes,
+            timeout,
+            Decide::AllWithGrace,
+            |_| true,
+            call,
+        )
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_millis(61));
+        assert_eq!(graced.answered(), 4);
+        assert!(matches!(graced.replies[4], Reply::Pending));
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use quorate_redlock::quorum::{self, Decide, Reply};
 use quorate_redlock::{
     Error, LockGuard, MemoryStore, NodeOutcome, NodeReport, NodeScript, Outcomes, Redlock,
     ReleaseWatch, ScriptValue,
@@ -207,21 +208,26 @@ impl Spinlock {
     }
 
     pub(crate) async fn locked_key(&self, lock_key: &str) -> Result<bool, SpinError> {
-        // Every node's answer (each bounded by the node timeout), not just the
-        // first majority's: "held", "free" and "cannot tell" need them all.
+        // Every node's answer (each bounded by the node timeout, a stalled
+        // one only briefly once a majority answered), not just the first
+        // majority's: "held", "free" and "cannot tell" need them all.
         let timeout = self.options.effective_node_timeout();
         let nodes = self.redlock.nodes();
-        let answers = futures::future::join_all(nodes.iter().map(|node| {
-            let call = node.eval(&LOCK_STATE, vec![lock_key.to_owned()], vec![]);
-            tokio::time::timeout(timeout, call)
-        }))
+        let round = quorum::round(
+            LOCK_STATE.name(),
+            nodes,
+            timeout,
+            Decide::AllWithGrace,
+            |_| true,
+            |node| node.eval(&LOCK_STATE, vec![lock_key.to_owned()], vec![]),
+        )
         .await;
         let quorum = self.redlock.quorum();
         let mut held = 0;
         let mut reports = Vec::new();
-        for (node, answer) in nodes.iter().zip(answers) {
+        for (node, answer) in nodes.iter().zip(round.replies) {
             let outcome = match answer {
-                Ok(Ok(pttl)) if pttl.as_int().is_some_and(|t| t != -2) => {
+                Reply::Answered(pttl) if pttl.as_int().is_some_and(|t| t != -2) => {
                     held += 1;
                     NodeOutcome::Taken {
                         resource: lock_key.to_owned(),
@@ -231,9 +237,10 @@ impl Spinlock {
                             .map(Duration::from_millis),
                     }
                 }
-                Ok(Ok(_)) => NodeOutcome::NotHeld,
-                Ok(Err(error)) => NodeOutcome::Error(error.0),
-                Err(_elapsed) => NodeOutcome::TimedOut,
+                Reply::Answered(_) => NodeOutcome::NotHeld,
+                Reply::Failed(error) => NodeOutcome::Error(error),
+                Reply::TimedOut => NodeOutcome::TimedOut,
+                Reply::Pending => NodeOutcome::Pending,
             };
             reports.push(NodeReport {
                 node: node.name().to_owned(),
@@ -241,7 +248,15 @@ impl Spinlock {
             });
         }
         let outcomes = Outcomes(reports);
-        let failed = outcomes.failed_nodes().len();
+        // failed, timed out, or cut off by the grace: no answer either way
+        let failed = outcomes
+            .nodes_where(|o| {
+                matches!(
+                    o,
+                    NodeOutcome::Error(_) | NodeOutcome::TimedOut | NodeOutcome::Pending
+                )
+            })
+            .len();
         if held < quorum && failed > nodes.len() - quorum {
             return Err(SpinError::Lock(Error::NoQuorum {
                 granted: nodes.len() - failed,
