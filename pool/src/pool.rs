@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::future::{join_all, select_all};
 use quorate_redlock::{Error, LockGuard, LockOptions, Redlock, ReleaseOutcome};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::allocate::{groups, Rounds};
 use crate::error::{PoolError, RequestError};
@@ -197,6 +198,11 @@ impl Pool {
                 tags: None,
             })
             .collect();
+        let span = tracing::debug_span!(
+            "quorate.pool.acquire",
+            pool = %self.name,
+            requirements = prefixed.len()
+        );
         let result = retry::acquire(
             &self.redlock,
             &self.queues,
@@ -205,6 +211,7 @@ impl Pool {
             ROUNDS,
             Pause::Poll,
         )
+        .instrument(span)
         .await;
         let outcome = if result.is_ok() { "granted" } else { "failed" };
         metrics::counter!("quorate_pool_grants_total", "pool" => self.name.to_string(),

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use quorate_redlock::{drift_for, LockOptions, Redlock};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::allocate::{Group, Rounds};
 use crate::error::{PoolError, RequestError};
@@ -157,6 +158,8 @@ impl RateLimit {
         let started = Instant::now();
         let node_timeout = options.effective_node_timeout();
         loop {
+            let span =
+                tracing::debug_span!("quorate.rate_limit.acquire", limit = %self.pool.name());
             let (allocation, _) = retry::acquire(
                 self.pool.redlock(),
                 self.pool.queues(),
@@ -165,6 +168,7 @@ impl RateLimit {
                 ROUNDS,
                 Pause::UntilExpiry,
             )
+            .instrument(span)
             .await?;
             // A grant seen later than its round's node timeout could come
             // less than a window before the slot's next grant: give it back.
