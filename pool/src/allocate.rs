@@ -209,7 +209,8 @@ pub(crate) async fn attempt(
     };
     let mut args: Vec<Vec<u8>> = vec![
         hex.clone().into_bytes(),
-        ttl.as_millis().max(1).to_string().into_bytes(),
+        // whole ms, rounded up as the mutex does: never shorter than the lease
+        ttl.as_nanos().div_ceil(1_000_000).to_string().into_bytes(),
         groups.len().to_string().into_bytes(),
     ];
     for g in groups {
