@@ -192,8 +192,12 @@ async fn fences_increase_while_a_minority_is_killed_and_restarted() {
     };
     let mut cluster = Cluster::start_with(5, options).await.expect("cluster");
     let urls = cluster.urls();
+    // fsync on every write makes these nodes slow on a loaded machine: a
+    // 50 ms node timeout (the default for this ttl) once timed out two live
+    // nodes in a release, failing it for lack of quorum.
     let lock_options = LockOptions::new()
         .ttl(Duration::from_secs(5))
+        .node_timeout(Some(Duration::from_millis(500)))
         .acquire_timeout(Some(Duration::from_secs(60)))
         .fencing(true);
     let run = tokio::spawn(contended_run(urls, 4, 2, 60, lock_options));
