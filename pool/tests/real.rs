@@ -385,12 +385,9 @@ async fn all_or_nothing(backend: Backend) {
         other => panic!("unexpected {other}"),
     }
     assert!(error.to_string().contains("printer"), "{error}");
-    // nothing of the request is left on any node: only the printer
-    let left = backend.pool_keys().await;
-    assert!(
-        left.iter().all(|k| k.ends_with(":printer")),
-        "left behind: {left:?}"
-    );
+    // nothing of the request is left on any node: only the printer (a node
+    // slower than the cleanup's grace may take a moment longer)
+    assert_pool_keys_vanish(&backend, |k| k.ends_with(":printer")).await;
     printer.release().await.expect("release");
 }
 
@@ -448,7 +445,8 @@ async fn values_and_usage(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_extension_keeps_a_grant_past_its_ttl_and_release_stops_it() {
-    let (cluster, redlock) = cluster().await;
+    let backend = Backend::real().await;
+    let redlock = backend.client().await;
     let pool = Pool::new(&redlock, "lab").expect("pool");
     let options = LockOptions::new()
         .ttl(Duration::from_millis(300))
@@ -473,7 +471,8 @@ async fn auto_extension_keeps_a_grant_past_its_ttl_and_release_stops_it() {
         grant.release().await.expect("release"),
         ReleaseOutcome::Released
     );
-    assert!(keys_on_nodes(&cluster, "quorate:pool:*").await.is_empty());
+    // a release returns at a majority; the other nodes follow at once
+    assert_pool_keys_vanish(&backend, |_| false).await;
 }
 
 on_both_backends!(
@@ -493,14 +492,24 @@ async fn cancelled_acquire(backend: Backend) {
         // cancelled as soon as it has sent its first round
         let _ = tokio::time::timeout(Duration::from_micros(300), acquire).await;
     }
+    assert_pool_keys_vanish(&backend, |_| false).await;
+}
+
+/// Waits (up to 2 s) until no pool key but those `kept` is left on any node.
+async fn assert_pool_keys_vanish(backend: &Backend, kept: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let left = backend.pool_keys().await;
+        let left: Vec<String> = backend
+            .pool_keys()
+            .await
+            .into_iter()
+            .filter(|k| !kept(k))
+            .collect();
         if left.is_empty() {
             break;
         }
         assert!(Instant::now() < deadline, "left behind: {left:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
