@@ -151,6 +151,30 @@ fn figures_key(pool: &str, tag: &str, value: &str) -> String {
 /// One event's figures, as (tag, value, field, amount).
 type Figures = Vec<(String, String, &'static str, u64)>;
 
+/// An event with a count and a time: its figure fields and metric names.
+#[derive(Clone, Copy)]
+struct Timed {
+    count_field: &'static str,
+    time_field: &'static str,
+    counter: &'static str,
+    histogram: &'static str,
+}
+
+impl Timed {
+    const ACQUIRED: Timed = Timed {
+        count_field: "acquisitions",
+        time_field: "acquire_wait_us",
+        counter: "quorate_pool_acquisitions_total",
+        histogram: "quorate_pool_wait_seconds",
+    };
+    const RELEASED: Timed = Timed {
+        count_field: "releases",
+        time_field: "hold_us",
+        counter: "quorate_pool_releases_total",
+        histogram: "quorate_pool_hold_seconds",
+    };
+}
+
 impl Usage {
     /// The usage of pool `pool` on `redlock`'s nodes.
     pub fn new(redlock: &Redlock, pool: &str) -> Self {
@@ -265,41 +289,38 @@ impl Usage {
         let distinct: BTreeSet<&(String, String)> = candidates.iter().flatten().collect();
         for (tag, value) in distinct {
             figures.push((tag.clone(), value.clone(), "requests", 1));
-            metrics::counter!("quorate_pool_requests_total", "pool" => self.pool.to_string(),
-                "tag" => tag.clone(), "value" => value.clone())
-            .increment(1);
+            metrics::counter!("quorate_pool_requests_total", &self.labels(tag, value)).increment(1);
         }
-        let wait_us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
-        for (tag, value) in granted.iter().flatten() {
-            figures.push((tag.clone(), value.clone(), "acquisitions", 1));
-            figures.push((tag.clone(), value.clone(), "acquire_wait_us", wait_us));
-            let labels = [
-                ("pool", self.pool.to_string()),
-                ("tag", tag.clone()),
-                ("value", value.clone()),
-            ];
-            metrics::counter!("quorate_pool_acquisitions_total", &labels).increment(1);
-            metrics::histogram!("quorate_pool_wait_seconds", &labels).record(wait.as_secs_f64());
-        }
+        self.add_timed(&mut figures, granted, Timed::ACQUIRED, wait);
         self.write(figures).await;
     }
 
     /// A release: `releases` +1 and the hold time for every held tag value.
     pub(crate) async fn record_release(&self, held: &[Tags], hold: Duration) {
-        let hold_us = u64::try_from(hold.as_micros()).unwrap_or(u64::MAX);
         let mut figures: Figures = Vec::new();
-        for (tag, value) in held.iter().flatten() {
-            figures.push((tag.clone(), value.clone(), "releases", 1));
-            figures.push((tag.clone(), value.clone(), "hold_us", hold_us));
-            let labels = [
-                ("pool", self.pool.to_string()),
-                ("tag", tag.clone()),
-                ("value", value.clone()),
-            ];
-            metrics::counter!("quorate_pool_releases_total", &labels).increment(1);
-            metrics::histogram!("quorate_pool_hold_seconds", &labels).record(hold.as_secs_f64());
-        }
+        self.add_timed(&mut figures, held, Timed::RELEASED, hold);
         self.write(figures).await;
+    }
+
+    /// For every tag value of `tags`: the event's count +1 and `time` added,
+    /// to the figures and to the metrics.
+    fn add_timed(&self, figures: &mut Figures, tags: &[Tags], event: Timed, time: Duration) {
+        let micros = u64::try_from(time.as_micros()).unwrap_or(u64::MAX);
+        for (tag, value) in tags.iter().flatten() {
+            figures.push((tag.clone(), value.clone(), event.count_field, 1));
+            figures.push((tag.clone(), value.clone(), event.time_field, micros));
+            let labels = self.labels(tag, value);
+            metrics::counter!(event.counter, &labels).increment(1);
+            metrics::histogram!(event.histogram, &labels).record(time.as_secs_f64());
+        }
+    }
+
+    fn labels(&self, tag: &str, value: &str) -> [(&'static str, String); 3] {
+        [
+            ("pool", self.pool.to_string()),
+            ("tag", tag.to_owned()),
+            ("value", value.to_owned()),
+        ]
     }
 
     /// Sends the figures to every node, returning once a majority took them
