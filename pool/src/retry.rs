@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use quorate_redlock::{LockOptions, Redlock, ReleaseWatch, Token};
-use rand::Rng;
+use quorate_redlock::{random_pause, LockOptions, Redlock, ReleaseWatch, Token};
 use tokio::time::Instant;
 
 use crate::allocate::{self, Allocation, Group, Rounds};
@@ -23,16 +22,9 @@ pub(crate) enum Pause {
     UntilExpiry,
 }
 
-fn random_up_to(max: Duration) -> Duration {
-    if max.is_zero() {
-        return Duration::ZERO;
-    }
-    rand::rng().random_range(Duration::ZERO..=max)
-}
-
 fn pause(error: &PoolError, options: &LockOptions, mode: Pause) -> Duration {
-    let polled = options.get_retry_delay() + random_up_to(options.get_retry_jitter());
-    let spread = random_up_to(Duration::from_millis(2));
+    let polled = options.get_retry_delay() + random_pause(options.get_retry_jitter());
+    let spread = random_pause(Duration::from_millis(2));
     match (error.retry_after(), mode) {
         (Some(free), Pause::Poll) => polled.min(free + spread),
         (Some(free), Pause::UntilExpiry) => free + spread,
@@ -58,11 +50,11 @@ pub(crate) async fn acquire(
     let deadline = options.get_acquire_timeout().map(|t| Instant::now() + t);
     // A single try does not queue; a waiter that runs out of time in the
     // queue still makes one attempt, so that it returns the servers' answer.
+    let keys: Vec<String> = groups().into_iter().flat_map(|g| g.keys).collect();
     let _turn = match options.get_max_attempts() {
         Some(1) => None,
         _ => {
-            let keys = groups().into_iter().flat_map(|g| g.keys).collect();
-            let queue = queues.queue(keys);
+            let queue = queues.queue(keys.clone());
             match deadline {
                 Some(d) => tokio::time::timeout_at(d, queue.lock_owned()).await.ok(),
                 None => Some(queue.lock_owned().await),
@@ -99,7 +91,6 @@ pub(crate) async fn acquire(
         if watch.is_none() {
             // Subscribe, then retry at once: a release may have come
             // between the attempt and the subscription.
-            let keys: Vec<String> = groups().into_iter().flat_map(|g| g.keys).collect();
             let timeout = options.effective_node_timeout();
             watch = Some(redlock.watch_releases(&keys, timeout).await);
             continue;
@@ -109,7 +100,7 @@ pub(crate) async fn acquire(
                 () = tokio::time::sleep_until(wake) => {}
                 _ = watch.released() => {
                     // Every waiter hears the release: spread their retries.
-                    tokio::time::sleep(random_up_to(Duration::from_millis(2))).await;
+                    tokio::time::sleep(random_pause(Duration::from_millis(2))).await;
                 }
             }
         }

@@ -49,6 +49,7 @@ pub mod metrics;
 mod mutex;
 mod notify;
 mod options;
+mod pause;
 pub mod quorum;
 mod watchdog;
 
@@ -63,6 +64,7 @@ pub use guard::{LockGuard, ReleaseOutcome};
 pub use lease::{drift_for, Lease, Token, DRIFT_FLOOR};
 pub use mutex::{Redlock, RedlockBuilder};
 pub use options::{LockOptions, MAX_TTL};
+pub use pause::{random_pause, SPLIT_SPREAD};
 
 /// fred, re-exported so callers build clients with the same version.
 pub use fred;

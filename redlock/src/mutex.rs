@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -18,6 +17,7 @@ use crate::local_queue::LocalQueue;
 use crate::metrics;
 use crate::notify::{Notifier, Watch};
 use crate::options::LockOptions;
+use crate::pause::wake_spread;
 use crate::quorum::{self, Decide, Round};
 use crate::watchdog::Watchdog;
 
@@ -356,7 +356,7 @@ impl Redlock {
                 }
                 continue;
             }
-            let wake = Instant::now() + retry_delay(options, &error);
+            let wake = Instant::now() + options.retry_pause(error.outcomes());
             let until = deadline.map_or(wake, |d| d.min(wake));
             let sleep = tokio::time::sleep_until(until);
             match watch.as_mut() {
@@ -427,58 +427,6 @@ where
         }
     }
     Ok(keys.into())
-}
-
-/// The longest random pause after a split vote or a release announcement.
-/// Contenders that woke together spread out over it, so the first one
-/// usually takes every node before the others ask (a round trip on a LAN is
-/// well under a millisecond).
-const SPREAD: Duration = Duration::from_millis(4);
-
-/// A uniform random duration in `0..=max`.
-fn random_up_to(max: Duration) -> Duration {
-    if max.is_zero() {
-        Duration::ZERO
-    } else {
-        rand::rng().random_range(Duration::ZERO..=max)
-    }
-}
-
-/// The pause after a release announcement, before the next round.
-fn wake_spread(options: &LockOptions) -> Duration {
-    random_up_to(options.get_retry_jitter().min(SPREAD))
-}
-
-/// The pause before the next round: the base delay plus uniform jitter, cut
-/// short when the holder's lock expires sooner. After a split vote (we were
-/// granted some nodes, a competitor others, nobody a majority; both undo)
-/// nobody will announce a release, so only a short random spread is waited.
-fn retry_delay(options: &LockOptions, error: &Error) -> Duration {
-    let split = error.outcomes().is_some_and(|o| {
-        !o.nodes_where(|n| *n == crate::NodeOutcome::Granted)
-            .is_empty()
-            && !o
-                .nodes_where(|n| matches!(n, crate::NodeOutcome::Taken { .. }))
-                .is_empty()
-    });
-    if split {
-        return random_up_to(options.get_retry_jitter().min(SPREAD));
-    }
-    let delay = options.get_retry_delay() + random_up_to(options.get_retry_jitter());
-    let holder_expires = error.outcomes().and_then(|o| {
-        o.0.iter()
-            .filter_map(|r| match r.outcome {
-                crate::NodeOutcome::Taken { remaining, .. } => remaining,
-                _ => None,
-            })
-            .max()
-    });
-    match holder_expires {
-        // The lock is free once a majority expired; the longest of the
-        // reported ttls is a safe upper bound on that.
-        Some(expires) => delay.min(expires + Duration::from_millis(1)),
-        None => delay,
-    }
 }
 
 /// Builds a [`Redlock`] from URLs, own fred clients and custom nodes, in
@@ -627,54 +575,5 @@ mod tests {
             validate_resources(["a", "b"]).ok().map(|k| k.len()),
             Some(2)
         );
-    }
-
-    #[test]
-    fn retry_delay_is_cut_by_the_holders_ttl() {
-        let options = LockOptions::new()
-            .retry_delay(Duration::from_millis(100))
-            .retry_jitter(Duration::ZERO);
-        let taken = |ms| crate::error::NodeReport {
-            node: "n".into(),
-            outcome: crate::NodeOutcome::Taken {
-                resource: "r".into(),
-                remaining: Some(Duration::from_millis(ms)),
-            },
-        };
-        let error = Error::Taken {
-            resource: "r".into(),
-            outcomes: crate::Outcomes(vec![taken(3), taken(5)]),
-        };
-        assert_eq!(retry_delay(&options, &error), Duration::from_millis(6));
-        // a split vote: short random spread, not the full delay
-        let split = Error::Taken {
-            resource: "r".into(),
-            outcomes: crate::Outcomes(vec![
-                taken(5000),
-                crate::error::NodeReport {
-                    node: "m".into(),
-                    outcome: crate::NodeOutcome::Granted,
-                },
-            ]),
-        };
-        let jittery = options.clone().retry_jitter(Duration::from_millis(50));
-        for _ in 0..50 {
-            assert!(retry_delay(&jittery, &split) <= SPREAD);
-        }
-        assert_eq!(
-            retry_delay(&options, &Error::Expired),
-            Duration::from_millis(100)
-        );
-    }
-
-    #[test]
-    fn jitter_stays_in_bounds() {
-        let options = LockOptions::new()
-            .retry_delay(Duration::from_millis(10))
-            .retry_jitter(Duration::from_millis(5));
-        for _ in 0..200 {
-            let d = retry_delay(&options, &Error::Expired);
-            assert!(d >= Duration::from_millis(10) && d <= Duration::from_millis(15));
-        }
     }
 }

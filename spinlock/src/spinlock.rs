@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quorate_redlock::quorum::{self, Decide, Reply};
+use quorate_redlock::random_pause;
 use quorate_redlock::{
     Error, LockGuard, MemoryStore, NodeOutcome, NodeReport, NodeScript, Outcomes, Redlock,
     ReleaseWatch, ScriptValue,
 };
-use rand::Rng;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -305,7 +305,7 @@ impl Spinlock {
             if attempt >= tries {
                 return Err(self.gave_up(lock_key, started, last));
             }
-            let pause = self.options.get_sleep() + random_up_to(self.options.get_jitter());
+            let pause = self.options.get_sleep() + random_pause(self.options.get_jitter());
             // The holder's longest remaining time bounds when a majority is free.
             let expiry = match &last {
                 Error::Taken { outcomes, .. } => outcomes
@@ -330,7 +330,7 @@ impl Spinlock {
                     () = tokio::time::sleep_until(until) => {}
                     _ = watch.released() => {
                         // Every spinning waiter hears it: spread their tries.
-                        tokio::time::sleep(random_up_to(Duration::from_millis(4))).await;
+                        tokio::time::sleep(random_pause(Duration::from_millis(4))).await;
                     }
                 }
             }
@@ -371,11 +371,4 @@ fn acquire_outcome(result: &Result<LockGuard, SpinError>) -> &'static str {
         Err(SpinError::TriesExhausted { .. }) => "tries_exhausted",
         Err(_) => "error",
     }
-}
-
-fn random_up_to(max: Duration) -> Duration {
-    if max.is_zero() {
-        return Duration::ZERO;
-    }
-    rand::rng().random_range(Duration::ZERO..=max)
 }

@@ -65,7 +65,6 @@ mod keys;
 pub mod metrics;
 mod options;
 mod path;
-mod retry;
 mod tree_lock;
 
 pub use error::{Conflict, Relation, TreeError};

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::{Error, Lease, Redlock, ReleaseWatch};
+use quorate_redlock::{random_pause, Error, Lease, Redlock, ReleaseWatch, SPLIT_SPREAD};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -15,7 +15,6 @@ use crate::keys::{TreeKeys, MAX_TREE_NAME_LEN};
 use crate::metrics;
 use crate::options::TreeLockOptions;
 use crate::path::{IntoTreePath, PathError, TreePath};
-use crate::retry;
 
 /// Locks on the nodes of one named tree, over a quorum of Redis servers.
 ///
@@ -254,7 +253,7 @@ impl TreeLock {
                     }
                 }
             }
-            let wake = Instant::now() + retry::delay(lock, &error);
+            let wake = Instant::now() + lock.retry_pause(error.outcomes());
             let until = deadline.map_or(wake, |d| d.min(wake));
             match watch.as_mut() {
                 Some((_, watch)) => {
@@ -262,7 +261,7 @@ impl TreeLock {
                         () = tokio::time::sleep_until(until) => {}
                         _ = watch.released() => {
                             // Every waiter hears it: spread their retries.
-                            tokio::time::sleep(retry::random_up_to(retry::SPREAD)).await;
+                            tokio::time::sleep(random_pause(SPLIT_SPREAD)).await;
                         }
                     }
                 }
