@@ -205,6 +205,68 @@ async fn case_fence_counters_only_grow(node: &dyn Node) {
     assert_eq!(acquire(node, &["f3"], "g", TTL).await, GRANTED);
 }
 
+/// Requests made at the same moment (the real node sends them in one batch)
+/// take effect in the order they were made, each with its own answer.
+async fn case_requests_made_together_keep_their_order(node: &dyn Node) {
+    let k = keys(&["together"]);
+    let mut announcements = node.releases();
+    let (a, b, wrong, right, c, undo) = futures::join!(
+        node.acquire(&k, "a", TTL, false),
+        node.acquire(&k, "b", TTL, false),
+        node.release(&k, "b", None),
+        node.release(&k, "a", Some("client-7")),
+        node.acquire(&k, "c", TTL, false),
+        node.release(&k, "c", None),
+    );
+    assert_eq!(a.expect("answer"), GRANTED);
+    match b.expect("answer") {
+        AcquireReply::Taken {
+            index: 0,
+            remaining: Some(ttl),
+        } => assert!(ttl > Duration::from_secs(9) && ttl <= TTL, "{ttl:?}"),
+        other => panic!("expected Taken, got {other:?}"),
+    }
+    assert_eq!(wrong.expect("answer"), 0, "another token deletes nothing");
+    assert_eq!(right.expect("answer"), 1);
+    assert_eq!(c.expect("answer"), GRANTED, "granted after the release");
+    assert_eq!(undo.expect("answer"), 1);
+    if let Some(announcements) = announcements.as_mut() {
+        node.subscribe(&k).await.expect("subscribe");
+        // only the announced release is heard: repeat it now that we listen
+        assert_eq!(acquire(node, &["together"], "d", TTL).await, GRANTED);
+        let (first, second) = futures::join!(
+            node.release(&k, "d", None),
+            node.release(&k, "x", Some("client-7")),
+        );
+        assert_eq!((first.expect("answer"), second.expect("answer")), (1, 0));
+        assert_eq!(acquire(node, &["together"], "e", TTL).await, GRANTED);
+        let (first, second) = futures::join!(
+            node.release(&k, "e", Some("client-7")),
+            node.acquire(&k, "f", TTL, false),
+        );
+        assert_eq!(first.expect("answer"), 1);
+        assert_eq!(second.expect("answer"), GRANTED);
+        assert_eq!(next(announcements).await, "together");
+    }
+    // many distinct keys at once: all granted, all released
+    let many: Vec<Vec<String>> = (0..40).map(|i| keys(&[&format!("many{i}")])).collect();
+    let granted = futures::future::join_all(many.iter().map(|k| node.acquire(k, "m", TTL, false)));
+    for reply in granted.await {
+        assert_eq!(reply.expect("answer"), GRANTED);
+    }
+    let released = futures::future::join_all(many.iter().map(|k| node.release(k, "m", None)));
+    for reply in released.await {
+        assert_eq!(reply.expect("answer"), 1);
+    }
+    for k in &many {
+        assert_eq!(
+            release(node, &[k[0].as_str()], "m").await,
+            0,
+            "{k:?} is gone"
+        );
+    }
+}
+
 async fn memory_node() -> Arc<dyn Node> {
     Arc::new(MemoryNode::new("memory"))
 }
@@ -251,4 +313,5 @@ conformance!(
     case_tokens_and_keys_are_opaque_bytes,
     case_release_announces_only_when_asked,
     case_fence_counters_only_grow,
+    case_requests_made_together_keep_their_order,
 );

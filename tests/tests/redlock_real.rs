@@ -716,8 +716,8 @@ async fn nodes_from_the_callers_own_fred_clients() {
     lock_and_release(&redlock, "own-clients").await;
 }
 
-/// `cmdstat_evalsha` calls on node `i` since the last CONFIG RESETSTAT.
-async fn evalsha_calls(cluster: &Cluster, i: usize) -> i64 {
+/// Calls of `command` on node `i` since the last CONFIG RESETSTAT.
+async fn calls(cluster: &Cluster, i: usize, command: &str) -> i64 {
     let info = cluster
         .server(i)
         .command(&["INFO", "commandstats"])
@@ -725,11 +725,57 @@ async fn evalsha_calls(cluster: &Cluster, i: usize) -> i64 {
         .expect("INFO")
         .as_string()
         .expect("text");
+    let prefix = format!("cmdstat_{command}:calls=");
     info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
         .and_then(|rest| rest.split(',').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// 50 single-key acquires made together go to the server as one script call
+/// (50 keys set), and as 50 `SET`s with batching turned off.
+#[tokio::test]
+async fn requests_made_together_are_sent_as_one_command() {
+    let cluster = Cluster::start(1).await.expect("cluster");
+    let url = &cluster.urls()[0];
+    for (max_batch, commands) in [(64, 1), (1, 50)] {
+        let settings = FredSettings {
+            max_batch,
+            ..FredSettings::default()
+        };
+        let node = FredNode::from_url(url, &settings).expect("url");
+        assert!(node.wait_connected(Duration::from_secs(5)).await);
+        cluster
+            .server(0)
+            .command(&["CONFIG", "RESETSTAT"])
+            .await
+            .expect("RESETSTAT");
+        let keys: Vec<Vec<String>> = (0..50).map(|i| vec![format!("b{max_batch}-{i}")]).collect();
+        let token = format!("t{max_batch}");
+        let ttl = Duration::from_secs(10);
+        let replies =
+            futures::future::join_all(keys.iter().map(|k| node.acquire(k, &token, ttl, false)))
+                .await;
+        assert!(
+            replies
+                .iter()
+                .all(|r| matches!(r, Ok(quorate_redlock::AcquireReply::Granted { .. }))),
+            "{replies:?}"
+        );
+        let sent = calls(&cluster, 0, "set").await
+            + calls(&cluster, 0, "eval").await
+            + calls(&cluster, 0, "evalsha").await;
+        // the scripts' own SETs count too: subtract the keys they set
+        let scripted = if commands == 1 { 50 } else { 0 };
+        assert_eq!(sent - scripted, commands, "max_batch {max_batch}");
+        for k in &keys {
+            assert_eq!(
+                get(&cluster, 0, &k[0]).await.as_deref(),
+                Some(token.as_str())
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -764,10 +810,10 @@ async fn auto_extension_batches_and_stops_with_the_guards() {
     );
     // one lock alone is extended every ttl/3 = 200 ms: ~15 times in 3 s;
     // 50 locks acquired within one batch window need no more requests
-    let calls = evalsha_calls(&cluster, 0).await;
+    let requests = calls(&cluster, 0, "evalsha").await;
     assert!(
-        (5..=40).contains(&calls),
-        "{calls} requests for 50 locks in 3 s"
+        (5..=40).contains(&requests),
+        "{requests} requests for 50 locks in 3 s"
     );
 
     let dropped = guards.split_off(25);
@@ -785,7 +831,11 @@ async fn auto_extension_batches_and_stops_with_the_guards() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await; // 5 extension periods
     for i in 0..5 {
-        assert_eq!(evalsha_calls(&cluster, i).await, 0, "traffic after release");
+        assert_eq!(
+            calls(&cluster, i, "evalsha").await,
+            0,
+            "traffic after release"
+        );
     }
 }
 

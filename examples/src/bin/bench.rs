@@ -352,6 +352,8 @@ fn quorate_kind(error: &quorate_redlock::Error) -> String {
 struct Contenders {
     quorate_default: Contender,
     quorate_tuned: Contender,
+    /// quorate with every request sent as its own command (no batching).
+    quorate_unbatched: Contender,
     rslock_default: Contender,
     rslock_tuned: Contender,
     floor: Contender,
@@ -360,6 +362,14 @@ struct Contenders {
 impl Contenders {
     async fn connect(urls: &[String]) -> Result<Contenders, BoxError> {
         let redlock = Redlock::connect(urls).await?;
+        let unbatched = Redlock::builder()
+            .urls(urls)
+            .fred_settings(quorate_redlock::FredSettings {
+                max_batch: 1,
+                ..Default::default()
+            })
+            .build()
+            .await?;
         let tuned = LockOptions::new()
             .ttl(TTL)
             .retry_delay(QUORATE_TUNED_DELAY)
@@ -388,6 +398,14 @@ impl Contenders {
                     options: Some(tuned),
                 },
             },
+            quorate_unbatched: Contender {
+                library: "quorate",
+                setting: "unbatched",
+                client: LockClient::Quorate {
+                    redlock: unbatched,
+                    options: None,
+                },
+            },
             rslock_default: Contender {
                 library: "rslock",
                 setting: "defaults",
@@ -412,6 +430,16 @@ impl Contenders {
         [&self.quorate_default, &self.rslock_default, &self.floor]
     }
 
+    /// B's set: the uncontended set and quorate without batching.
+    fn many_keys(&self) -> [&Contender; 4] {
+        [
+            &self.quorate_default,
+            &self.quorate_unbatched,
+            &self.rslock_default,
+            &self.floor,
+        ]
+    }
+
     /// The contended set: each library at its defaults and at its tuned setting.
     fn contended(&self) -> [&Contender; 5] {
         [
@@ -424,7 +452,11 @@ impl Contenders {
     }
 
     async fn warm_up(&self, tag: &str) {
-        for c in self.contended() {
+        for c in self
+            .contended()
+            .into_iter()
+            .chain([&self.quorate_unbatched])
+        {
             let key = format!("bench:{tag}:{}:{}", c.library, c.setting);
             let failed = c.warm_up(&key).await;
             if failed > 0 {
@@ -768,7 +800,7 @@ fn pairs_row(c: &Contender, run: &PairsRun) -> Row {
 async fn scenario_b(set: &Contenders, args: &Args) {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    for c in set.uncontended() {
+    for c in set.many_keys() {
         let start = Instant::now();
         let cpu_before = cpu_time();
         let tasks: Vec<_> = (0..B_TASKS)
@@ -776,7 +808,7 @@ async fn scenario_b(set: &Contenders, args: &Args) {
                 let c = c.clone();
                 let secs = args.secs;
                 tokio::spawn(async move {
-                    let key = format!("bench:B:{}:{i}", c.library);
+                    let key = format!("bench:B:{}:{}:{i}", c.library, c.setting);
                     // Bounded by time; the count bound is generous (>1 pair per 10 µs).
                     sequential_pairs(&c, &key, 100_000 * secs.as_secs().max(1) as usize, secs).await
                 })

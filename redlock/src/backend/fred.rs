@@ -16,6 +16,7 @@ use futures::future::FutureExt;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::batch::Batcher;
 use super::{
     fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript,
     Released, ScriptValue, RELEASE_CHANNEL_PREFIX,
@@ -45,6 +46,10 @@ pub struct FredSettings {
     /// Longest delay between reconnection attempts (exponential from 10 ms,
     /// never giving up). Default: 1 s.
     pub max_reconnect_delay: Duration,
+    /// Most single-key acquires and releases sent to this node in one
+    /// script call when several are waiting (see [`FredNode`]); `1` sends
+    /// every request as its own command. Default: 64.
+    pub max_batch: usize,
 }
 
 impl Default for FredSettings {
@@ -53,9 +58,12 @@ impl Default for FredSettings {
             connection_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(5),
             max_reconnect_delay: Duration::from_secs(1),
+            max_batch: DEFAULT_MAX_BATCH,
         }
     }
 }
+
+const DEFAULT_MAX_BATCH: usize = 64;
 
 /// A Redis-protocol server reached through a fred [`Client`](fred::clients::Client).
 ///
@@ -63,6 +71,12 @@ impl Default for FredSettings {
 /// feature), authenticated (`redis://user:password@host`), Sentinel
 /// (`redis-sentinel://`) or Cluster (`redis-cluster://`): whatever fred
 /// connects to counts as one independent node.
+///
+/// Single-key acquires and releases that are waiting to be sent to the
+/// node at the same moment go in one script call (up to
+/// [`FredSettings::max_batch`]): under load each request then costs a
+/// share of one command instead of a command, and a lone request is sent
+/// at once, as before. Requests keep their order on the connection.
 ///
 /// Release announcements use one extra subscriber connection per node,
 /// opened with the node. Clients quorate built are
@@ -75,16 +89,25 @@ pub struct FredNode {
 
 #[derive(Debug)]
 struct Shared {
-    client: fred::clients::Client,
+    link: Link,
     name: String,
     /// Whether quorate built the client (and so closes it).
     owned: bool,
+    announcements: OnceLock<Announcements>,
+    /// `None` when every request goes as its own command.
+    batcher: Option<Batcher>,
+}
+
+/// The command connection of one node: the client, its last error, and the
+/// scripts it has cached. Cheap to clone (the batching task holds one).
+#[derive(Clone, Debug)]
+pub(super) struct Link {
+    client: fred::clients::Client,
     /// The last connection error, shown instead of a bare timeout while
     /// the node is disconnected (e.g. `WRONGPASS`, connection refused).
     last_error: Arc<Mutex<Option<String>>>,
-    announcements: OnceLock<Announcements>,
     /// Scripts this node ran by source, so it has them cached.
-    loaded: Mutex<HashSet<&'static str>>,
+    loaded: Arc<Mutex<HashSet<&'static str>>>,
 }
 
 #[derive(Debug)]
@@ -120,17 +143,17 @@ impl FredNode {
         let policy = ReconnectPolicy::new_exponential(0, 10, max_delay.max(10), 2);
         let client =
             fred::clients::Client::new(config, Some(performance), Some(connection), Some(policy));
-        Ok(Self::new(client, true))
+        Ok(Self::new(client, true, settings.max_batch))
     }
 
     /// A node for a client the caller built (own TLS, ACL, Sentinel or
     /// Cluster config). If the client has not been connected yet, its
     /// connection task is started here; an initialised client is used as is.
     pub fn from_client(client: fred::clients::Client) -> Self {
-        Self::new(client, false)
+        Self::new(client, false, DEFAULT_MAX_BATCH)
     }
 
-    fn new(client: fred::clients::Client, owned: bool) -> Self {
+    fn new(client: fred::clients::Client, owned: bool, max_batch: usize) -> Self {
         let name = node_name(&client.client_config());
         let last_error = Arc::new(Mutex::new(None));
         let mut errors = client.error_rx();
@@ -152,14 +175,18 @@ impl FredNode {
             // The handle is not needed: the task lives as long as the client.
             drop(client.connect());
         }
+        let link = Link {
+            client,
+            last_error,
+            loaded: Arc::default(),
+        };
         let node = FredNode {
             shared: Arc::new(Shared {
-                client,
+                batcher: (max_batch > 1).then(|| Batcher::start(link.clone(), max_batch)),
+                link,
                 name,
                 owned,
-                last_error,
                 announcements: OnceLock::new(),
-                loaded: Mutex::default(),
             }),
         };
         // Opened now rather than by the first waiter, which would otherwise
@@ -168,27 +195,9 @@ impl FredNode {
         node
     }
 
-    /// While disconnected, calls fail at once with the last connection
-    /// error instead of queueing until the per-node timeout.
-    fn disconnected_error(&self) -> Option<NodeError> {
-        if self.shared.client.is_connected() {
-            return None;
-        }
-        let last = self
-            .shared
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        Some(NodeError(match last {
-            Some(e) => format!("disconnected ({e})"),
-            None => "not connected yet".to_owned(),
-        }))
-    }
-
     /// The underlying client.
     pub fn client(&self) -> &fred::clients::Client {
-        &self.shared.client
+        &self.shared.link.client
     }
 
     /// Waits up to `timeout` for the first connection; `false` if it is not
@@ -208,7 +217,7 @@ impl FredNode {
     /// # Ok(()) }
     /// ```
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
-        let client = &self.shared.client;
+        let client = &self.shared.link.client;
         if client.is_connected() {
             return true;
         }
@@ -221,7 +230,7 @@ impl FredNode {
     /// The subscriber connection, opened on first use, and its dispatcher.
     fn announcements(&self) -> &Announcements {
         self.shared.announcements.get_or_init(|| {
-            let client = &self.shared.client;
+            let client = &self.shared.link.client;
             let mut config = client.client_config();
             config.fail_fast = false;
             let performance = PerformanceConfig {
@@ -263,52 +272,6 @@ impl FredNode {
             }
         })
     }
-
-    /// Runs `script` with the source (`EVAL`) until this node is known to
-    /// have it, then by hash (`EVALSHA`). A first `EVALSHA` answered with
-    /// `NOSCRIPT` and re-sent after loading would reach the server after
-    /// anything sent meanwhile on the connection (such as the undo of this
-    /// very request); `EVAL` executes in order. After a `SCRIPT FLUSH` or a
-    /// restart, the `NOSCRIPT` answer is followed at once by `EVAL`.
-    fn run_script<T>(
-        &self,
-        script: &'static NodeScript,
-        keys: Vec<String>,
-        args: Vec<fred::types::Value>,
-    ) -> NodeFuture<T>
-    where
-        T: fred::types::FromValue + Send + 'static,
-    {
-        if let Some(error) = self.disconnected_error() {
-            return futures::future::ready(Err(error)).boxed();
-        }
-        let shared = Arc::clone(&self.shared);
-        let known = shared.loaded_scripts().contains(script.name());
-        async move {
-            let client = &shared.client;
-            if known {
-                let sha = script.fred().sha1().clone();
-                match client
-                    .evalsha::<T, _, _, _>(sha, keys.clone(), args.clone())
-                    .await
-                {
-                    Err(e) if e.details().starts_with("NOSCRIPT") => {
-                        shared.loaded_scripts().remove(script.name());
-                    }
-                    result => return result.map_err(node_error),
-                }
-            }
-            let result = client
-                .eval::<T, _, _, _>(script.lua(), keys, args)
-                .await
-                .map_err(node_error);
-            if result.is_ok() {
-                shared.loaded_scripts().insert(script.name());
-            }
-            result
-        }
-        .boxed()
-    }
 }
 
 impl FredNode {
@@ -323,14 +286,127 @@ impl FredNode {
         T: fred::types::FromValue + Send + 'static,
     {
         let args = args.into_iter().map(fred::types::Value::from).collect();
-        self.run_script(script, keys.to_vec(), args)
+        self.shared.link.run_script(script, keys.to_vec(), args)
     }
 }
 
-impl Shared {
+impl Link {
+    /// While disconnected, calls fail at once with the last connection
+    /// error instead of queueing until the per-node timeout.
+    pub(super) fn disconnected_error(&self) -> Option<NodeError> {
+        if self.client.is_connected() {
+            return None;
+        }
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Some(NodeError(match last {
+            Some(e) => format!("disconnected ({e})"),
+            None => "not connected yet".to_owned(),
+        }))
+    }
+
+    /// Runs `script` with the source (`EVAL`) until this node is known to
+    /// have it, then by hash (`EVALSHA`). A first `EVALSHA` answered with
+    /// `NOSCRIPT` and re-sent after loading would reach the server after
+    /// anything sent meanwhile on the connection (such as the undo of this
+    /// very request); `EVAL` executes in order. After a `SCRIPT FLUSH` or a
+    /// restart, the `NOSCRIPT` answer is followed at once by `EVAL`.
+    pub(super) fn run_script<T>(
+        &self,
+        script: &'static NodeScript,
+        keys: Vec<String>,
+        args: Vec<fred::types::Value>,
+    ) -> NodeFuture<T>
+    where
+        T: fred::types::FromValue + Send + 'static,
+    {
+        if let Some(error) = self.disconnected_error() {
+            return futures::future::ready(Err(error)).boxed();
+        }
+        let link = self.clone();
+        let known = link.loaded_scripts().contains(script.name());
+        async move {
+            let client = &link.client;
+            if known {
+                let sha = script.fred().sha1().clone();
+                match client
+                    .evalsha::<T, _, _, _>(sha, keys.clone(), args.clone())
+                    .await
+                {
+                    Err(e) if e.details().starts_with("NOSCRIPT") => {
+                        link.loaded_scripts().remove(script.name());
+                    }
+                    result => return result.map_err(node_error),
+                }
+            }
+            let result = client
+                .eval::<T, _, _, _>(script.lua(), keys, args)
+                .await
+                .map_err(node_error);
+            if result.is_ok() {
+                link.loaded_scripts().insert(script.name());
+            }
+            result
+        }
+        .boxed()
+    }
+
     fn loaded_scripts(&self) -> std::sync::MutexGuard<'_, HashSet<&'static str>> {
         self.loaded.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// One key by `SET NX PX`; when refused, how long the holder keeps it.
+    pub(super) fn acquire_one(
+        &self,
+        key: String,
+        token: String,
+        ttl: Duration,
+    ) -> NodeFuture<AcquireReply> {
+        if let Some(error) = self.disconnected_error() {
+            return futures::future::ready(Err(error)).boxed();
+        }
+        let client = self.client.clone();
+        let px = i64::try_from(ttl_millis(ttl)).unwrap_or(i64::MAX);
+        async move {
+            let expire = Some(Expiration::PX(px));
+            let set: Option<String> = client
+                .set(key.as_str(), token, expire, Some(SetOptions::NX), false)
+                .await
+                .map_err(node_error)?;
+            if set.is_some() {
+                return Ok(AcquireReply::Granted { fence: None });
+            }
+            // Refused: ask how long the holder keeps it (only on this
+            // slow path; a pipeline of both costs every grant more).
+            let pttl: i64 = client.pttl(key.as_str()).await.map_err(node_error)?;
+            Ok(AcquireReply::Taken {
+                index: 0,
+                remaining: remaining_from_pttl(pttl),
+            })
+        }
+        .boxed()
+    }
+
+    /// Compare-and-delete of `keys` (announced on their channels when
+    /// `announce` is the releasing client's id).
+    pub(super) fn release(
+        &self,
+        keys: Vec<String>,
+        token: String,
+        announce: String,
+    ) -> NodeFuture<u64> {
+        let args = vec![token.into(), announce.into(), RELEASE_CHANNEL_PREFIX.into()];
+        self.run_script(&RELEASE, keys, args)
+    }
+}
+
+/// A `PTTL` answer as the holder's remaining time: -1 (no expiry) and -2
+/// (gone meanwhile) are unknown.
+pub(super) fn remaining_from_pttl(pttl: i64) -> Option<Duration> {
+    u64::try_from(pttl).ok().map(Duration::from_millis)
 }
 
 fn node_error(e: fred::error::Error) -> NodeError {
@@ -349,7 +425,7 @@ impl Drop for Shared {
             return;
         };
         if self.owned {
-            let client = self.client.clone();
+            let client = self.link.client.clone();
             handle.spawn(async move { client.quit().await });
         }
         if let Some(a) = self.announcements.get() {
@@ -372,30 +448,11 @@ impl Node for FredNode {
         fenced: bool,
     ) -> NodeFuture<AcquireReply> {
         if let ([key], false) = (keys, fenced) {
-            if let Some(error) = self.disconnected_error() {
-                return futures::future::ready(Err(error)).boxed();
-            }
-            let (client, key, token) = (self.shared.client.clone(), key.clone(), token.to_owned());
-            let px = i64::try_from(ttl_millis(ttl)).unwrap_or(i64::MAX);
-            return async move {
-                let expire = Some(Expiration::PX(px));
-                let set: Option<String> = client
-                    .set(key.as_str(), token, expire, Some(SetOptions::NX), false)
-                    .await
-                    .map_err(node_error)?;
-                if set.is_some() {
-                    return Ok(AcquireReply::Granted { fence: None });
-                }
-                // Refused: ask how long the holder keeps it (only on this
-                // slow path; a pipeline of both costs every grant more).
-                let pttl: i64 = client.pttl(key.as_str()).await.map_err(node_error)?;
-                let remaining = u64::try_from(pttl).ok().map(Duration::from_millis);
-                Ok(AcquireReply::Taken {
-                    index: 0,
-                    remaining,
-                })
-            }
-            .boxed();
+            let (key, token) = (key.clone(), token.to_owned());
+            return match &self.shared.batcher {
+                Some(batcher) => batcher.acquire(key, token, ttl),
+                None => self.shared.link.acquire_one(key, token, ttl),
+            };
         }
         let flag = if fenced { "1" } else { "0" };
         let args = vec![
@@ -415,8 +472,7 @@ impl Node for FredNode {
                 }),
                 [0, index, pttl] => Ok(AcquireReply::Taken {
                     index: usize::try_from(*index - 1).unwrap_or(0),
-                    // PTTL: -1 no expiry, -2 gone meanwhile (cannot happen inside a script)
-                    remaining: u64::try_from(*pttl).ok().map(Duration::from_millis),
+                    remaining: remaining_from_pttl(*pttl),
                 }),
                 other => Err(NodeError(format!("unexpected acquire reply {other:?}"))),
             })
@@ -431,12 +487,11 @@ impl Node for FredNode {
     }
 
     fn release(&self, keys: &[String], token: &str, announce: Option<&str>) -> NodeFuture<u64> {
-        let args = vec![
-            token.to_owned(),
-            announce.unwrap_or_default().to_owned(),
-            RELEASE_CHANNEL_PREFIX.to_owned(),
-        ];
-        self.quorate_script::<u64>(&RELEASE, keys, args)
+        let (token, announce) = (token.to_owned(), announce.unwrap_or_default().to_owned());
+        match (&self.shared.batcher, keys) {
+            (Some(batcher), [key]) => batcher.release(key.clone(), token, announce),
+            _ => self.shared.link.release(keys.to_vec(), token, announce),
+        }
     }
 
     fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool> {
@@ -472,7 +527,9 @@ impl Node for FredNode {
             .into_iter()
             .map(|a| fred::types::Value::Bytes(a.into()))
             .collect();
-        self.run_script::<fred::types::Value>(script, keys, args)
+        self.shared
+            .link
+            .run_script::<fred::types::Value>(script, keys, args)
             .map(|value| ScriptValue::from_fred(value?).map_err(NodeError))
             .boxed()
     }

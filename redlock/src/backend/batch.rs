@@ -1,0 +1,200 @@
+//! Batching: the single-key acquires and releases waiting to go to one node
+//! at the same moment are sent as one script call.
+//!
+//! Every request goes through one queue per node, drained by one task; so
+//! requests reach the connection in the order they were made (an undo never
+//! overtakes its acquire, a waiter's acquire follows the release it was
+//! woken by). The task takes whatever is queued when it runs: a lone request
+//! is sent as its own command at once (no waiting to fill a batch), and
+//! under load many requests share one command, which is what a request
+//! costs the client and the server.
+
+use std::time::Duration;
+
+use futures::future::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::fred::{remaining_from_pttl, Link};
+use super::{ttl_millis, AcquireReply, NodeError, NodeFuture, NodeScript, RELEASE_CHANNEL_PREFIX};
+
+static BATCH: NodeScript = NodeScript::new("batch", include_str!("../../scripts/batch.lua"));
+
+/// One queued request.
+enum Request {
+    Acquire {
+        key: String,
+        token: String,
+        ttl: Duration,
+        reply: oneshot::Sender<Result<AcquireReply, NodeError>>,
+    },
+    Release {
+        key: String,
+        token: String,
+        /// The releasing client's id; empty for an undo (not announced).
+        announce: String,
+        reply: oneshot::Sender<Result<u64, NodeError>>,
+    },
+}
+
+/// The queue of one node; the draining task ends when this is dropped.
+#[derive(Debug)]
+pub(super) struct Batcher {
+    queue: mpsc::UnboundedSender<Request>,
+}
+
+impl Batcher {
+    /// Starts the draining task (inside a tokio runtime).
+    pub fn start(link: Link, max_batch: usize) -> Batcher {
+        let (queue, requests) = mpsc::unbounded_channel();
+        tokio::spawn(drain(link, requests, max_batch));
+        Batcher { queue }
+    }
+
+    /// `SET key token NX PX ttl`, batched.
+    pub fn acquire(&self, key: String, token: String, ttl: Duration) -> NodeFuture<AcquireReply> {
+        self.submit(move |reply| Request::Acquire {
+            key,
+            token,
+            ttl,
+            reply,
+        })
+    }
+
+    /// Compare-and-delete of `key`, batched.
+    pub fn release(&self, key: String, token: String, announce: String) -> NodeFuture<u64> {
+        self.submit(move |reply| Request::Release {
+            key,
+            token,
+            announce,
+            reply,
+        })
+    }
+
+    /// Queues the request at the first poll (as fred queues a command) and
+    /// waits for its answer.
+    fn submit<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Request + Send + 'static,
+    ) -> NodeFuture<T> {
+        let queue = self.queue.clone();
+        async move {
+            let (reply, answer) = oneshot::channel();
+            queue.send(request(reply)).map_err(|_| closed())?;
+            answer.await.map_err(|_| closed())?
+        }
+        .boxed()
+    }
+}
+
+fn closed() -> NodeError {
+    NodeError("node closed while a request was queued".to_owned())
+}
+
+async fn drain(link: Link, mut requests: mpsc::UnboundedReceiver<Request>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while requests.recv_many(&mut batch, max_batch).await > 0 {
+        let mut send = send(&link, std::mem::take(&mut batch));
+        // The first poll hands the command to fred, in queue order; the
+        // answer is awaited elsewhere so the next batch can go meanwhile.
+        if futures::poll!(send.as_mut()).is_pending() {
+            tokio::spawn(send);
+        }
+    }
+}
+
+/// Sends `batch` as one command and hands each request its answer.
+fn send(link: &Link, mut batch: Vec<Request>) -> futures::future::BoxFuture<'static, ()> {
+    if batch.len() == 1 {
+        return match batch.pop() {
+            Some(Request::Acquire {
+                key,
+                token,
+                ttl,
+                reply,
+            }) => link
+                .acquire_one(key, token, ttl)
+                .map(|answer| drop(reply.send(answer)))
+                .boxed(),
+            Some(Request::Release {
+                key,
+                token,
+                announce,
+                reply,
+            }) => link
+                .release(vec![key], token, announce)
+                .map(|answer| drop(reply.send(answer)))
+                .boxed(),
+            None => futures::future::ready(()).boxed(),
+        };
+    }
+    let mut keys = Vec::with_capacity(batch.len());
+    let mut args: Vec<fred::types::Value> = Vec::with_capacity(1 + 3 * batch.len());
+    args.push(RELEASE_CHANNEL_PREFIX.into());
+    for request in &batch {
+        match request {
+            Request::Acquire {
+                key, token, ttl, ..
+            } => {
+                keys.push(key.clone());
+                args.extend(["a".into(), token.as_str().into()]);
+                args.push(ttl_millis(*ttl).to_string().into());
+            }
+            Request::Release {
+                key,
+                token,
+                announce,
+                ..
+            } => {
+                keys.push(key.clone());
+                args.extend(["r".into(), token.as_str().into()]);
+                args.push(announce.as_str().into());
+            }
+        }
+    }
+    link.run_script::<Vec<i64>>(&BATCH, keys, args)
+        .map(move |answer| answer_each(batch, answer))
+        .boxed()
+}
+
+fn answer_each(batch: Vec<Request>, answer: Result<Vec<i64>, NodeError>) {
+    let pairs = match answer {
+        Ok(values) if values.len() == 2 * batch.len() => values,
+        Ok(values) => {
+            let error = NodeError(format!(
+                "unexpected batch reply: {} values for {} requests",
+                values.len(),
+                batch.len()
+            ));
+            return fail_all(batch, &error);
+        }
+        Err(error) => return fail_all(batch, &error),
+    };
+    for (request, pair) in batch.into_iter().zip(pairs.chunks_exact(2)) {
+        match request {
+            Request::Acquire { reply, .. } => {
+                let answer = if pair[0] == 1 {
+                    AcquireReply::Granted { fence: None }
+                } else {
+                    AcquireReply::Taken {
+                        index: 0,
+                        remaining: remaining_from_pttl(pair[1]),
+                    }
+                };
+                let _ = reply.send(Ok(answer));
+            }
+            Request::Release { reply, .. } => {
+                let _ = reply.send(Ok(u64::try_from(pair[0]).unwrap_or(0)));
+            }
+        }
+    }
+}
+
+fn fail_all(batch: Vec<Request>, error: &NodeError) {
+    for request in batch {
+        // a caller that gave up (timed out) dropped its receiver: nothing to do
+        match request {
+            Request::Acquire { reply, .. } => drop(reply.send(Err(error.clone()))),
+            Request::Release { reply, .. } => drop(reply.send(Err(error.clone()))),
+        }
+    }
+}
