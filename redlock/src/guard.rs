@@ -41,6 +41,8 @@ pub struct LockGuard {
     watchdog: Option<u64>,
     drift_factor: f64,
     node_timeout: Duration,
+    /// Whether a release may hand the lock to the next local waiter.
+    local_handoff: bool,
     acquired: Instant,
     released: bool,
 }
@@ -53,15 +55,7 @@ impl LockGuard {
         options: &LockOptions,
     ) -> Self {
         let cell: LeaseCell = Arc::new(watch::channel(LeaseState { lease, lost: false }).0);
-        let watchdog = options.get_auto_extend().then(|| {
-            redlock.inner.watchdog.watch(Watched {
-                keys: Arc::clone(&keys),
-                ttl: options.get_ttl(),
-                drift_factor: options.get_drift_factor(),
-                node_timeout: options.effective_node_timeout(),
-                cell: Arc::clone(&cell),
-            })
-        });
+        let watchdog = Self::watchdog_for(&redlock, &keys, &cell, options);
         metrics::guard_made(redlock.inner.primitive);
         LockGuard {
             redlock,
@@ -70,8 +64,91 @@ impl LockGuard {
             watchdog,
             drift_factor: options.get_drift_factor(),
             node_timeout: options.effective_node_timeout(),
+            local_handoff: options.get_local_handoff(),
             acquired: Instant::now(),
             released: false,
+        }
+    }
+
+    /// The watchdog's id for the lease in `cell`, if `options` auto-extend.
+    fn watchdog_for(
+        redlock: &Redlock,
+        keys: &Arc<[String]>,
+        cell: &LeaseCell,
+        options: &LockOptions,
+    ) -> Option<u64> {
+        options.get_auto_extend().then(|| {
+            redlock.inner.watchdog.watch(Watched {
+                keys: Arc::clone(keys),
+                ttl: options.get_ttl(),
+                drift_factor: options.get_drift_factor(),
+                node_timeout: options.effective_node_timeout(),
+                cell: Arc::clone(cell),
+            })
+        })
+    }
+
+    /// Never hands the lock to a local waiter (for guards of other
+    /// primitives' keys).
+    pub(crate) fn without_local_handoff(mut self) -> Self {
+        self.local_handoff = false;
+        self
+    }
+
+    /// The lock, taken over by the local waiter it was handed to: the same
+    /// lease, with the waiter's options from now on.
+    pub(crate) fn taken_over(mut self, options: &LockOptions) -> LockGuard {
+        self.stop_watchdog();
+        self.watchdog = Self::watchdog_for(&self.redlock, &self.keys, &self.cell, options);
+        self.drift_factor = options.get_drift_factor();
+        self.node_timeout = options.effective_node_timeout();
+        self.local_handoff = options.get_local_handoff();
+        self.acquired = Instant::now();
+        self
+    }
+
+    /// Passes the lock to the head of the local queue for the same keys
+    /// when one waits and accepts the validity left (see
+    /// [`LockOptions::local_handoff`]). `true` if it did: this guard is
+    /// then released.
+    fn hand_off(&mut self) -> bool {
+        if self.released || !self.local_handoff {
+            return false;
+        }
+        let remaining = self.remaining();
+        if remaining.is_zero() || self.lease().fence().is_some() {
+            return false;
+        }
+        let inner = Arc::clone(&self.redlock.inner);
+        let Some(deliver) = inner.handoffs.take(&self.keys, remaining) else {
+            return false;
+        };
+        self.stop_watchdog();
+        // In transit it is a guard of its own: dropped undelivered, it
+        // releases the lock through the servers.
+        let next = LockGuard {
+            redlock: self.redlock.clone(),
+            keys: Arc::clone(&self.keys),
+            cell: Arc::clone(&self.cell),
+            watchdog: None,
+            drift_factor: self.drift_factor,
+            node_timeout: self.node_timeout,
+            local_handoff: true,
+            acquired: Instant::now(),
+            released: false,
+        };
+        match deliver.send(next) {
+            Ok(()) => {
+                self.released = true;
+                metrics::guard_made(inner.primitive);
+                metrics::released(inner.primitive, "handed_off", self.acquired.elapsed());
+                true
+            }
+            Err(mut next) => {
+                // the waiter is gone: this guard releases through the servers
+                next.released = true;
+                false
+            }
         }
     }
 
@@ -246,7 +323,11 @@ impl LockGuard {
     }
 
     /// Deletes our keys on every node (compare-and-delete: another holder's
-    /// keys are never touched).
+    /// keys are never touched), or, when the next task of this process
+    /// waits for the same resources, hands the lock to it without a round
+    /// trip ([`LockOptions::local_handoff`], on by default; then
+    /// [`ReleaseOutcome::Released`] at once). Dropping the guard does the
+    /// same in the background.
     ///
     /// Returns [`ReleaseOutcome::NotHeld`] — not an error — when the lock had
     /// already expired or was lost; [`Error::NoQuorum`] only when the lease
@@ -267,6 +348,9 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn release(mut self) -> Result<ReleaseOutcome, Error> {
+        if self.hand_off() {
+            return Ok(ReleaseOutcome::Released);
+        }
         self.stop_watchdog();
         let was_valid = self.is_valid();
         let inner = Arc::clone(&self.redlock.inner);
@@ -339,6 +423,9 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        if self.hand_off() {
+            return;
+        }
         self.stop_watchdog();
         if self.released {
             return;

@@ -43,6 +43,7 @@ mod backend;
 mod error;
 mod extension;
 mod guard;
+mod handoff;
 mod lease;
 mod local_queue;
 pub mod metrics;

@@ -19,7 +19,9 @@ pub const ACQUIRE_WAIT_SECONDS: &str = "quorate_acquire_wait_seconds";
 pub const HOLD_SECONDS: &str = "quorate_hold_seconds";
 /// Locks currently held by this process.
 pub const LOCKS_HELD: &str = "quorate_locks_held";
-/// Releases by outcome (`released`, `not_held`, `no_quorum`, `dropped`).
+/// Releases by outcome (`released`, `not_held`, `no_quorum`, `dropped`,
+/// `handed_off`: passed to the next local waiter, see
+/// [`LockOptions::local_handoff`](crate::LockOptions::local_handoff)).
 pub const RELEASE_TOTAL: &str = "quorate_release_total";
 /// Extensions by outcome (`extended`, `expired`, `lost`, `no_quorum`).
 pub const EXTEND_TOTAL: &str = "quorate_extend_total";

@@ -12,6 +12,7 @@ use crate::acquire;
 use crate::backend::{FredNode, FredSettings, Node};
 use crate::error::{ConfigError, Error, Outcomes};
 use crate::guard::LockGuard;
+use crate::handoff::{HandoffSlot, Handoffs};
 use crate::lease::{Lease, Token};
 use crate::local_queue::LocalQueue;
 use crate::metrics;
@@ -56,6 +57,8 @@ pub(crate) struct Inner {
     pub primitive: &'static str,
     pub notifier: Arc<Notifier>,
     pub local: Arc<LocalQueue>,
+    /// The heads of `local` that a release can hand the lock to.
+    pub handoffs: Arc<Handoffs>,
     pub watchdog: Watchdog,
 }
 
@@ -112,6 +115,8 @@ impl Redlock {
                 primitive,
                 notifier: Arc::clone(&self.inner.notifier),
                 local: Arc::clone(&self.inner.local),
+                // its own: a guard hands over only to waiters of its own kind
+                handoffs: Arc::default(),
                 watchdog: Watchdog::new(self.inner.nodes.clone(), self.inner.quorum, primitive),
             }),
         }
@@ -138,6 +143,7 @@ impl Redlock {
             inner: Arc::new(Inner {
                 notifier: Notifier::new(nodes.clone()),
                 local: Arc::default(),
+                handoffs: Arc::default(),
                 watchdog: Watchdog::new(nodes.clone(), quorum, primitive),
                 nodes,
                 quorum,
@@ -316,6 +322,10 @@ impl Redlock {
                 }
             }
         };
+        let mut handoff = local_turn
+            .as_ref()
+            .filter(|_| options.get_local_handoff())
+            .map(|_| self.inner.handoffs.wait(&keys, options.get_ttl() / 2));
         let mut watch: Option<Watch> = None;
         let mut attempts = 0u32;
         loop {
@@ -327,13 +337,17 @@ impl Redlock {
             // A fresh token per round: whatever a failed round left behind
             // (or its undo, arriving late) can never be mistaken for this one.
             let token = Token::random();
-            let result = acquire::attempt(&self.inner, &keys, token, options)
-                .instrument(span.clone())
-                .await;
+            let attempt =
+                acquire::attempt(&self.inner, &keys, token, options).instrument(span.clone());
+            let result = match unless_handed_over(&mut handoff, attempt).await {
+                Ok(result) => result,
+                Err(guard) => return Ok(handed_over(&span, guard, options)),
+            };
             let error = match result {
                 Ok(lease) => {
                     tracing::debug!(parent: &span, remaining_ms = lease.remaining().as_millis() as u64, "granted");
                     // the next local waiter becomes head and contends
+                    drop(handoff);
                     drop(local_turn);
                     return Ok(LockGuard::new(self.clone(), keys, lease, options));
                 }
@@ -359,25 +373,54 @@ impl Redlock {
             let wake = Instant::now() + options.retry_pause(error.outcomes());
             let until = deadline.map_or(wake, |d| d.min(wake));
             let sleep = tokio::time::sleep_until(until);
-            match watch.as_mut() {
-                Some(watch) => {
-                    tokio::select! {
-                        () = sleep => {}
+            let wait = async {
+                match watch.as_mut() {
+                    Some(watch) => tokio::select! {
+                        () = sleep => false,
                         local = watch.released() => {
                             if !local {
                                 tokio::time::sleep(wake_spread(options)).await;
                             }
-                            continue;
+                            true
                         }
+                    },
+                    None => {
+                        sleep.await;
+                        false
                     }
                 }
-                None => sleep.await,
+            };
+            match unless_handed_over(&mut handoff, wait).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(guard) => return Ok(handed_over(&span, guard, options)),
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(error);
             }
         }
     }
+}
+
+/// `work`, unless a lock is handed over first (then `work` is dropped).
+async fn unless_handed_over<T>(
+    slot: &mut Option<HandoffSlot>,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, LockGuard> {
+    match slot {
+        None => Ok(work.await),
+        Some(slot) => tokio::select! {
+            biased;
+            guard = slot.handed_over() => Err(guard),
+            output = work => Ok(output),
+        },
+    }
+}
+
+fn handed_over(span: &tracing::Span, guard: LockGuard, options: &LockOptions) -> LockGuard {
+    let guard = guard.taken_over(options);
+    tracing::debug!(parent: span, remaining_ms = guard.remaining().as_millis() as u64, "handed over");
+    guard
 }
 
 impl Inner {

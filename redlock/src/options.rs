@@ -32,6 +32,7 @@ pub struct LockOptions {
     node_timeout: Option<Duration>,
     auto_extend: bool,
     fencing: bool,
+    local_handoff: bool,
 }
 
 impl Default for LockOptions {
@@ -46,6 +47,7 @@ impl Default for LockOptions {
             node_timeout: None,
             auto_extend: false,
             fencing: false,
+            local_handoff: true,
         }
     }
 }
@@ -135,6 +137,26 @@ impl LockOptions {
     pub fn fencing(mut self, on: bool) -> Self {
         self.fencing = on;
         self
+    }
+
+    /// Pass the lock straight to the next task of this process that waits
+    /// for exactly the same resources (also with this option on), without
+    /// a round trip to the servers: they keep the keys and the token, and
+    /// the next holder gets the lease with the validity it has left. Only
+    /// while at least half of the next holder's ttl is left, so the lock
+    /// goes back through the servers at least every half ttl; never with
+    /// [`fencing`](Self::fencing) (each holder needs its own token). While
+    /// a chain of hand-offs lasts, waiters in other processes wait: turn it
+    /// off where fairness between processes matters more than throughput.
+    /// Default: `true`.
+    pub fn local_handoff(mut self, on: bool) -> Self {
+        self.local_handoff = on;
+        self
+    }
+
+    /// Whether a lock may be handed to or from the next local waiter.
+    pub fn get_local_handoff(&self) -> bool {
+        self.local_handoff && !self.fencing
     }
 
     /// Whether fencing is on.

@@ -746,3 +746,130 @@ async fn validity_counts_from_the_granting_round_not_the_first() {
     let guard = redlock.lock("v", TTL).await.expect("granted after expiry");
     assert_eq!(guard.remaining(), TTL - Duration::from_millis(102));
 }
+
+/// The value `key` holds on every node that has it.
+fn values(memory: &[MemoryNode], key: &str) -> Vec<String> {
+    memory.iter().filter_map(|m| m.get(key)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_hands_the_lock_to_the_next_local_waiter_without_a_round() {
+    let memory = MemoryNode::cluster(3);
+    // the waiter would poll only every 30 s and is never told of a release:
+    // only a hand-off can serve it at once
+    let slow = LockOptions::new()
+        .retry_delay(Duration::from_secs(30))
+        .retry_jitter(Duration::ZERO)
+        .acquire_timeout(Some(Duration::from_secs(60)));
+    let redlock = redlock_with(&memory, slow);
+    let held = redlock.lock("h", TTL).await.expect("lock");
+    let token = held.lease().token();
+    let waiter = tokio::spawn({
+        let redlock = redlock.clone();
+        async move { redlock.lock("h", TTL).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    assert_eq!(
+        held.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    let next = waiter.await.expect("task").expect("handed over");
+    assert_eq!(started.elapsed(), Duration::ZERO, "no round, no wait");
+    assert_eq!(next.lease().token(), token, "the same lease");
+    // the servers never saw a release: the key still holds the token, with
+    // the ttl left from the first grant
+    let hex = token.to_hex();
+    assert_eq!(values(&memory, "h"), [hex.clone(), hex.clone(), hex]);
+    assert!(
+        next.remaining() > TTL - Duration::from_secs(2),
+        "{:?}",
+        next.remaining()
+    );
+    assert_eq!(
+        next.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    assert!(values(&memory, "h").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_hand_off_with_less_than_half_the_waiters_ttl_left_or_when_turned_off() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let cases = [
+        // (holder ttl, holder hands off, waiter options)
+        (Duration::from_secs(4), true, LockOptions::new().ttl(TTL)),
+        (TTL, false, LockOptions::new().ttl(TTL)),
+        (TTL, true, LockOptions::new().ttl(TTL).local_handoff(false)),
+        (TTL, true, LockOptions::new().ttl(TTL).fencing(true)),
+    ];
+    for (holder_ttl, hands_off, waiter_options) in cases {
+        let holder = LockOptions::new().ttl(holder_ttl).local_handoff(hands_off);
+        let held = redlock.lock_with(["n"], &holder).await.expect("lock");
+        let token = held.lease().token();
+        let waiter = tokio::spawn({
+            let redlock = redlock.clone();
+            async move { redlock.lock_with(["n"], &waiter_options).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        held.release().await.expect("release");
+        let next = waiter.await.expect("task").expect("granted anew");
+        assert_ne!(
+            next.lease().token(),
+            token,
+            "holder ttl {holder_ttl:?}, hands off {hands_off}"
+        );
+        next.release().await.expect("release");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_handed_to_a_waiter_that_went_away_is_released() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let held = redlock.lock("w", TTL).await.expect("lock");
+    let mut waiter = Box::pin(redlock.lock("w", TTL));
+    assert!(futures::poll!(waiter.as_mut()).is_pending(), "waits");
+    // handed over into the waiting call, which is dropped before it looks
+    assert_eq!(
+        held.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    drop(waiter);
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(
+        values(&memory, "w").is_empty(),
+        "released through the servers"
+    );
+    // and a waiter that is gone before the release gets nothing
+    let held = redlock.lock("w", TTL).await.expect("lock");
+    let mut waiter = Box::pin(redlock.lock("w", TTL));
+    assert!(futures::poll!(waiter.as_mut()).is_pending(), "waits");
+    drop(waiter);
+    held.release().await.expect("release");
+    assert!(values(&memory, "w").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handed_over_lock_takes_the_waiters_auto_extension() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let ttl = Duration::from_secs(3);
+    let held = redlock.lock("x", ttl).await.expect("lock");
+    let waiter = tokio::spawn({
+        let redlock = redlock.clone();
+        async move { redlock.lock_with(["x"], &auto(ttl)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let token = held.lease().token();
+    held.release().await.expect("release");
+    let next = waiter.await.expect("task").expect("handed over");
+    assert_eq!(next.lease().token(), token);
+    // far past the first grant's ttl: extended by the watchdog
+    tokio::time::sleep(ttl * 4).await;
+    assert!(next.is_valid());
+    assert_eq!(values(&memory, "x").len(), 3);
+    next.release().await.expect("release");
+}

@@ -105,30 +105,35 @@ async fn assert_keys_vanish(cluster: &Cluster, within: Duration) {
     }
 }
 
+/// Every grant of a [`contended_run`]: token, client, when.
+type Grants = Arc<std::sync::Mutex<Vec<(String, u64, StdInstant)>>>;
+
 /// `clients` independent Redlock clients (as separate processes would
-/// have), `tasks` tasks on each, take one resource `each` times with
-/// fencing on; every hold and fence is logged. Bounded: each lock call by
-/// `options`, the run by 240 s.
+/// have), `tasks` tasks on each, take one resource `each` times; every
+/// hold, fence (when fencing is on) and grant is logged. Bounded: each
+/// lock call by `options`, the run by 240 s.
 async fn contended_run(
     urls: Vec<String>,
     clients: u64,
     tasks: u64,
     each: usize,
     options: LockOptions,
-) -> (HoldLog, FenceLog) {
+) -> (HoldLog, FenceLog, Grants) {
     let holds = HoldLog::new();
     let fences = FenceLog::new();
+    let grants = Grants::default();
     let inside = Arc::new(AtomicBool::new(false));
     let mut running = Vec::new();
     for client in 0..clients {
         let redlock = connect(urls.clone()).await;
         for task in 0..tasks {
             let id = client * tasks + task;
-            let (redlock, options, holds, fences, inside) = (
+            let (redlock, options, holds, fences, grants, inside) = (
                 redlock.clone(),
                 options.clone(),
                 holds.clone(),
                 fences.clone(),
+                Arc::clone(&grants),
                 inside.clone(),
             );
             running.push(tokio::spawn(async move {
@@ -144,8 +149,11 @@ async fn contended_run(
                     assert!(guard.is_valid(), "held past validity");
                     let end = StdInstant::now();
                     holds.record("mutex:shared", id, start, end);
-                    let fence = guard.lease().fence().expect("fencing is on");
-                    fences.record(id, fence, start);
+                    if let Some(fence) = guard.lease().fence() {
+                        fences.record(id, fence, start);
+                    }
+                    let token = guard.lease().token().to_hex();
+                    grants.lock().expect("grants").push((token, client, start));
                     guard.release().await.expect("release");
                 }
             }));
@@ -157,7 +165,53 @@ async fn contended_run(
         .expect("run finishes within 240 s")
         .into_iter()
         .for_each(|r| r.expect("task"));
-    (holds, fences)
+    (holds, fences, grants)
+}
+
+/// 2 clients (processes) × 4 tasks take one unfenced resource 150 times
+/// each. Inside a client the lock passes from task to task without a round
+/// trip (the same token serves several grants); holds never overlap; a token
+/// never serves longer than half the ttl (plus scheduling slack), after
+/// which the lock goes back through the servers; no key is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_hand_offs_keep_exclusion_and_end_within_half_a_ttl() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let ttl = Duration::from_secs(1);
+    let options = LockOptions::new()
+        .ttl(ttl)
+        .acquire_timeout(Some(Duration::from_secs(60)));
+    let (holds, _, grants) = contended_run(cluster.urls(), 2, 4, 150, options).await;
+    holds.check_exclusive().expect("no overlapping holds");
+    let grants = grants.lock().expect("grants").clone();
+    assert_eq!(grants.len(), 2 * 4 * 150);
+    // token -> (client, first grant, last grant, grants)
+    let mut tokens: std::collections::HashMap<String, (u64, StdInstant, StdInstant, usize)> =
+        std::collections::HashMap::new();
+    for (token, client, at) in grants {
+        let entry = tokens.entry(token).or_insert((client, at, at, 0));
+        assert_eq!(
+            entry.0, client,
+            "a lock is handed over only inside its client"
+        );
+        entry.1 = entry.1.min(at);
+        entry.2 = entry.2.max(at);
+        entry.3 += 1;
+    }
+    let handed_over: usize = tokens.values().map(|t| t.3 - 1).sum();
+    assert!(handed_over > 0, "no grant was a hand-off");
+    for (token, (_, first, last, count)) in &tokens {
+        let span = last.duration_since(*first);
+        assert!(
+            span <= ttl / 2 + Duration::from_millis(150),
+            "token {token} served {count} grants over {span:?}"
+        );
+    }
+    assert_keys_vanish(&cluster, Duration::from_secs(2)).await;
+    eprintln!(
+        "{} grants, {} through the servers, {handed_over} handed over",
+        2 * 4 * 150,
+        tokens.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,8 +224,9 @@ async fn mutual_exclusion_and_fences_16_tasks_200_acquisitions_each() {
     let started = StdInstant::now();
     // 4 clients (processes) × 4 tasks: contention both across clients
     // (on the servers) and inside each (the local queue)
-    let (holds, fences) = contended_run(cluster.urls(), 4, 4, 200, options).await;
+    let (holds, fences, _) = contended_run(cluster.urls(), 4, 4, 200, options).await;
     assert_eq!(holds.len(), 16 * 200);
+    assert_eq!(fences.len(), holds.len(), "every lease is fenced");
     holds.check_exclusive().expect("no overlapping holds");
     fences
         .check_strictly_increasing()
@@ -211,7 +266,7 @@ async fn fences_increase_while_a_minority_is_killed_and_restarted() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         restarts += 1;
     }
-    let (holds, fences) = run.await.expect("run");
+    let (holds, fences, _) = run.await.expect("run");
     assert!(restarts >= 2, "the run ended before any fault");
     assert_eq!(holds.len(), 8 * 60);
     holds.check_exclusive().expect("no overlapping holds");

@@ -605,6 +605,11 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+fn mean(durations: &[Duration]) -> Option<Duration> {
+    let n = u32::try_from(durations.len()).ok().filter(|n| *n > 0)?;
+    Some(durations.iter().sum::<Duration>() / n)
+}
+
 fn fmt_ms(d: Duration) -> String {
     format!("{:.3} ms", ms(d))
 }
@@ -880,9 +885,21 @@ async fn scenario_b(set: &Contenders, args: &Args) {
 #[derive(Debug, Default)]
 struct ContendedRun {
     waits: Vec<Duration>,
+    /// How long each grant was held (lock granted to release called).
+    holds: Vec<Duration>,
     failed_waits: Vec<Duration>,
     failures: BTreeMap<String, usize>,
     release_failures: usize,
+}
+
+/// The critical section: `C_HOLD` of work, as a thread sleep (about 1.1 ms on
+/// Linux) with the runtime's other tasks moved off this worker meanwhile
+/// (`block_in_place`). A tokio `sleep` counts whole milliseconds and would hold
+/// about 2 ms. Returns how long it held.
+async fn hold() -> Duration {
+    let start = Instant::now();
+    tokio::task::block_in_place(|| std::thread::sleep(C_HOLD));
+    start.elapsed()
 }
 
 async fn contended(c: &Contender, key: &str, secs: Duration) -> (ContendedRun, Duration, usize) {
@@ -910,7 +927,7 @@ async fn contended(c: &Contender, key: &str, secs: Duration) -> (ContendedRun, D
                             if holders.fetch_add(1, Ordering::SeqCst) > 0 {
                                 overlaps.fetch_add(1, Ordering::SeqCst);
                             }
-                            sleep(C_HOLD).await;
+                            run.holds.push(hold().await);
                             holders.fetch_sub(1, Ordering::SeqCst);
                             if held.release().await.is_err() {
                                 run.release_failures += 1;
@@ -931,6 +948,7 @@ async fn contended(c: &Contender, key: &str, secs: Duration) -> (ContendedRun, D
         match task.await {
             Ok(run) => {
                 total.waits.extend(run.waits);
+                total.holds.extend(run.holds);
                 total.failed_waits.extend(run.failed_waits);
                 total.release_failures += run.release_failures;
                 for (kind, n) in run.failures {
@@ -971,6 +989,7 @@ async fn scenario_c(set: &Contenders, tag: &str, args: &Args) {
                 },
                 format!("{:.1} s", elapsed.as_secs_f64()),
                 overlaps.to_string(),
+                mean(&run.holds).map_or_else(|| "-".to_owned(), fmt_ms),
             ],
             keys: vec![rate, ms(p99)],
         });
@@ -999,14 +1018,22 @@ async fn scenario_c(set: &Contenders, tag: &str, args: &Args) {
     notes.push(
         "wait = lock call start to grant; failed = lock calls that returned an error \
          (fail p50 = how long those took); elapsed includes calls in flight at the end; \
-         overlaps = grants while another task held the lock (must be 0)"
+         overlaps = grants while another task held the lock (must be 0); hold mean = \
+         the critical section as measured (a 1 ms thread sleep in block_in_place)"
             .to_owned(),
     );
     print_table(
         &title,
         &[
-            "grants", "grants/s", "wait p50", "wait p99", "failed", "fail p50", "elapsed",
+            "grants",
+            "grants/s",
+            "wait p50",
+            "wait p99",
+            "failed",
+            "fail p50",
+            "elapsed",
             "overlaps",
+            "hold mean",
         ],
         &["grants/s", "wait p99"],
         &rows,

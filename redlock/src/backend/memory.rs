@@ -93,6 +93,14 @@ impl MemoryNode {
         state.store.key_names()
     }
 
+    /// The string value of `key` (as `GET`), `None` when absent.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let mut state = self.lock_state();
+        state.store.begin();
+        let value = state.store.get(key)?;
+        Some(String::from_utf8_lossy(value).into_owned())
+    }
+
     /// The remaining ttl of `key`, `None` when absent ([`MAX_TTL`] for a
     /// key without expiry).
     ///

@@ -1,0 +1,118 @@
+//! Local hand-off: a lock released while the next task of this process
+//! waits for exactly the same resources passes to that task directly, with
+//! no round trip: the servers keep the keys and the token, the new holder
+//! gets the lease with the validity it has left.
+//!
+//! The waiter is the head of the local queue (the only task of this process
+//! contending for these keys); it registers here while it waits. A release
+//! hands over only when the lease still has at least the waiter's minimum
+//! validity (half its ttl), so a chain of hand-offs ends within half a ttl
+//! and the lock then goes back through the servers. Fenced locks never
+//! hand over: each holder needs its own fencing token.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::guard::LockGuard;
+
+/// The waiting heads of this process's local queues, by their sorted keys.
+#[derive(Debug, Default)]
+pub(crate) struct Handoffs {
+    waiting: Mutex<HashMap<Vec<String>, Waiting>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    id: u64,
+    min_remaining: Duration,
+    deliver: oneshot::Sender<LockGuard>,
+}
+
+/// A waiter's registration; unregisters on drop.
+#[derive(Debug)]
+pub(crate) struct HandoffSlot {
+    handoffs: Arc<Handoffs>,
+    keys: Vec<String>,
+    id: u64,
+    /// `None` once the registration was taken without a lock (cannot
+    /// happen: a taken registration is always delivered to) or used.
+    receive: Option<oneshot::Receiver<LockGuard>>,
+}
+
+fn sorted(keys: &[String]) -> Vec<String> {
+    let mut keys = keys.to_vec();
+    keys.sort();
+    keys
+}
+
+impl Handoffs {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<String>, Waiting>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers the head of the local queue for `keys`, accepting a lock
+    /// with at least `min_remaining` validity.
+    pub fn wait(self: &Arc<Self>, keys: &[String], min_remaining: Duration) -> HandoffSlot {
+        let keys = sorted(keys);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (deliver, receive) = oneshot::channel();
+        let waiting = Waiting {
+            id,
+            min_remaining,
+            deliver,
+        };
+        self.waiting().insert(keys.clone(), waiting);
+        HandoffSlot {
+            handoffs: Arc::clone(self),
+            keys,
+            id,
+            receive: Some(receive),
+        }
+    }
+
+    /// The waiter for exactly `keys` that accepts `remaining` validity,
+    /// taken out of the registry (so one lock goes to one waiter).
+    pub fn take(&self, keys: &[String], remaining: Duration) -> Option<oneshot::Sender<LockGuard>> {
+        let keys = sorted(keys);
+        let mut waiting = self.waiting();
+        let accepts = waiting
+            .get(&keys)
+            .is_some_and(|w| remaining >= w.min_remaining && !w.deliver.is_closed());
+        if !accepts {
+            return None;
+        }
+        waiting.remove(&keys).map(|w| w.deliver)
+    }
+}
+
+impl HandoffSlot {
+    /// Resolves with a lock handed over; never resolves when none comes.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a lock that arrives is kept in the slot for the next
+    /// call (and released by its own drop if the slot is dropped first).
+    pub async fn handed_over(&mut self) -> LockGuard {
+        if let Some(receive) = self.receive.as_mut() {
+            if let Ok(guard) = receive.await {
+                self.receive = None;
+                return guard;
+            }
+            self.receive = None;
+        }
+        std::future::pending().await
+    }
+}
+
+impl Drop for HandoffSlot {
+    fn drop(&mut self) {
+        let mut waiting = self.handoffs.waiting();
+        if waiting.get(&self.keys).is_some_and(|w| w.id == self.id) {
+            waiting.remove(&self.keys);
+        }
+    }
+}
