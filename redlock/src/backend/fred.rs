@@ -48,7 +48,8 @@ pub struct FredSettings {
     pub max_reconnect_delay: Duration,
     /// Most single-key acquires and releases sent to this node in one
     /// script call when several are waiting (see [`FredNode`]); `1` sends
-    /// every request as its own command. Default: 64.
+    /// every request as its own command, as do Redis Cluster nodes (a
+    /// batch's keys would span slots). Default: 64.
     pub max_batch: usize,
 }
 
@@ -175,6 +176,8 @@ impl FredNode {
             // The handle is not needed: the task lives as long as the client.
             drop(client.connect());
         }
+        // On a Redis Cluster the keys of one batch would span slots.
+        let batches = max_batch > 1 && !client.client_config().server.is_clustered();
         let link = Link {
             client,
             last_error,
@@ -182,7 +185,7 @@ impl FredNode {
         };
         let node = FredNode {
             shared: Arc::new(Shared {
-                batcher: (max_batch > 1).then(|| Batcher::start(link.clone(), max_batch)),
+                batcher: batches.then(|| Batcher::start(link.clone(), max_batch)),
                 link,
                 name,
                 owned,
