@@ -4,10 +4,11 @@
 //! Every request goes through one queue per node, drained by one task; so
 //! requests reach the connection in the order they were made (an undo never
 //! overtakes its acquire, a waiter's acquire follows the release it was
-//! woken by). The task takes whatever is queued when it runs: a lone request
-//! is sent as its own command at once (no waiting to fill a batch), and
-//! under load many requests share one command, which is what a request
-//! costs the client and the server.
+//! woken by). The task takes whatever is queued when it runs (after letting
+//! the other ready tasks run once): a lone request is sent as its own
+//! command (no timer, no waiting to fill a batch), and under load many
+//! requests share one command, which is what a request costs the client and
+//! the server.
 
 use std::time::Duration;
 
@@ -93,6 +94,19 @@ fn closed() -> NodeError {
 async fn drain(link: Link, mut requests: mpsc::UnboundedReceiver<Request>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     while requests.recv_many(&mut batch, max_batch).await > 0 {
+        if batch.len() < max_batch {
+            // Let the tasks that are ready run first: under load they add
+            // their requests to this batch (measured: ~4 requests per batch
+            // without this, ~17 with it, in the benchmark's scenario B). A
+            // lone request loses only a pass through an idle scheduler.
+            tokio::task::yield_now().await;
+            while batch.len() < max_batch {
+                match requests.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut send = send(&link, std::mem::take(&mut batch));
         // The first poll hands the command to fred, in queue order; the
         // answer is awaited elsewhere so the next batch can go meanwhile.
