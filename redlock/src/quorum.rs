@@ -121,11 +121,11 @@ pub async fn round<T: Send + 'static>(
     let started = Instant::now();
     let requests = nodes.iter().enumerate().map(|(i, node)| {
         let request = call(node.as_ref());
-        let name = node.name().to_owned();
+        let node = Arc::clone(node);
         async move {
             let sent = Instant::now();
             let result = tokio::time::timeout(node_timeout, request).await;
-            metrics::node_call(&name, op, sent.elapsed(), &result);
+            metrics::node_call(node.name(), op, sent.elapsed(), &result);
             (i, result)
         }
         .boxed()
