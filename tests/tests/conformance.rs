@@ -248,6 +248,15 @@ async fn case_requests_made_together_keep_their_order(node: &dyn Node) {
         assert_eq!(second.expect("answer"), GRANTED);
         assert_eq!(next(announcements).await, "together");
     }
+    // an undo (batchable) never overtakes a later request that is not
+    // batchable (a multi-key acquire, a script) with the same token
+    let (undo, retry) = futures::join!(
+        node.release(&keys(&["o1"]), "t", None),
+        node.acquire(&keys(&["o1", "o2"]), "t", TTL, false),
+    );
+    assert_eq!(undo.expect("answer"), 0, "nothing to undo yet");
+    assert_eq!(retry.expect("answer"), GRANTED);
+    assert_eq!(release(node, &["o1", "o2"], "t").await, 2, "both keys held");
     // many distinct keys at once: all granted, all released
     let many: Vec<Vec<String>> = (0..40).map(|i| keys(&[&format!("many{i}")])).collect();
     let granted = futures::future::join_all(many.iter().map(|k| node.acquire(k, "m", TTL, false)));

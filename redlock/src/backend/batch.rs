@@ -1,10 +1,11 @@
 //! Batching: the single-key acquires and releases waiting to go to one node
 //! at the same moment are sent as one script call.
 //!
-//! Every request goes through one queue per node, drained by one task; so
+//! Every request to the node, batchable or not (scripts, multi-key locks,
+//! extensions), goes through one queue per node, drained by one task; so
 //! requests reach the connection in the order they were made (an undo never
-//! overtakes its acquire, a waiter's acquire follows the release it was
-//! woken by). The task takes whatever is queued when it runs (after letting
+//! overtakes its acquire or a later retry with the same token, a waiter's
+//! acquire follows the release it was woken by). The task takes whatever is queued when it runs (after letting
 //! the other ready tasks run once): a lone request is sent as its own
 //! command (no timer, no waiting to fill a batch), and under load many
 //! requests share one command, which is what a request costs the client and
@@ -12,7 +13,7 @@
 
 use std::time::Duration;
 
-use futures::future::FutureExt;
+use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::fred::{remaining_from_pttl, Link};
@@ -22,6 +23,13 @@ static BATCH: NodeScript = NodeScript::new("batch", include_str!("../../scripts/
 
 /// One queued request.
 enum Request {
+    /// Joins the batch it is drained with.
+    Batchable(Batchable),
+    /// Any other command: sent on its own, in its place in the queue.
+    InOrder(Box<dyn FnOnce(&Link) -> BoxFuture<'static, ()> + Send>),
+}
+
+enum Batchable {
     Acquire {
         key: String,
         token: String,
@@ -53,21 +61,39 @@ impl Batcher {
 
     /// `SET key token NX PX ttl`, batched.
     pub fn acquire(&self, key: String, token: String, ttl: Duration) -> NodeFuture<AcquireReply> {
-        self.submit(move |reply| Request::Acquire {
-            key,
-            token,
-            ttl,
-            reply,
+        self.submit(move |reply| {
+            Request::Batchable(Batchable::Acquire {
+                key,
+                token,
+                ttl,
+                reply,
+            })
         })
     }
 
     /// Compare-and-delete of `key`, batched.
     pub fn release(&self, key: String, token: String, announce: String) -> NodeFuture<u64> {
-        self.submit(move |reply| Request::Release {
-            key,
-            token,
-            announce,
-            reply,
+        self.submit(move |reply| {
+            Request::Batchable(Batchable::Release {
+                key,
+                token,
+                announce,
+                reply,
+            })
+        })
+    }
+
+    /// The command `command` makes, sent on its own in queue order.
+    pub fn in_order<T: Send + 'static>(
+        &self,
+        command: impl FnOnce(&Link) -> NodeFuture<T> + Send + 'static,
+    ) -> NodeFuture<T> {
+        self.submit(move |reply| {
+            Request::InOrder(Box::new(move |link: &Link| {
+                command(link)
+                    .map(move |answer| drop(reply.send(answer)))
+                    .boxed()
+            }))
         })
     }
 
@@ -107,20 +133,38 @@ async fn drain(link: Link, mut requests: mpsc::UnboundedReceiver<Request>, max_b
                 }
             }
         }
-        let mut send = send(&link, std::mem::take(&mut batch));
-        // The first poll hands the command to fred, in queue order; the
-        // answer is awaited elsewhere so the next batch can go meanwhile.
-        if futures::poll!(send.as_mut()).is_pending() {
-            tokio::spawn(send);
+        let mut batchable = Vec::new();
+        for request in batch.drain(..) {
+            match request {
+                Request::Batchable(request) => batchable.push(request),
+                Request::InOrder(command) => {
+                    if !batchable.is_empty() {
+                        hand_over(send(&link, std::mem::take(&mut batchable))).await;
+                    }
+                    hand_over(command(&link)).await;
+                }
+            }
+        }
+        if !batchable.is_empty() {
+            hand_over(send(&link, batchable)).await;
         }
     }
 }
 
+/// Polls `command` once, which hands it to fred (so commands go in queue
+/// order); the answer is awaited by a task of its own so the next command can
+/// go meanwhile.
+async fn hand_over(mut command: BoxFuture<'static, ()>) {
+    if futures::poll!(command.as_mut()).is_pending() {
+        tokio::spawn(command);
+    }
+}
+
 /// Sends `batch` as one command and hands each request its answer.
-fn send(link: &Link, mut batch: Vec<Request>) -> futures::future::BoxFuture<'static, ()> {
+fn send(link: &Link, mut batch: Vec<Batchable>) -> BoxFuture<'static, ()> {
     if batch.len() == 1 {
         return match batch.pop() {
-            Some(Request::Acquire {
+            Some(Batchable::Acquire {
                 key,
                 token,
                 ttl,
@@ -129,7 +173,7 @@ fn send(link: &Link, mut batch: Vec<Request>) -> futures::future::BoxFuture<'sta
                 .acquire_one(key, token, ttl)
                 .map(|answer| drop(reply.send(answer)))
                 .boxed(),
-            Some(Request::Release {
+            Some(Batchable::Release {
                 key,
                 token,
                 announce,
@@ -146,14 +190,14 @@ fn send(link: &Link, mut batch: Vec<Request>) -> futures::future::BoxFuture<'sta
     args.push(RELEASE_CHANNEL_PREFIX.into());
     for request in &batch {
         match request {
-            Request::Acquire {
+            Batchable::Acquire {
                 key, token, ttl, ..
             } => {
                 keys.push(key.clone());
                 args.extend(["a".into(), token.as_str().into()]);
                 args.push(ttl_millis(*ttl).to_string().into());
             }
-            Request::Release {
+            Batchable::Release {
                 key,
                 token,
                 announce,
@@ -170,7 +214,7 @@ fn send(link: &Link, mut batch: Vec<Request>) -> futures::future::BoxFuture<'sta
         .boxed()
 }
 
-fn answer_each(batch: Vec<Request>, answer: Result<Vec<i64>, NodeError>) {
+fn answer_each(batch: Vec<Batchable>, answer: Result<Vec<i64>, NodeError>) {
     let pairs = match answer {
         Ok(values) if values.len() == 2 * batch.len() => values,
         Ok(values) => {
@@ -185,7 +229,7 @@ fn answer_each(batch: Vec<Request>, answer: Result<Vec<i64>, NodeError>) {
     };
     for (request, pair) in batch.into_iter().zip(pairs.chunks_exact(2)) {
         match request {
-            Request::Acquire { reply, .. } => {
+            Batchable::Acquire { reply, .. } => {
                 let answer = if pair[0] == 1 {
                     AcquireReply::Granted { fence: None }
                 } else {
@@ -196,19 +240,19 @@ fn answer_each(batch: Vec<Request>, answer: Result<Vec<i64>, NodeError>) {
                 };
                 let _ = reply.send(Ok(answer));
             }
-            Request::Release { reply, .. } => {
+            Batchable::Release { reply, .. } => {
                 let _ = reply.send(Ok(u64::try_from(pair[0]).unwrap_or(0)));
             }
         }
     }
 }
 
-fn fail_all(batch: Vec<Request>, error: &NodeError) {
+fn fail_all(batch: Vec<Batchable>, error: &NodeError) {
     for request in batch {
         // a caller that gave up (timed out) dropped its receiver: nothing to do
         match request {
-            Request::Acquire { reply, .. } => drop(reply.send(Err(error.clone()))),
-            Request::Release { reply, .. } => drop(reply.send(Err(error.clone()))),
+            Batchable::Acquire { reply, .. } => drop(reply.send(Err(error.clone()))),
+            Batchable::Release { reply, .. } => drop(reply.send(Err(error.clone()))),
         }
     }
 }

@@ -77,7 +77,8 @@ const DEFAULT_MAX_BATCH: usize = 64;
 /// node at the same moment go in one script call (up to
 /// [`FredSettings::max_batch`]): under load each request then costs a
 /// share of one command instead of a command, and a lone request is sent
-/// at once, as before. Requests keep their order on the connection.
+/// at once, as before. Every request (batched or not) goes through one
+/// queue per node, so requests keep their order on the connection.
 ///
 /// Release announcements use one extra subscriber connection per node,
 /// opened with the node. Clients quorate built are
@@ -288,8 +289,22 @@ impl FredNode {
     where
         T: fred::types::FromValue + Send + 'static,
     {
-        let args = args.into_iter().map(fred::types::Value::from).collect();
-        self.shared.link.run_script(script, keys.to_vec(), args)
+        let args: Vec<fred::types::Value> =
+            args.into_iter().map(fred::types::Value::from).collect();
+        let keys = keys.to_vec();
+        self.in_order(move |link| link.run_script(script, keys, args))
+    }
+
+    /// The command `command` makes, sent after every request made before it
+    /// (through the batching queue, when there is one).
+    fn in_order<T: Send + 'static>(
+        &self,
+        command: impl FnOnce(&Link) -> NodeFuture<T> + Send + 'static,
+    ) -> NodeFuture<T> {
+        match &self.shared.batcher {
+            Some(batcher) => batcher.in_order(command),
+            None => command(&self.shared.link),
+        }
     }
 }
 
@@ -493,7 +508,10 @@ impl Node for FredNode {
         let (token, announce) = (token.to_owned(), announce.unwrap_or_default().to_owned());
         match (&self.shared.batcher, keys) {
             (Some(batcher), [key]) => batcher.release(key.clone(), token, announce),
-            _ => self.shared.link.release(keys.to_vec(), token, announce),
+            _ => {
+                let keys = keys.to_vec();
+                self.in_order(move |link| link.release(keys, token, announce))
+            }
         }
     }
 
@@ -530,9 +548,7 @@ impl Node for FredNode {
             .into_iter()
             .map(|a| fred::types::Value::Bytes(a.into()))
             .collect();
-        self.shared
-            .link
-            .run_script::<fred::types::Value>(script, keys, args)
+        self.in_order(move |link| link.run_script::<fred::types::Value>(script, keys, args))
             .map(|value| ScriptValue::from_fred(value?).map_err(NodeError))
             .boxed()
     }
