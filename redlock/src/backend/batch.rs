@@ -26,8 +26,11 @@ enum Request {
     /// Joins the batch it is drained with.
     Batchable(Batchable),
     /// Any other command: sent on its own, in its place in the queue.
-    InOrder(Box<dyn FnOnce(&Link) -> BoxFuture<'static, ()> + Send>),
+    InOrder(Command),
 }
+
+/// Makes a command's future (which hands its answer on) from the link.
+type Command = Box<dyn FnOnce(&Link) -> BoxFuture<'static, ()> + Send>;
 
 enum Batchable {
     Acquire {
