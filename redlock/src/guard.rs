@@ -359,11 +359,16 @@ impl LockGuard {
         // A round that misses a majority (slow or failing nodes) is retried
         // while the lease lasts, at most 3 rounds: the alternative is a lock
         // that blocks everyone until its ttl runs out.
+        // Each retry gives the nodes twice as long: a round that missed its
+        // majority under a burst of requests (nodes busy, not dead) would
+        // miss it again at the same timeout.
         let mut rounds = 0;
+        let mut node_timeout = self.node_timeout;
+        let (mut deleted, mut unseen_deletes) = (false, false);
         let round = loop {
             rounds += 1;
             let mut round = std::pin::pin!(inner
-                .release_round(&self.keys, &token, self.node_timeout)
+                .release_round(&self.keys, &token, node_timeout)
                 .instrument(span.clone()));
             // The first poll puts every request on its connection. Local
             // waiters go now: their acquire follows our delete on each
@@ -377,18 +382,27 @@ impl LockGuard {
                 Poll::Ready(round) => round,
                 Poll::Pending => round.await,
             };
+            deleted |= round
+                .replies
+                .iter()
+                .any(|r| matches!(r, Reply::Answered(n) if *n > 0));
             if round.answered() >= inner.quorum || rounds >= 3 || !self.is_valid() {
                 break round;
             }
+            // The unanswered requests still reach their nodes and delete
+            // there: a later round may find our keys gone by our own hand.
+            unseen_deletes |= round
+                .replies
+                .iter()
+                .any(|r| matches!(r, Reply::TimedOut | Reply::Pending));
+            node_timeout *= 2;
         };
         self.released = true;
         let held = self.acquired.elapsed();
         // A valid lease means our keys were on a majority, so any majority
-        // of answers includes a deletion unless the keys were lost.
-        let deleted = round
-            .replies
-            .iter()
-            .any(|r| matches!(r, Reply::Answered(n) if *n > 0));
+        // of answers includes a deletion (in this round or, by the requests
+        // of an earlier one, unseen) unless the keys were lost.
+        let deleted = deleted || unseen_deletes;
         let result = if round.answered() >= inner.quorum {
             if deleted && was_valid {
                 Ok(ReleaseOutcome::Released)

@@ -15,6 +15,12 @@ use crate::backend::{Node, NodeFuture};
 use crate::error::{NodeOutcome, NodeReport, Outcomes};
 use crate::metrics;
 
+/// Most quorum rounds in flight at once in this process (see [`round`]).
+pub const MAX_ROUNDS_IN_FLIGHT: usize = 256;
+
+static ROUNDS_IN_FLIGHT: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_ROUNDS_IN_FLIGHT);
+
 /// The majority of `n` nodes.
 pub fn majority(n: usize) -> usize {
     n / 2 + 1
@@ -109,6 +115,11 @@ impl Decide {
 /// they are driven to completion (or their timeout) on a spawned task, so
 /// every node gets every request, in order with whatever is sent on its
 /// connection afterwards (an undo, say), and the caller does not wait.
+///
+/// At most [`MAX_ROUNDS_IN_FLIGHT`] rounds run at once in a process; a
+/// further round waits for one to be decided before it sends anything (and
+/// before its node timeouts start), so a burst of thousands of calls waits
+/// here instead of timing itself out in the servers' queues.
 pub async fn round<T: Send + 'static>(
     op: &'static str,
     nodes: &[Arc<dyn Node>],
@@ -117,6 +128,9 @@ pub async fn round<T: Send + 'static>(
     success: impl Fn(&T) -> bool,
     call: impl Fn(&dyn Node) -> NodeFuture<T>,
 ) -> Round<T> {
+    // Started only with a permit: a burst of thousands of calls queues
+    // here, not on the servers, where it would time out on its own backlog.
+    let _permit = ROUNDS_IN_FLIGHT.acquire().await;
     let n = nodes.len();
     let started = Instant::now();
     let requests = nodes.iter().enumerate().map(|(i, node)| {

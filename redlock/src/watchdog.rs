@@ -136,7 +136,17 @@ impl Task {
             };
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => self.apply(command),
+                    Some(command) => {
+                        self.apply(command);
+                        // Apply every queued command before the next scan
+                        // for the earliest due lock: one scan per command
+                        // would cost n² for n locks taken or released at
+                        // once (10,000 released together stalled a worker
+                        // long enough to time their own releases out).
+                        while let Ok(command) = commands.try_recv() {
+                            self.apply(command);
+                        }
+                    }
                     None => break,
                 },
                 Some(settled) = settled_rx.recv() => self.settle(settled),

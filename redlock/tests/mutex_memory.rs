@@ -873,3 +873,20 @@ async fn a_handed_over_lock_takes_the_waiters_auto_extension() {
     assert_eq!(values(&memory, "x").len(), 3);
     next.release().await.expect("release");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_release_whose_deletes_answer_late_is_still_released() {
+    let memory = MemoryNode::cluster(5);
+    let redlock = redlock(&memory);
+    let held = redlock.lock("late", TTL).await.expect("lock");
+    // every node deletes at once but answers after the node timeout (100 ms
+    // for a 10 s ttl) and before the retry's doubled one
+    for node in &memory {
+        node.set_latency(Duration::from_millis(150));
+    }
+    assert_eq!(
+        held.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    assert!(values(&memory, "late").is_empty());
+}

@@ -1272,11 +1272,19 @@ async fn scenario_e(cluster: &Cluster, args: &Args) -> Result<(), BoxError> {
     let releases = guards
         .into_iter()
         .map(|g| timeout(RELEASE_CAP, g.release()));
-    let released = join_all(releases)
-        .await
-        .into_iter()
-        .filter(|r| matches!(r, Ok(Ok(_))))
-        .count();
+    let results = join_all(releases).await;
+    let released = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    for result in &results {
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => *failures.entry(quorate_kind(error)).or_default() += 1,
+            Err(_) => *failures.entry("safety cap".to_owned()).or_default() += 1,
+        }
+    }
+    for (kind, n) in &failures {
+        println!("  release failed {n}x: {kind}");
+    }
     println!(
         "released {released} locks in {:.2} s",
         releasing.elapsed().as_secs_f64()
