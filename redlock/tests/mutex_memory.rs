@@ -890,3 +890,26 @@ async fn a_release_whose_deletes_answer_late_is_still_released() {
     );
     assert!(values(&memory, "late").is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tick_with_many_locks_goes_out_in_requests_of_at_most_500_locks() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let options = auto(Duration::from_secs(3));
+    // taken together (no time passes): all due in the same tick
+    let taking = (0..1_200).map(|i| redlock.lock_with([format!("many:{i}")], &options));
+    let guards: Vec<LockGuard> = futures::future::join_all(taking)
+        .await
+        .into_iter()
+        .map(|g| g.expect("lock"))
+        .collect();
+    let before = memory[0].batched_extends();
+    // one tick: extended at ttl/3 = 1 s, the next tick at 2 s
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        memory[0].batched_extends() - before,
+        3,
+        "1,200 locks = 500 + 500 + 200"
+    );
+    assert!(guards.iter().all(LockGuard::is_valid));
+}
