@@ -43,6 +43,9 @@ pub struct LockGuard {
     node_timeout: Duration,
     /// Whether a release may hand the lock to the next local waiter.
     local_handoff: bool,
+    /// This process's registration of the held keys (see `handoff.rs`);
+    /// moves with a hand-off, ends with the lock.
+    held_here: Option<u64>,
     acquired: Instant,
     released: bool,
 }
@@ -57,6 +60,7 @@ impl LockGuard {
         let cell: LeaseCell = Arc::new(watch::channel(LeaseState { lease, lost: false }).0);
         let watchdog = Self::watchdog_for(&redlock, &keys, &cell, options);
         metrics::guard_made(redlock.inner.primitive);
+        let held_here = Some(redlock.inner.handoffs.held(&keys, &cell));
         LockGuard {
             redlock,
             keys,
@@ -65,6 +69,7 @@ impl LockGuard {
             drift_factor: options.get_drift_factor(),
             node_timeout: options.effective_node_timeout(),
             local_handoff: options.get_local_handoff(),
+            held_here,
             acquired: Instant::now(),
             released: false,
         }
@@ -92,7 +97,15 @@ impl LockGuard {
     /// primitives' keys).
     pub(crate) fn without_local_handoff(mut self) -> Self {
         self.local_handoff = false;
+        self.end_held_here();
         self
+    }
+
+    /// Tells waiting local heads that this process no longer holds the keys.
+    fn end_held_here(&mut self) {
+        if let Some(id) = self.held_here.take() {
+            self.redlock.inner.handoffs.ended(&self.keys, id);
+        }
     }
 
     /// The lock, taken over by the local waiter it was handed to: the same
@@ -134,6 +147,7 @@ impl LockGuard {
             drift_factor: self.drift_factor,
             node_timeout: self.node_timeout,
             local_handoff: true,
+            held_here: self.held_here.take(),
             acquired: Instant::now(),
             released: false,
         };
@@ -146,6 +160,7 @@ impl LockGuard {
             }
             Err(mut next) => {
                 // the waiter is gone: this guard releases through the servers
+                self.held_here = next.held_here.take();
                 next.released = true;
                 false
             }
@@ -365,6 +380,7 @@ impl LockGuard {
         let mut rounds = 0;
         let mut node_timeout = self.node_timeout;
         let (mut deleted, mut unseen_deletes) = (false, false);
+        let mut held_here = self.held_here.take();
         let round = loop {
             rounds += 1;
             let mut round = std::pin::pin!(inner
@@ -377,6 +393,9 @@ impl LockGuard {
             let first = futures::poll!(round.as_mut());
             if rounds == 1 {
                 inner.notifier.announce_all(&self.keys);
+                if let Some(id) = held_here.take() {
+                    inner.handoffs.ended(&self.keys, id);
+                }
             }
             let round = match first {
                 Poll::Ready(round) => round,
@@ -446,6 +465,7 @@ impl Drop for LockGuard {
         }
         let inner = Arc::clone(&self.redlock.inner);
         metrics::released(inner.primitive, "dropped", self.acquired.elapsed());
+        let held_here = self.held_here.take();
         let keys = Arc::clone(&self.keys);
         let token = self.lease().token().to_hex();
         let timeout = self.node_timeout;
@@ -456,9 +476,15 @@ impl Drop for LockGuard {
                 handle.spawn(async move {
                     inner.release_round(&keys, &token, timeout).await;
                     inner.notifier.announce_all(&keys);
+                    if let Some(id) = held_here {
+                        inner.handoffs.ended(&keys, id);
+                    }
                 });
             }
             Err(_) => {
+                if let Some(id) = held_here {
+                    inner.handoffs.ended(&keys, id);
+                }
                 tracing::debug!("guard dropped outside a runtime; keys expire with their ttl")
             }
         }

@@ -9,20 +9,31 @@
 //! validity (half its ttl), so a chain of hand-offs ends within half a ttl
 //! and the lock then goes back through the servers. Fenced locks never
 //! hand over: each holder needs its own fencing token.
+//!
+//! While a guard of this process holds exactly the keys a head waits for,
+//! the head sends nothing: the lock comes to it by hand, or it is told when
+//! that guard ends (or its validity does) and tries the servers then.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 
 use crate::guard::LockGuard;
+use crate::watchdog::LeaseCell;
 
 /// The waiting heads of this process's local queues, by their sorted keys.
 #[derive(Debug, Default)]
 pub(crate) struct Handoffs {
     waiting: Mutex<HashMap<Vec<String>, Waiting>>,
+    /// The leases of this process's guards that may hand over, by their
+    /// sorted keys, with the registration's id.
+    held: Mutex<HashMap<Vec<String>, (u64, LeaseCell)>>,
+    /// Told whenever such a guard ends without handing over.
+    ended: Notify,
     next_id: AtomicU64,
 }
 
@@ -90,7 +101,66 @@ impl Handoffs {
     }
 }
 
+impl Handoffs {
+    /// Registers a guard of this process holding `keys` (lease in `cell`);
+    /// returns the id to end it with.
+    pub fn held(&self, keys: &[String], cell: &LeaseCell) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.insert(sorted(keys), (id, Arc::clone(cell)));
+        id
+    }
+
+    /// The guard registered as `id` ended without handing over.
+    pub fn ended(&self, keys: &[String], id: u64) {
+        let keys = sorted(keys);
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.get(&keys).is_some_and(|(held_id, _)| *held_id == id) {
+            held.remove(&keys);
+        }
+        drop(held);
+        self.ended.notify_waiters();
+    }
+
+    /// Until when a guard of this process holds exactly `keys`, if one does
+    /// and is not known lost.
+    fn held_until(&self, keys: &[String]) -> Option<Instant> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, cell) = held.get(&sorted(keys))?;
+        let state = cell.borrow();
+        (!state.lost).then(|| state.lease.valid_until())
+    }
+}
+
 impl HandoffSlot {
+    /// Waits, sending nothing, while a guard of this process holds these
+    /// keys: until it hands the lock over (`Some`), ends, or runs out of
+    /// validity, or `deadline` passes (`None`: try the servers now).
+    /// Returns `None` at once when no such guard exists.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`handed_over`](Self::handed_over).
+    pub async fn while_held_here(&mut self, deadline: Option<Instant>) -> Option<LockGuard> {
+        let handoffs = Arc::clone(&self.handoffs);
+        loop {
+            // Listening before looking: an end between the two is not missed.
+            let ended = handoffs.ended.notified();
+            let mut ended = std::pin::pin!(ended);
+            ended.as_mut().enable();
+            let until = handoffs.held_until(&self.keys)?;
+            let until = deadline.map_or(until, |d| d.min(until));
+            if until <= Instant::now() {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                guard = self.handed_over() => return Some(guard),
+                () = ended => {}
+                () = tokio::time::sleep_until(until) => return None,
+            }
+        }
+    }
+
     /// Resolves with a lock handed over; never resolves when none comes.
     ///
     /// # Cancel safety

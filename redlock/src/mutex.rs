@@ -334,6 +334,13 @@ impl Redlock {
             if let Some(watch) = watch.as_mut() {
                 watch.mark_seen();
             }
+            if let Some(slot) = handoff.as_mut() {
+                // Held by a guard of this process: no round can win; wait
+                // for the hand-off, or for that guard to end.
+                if let Some(guard) = slot.while_held_here(deadline).await {
+                    return Ok(handed_over(&span, guard, options));
+                }
+            }
             // A fresh token per round: whatever a failed round left behind
             // (or its undo, arriving late) can never be mistaken for this one.
             let token = Token::random();

@@ -913,3 +913,56 @@ async fn a_tick_with_many_locks_goes_out_in_requests_of_at_most_500_locks() {
     );
     assert!(guards.iter().all(LockGuard::is_valid));
 }
+
+/// Acquisition rounds counted by a local metrics recorder.
+fn rounds(snapshotter: &metrics_util::debugging::Snapshotter) -> u64 {
+    use metrics_util::debugging::DebugValue;
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find(|(key, ..)| key.key().name() == quorate_redlock::metrics::ACQUIRE_ROUNDS_TOTAL)
+        .map_or(0, |(_, _, _, value)| match value {
+            DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_local_waiter_sends_nothing_while_its_process_holds_the_lock() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let memory = MemoryNode::cluster(3);
+    // polling every 20 ms would send 100 rounds in the 2 s below
+    let polling = LockOptions::new()
+        .retry_delay(Duration::from_millis(20))
+        .retry_jitter(Duration::ZERO)
+        .acquire_timeout(Some(Duration::from_secs(60)));
+    let redlock = redlock_with(&memory, polling);
+    for hands_off in [true, false] {
+        let holder = LockOptions::new().ttl(TTL).local_handoff(hands_off);
+        let held = redlock.lock_with(["s"], &holder).await.expect("lock");
+        // a snapshot resets the counters: count from here
+        rounds(&snapshotter);
+        let waiter = tokio::spawn({
+            let redlock = redlock.clone();
+            async move { redlock.lock("s", TTL).await }
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(rounds(&snapshotter), 0, "no round while held here");
+        let released = Instant::now();
+        let token = held.lease().token();
+        held.release().await.expect("release");
+        let next = waiter.await.expect("task").expect("granted");
+        assert_eq!(next.lease().token() == token, hands_off);
+        assert_eq!(released.elapsed(), Duration::ZERO, "served at the release");
+        // handed over: no round; released through the servers: the waiter's one round
+        assert_eq!(
+            rounds(&snapshotter),
+            u64::from(!hands_off),
+            "hands off: {hands_off}"
+        );
+        next.release().await.expect("release");
+    }
+}
