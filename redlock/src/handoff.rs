@@ -12,7 +12,8 @@
 //!
 //! While a guard of this process holds exactly the keys a head waits for,
 //! the head sends nothing: the lock comes to it by hand, or it is told when
-//! that guard ends (or its validity does) and tries the servers then.
+//! that guard ends, is found lost, or runs out of validity, and tries the
+//! servers then.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,13 +123,11 @@ impl Handoffs {
         self.ended.notify_waiters();
     }
 
-    /// Until when a guard of this process holds exactly `keys`, if one does
-    /// and is not known lost.
-    fn held_until(&self, keys: &[String]) -> Option<Instant> {
+    /// The lease of the guard of this process that holds exactly `keys`,
+    /// if one does.
+    fn holder(&self, keys: &[String]) -> Option<LeaseCell> {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let (_, cell) = held.get(&sorted(keys))?;
-        let state = cell.borrow();
-        (!state.lost).then(|| state.lease.valid_until())
+        held.get(&sorted(keys)).map(|(_, cell)| Arc::clone(cell))
     }
 }
 
@@ -147,7 +146,15 @@ impl HandoffSlot {
             let ended = handoffs.ended.notified();
             let mut ended = std::pin::pin!(ended);
             ended.as_mut().enable();
-            let until = handoffs.held_until(&self.keys)?;
+            let holder = handoffs.holder(&self.keys)?;
+            let mut lease = holder.subscribe();
+            let until = {
+                let state = lease.borrow_and_update();
+                if state.lost {
+                    return None;
+                }
+                state.lease.valid_until()
+            };
             let until = deadline.map_or(until, |d| d.min(until));
             if until <= Instant::now() {
                 return None;
@@ -156,6 +163,8 @@ impl HandoffSlot {
                 biased;
                 guard = self.handed_over() => return Some(guard),
                 () = ended => {}
+                // extended (look again) or found lost (try the servers)
+                _ = lease.changed() => {}
                 () = tokio::time::sleep_until(until) => return None,
             }
         }

@@ -966,3 +966,32 @@ async fn a_local_waiter_sends_nothing_while_its_process_holds_the_lock() {
         next.release().await.expect("release");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_local_waiter_tries_the_servers_as_soon_as_its_processs_lock_is_found_lost() {
+    let memory = MemoryNode::cluster(5);
+    let slow = LockOptions::new()
+        .retry_delay(Duration::from_secs(30))
+        .retry_jitter(Duration::ZERO)
+        .acquire_timeout(Some(Duration::from_secs(60)));
+    let redlock = redlock_with(&memory, slow);
+    // the waiter starts waiting with ~9 s of the holder's validity ahead
+    let ttl = Duration::from_secs(9);
+    let held = redlock.lock_with(["g"], &auto(ttl)).await.expect("lock");
+    let waiter = tokio::spawn({
+        let redlock = redlock.clone();
+        async move { redlock.lock("g", ttl).await }
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    memory[..3].iter().for_each(MemoryNode::flush);
+    let flushed = Instant::now();
+    let validity_left = held.remaining();
+    let next = waiter.await.expect("task").expect("granted");
+    // found lost at the watchdog's next tick (within ttl/3), not when the
+    // lost lease's validity would have run out
+    assert!(flushed.elapsed() <= ttl / 3, "{:?}", flushed.elapsed());
+    assert!(validity_left > ttl / 2, "{validity_left:?}");
+    assert_ne!(next.lease().token(), held.lease().token());
+    drop(held);
+    next.release().await.expect("release");
+}
