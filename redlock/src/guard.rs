@@ -60,7 +60,7 @@ impl LockGuard {
         let cell: LeaseCell = Arc::new(watch::channel(LeaseState { lease, lost: false }).0);
         let watchdog = Self::watchdog_for(&redlock, &keys, &cell, options);
         metrics::guard_made(redlock.inner.primitive);
-        let held_here = Some(redlock.inner.handoffs.held(&keys, &cell));
+        let held_here = Some(redlock.inner.handoffs.hold(&keys, &cell));
         LockGuard {
             redlock,
             keys,
@@ -103,9 +103,8 @@ impl LockGuard {
 
     /// Tells waiting local heads that this process no longer holds the keys.
     fn end_held_here(&mut self) {
-        if let Some(id) = self.held_here.take() {
-            self.redlock.inner.handoffs.ended(&self.keys, id);
-        }
+        let id = self.held_here.take();
+        self.redlock.inner.handoffs.ended(&self.keys, id);
     }
 
     /// The lock, taken over by the local waiter it was handed to: the same
@@ -380,7 +379,7 @@ impl LockGuard {
         let mut rounds = 0;
         let mut node_timeout = self.node_timeout;
         let (mut deleted, mut unseen_deletes) = (false, false);
-        let mut held_here = self.held_here.take();
+        let held_here = self.held_here.take();
         let round = loop {
             rounds += 1;
             let mut round = std::pin::pin!(inner
@@ -393,9 +392,7 @@ impl LockGuard {
             let first = futures::poll!(round.as_mut());
             if rounds == 1 {
                 inner.notifier.announce_all(&self.keys);
-                if let Some(id) = held_here.take() {
-                    inner.handoffs.ended(&self.keys, id);
-                }
+                inner.handoffs.ended(&self.keys, held_here);
             }
             let round = match first {
                 Poll::Ready(round) => round,
@@ -476,15 +473,11 @@ impl Drop for LockGuard {
                 handle.spawn(async move {
                     inner.release_round(&keys, &token, timeout).await;
                     inner.notifier.announce_all(&keys);
-                    if let Some(id) = held_here {
-                        inner.handoffs.ended(&keys, id);
-                    }
+                    inner.handoffs.ended(&keys, held_here);
                 });
             }
             Err(_) => {
-                if let Some(id) = held_here {
-                    inner.handoffs.ended(&keys, id);
-                }
+                inner.handoffs.ended(&keys, held_here);
                 tracing::debug!("guard dropped outside a runtime; keys expire with their ttl")
             }
         }

@@ -15,6 +15,7 @@
 //! that guard ends, is found lost, or runs out of validity, and tries the
 //! servers then.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,10 +57,16 @@ pub(crate) struct HandoffSlot {
     receive: Option<oneshot::Receiver<LockGuard>>,
 }
 
-fn sorted(keys: &[String]) -> Vec<String> {
-    let mut keys = keys.to_vec();
-    keys.sort();
-    keys
+/// The registries' key for a key set: sorted, copied only when it is not
+/// (a single key never is copied for a lookup).
+fn sorted(keys: &[String]) -> Cow<'_, [String]> {
+    if keys.is_sorted() {
+        Cow::Borrowed(keys)
+    } else {
+        let mut keys = keys.to_vec();
+        keys.sort();
+        Cow::Owned(keys)
+    }
 }
 
 impl Handoffs {
@@ -67,10 +74,14 @@ impl Handoffs {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<String>, (u64, LeaseCell)>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Registers the head of the local queue for `keys`, accepting a lock
     /// with at least `min_remaining` validity.
     pub fn wait(self: &Arc<Self>, keys: &[String], min_remaining: Duration) -> HandoffSlot {
-        let keys = sorted(keys);
+        let keys = sorted(keys).into_owned();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (deliver, receive) = oneshot::channel();
         let waiting = Waiting {
@@ -93,31 +104,32 @@ impl Handoffs {
         let keys = sorted(keys);
         let mut waiting = self.waiting();
         let accepts = waiting
-            .get(&keys)
+            .get(&*keys)
             .is_some_and(|w| remaining >= w.min_remaining && !w.deliver.is_closed());
         if !accepts {
             return None;
         }
-        waiting.remove(&keys).map(|w| w.deliver)
+        waiting.remove(&*keys).map(|w| w.deliver)
     }
-}
 
-impl Handoffs {
     /// Registers a guard of this process holding `keys` (lease in `cell`);
     /// returns the id to end it with.
-    pub fn held(&self, keys: &[String], cell: &LeaseCell) -> u64 {
+    pub fn hold(&self, keys: &[String], cell: &LeaseCell) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.insert(sorted(keys), (id, Arc::clone(cell)));
+        let entry = (id, Arc::clone(cell));
+        self.held().insert(sorted(keys).into_owned(), entry);
         id
     }
 
-    /// The guard registered as `id` ended without handing over.
-    pub fn ended(&self, keys: &[String], id: u64) {
+    /// The guard registered as `id` (if it was) ended without handing over.
+    pub fn ended(&self, keys: &[String], id: Option<u64>) {
+        let Some(id) = id else {
+            return;
+        };
         let keys = sorted(keys);
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if held.get(&keys).is_some_and(|(held_id, _)| *held_id == id) {
-            held.remove(&keys);
+        let mut held = self.held();
+        if held.get(&*keys).is_some_and(|(held_id, _)| *held_id == id) {
+            held.remove(&*keys);
         }
         drop(held);
         self.ended.notify_waiters();
@@ -126,8 +138,9 @@ impl Handoffs {
     /// The lease of the guard of this process that holds exactly `keys`,
     /// if one does.
     fn holder(&self, keys: &[String]) -> Option<LeaseCell> {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        held.get(&sorted(keys)).map(|(_, cell)| Arc::clone(cell))
+        self.held()
+            .get(&*sorted(keys))
+            .map(|(_, cell)| Arc::clone(cell))
     }
 }
 
