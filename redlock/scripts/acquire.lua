@@ -1,34 +1,77 @@
--- Take every lock key for token ARGV[1] with ttl ARGV[2] milliseconds, or none of them.
--- Without fencing (ARGV[3] == '0') KEYS are the lock keys. With fencing (ARGV[3] == '1') KEYS
--- are the n lock keys followed by their n fence counters (no ttl; they only ever grow).
--- Returns {1} or, fenced, {1, fence} with the largest counter after incrementing each;
--- or {0, i, pttl} naming the first lock key (1-based) held by someone else and its remaining
--- ttl in ms (-1: the holder set no expiry).
--- Any existing key refuses, even one with our own token: every round uses a fresh token, so
--- a key with our token is a leftover of a round that is being undone.
--- (Single unfenced keys take the plain SET NX PX path instead; same semantics.)
-local token = ARGV[1]
+-- Take every lock key for token ARGV[1] with ttl ARGV[2] ms, or none of them.
+-- ARGV[3] == '1': fenced; ARGV[4] (member), ARGV[5] (ticket), ARGV[6] (entry lifetime, ms),
+-- ARGV[7] ('1' fair): the waiter's queue entry, '' when the caller is not queued.
+-- KEYS: the n lock keys; with fencing their n fence counters (no ttl, they only grow); when
+-- queued their n queues and n queue deadlines (queue.lua).
+-- Any existing key refuses (even one with our own token: every round uses a fresh token, so
+-- such a key is the leftover of a round being undone), except a claim for this waiter. A
+-- queued waiter that is refused is added to (or refreshed in) every key's queue; fair(true)
+-- also refuses a free key while an earlier waiter is queued.
+-- Returns {1, fence or -1, the next waiter's ticket or -1} or {0, i, pttl, rank or -1}: the
+-- first refusing key (1-based), its remaining ttl (-1 no expiry, -2 free but queued behind)
+-- and our place in its queue (0 = head).
+local token, ttl = ARGV[1], ARGV[2]
 local fenced = ARGV[3] == '1'
-local n = #KEYS
+local member = ARGV[4]
+local queued = member ~= ''
+local ticket, lifetime, fair = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
+local parts = 1
+if fenced then parts = parts + 1 end
+if queued then parts = parts + 2 end
+local n = #KEYS / parts
+local q0 = fenced and 2 * n or n
+local mine = 'q:' .. member
+local now = queued and server_ms() or 0
+
+local refused, pttl = nil, -2
+for i = 1, n do
+  if queued then
+    prune(KEYS[q0 + i], KEYS[q0 + n + i], now)
+  end
+  local value = redis.call('GET', KEYS[i])
+  if value and not (queued and value == mine) then
+    refused, pttl = i, redis.call('PTTL', KEYS[i])
+    break
+  end
+  if not value and queued and fair then
+    local first, first_ticket = head(KEYS[q0 + i])
+    if first and first ~= member
+        and (first_ticket < ticket or (first_ticket == ticket and first < member)) then
+      refused = i
+      break
+    end
+  end
+end
+
+if refused then
+  if not queued then
+    return {0, refused, pttl, -1}
+  end
+  for i = 1, n do
+    enqueue(KEYS[q0 + i], KEYS[q0 + n + i], member, ticket, lifetime, now)
+  end
+  return {0, refused, pttl, redis.call('ZRANK', KEYS[q0 + refused], member)}
+end
+
+local next_ticket = -1
+for i = 1, n do
+  redis.call('SET', KEYS[i], token, 'PX', ttl)
+  if queued then
+    redis.call('ZREM', KEYS[q0 + i], member)
+    redis.call('ZREM', KEYS[q0 + n + i], member)
+    local first, first_ticket = head(KEYS[q0 + i])
+    if first and (next_ticket < 0 or first_ticket < next_ticket) then
+      next_ticket = first_ticket
+    end
+  end
+end
+local fence = -1
 if fenced then
-  n = n / 2
-end
-for i = 1, n do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    return {0, i, redis.call('PTTL', KEYS[i])}
+  for i = n + 1, 2 * n do
+    local value = redis.call('INCR', KEYS[i])
+    if value > fence then
+      fence = value
+    end
   end
 end
-for i = 1, n do
-  redis.call('SET', KEYS[i], token, 'PX', ARGV[2])
-end
-if not fenced then
-  return {1}
-end
-local fence = 0
-for i = n + 1, #KEYS do
-  local value = redis.call('INCR', KEYS[i])
-  if value > fence then
-    fence = value
-  end
-end
-return {1, fence}
+return {1, fence, next_ticket}

@@ -1,15 +1,21 @@
 -- Single-key acquires and releases from one client, in one call, in order (backend/batch.rs).
--- KEYS[i] is request i's key. ARGV[1] is the release channel prefix; then three per request:
--- 'a', token, ttl in ms (an acquire: SET NX PX, as the unbatched path) or 'r', token, the
--- releasing client's id ('' for an undo, which announces nothing) (a release: release.lua).
+-- ARGV[1] is the release channel prefix, ARGV[2] the wake channel prefix, ARGV[3] the head's
+-- claim in ms (queue.lua); then three per request: 'a', token, ttl in ms (an acquire, not
+-- queued: SET NX PX, as the unbatched path; one key) or 'r', token, the releasing client's id
+-- ('' for an undo, which announces nothing and has one key; a release has three: the lock key,
+-- its queue and its queue deadlines, and passes the key to the queue's head as release.lua).
 -- Returns two integers per request: an acquire {1, 0} granted or {0, pttl} refused; a release
 -- {deleted, 0}.
-local prefix = ARGV[1]
+local prefix, wake_prefix, claim_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
-for i, key in ipairs(KEYS) do
-  local a = 3 * i - 1
+local k = 1
+local requests = (#ARGV - 3) / 3
+for i = 1, requests do
+  local a = 3 * i + 1
   local kind, token, extra = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local key = KEYS[k]
   if kind == 'a' then
+    k = k + 1
     if redis.call('SET', key, token, 'NX', 'PX', extra) then
       out[2 * i - 1], out[2 * i] = 1, 0
     else
@@ -17,13 +23,17 @@ for i, key in ipairs(KEYS) do
     end
   else
     local deleted = 0
+    local announce = extra ~= ''
     if redis.call('GET', key) == token then
-      redis.call('DEL', key)
       deleted = 1
-      if extra ~= '' then
+      if announce then
+        pass_on(key, KEYS[k + 1], KEYS[k + 2], claim_ms, wake_prefix)
         redis.call('PUBLISH', prefix .. key, extra)
+      else
+        redis.call('DEL', key)
       end
     end
+    if announce then k = k + 3 else k = k + 1 end
     out[2 * i - 1], out[2 * i] = deleted, 0
   end
 end

@@ -5,16 +5,40 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backend::{AcquireReply, Node};
+use crate::backend::{AcquireReply, Node, QueueEntry};
 use crate::error::{Error, NodeOutcome};
 use crate::lease::{Lease, Token};
 use crate::mutex::Inner;
 use crate::options::LockOptions;
 use crate::quorum::{self, Decide, Reply};
 
-/// Sends one acquire round to every node. On success the lease is timed
-/// from before the first request; a grant with no validity left, or a
-/// round without a majority, is undone on every node that may hold it.
+/// A granted round: the lease, and the ticket of the first waiter still
+/// queued on the granting nodes (the smallest they reported).
+pub(crate) struct Granted {
+    pub lease: Lease,
+    pub next_waiter: Option<u64>,
+}
+
+/// A failed round: the error, and whether a node put us first in its
+/// queue (only the head waits for the holder's expiry; see `queue.rs`).
+pub(crate) struct Refused {
+    pub error: Error,
+    pub at_head: bool,
+}
+
+impl From<Error> for Refused {
+    fn from(error: Error) -> Self {
+        Refused {
+            error,
+            at_head: false,
+        }
+    }
+}
+
+/// Sends one acquire round to every node (as the queued waiter `queue`,
+/// when given). On success the lease is timed from before the first
+/// request; a grant with no validity left, or a round without a majority,
+/// is undone on every node that may hold it.
 ///
 /// # Cancel safety
 /// Dropping the future spawns the undo, so an abandoned round leaves no key
@@ -24,7 +48,8 @@ pub(crate) async fn attempt(
     keys: &Arc<[String]>,
     token: Token,
     options: &LockOptions,
-) -> Result<Lease, Error> {
+    queue: Option<&QueueEntry>,
+) -> Result<Granted, Refused> {
     let ttl = options.get_ttl();
     let hex = token.to_hex();
     let mut undo = Undo::armed(inner, keys, &hex);
@@ -37,7 +62,7 @@ pub(crate) async fn attempt(
         options.effective_node_timeout(),
         Decide::Majority(inner.quorum),
         |reply| matches!(reply, AcquireReply::Granted { .. }),
-        |node| node.acquire(keys, &hex, ttl, fenced),
+        |node| node.acquire(keys, &hex, ttl, fenced, queue),
     )
     .await;
 
@@ -48,7 +73,7 @@ pub(crate) async fn attempt(
                 Ok(fence) => lease = lease.with_fence(fence),
                 Err(error) => {
                     undo.run(options).await;
-                    return Err(error);
+                    return Err(error.into());
                 }
             }
         }
@@ -56,10 +81,18 @@ pub(crate) async fn attempt(
         // gets no lease.
         if lease.is_valid() {
             undo.disarm();
-            return Ok(lease);
+            let next_waiter = round
+                .replies
+                .iter()
+                .filter_map(|r| match r {
+                    Reply::Answered(AcquireReply::Granted { next, .. }) => *next,
+                    _ => None,
+                })
+                .min();
+            return Ok(Granted { lease, next_waiter });
         }
         undo.run(options).await;
-        return Err(Error::Expired);
+        return Err(Error::Expired.into());
     }
 
     let refused: Vec<bool> = round
@@ -70,7 +103,9 @@ pub(crate) async fn attempt(
     undo.run_except(options, &refused).await;
     let outcomes = round.outcomes(&inner.nodes, |reply| match reply {
         AcquireReply::Granted { .. } => NodeOutcome::Granted,
-        AcquireReply::Taken { index, remaining } => NodeOutcome::Taken {
+        AcquireReply::Taken {
+            index, remaining, ..
+        } => NodeOutcome::Taken {
             resource: keys.get(*index).cloned().unwrap_or_default(),
             remaining: *remaining,
         },
@@ -84,20 +119,27 @@ pub(crate) async fn attempt(
         .iter()
         .filter(|r| matches!(r, Reply::Failed(_) | Reply::TimedOut))
         .count();
+    let at_head = round.replies.iter().any(|r| {
+        matches!(
+            r,
+            Reply::Answered(AcquireReply::Taken { rank: Some(0), .. })
+        )
+    });
     let n = inner.nodes.len();
     // Failed nodes alone sink the round: the nodes are the problem. Otherwise
     // a holder is what kept us from a majority.
-    if let (Some(index), true) = (first_taken, failed <= n - inner.quorum) {
+    let error = if let (Some(index), true) = (first_taken, failed <= n - inner.quorum) {
         let resource = keys.get(index).cloned().unwrap_or_default();
-        Err(Error::Taken { resource, outcomes })
+        Error::Taken { resource, outcomes }
     } else {
-        Err(Error::NoQuorum {
+        Error::NoQuorum {
             granted: round.successes,
             nodes: n,
             quorum: inner.quorum,
             outcomes,
-        })
-    }
+        }
+    };
+    Err(Refused { error, at_head })
 }
 
 /// The fence: the largest counter among the granting nodes, written back
@@ -113,7 +155,7 @@ async fn raise_fence(
         .replies
         .iter()
         .filter_map(|r| match r {
-            Reply::Answered(AcquireReply::Granted { fence }) => *fence,
+            Reply::Answered(AcquireReply::Granted { fence, .. }) => *fence,
             _ => None,
         })
         .max()

@@ -136,6 +136,9 @@ pub enum ConfigError {
     /// A per-node timeout of zero.
     #[error("per-node timeout must be positive")]
     ZeroNodeTimeout,
+    /// A waiter ttl of zero or above [`MAX_TTL`](crate::MAX_TTL).
+    #[error("waiter ttl {0:?} must be positive and at most one year")]
+    BadWaiterTtl(Duration),
     /// A lock call named no resource.
     #[error("no resource given")]
     NoResources,

@@ -73,7 +73,7 @@ impl Redlock {
     /// Only for keys holding the token as a plain string value with a ttl,
     /// which is what the mutex's own extend and release scripts expect.
     pub fn adopt(&self, keys: Vec<String>, lease: Lease, options: &LockOptions) -> LockGuard {
-        LockGuard::new(self.clone(), keys.into(), lease, options).without_local_handoff()
+        LockGuard::new(self.clone(), keys.into(), lease, options, None).without_local_handoff()
     }
 
     /// Deletes `keys` wherever they still hold `token` (no announcement),

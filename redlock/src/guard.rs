@@ -46,6 +46,9 @@ pub struct LockGuard {
     /// This process's registration of the held keys (see `handoff.rs`);
     /// moves with a hand-off, ends with the lock.
     held_here: Option<u64>,
+    /// The ticket of the first waiter the servers still queued when the
+    /// lock was granted: no local hand-off passes over it.
+    next_waiter: Option<u64>,
     acquired: Instant,
     released: bool,
 }
@@ -56,6 +59,7 @@ impl LockGuard {
         keys: Arc<[String]>,
         lease: Lease,
         options: &LockOptions,
+        next_waiter: Option<u64>,
     ) -> Self {
         let cell: LeaseCell = Arc::new(watch::channel(LeaseState { lease, lost: false }).0);
         let watchdog = Self::watchdog_for(&redlock, &keys, &cell, options);
@@ -70,6 +74,7 @@ impl LockGuard {
             node_timeout: options.effective_node_timeout(),
             local_handoff: options.get_local_handoff(),
             held_here,
+            next_waiter,
             acquired: Instant::now(),
             released: false,
         }
@@ -132,7 +137,7 @@ impl LockGuard {
             return false;
         }
         let inner = Arc::clone(&self.redlock.inner);
-        let Some(deliver) = inner.handoffs.take(&self.keys, remaining) else {
+        let Some(deliver) = inner.handoffs.take(&self.keys, remaining, self.next_waiter) else {
             return false;
         };
         self.stop_watchdog();
@@ -147,6 +152,7 @@ impl LockGuard {
             node_timeout: self.node_timeout,
             local_handoff: true,
             held_here: self.held_here.take(),
+            next_waiter: self.next_waiter,
             acquired: Instant::now(),
             released: false,
         };

@@ -43,6 +43,8 @@ pub(crate) struct Handoffs {
 struct Waiting {
     id: u64,
     min_remaining: Duration,
+    /// The waiter's queue ticket (see `queue.rs`).
+    ticket: u64,
     deliver: oneshot::Sender<LockGuard>,
 }
 
@@ -78,15 +80,21 @@ impl Handoffs {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers the head of the local queue for `keys`, accepting a lock
-    /// with at least `min_remaining` validity.
-    pub fn wait(self: &Arc<Self>, keys: &[String], min_remaining: Duration) -> HandoffSlot {
+    /// Registers the head of the local queue for `keys` (queue ticket
+    /// `ticket`), accepting a lock with at least `min_remaining` validity.
+    pub fn wait(
+        self: &Arc<Self>,
+        keys: &[String],
+        min_remaining: Duration,
+        ticket: u64,
+    ) -> HandoffSlot {
         let keys = sorted(keys).into_owned();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (deliver, receive) = oneshot::channel();
         let waiting = Waiting {
             id,
             min_remaining,
+            ticket,
             deliver,
         };
         self.waiting().insert(keys.clone(), waiting);
@@ -98,14 +106,23 @@ impl Handoffs {
         }
     }
 
-    /// The waiter for exactly `keys` that accepts `remaining` validity,
-    /// taken out of the registry (so one lock goes to one waiter).
-    pub fn take(&self, keys: &[String], remaining: Duration) -> Option<oneshot::Sender<LockGuard>> {
+    /// The waiter for exactly `keys` that accepts `remaining` validity and
+    /// came before `next_waiter` (the ticket of the first waiter the
+    /// servers still queued when the lock was granted), taken out of the
+    /// registry (so one lock goes to one waiter).
+    pub fn take(
+        &self,
+        keys: &[String],
+        remaining: Duration,
+        next_waiter: Option<u64>,
+    ) -> Option<oneshot::Sender<LockGuard>> {
         let keys = sorted(keys);
         let mut waiting = self.waiting();
-        let accepts = waiting
-            .get(&*keys)
-            .is_some_and(|w| remaining >= w.min_remaining && !w.deliver.is_closed());
+        let accepts = waiting.get(&*keys).is_some_and(|w| {
+            remaining >= w.min_remaining
+                && next_waiter.is_none_or(|next| w.ticket < next)
+                && !w.deliver.is_closed()
+        });
         if !accepts {
             return None;
         }

@@ -51,6 +51,7 @@ mod mutex;
 mod notify;
 mod options;
 mod pause;
+mod queue;
 pub mod quorum;
 mod watchdog;
 
@@ -59,6 +60,7 @@ pub use backend::{
     MemoryStore, Node, NodeError, NodeFuture, NodeScript, Released, ScriptValue,
     RELEASE_CHANNEL_PREFIX,
 };
+pub use queue::{queue_keys, QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use extension::ReleaseWatch;
 pub use guard::{LockGuard, ReleaseOutcome};

@@ -18,7 +18,8 @@ use crate::local_queue::LocalQueue;
 use crate::metrics;
 use crate::notify::{Notifier, Watch};
 use crate::options::LockOptions;
-use crate::pause::wake_spread;
+use crate::pause::queued_pause;
+use crate::queue::{QueuePlace, Tickets};
 use crate::quorum::{self, Decide, Round};
 use crate::watchdog::Watchdog;
 
@@ -59,6 +60,8 @@ pub(crate) struct Inner {
     pub local: Arc<LocalQueue>,
     /// The heads of `local` that a release can hand the lock to.
     pub handoffs: Arc<Handoffs>,
+    /// This client's entries in the servers' waiter queues.
+    pub tickets: Arc<Tickets>,
     pub watchdog: Watchdog,
 }
 
@@ -117,6 +120,7 @@ impl Redlock {
                 local: Arc::clone(&self.inner.local),
                 // its own: a guard hands over only to waiters of its own kind
                 handoffs: Arc::default(),
+                tickets: Arc::clone(&self.inner.tickets),
                 watchdog: Watchdog::new(self.inner.nodes.clone(), self.inner.quorum, primitive),
             }),
         }
@@ -139,9 +143,11 @@ impl Redlock {
         defaults.validate()?;
         metrics::describe();
         let quorum = quorum::majority(nodes.len());
+        let notifier = Notifier::new(nodes.clone());
         Ok(Redlock {
             inner: Arc::new(Inner {
-                notifier: Notifier::new(nodes.clone()),
+                tickets: Arc::new(Tickets::new(notifier.id())),
+                notifier,
                 local: Arc::default(),
                 handoffs: Arc::default(),
                 watchdog: Watchdog::new(nodes.clone(), quorum, primitive),
@@ -322,17 +328,35 @@ impl Redlock {
                 }
             }
         };
+        let entry = self
+            .inner
+            .tickets
+            .entry(options.get_waiter_ttl(), options.get_fair());
         let mut handoff = local_turn
             .as_ref()
             .filter(|_| options.get_local_handoff())
-            .map(|_| self.inner.handoffs.wait(&keys, options.get_ttl() / 2));
-        let mut watch: Option<Watch> = None;
+            .map(|_| {
+                let min_remaining = options.get_ttl() / 2;
+                self.inner.handoffs.wait(&keys, min_remaining, entry.ticket)
+            });
+        let node_timeout = options.effective_node_timeout();
+        let mut place = QueuePlace::new(entry, &self.inner.nodes, &keys, node_timeout);
+        // Calls bounded in rounds (try_lock, spinlocks) poll at the retry
+        // delay instead of queueing: a place in line is no use to them.
+        let queues = options.get_max_attempts().is_none();
+        let mut queued = false;
+        let mut turn: Option<Watch> = None;
+        if queues && options.get_fair() {
+            // fair: even the first round takes its place in the queue
+            turn = Some(self.inner.notifier.await_turn(&keys, node_timeout).await);
+            queued = true;
+        }
         let mut attempts = 0u32;
         loop {
             attempts = attempts.saturating_add(1);
             span.record("attempt", attempts);
-            if let Some(watch) = watch.as_mut() {
-                watch.mark_seen();
+            if let Some(turn) = turn.as_mut() {
+                turn.mark_seen();
             }
             if let Some(slot) = handoff.as_mut() {
                 // Held by a guard of this process: no round can win; wait
@@ -344,22 +368,30 @@ impl Redlock {
             // A fresh token per round: whatever a failed round left behind
             // (or its undo, arriving late) can never be mistaken for this one.
             let token = Token::random();
-            let attempt =
-                acquire::attempt(&self.inner, &keys, token, options).instrument(span.clone());
+            let entry = queued.then_some(&place.entry);
+            let attempt = acquire::attempt(&self.inner, &keys, token, options, entry)
+                .instrument(span.clone());
             let result = match unless_handed_over(&mut handoff, attempt).await {
                 Ok(result) => result,
                 Err(guard) => return Ok(handed_over(&span, guard, options)),
             };
-            let error = match result {
-                Ok(lease) => {
+            let refused = match result {
+                Ok(granted) => {
+                    let lease = granted.lease;
                     tracing::debug!(parent: &span, remaining_ms = lease.remaining().as_millis() as u64, "granted");
+                    place.granted();
                     // the next local waiter becomes head and contends
                     drop(handoff);
                     drop(local_turn);
-                    return Ok(LockGuard::new(self.clone(), keys, lease, options));
+                    let next = granted.next_waiter;
+                    return Ok(LockGuard::new(self.clone(), keys, lease, options, next));
                 }
-                Err(error) => error,
+                Err(refused) => refused,
             };
+            if queued {
+                place.joined();
+            }
+            let error = refused.error;
             tracing::debug!(parent: &span, %error, "round failed");
             if options
                 .get_max_attempts()
@@ -367,29 +399,30 @@ impl Redlock {
             {
                 return Err(error);
             }
-            if watch.is_none() && matches!(error, Error::Taken { .. }) {
-                // Subscribe, then retry at once: the release may have come
-                // between the round and the subscription.
-                let timeout = options.effective_node_timeout();
-                watch = Some(self.inner.notifier.watch(&keys, timeout).await);
+            if queues && !queued && matches!(error, Error::Taken { .. }) {
+                // Listen for our turn, then retry at once as a queued
+                // waiter (which takes our place in the queues): a release
+                // between the round and the listening is not missed.
+                turn = Some(self.inner.notifier.await_turn(&keys, node_timeout).await);
+                queued = true;
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(error);
                 }
                 continue;
             }
-            let wake = Instant::now() + options.retry_pause(error.outcomes());
+            let pause = if queued && matches!(error, Error::Taken { .. }) {
+                queued_pause(options, error.outcomes(), refused.at_head)
+            } else {
+                options.retry_pause(error.outcomes())
+            };
+            let wake = Instant::now() + pause;
             let until = deadline.map_or(wake, |d| d.min(wake));
             let sleep = tokio::time::sleep_until(until);
             let wait = async {
-                match watch.as_mut() {
-                    Some(watch) => tokio::select! {
+                match turn.as_mut() {
+                    Some(turn) => tokio::select! {
                         () = sleep => false,
-                        local = watch.released() => {
-                            if !local {
-                                tokio::time::sleep(wake_spread(options)).await;
-                            }
-                            true
-                        }
+                        _ = turn.released() => true,
                     },
                     None => {
                         sleep.await;

@@ -1,8 +1,13 @@
-//! Release announcements: waiters wake when a holder releases, instead of
-//! polling. One subscription per key per process, shared by its waiters,
-//! over the one subscriber connection per node.
+//! Release announcements and queue wake-ups: waiters wake when a holder
+//! releases, instead of polling. Announcements (for the primitives'
+//! waiters, [`Redlock::watch_releases`](crate::Redlock::watch_releases)):
+//! one subscription per key per process, shared by its waiters. Wake-ups
+//! (for the mutex's queued waiters, see `queue.rs`): one channel per
+//! process, on which the servers name the key whose queue head is ours.
+//! Both over the one subscriber connection per node.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -20,7 +25,18 @@ pub(crate) struct Notifier {
     /// This client's id in announcements, to tell its own releases apart.
     id: String,
     watched: Mutex<HashMap<String, Watched>>,
+    /// Queued waiters of this process, by key, woken by wake-ups.
+    turns: Mutex<HashMap<String, Watched>>,
+    /// Whether a majority confirmed the wake-up subscription.
+    wakes_subscribed: AtomicBool,
     dispatching: OnceLock<()>,
+}
+
+/// Which registry a [`Watch`] is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Released,
+    Turn,
 }
 
 struct Watched {
@@ -51,6 +67,8 @@ impl Notifier {
             nodes,
             id: crate::lease::Token::random().to_hex(),
             watched: Mutex::default(),
+            turns: Mutex::default(),
+            wakes_subscribed: AtomicBool::new(false),
             dispatching: OnceLock::new(),
         })
     }
@@ -59,19 +77,41 @@ impl Notifier {
         self.watched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers interest in `keys`. Keys not subscribed yet are subscribed
-    /// on every node; waits up to `timeout` until a majority confirmed. A
-    /// release deletes on a majority and announces there, so a majority of
-    /// subscriptions always hears it; a node that does not confirm just
-    /// costs latency (polling remains).
-    pub async fn watch(self: &Arc<Self>, keys: &[String], timeout: Duration) -> Watch {
+    fn registry(&self, kind: Kind) -> MutexGuard<'_, HashMap<String, Watched>> {
+        match kind {
+            Kind::Released => self.watched(),
+            Kind::Turn => self.turns.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Registers a queued waiter of `keys`: it wakes when a node names one
+    /// of them as this process's turn. Subscribes this process's wake
+    /// channel first if no majority confirmed it yet (waiting up to
+    /// `timeout`); without it the waiter only wakes on its timers.
+    pub async fn await_turn(self: &Arc<Self>, keys: &[String], timeout: Duration) -> Watch {
         self.start_dispatch();
+        let watch = self.register(Kind::Turn, keys).0;
+        if !self.wakes_subscribed.load(Ordering::Relaxed) {
+            let id = self.id.clone();
+            let confirmed = self
+                .confirm_on_majority(timeout, |node| node.subscribe_wakes(&id))
+                .await;
+            if confirmed {
+                self.wakes_subscribed.store(true, Ordering::Relaxed);
+            }
+        }
+        watch
+    }
+
+    /// Adds a watcher of `keys` to the `kind` registry; returns it and the
+    /// keys nobody watched before.
+    fn register(self: &Arc<Self>, kind: Kind, keys: &[String]) -> (Watch, Vec<String>) {
         let mut new_keys = Vec::new();
         let mut receivers = Vec::new();
         {
-            let mut watched = self.watched();
+            let mut registry = self.registry(kind);
             for key in keys {
-                let entry = watched.entry(key.clone()).or_insert_with(|| {
+                let entry = registry.entry(key.clone()).or_insert_with(|| {
                     new_keys.push(key.clone());
                     Watched {
                         watchers: 0,
@@ -83,29 +123,53 @@ impl Notifier {
                 receivers.push(entry.announced.subscribe());
             }
         }
-        // Registered before the await: a cancelled call unregisters on drop.
+        // Registered before any await: a cancelled call unregisters on drop.
         let watch = Watch {
             notifier: Arc::clone(self),
+            kind,
             keys: keys.to_vec(),
             receivers,
         };
+        (watch, new_keys)
+    }
+
+    /// Sends `call` to every node; waits up to `timeout` until a majority
+    /// confirmed (the rest finish in the background). `true` if one did.
+    async fn confirm_on_majority(
+        &self,
+        timeout: Duration,
+        call: impl Fn(&Arc<dyn Node>) -> crate::backend::NodeFuture<()>,
+    ) -> bool {
+        let majority = crate::quorum::majority(self.nodes.len());
+        let mut confirmations: FuturesUnordered<_> = self
+            .nodes
+            .iter()
+            .map(|node| tokio::time::timeout(timeout, call(node)))
+            .collect();
+        let mut confirmed = 0;
+        while let Some(result) = confirmations.next().await {
+            confirmed += usize::from(matches!(result, Ok(Ok(()))));
+            if confirmed >= majority {
+                break;
+            }
+        }
+        if !confirmations.is_empty() {
+            tokio::spawn(confirmations.for_each(|_| async {}));
+        }
+        confirmed >= majority
+    }
+
+    /// Registers interest in `keys`. Keys not subscribed yet are subscribed
+    /// on every node; waits up to `timeout` until a majority confirmed. A
+    /// release deletes on a majority and announces there, so a majority of
+    /// subscriptions always hears it; a node that does not confirm just
+    /// costs latency (polling remains).
+    pub async fn watch(self: &Arc<Self>, keys: &[String], timeout: Duration) -> Watch {
+        self.start_dispatch();
+        let (watch, new_keys) = self.register(Kind::Released, keys);
         if !new_keys.is_empty() {
-            let majority = crate::quorum::majority(self.nodes.len());
-            let mut confirmations: FuturesUnordered<_> = self
-                .nodes
-                .iter()
-                .map(|node| tokio::time::timeout(timeout, node.subscribe(&new_keys)))
-                .collect();
-            let mut confirmed = 0;
-            while let Some(result) = confirmations.next().await {
-                confirmed += usize::from(matches!(result, Ok(Ok(()))));
-                if confirmed >= majority {
-                    break;
-                }
-            }
-            if !confirmations.is_empty() {
-                tokio::spawn(confirmations.for_each(|_| async {}));
-            }
+            self.confirm_on_majority(timeout, |node| node.subscribe(&new_keys))
+                .await;
         }
         watch
     }
@@ -122,10 +186,17 @@ impl Notifier {
                     loop {
                         match released.recv().await {
                             Ok(released) => match notifier.upgrade() {
-                                Some(notifier) => {
-                                    let local = released.by == notifier.id;
-                                    notifier.announce(&released.key, local);
-                                }
+                                Some(notifier) => match &released.to {
+                                    None => {
+                                        let local = released.by == notifier.id;
+                                        notifier.announce(Kind::Released, &released.key, local);
+                                    }
+                                    Some(to) if *to == notifier.id => {
+                                        notifier.announce(Kind::Turn, &released.key, false);
+                                    }
+                                    // another client's turn (in-process nodes tell everyone)
+                                    Some(_) => {}
+                                },
                                 None => break,
                             },
                             Err(RecvError::Lagged(_)) => continue,
@@ -145,12 +216,12 @@ impl Notifier {
     /// Wakes local waiters of `keys` (a release by this process).
     pub fn announce_all(&self, keys: &[String]) {
         for key in keys {
-            self.announce(key, true);
+            self.announce(Kind::Released, key, true);
         }
     }
 
-    fn announce(&self, key: &str, local: bool) {
-        if let Some(entry) = self.watched().get(key) {
+    fn announce(&self, kind: Kind, key: &str, local: bool) {
+        if let Some(entry) = self.registry(kind).get(key) {
             entry.announced.send_modify(|a| {
                 a.seq = a.seq.wrapping_add(1);
                 a.local = local;
@@ -158,7 +229,20 @@ impl Notifier {
         }
     }
 
-    fn unwatch(self: &Arc<Self>, keys: &[String]) {
+    fn unwatch(self: &Arc<Self>, kind: Kind, keys: &[String]) {
+        if kind == Kind::Turn {
+            // no per-key subscription to linger: just forget idle keys
+            let mut turns = self.registry(kind);
+            for key in keys {
+                if let Some(entry) = turns.get_mut(key) {
+                    entry.watchers -= 1;
+                    if entry.watchers == 0 {
+                        turns.remove(key);
+                    }
+                }
+            }
+            return;
+        }
         let mut idle = Vec::new();
         {
             let mut watched = self.watched();
@@ -212,6 +296,7 @@ impl Notifier {
 /// A waiter's registration; unregisters on drop.
 pub(crate) struct Watch {
     notifier: Arc<Notifier>,
+    kind: Kind,
     keys: Vec<String>,
     receivers: Vec<watch::Receiver<Announcement>>,
 }
@@ -239,6 +324,6 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        self.notifier.unwatch(&self.keys);
+        self.notifier.unwatch(self.kind, &self.keys);
     }
 }

@@ -33,6 +33,8 @@ pub struct LockOptions {
     auto_extend: bool,
     fencing: bool,
     local_handoff: bool,
+    fair: bool,
+    waiter_ttl: Duration,
 }
 
 impl Default for LockOptions {
@@ -48,6 +50,8 @@ impl Default for LockOptions {
             auto_extend: false,
             fencing: false,
             local_handoff: true,
+            fair: false,
+            waiter_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -86,9 +90,13 @@ impl LockOptions {
         self.acquire_timeout(None).max_attempts(None)
     }
 
-    /// The base delay between rounds. Default: 50 ms. The actual delay is
-    /// this plus a random jitter, and never longer than the holder's
-    /// remaining ttl reported by the failed round.
+    /// The base delay between rounds of a call that does not wait in the
+    /// servers' queue (one with [`max_attempts`](Self::max_attempts)), and
+    /// after a round that found no quorum. Default: 50 ms. The actual delay
+    /// is this plus a random jitter, and never longer than the holder's
+    /// remaining ttl reported by the failed round. A queued waiter instead
+    /// sleeps until its turn comes (or, at the latest, until its queue
+    /// entry needs a refresh: see [`waiter_ttl`](Self::waiter_ttl)).
     pub fn retry_delay(mut self, delay: Duration) -> Self {
         self.retry_delay = delay;
         self
@@ -145,13 +153,47 @@ impl LockOptions {
     /// the next holder gets the lease with the validity it has left. Only
     /// while at least half of the next holder's ttl is left, so the lock
     /// goes back through the servers at least every half ttl; never with
-    /// [`fencing`](Self::fencing) (each holder needs its own token). While
-    /// a chain of hand-offs lasts, waiters in other processes wait: turn it
-    /// off where fairness between processes matters more than throughput.
-    /// Default: `true`.
+    /// [`fencing`](Self::fencing) (each holder needs its own token). Never
+    /// past a waiter of another process that the servers had queued ahead
+    /// of the next local one when this lock was granted (so other processes
+    /// are not starved). Default: `true`.
     pub fn local_handoff(mut self, on: bool) -> Self {
         self.local_handoff = on;
         self
+    }
+
+    /// Strict first-come-first-served across processes: a free lock is
+    /// granted only to the waiter queued earliest (by the start of its lock
+    /// call, on the caller's clock; see the README's "Waiter queue").
+    /// Without it (the default) waiters are still served in queue order
+    /// after each release, but a lock that becomes free without a release
+    /// (its holder died, or the queue's head did not come for its claim)
+    /// goes to whoever asks first, and a caller that finds it free at its
+    /// first round takes it. A dead head then stalls nobody. Default:
+    /// `false`.
+    pub fn fair(mut self, on: bool) -> Self {
+        self.fair = on;
+        self
+    }
+
+    /// How long a waiter's entry in the servers' queues lasts without a
+    /// refresh; a waiting call refreshes it every third of this. A waiter
+    /// that crashed leaves the queue within this time (with `fair(true)`,
+    /// it can hold up the waiters behind it that long). Default: 1 s. Must
+    /// be positive.
+    pub fn waiter_ttl(mut self, ttl: Duration) -> Self {
+        self.waiter_ttl = ttl;
+        self
+    }
+
+    /// Whether fairness is on.
+    pub fn get_fair(&self) -> bool {
+        self.fair
+    }
+
+    /// The lifetime of a waiter's queue entry.
+    pub fn get_waiter_ttl(&self) -> Duration {
+        self.waiter_ttl
     }
 
     /// Whether a lock may be handed to or from the next local waiter.
@@ -212,6 +254,9 @@ impl LockOptions {
         validate_ttl(self.ttl, self.drift_factor)?;
         if self.node_timeout == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroNodeTimeout);
+        }
+        if self.waiter_ttl.is_zero() || self.waiter_ttl > MAX_TTL {
+            return Err(ConfigError::BadWaiterTtl(self.waiter_ttl));
         }
         Ok(())
     }

@@ -25,9 +25,33 @@ pub fn random_pause(max: Duration) -> Duration {
     }
 }
 
-/// The pause after a release announcement, before the next round.
-pub(crate) fn wake_spread(options: &LockOptions) -> Duration {
-    random_pause(options.get_retry_jitter().min(SPLIT_SPREAD))
+/// How long a queued waiter sleeps unless woken (see `queue.rs`): until
+/// its entry needs a refresh (a third of the waiter ttl); the head of a
+/// queue also wakes when the holder's lock expires (a holder that died
+/// announces nothing). After a split vote, only a short spread.
+pub(crate) fn queued_pause(
+    options: &LockOptions,
+    outcomes: Option<&Outcomes>,
+    at_head: bool,
+) -> Duration {
+    if is_split(outcomes) {
+        return random_pause(options.get_retry_jitter().min(SPLIT_SPREAD));
+    }
+    let refresh = options.get_waiter_ttl() / 3;
+    match holder_expires(outcomes) {
+        Some(expires) if at_head => refresh.min(expires),
+        _ => refresh,
+    }
+}
+
+/// Some nodes granted us, others refused (the grants were undone).
+fn is_split(outcomes: Option<&Outcomes>) -> bool {
+    outcomes.is_some_and(|o| {
+        !o.nodes_where(|n| *n == NodeOutcome::Granted).is_empty()
+            && !o
+                .nodes_where(|n| matches!(n, NodeOutcome::Taken { .. }))
+                .is_empty()
+    })
 }
 
 impl LockOptions {
@@ -44,31 +68,30 @@ impl LockOptions {
     /// assert_eq!(options.retry_pause(None), options.get_retry_delay());
     /// ```
     pub fn retry_pause(&self, outcomes: Option<&Outcomes>) -> Duration {
-        let split = outcomes.is_some_and(|o| {
-            !o.nodes_where(|n| *n == NodeOutcome::Granted).is_empty()
-                && !o
-                    .nodes_where(|n| matches!(n, NodeOutcome::Taken { .. }))
-                    .is_empty()
-        });
-        if split {
+        if is_split(outcomes) {
             return random_pause(self.get_retry_jitter().min(SPLIT_SPREAD));
         }
         let delay = self.get_retry_delay() + random_pause(self.get_retry_jitter());
-        let holder_expires = outcomes.and_then(|o| {
-            o.0.iter()
-                .filter_map(|r| match r.outcome {
-                    NodeOutcome::Taken { remaining, .. } => remaining,
-                    _ => None,
-                })
-                .max()
-        });
-        match holder_expires {
-            // The lock is free once a majority expired; the longest of the
-            // reported ttls is a safe upper bound on that.
-            Some(expires) => delay.min(expires + Duration::from_millis(1)),
+        match holder_expires(outcomes) {
+            Some(expires) => delay.min(expires),
             None => delay,
         }
     }
+}
+
+/// When the holder's lock is free: the lock is free once a majority
+/// expired, and the longest of the reported ttls (plus 1 ms) is a safe
+/// upper bound on that.
+fn holder_expires(outcomes: Option<&Outcomes>) -> Option<Duration> {
+    outcomes.and_then(|o| {
+        o.0.iter()
+            .filter_map(|r| match r.outcome {
+                NodeOutcome::Taken { remaining, .. } => remaining,
+                _ => None,
+            })
+            .max()
+            .map(|expires| expires + Duration::from_millis(1))
+    })
 }
 
 #[cfg(test)]

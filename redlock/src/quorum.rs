@@ -283,7 +283,7 @@ mod tests {
             Duration::from_secs(60),
             Decide::Majority(3),
             |r| matches!(r, crate::backend::AcquireReply::Granted { .. }),
-            |n| n.acquire(&keys, "t", Duration::from_secs(1), false),
+            |n| n.acquire(&keys, "t", Duration::from_secs(1), false, None),
         )
         .await;
         assert_eq!(round.successes, 3);
@@ -308,7 +308,7 @@ mod tests {
             Duration::from_secs(60),
             Decide::Majority(3),
             |r| matches!(r, crate::backend::AcquireReply::Granted { .. }),
-            |n| n.acquire(&keys, "t", Duration::from_secs(1), false),
+            |n| n.acquire(&keys, "t", Duration::from_secs(1), false, None),
         )
         .await;
         assert_eq!(round.successes, 0);

@@ -4,18 +4,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::{AcquireReply, FredNode, FredSettings, MemoryNode, Node, Released};
+use quorate_redlock::{
+    AcquireReply, FredNode, FredSettings, MemoryNode, Node, QueueEntry, Released,
+};
 use quorate_testkit::Cluster;
 
 const TTL: Duration = Duration::from_secs(10);
-const GRANTED: AcquireReply = AcquireReply::Granted { fence: None };
+const GRANTED: AcquireReply = AcquireReply::Granted {
+    fence: None,
+    next: None,
+};
 
 fn keys(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
 async fn acquire(node: &dyn Node, names: &[&str], token: &str, ttl: Duration) -> AcquireReply {
-    node.acquire(&keys(names), token, ttl, false)
+    node.acquire(&keys(names), token, ttl, false, None)
         .await
         .expect("node answers")
 }
@@ -40,6 +45,7 @@ async fn case_acquire_is_exclusive(node: &dyn Node) {
             AcquireReply::Taken {
                 index: 0,
                 remaining: Some(ttl),
+                rank: None,
             } => {
                 assert!(ttl > Duration::from_secs(9) && ttl <= TTL, "{ttl:?}");
             }
@@ -51,6 +57,7 @@ async fn case_acquire_is_exclusive(node: &dyn Node) {
         AcquireReply::Taken {
             index: 1,
             remaining: Some(ttl),
+            rank: None,
         } => assert!(ttl <= TTL),
         other => panic!("expected Taken, got {other:?}"),
     }
@@ -167,14 +174,14 @@ async fn case_release_announces_only_when_asked(node: &dyn Node) {
 }
 
 async fn fenced(node: &dyn Node, names: &[&str], token: &str) -> AcquireReply {
-    node.acquire(&keys(names), token, TTL, true)
+    node.acquire(&keys(names), token, TTL, true, None)
         .await
         .expect("node answers")
 }
 
 async fn case_fence_counters_only_grow(node: &dyn Node) {
     let fence = |reply| match reply {
-        AcquireReply::Granted { fence: Some(f) } => f,
+        AcquireReply::Granted { fence: Some(f), .. } => f,
         other => panic!("expected a fenced grant, got {other:?}"),
     };
     let first = fence(fenced(node, &["f1"], "a").await);
@@ -211,11 +218,11 @@ async fn case_requests_made_together_keep_their_order(node: &dyn Node) {
     let k = keys(&["together"]);
     let mut announcements = node.releases();
     let (a, b, wrong, right, c, undo) = futures::join!(
-        node.acquire(&k, "a", TTL, false),
-        node.acquire(&k, "b", TTL, false),
+        node.acquire(&k, "a", TTL, false, None),
+        node.acquire(&k, "b", TTL, false, None),
         node.release(&k, "b", None),
         node.release(&k, "a", Some("client-7")),
-        node.acquire(&k, "c", TTL, false),
+        node.acquire(&k, "c", TTL, false, None),
         node.release(&k, "c", None),
     );
     assert_eq!(a.expect("answer"), GRANTED);
@@ -223,6 +230,7 @@ async fn case_requests_made_together_keep_their_order(node: &dyn Node) {
         AcquireReply::Taken {
             index: 0,
             remaining: Some(ttl),
+            rank: None,
         } => assert!(ttl > Duration::from_secs(9) && ttl <= TTL, "{ttl:?}"),
         other => panic!("expected Taken, got {other:?}"),
     }
@@ -242,7 +250,7 @@ async fn case_requests_made_together_keep_their_order(node: &dyn Node) {
         assert_eq!(acquire(node, &["together"], "e", TTL).await, GRANTED);
         let (first, second) = futures::join!(
             node.release(&k, "e", Some("client-7")),
-            node.acquire(&k, "f", TTL, false),
+            node.acquire(&k, "f", TTL, false, None),
         );
         assert_eq!(first.expect("answer"), 1);
         assert_eq!(second.expect("answer"), GRANTED);
@@ -252,14 +260,14 @@ async fn case_requests_made_together_keep_their_order(node: &dyn Node) {
     // batchable (a multi-key acquire, a script) with the same token
     let (undo, retry) = futures::join!(
         node.release(&keys(&["o1"]), "t", None),
-        node.acquire(&keys(&["o1", "o2"]), "t", TTL, false),
+        node.acquire(&keys(&["o1", "o2"]), "t", TTL, false, None),
     );
     assert_eq!(undo.expect("answer"), 0, "nothing to undo yet");
     assert_eq!(retry.expect("answer"), GRANTED);
     assert_eq!(release(node, &["o1", "o2"], "t").await, 2, "both keys held");
     // many distinct keys at once: all granted, all released
     let many: Vec<Vec<String>> = (0..40).map(|i| keys(&[&format!("many{i}")])).collect();
-    let granted = futures::future::join_all(many.iter().map(|k| node.acquire(k, "m", TTL, false)));
+    let granted = futures::future::join_all(many.iter().map(|k| node.acquire(k, "m", TTL, false, None)));
     for reply in granted.await {
         assert_eq!(reply.expect("answer"), GRANTED);
     }
@@ -274,6 +282,134 @@ async fn case_requests_made_together_keep_their_order(node: &dyn Node) {
             "{k:?} is gone"
         );
     }
+}
+
+fn waiter(client: &str, ticket: u64, lifetime: Duration, fair: bool) -> QueueEntry {
+    QueueEntry {
+        member: format!("{client}:1"),
+        ticket,
+        lifetime,
+        fair,
+    }
+}
+
+async fn queued(node: &dyn Node, name: &str, token: &str, entry: &QueueEntry) -> AcquireReply {
+    node.acquire(&keys(&[name]), token, TTL, false, Some(entry))
+        .await
+        .expect("node answers")
+}
+
+/// The next wake-up delivered: (key, client), skipping announcements.
+async fn next_wake(released: &mut tokio::sync::broadcast::Receiver<Released>) -> (String, String) {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(2), released.recv())
+            .await
+            .expect("woken within 2 s")
+            .expect("channel open");
+        if let Some(to) = message.to {
+            return (message.key, to);
+        }
+    }
+}
+
+fn rank_of(reply: &AcquireReply) -> Option<u64> {
+    match reply {
+        AcquireReply::Taken { rank, .. } => *rank,
+        AcquireReply::Granted { .. } => panic!("expected Taken, got {reply:?}"),
+    }
+}
+
+/// Waiters are ordered by ticket (not arrival); a release claims the key
+/// for the head and wakes only its client; the claim refuses everyone
+/// else; the head's grant reports the next waiter.
+async fn case_queue_serves_the_head_only(node: &dyn Node) {
+    let mut released = node.releases().expect("this backend delivers wake-ups");
+    for client in ["qa", "qb"] {
+        node.subscribe_wakes(client).await.expect("subscribe");
+    }
+    let a = waiter("qa", 10, TTL, false);
+    let b = waiter("qb", 20, TTL, false);
+    assert_eq!(acquire(node, &["q"], "h", TTL).await, GRANTED);
+    assert_eq!(rank_of(&queued(node, "q", "b1", &b).await), Some(0));
+    assert_eq!(rank_of(&queued(node, "q", "a1", &a).await), Some(0), "a's ticket is earlier");
+    assert_eq!(rank_of(&queued(node, "q", "b2", &b).await), Some(1), "b keeps its place behind a");
+    assert_eq!(node.release(&keys(&["q"]), "h", Some("rel")).await, Ok(1));
+    assert_eq!(next_wake(&mut released).await, ("q".to_owned(), "qa".to_owned()));
+    // claimed for a: a plain request and b are refused
+    match acquire(node, &["q"], "x", TTL).await {
+        AcquireReply::Taken { remaining: Some(claim), .. } => {
+            assert!(claim <= quorate_redlock::HEAD_CLAIM, "{claim:?}")
+        }
+        other => panic!("expected the claim to refuse, got {other:?}"),
+    }
+    assert_eq!(rank_of(&queued(node, "q", "b3", &b).await), Some(1));
+    assert_eq!(
+        queued(node, "q", "a2", &a).await,
+        AcquireReply::Granted { fence: None, next: Some(20) },
+        "a takes its claim; b is next"
+    );
+    assert_eq!(node.release(&keys(&["q"]), "a2", Some("rel")).await, Ok(1));
+    assert_eq!(next_wake(&mut released).await, ("q".to_owned(), "qb".to_owned()));
+    assert_eq!(queued(node, "q", "b4", &b).await, GRANTED, "nobody left behind b");
+    // an undo (no announcer) passes nothing on
+    assert_eq!(node.release(&keys(&["q"]), "b4", None).await, Ok(1));
+    assert_eq!(acquire(node, &["q"], "y", TTL).await, GRANTED);
+}
+
+/// fair: a free key is refused behind an earlier waiter (not without fair).
+async fn case_fair_waits_behind_earlier_waiters(node: &dyn Node) {
+    let a = waiter("fa", 10, TTL, true);
+    let late = waiter("fb", 20, TTL, true);
+    assert_eq!(acquire(node, &["f"], "h", TTL).await, GRANTED);
+    assert_eq!(rank_of(&queued(node, "f", "a1", &a).await), Some(0));
+    // the holder's undo frees the key without a claim
+    assert_eq!(node.release(&keys(&["f"]), "h", None).await, Ok(1));
+    match queued(node, "f", "b1", &late).await {
+        AcquireReply::Taken { index: 0, remaining: None, rank: Some(1) } => {}
+        other => panic!("expected to queue behind a, got {other:?}"),
+    }
+    let barging = waiter("fc", 30, TTL, false);
+    assert_eq!(
+        queued(node, "f", "c1", &barging).await,
+        AcquireReply::Granted { fence: None, next: Some(10) },
+        "without fair a free, unclaimed key goes to whoever asks"
+    );
+    assert_eq!(node.release(&keys(&["f"]), "c1", None).await, Ok(1));
+    assert_eq!(
+        queued(node, "f", "a2", &a).await,
+        AcquireReply::Granted { fence: None, next: Some(20) }
+    );
+}
+
+/// A waiter that stops refreshing drops out; one that leaves passes its
+/// claim on.
+async fn case_queue_entries_lapse_and_leave(node: &dyn Node) {
+    let mut released = node.releases().expect("this backend delivers wake-ups");
+    for client in ["la", "lb", "lc"] {
+        node.subscribe_wakes(client).await.expect("subscribe");
+    }
+    let short = waiter("la", 10, Duration::from_millis(100), false);
+    let b = waiter("lb", 20, TTL, false);
+    let c = waiter("lc", 30, TTL, false);
+    assert_eq!(acquire(node, &["l"], "h", TTL).await, GRANTED);
+    for (entry, token) in [(&short, "a1"), (&b, "b1"), (&c, "c1")] {
+        assert!(rank_of(&queued(node, "l", token, entry).await).is_some());
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(node.release(&keys(&["l"]), "h", Some("rel")).await, Ok(1));
+    assert_eq!(
+        next_wake(&mut released).await,
+        ("l".to_owned(), "lb".to_owned()),
+        "a's entry lapsed: b is woken"
+    );
+    node.leave_queue(&keys(&["l"]), &b.member).await.expect("leave");
+    assert_eq!(
+        next_wake(&mut released).await,
+        ("l".to_owned(), "lc".to_owned()),
+        "b left: its claim went to c"
+    );
+    assert!(matches!(queued(node, "l", "b2", &b).await, AcquireReply::Taken { .. }));
+    assert!(matches!(queued(node, "l", "c2", &c).await, AcquireReply::Granted { .. }));
 }
 
 async fn memory_node() -> Arc<dyn Node> {
@@ -323,4 +459,7 @@ conformance!(
     case_release_announces_only_when_asked,
     case_fence_counters_only_grow,
     case_requests_made_together_keep_their_order,
+    case_queue_serves_the_head_only,
+    case_fair_waits_behind_earlier_waiters,
+    case_queue_entries_lapse_and_leave,
 );

@@ -280,17 +280,17 @@ async fn fences_increase_while_a_minority_is_killed_and_restarted() {
 }
 
 #[tokio::test]
-async fn a_release_wakes_a_waiter_in_another_client_at_once() {
+async fn a_release_wakes_the_queued_waiter_of_another_client_at_once() {
     let cluster = Cluster::start(5).await.expect("cluster");
     let holder = connect(cluster.urls()).await;
-    // Polling alone would retry only after 5 s: only the announcement of
-    // the release (pub/sub from the servers) can wake this waiter earlier.
+    // Its timers alone would retry only after 5 s (a third of its waiter
+    // ttl): only the wake-up the release sends to the queue's head (pub/sub
+    // from the servers) can wake this waiter earlier.
     let waiter = Redlock::builder()
         .urls(cluster.urls())
         .defaults(
             LockOptions::new()
-                .retry_delay(Duration::from_secs(5))
-                .retry_jitter(Duration::ZERO)
+                .waiter_ttl(Duration::from_secs(15))
                 .acquire_timeout(Some(Duration::from_secs(20))),
         )
         .build()
@@ -307,20 +307,26 @@ async fn a_release_wakes_a_waiter_in_another_client_at_once() {
             .expect("granted");
         (Instant::now(), guard)
     });
-    // The signal that the waiter waits: its subscription on every node.
+    // The signal that the waiter waits: its wake-up channel and its place
+    // in the queue on every node.
     let deadline = Instant::now() + Duration::from_secs(5);
     for i in 0..5 {
         loop {
-            let reply = cluster
+            let channels = cluster
                 .server(i)
-                .command(&["PUBSUB", "NUMSUB", "quorate:released:handoff"])
+                .command(&["PUBSUB", "CHANNELS", "quorate:wake:*"])
                 .await
-                .expect("NUMSUB")
+                .expect("PUBSUB CHANNELS")
                 .into_array();
-            if reply.get(1).and_then(Reply::as_i64) == Some(1) {
+            let queued = cluster
+                .server(i)
+                .command(&["ZCARD", "quorate:queue:{handoff}"])
+                .await
+                .expect("ZCARD");
+            if channels.len() == 1 && queued.as_i64() == Some(1) {
                 break;
             }
-            assert!(Instant::now() < deadline, "waiter never subscribed");
+            assert!(Instant::now() < deadline, "waiter never queued");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -810,7 +816,7 @@ async fn requests_made_together_are_sent_as_one_command() {
         let token = format!("t{max_batch}");
         let ttl = Duration::from_secs(10);
         let replies =
-            futures::future::join_all(keys.iter().map(|k| node.acquire(k, &token, ttl, false)))
+            futures::future::join_all(keys.iter().map(|k| node.acquire(k, &token, ttl, false, None)))
                 .await;
         assert!(
             replies

@@ -17,9 +17,19 @@ use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::fred::{remaining_from_pttl, Link};
-use super::{ttl_millis, AcquireReply, NodeError, NodeFuture, NodeScript, RELEASE_CHANNEL_PREFIX};
+use super::{
+    ttl_millis, AcquireReply, NodeError, NodeFuture, NodeScript, HEAD_CLAIM,
+    RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
+};
+use crate::queue::queue_keys;
 
-static BATCH: NodeScript = NodeScript::new("batch", include_str!("../../scripts/batch.lua"));
+static BATCH: NodeScript = NodeScript::new(
+    "batch",
+    concat!(
+        include_str!("../../scripts/queue.lua"),
+        include_str!("../../scripts/batch.lua")
+    ),
+);
 
 /// One queued request.
 enum Request {
@@ -189,8 +199,10 @@ fn send(link: &Link, mut batch: Vec<Batchable>) -> BoxFuture<'static, ()> {
         };
     }
     let mut keys = Vec::with_capacity(batch.len());
-    let mut args: Vec<fred::types::Value> = Vec::with_capacity(1 + 3 * batch.len());
+    let mut args: Vec<fred::types::Value> = Vec::with_capacity(3 + 3 * batch.len());
     args.push(RELEASE_CHANNEL_PREFIX.into());
+    args.push(WAKE_CHANNEL_PREFIX.into());
+    args.push(ttl_millis(HEAD_CLAIM).to_string().into());
     for request in &batch {
         match request {
             Batchable::Acquire {
@@ -207,6 +219,11 @@ fn send(link: &Link, mut batch: Vec<Batchable>) -> BoxFuture<'static, ()> {
                 ..
             } => {
                 keys.push(key.clone());
+                if !announce.is_empty() {
+                    // a release passes the key on: its queue's keys follow
+                    let (queue, deadlines) = queue_keys(key);
+                    keys.extend([queue, deadlines]);
+                }
                 args.extend(["r".into(), token.as_str().into()]);
                 args.push(announce.as_str().into());
             }
@@ -234,11 +251,15 @@ fn answer_each(batch: Vec<Batchable>, answer: Result<Vec<i64>, NodeError>) {
         match request {
             Batchable::Acquire { reply, .. } => {
                 let answer = if pair[0] == 1 {
-                    AcquireReply::Granted { fence: None }
+                    AcquireReply::Granted {
+                        fence: None,
+                        next: None,
+                    }
                 } else {
                     AcquireReply::Taken {
                         index: 0,
                         remaining: remaining_from_pttl(pair[1]),
+                        rank: None,
                     }
                 };
                 let _ = reply.send(Ok(answer));

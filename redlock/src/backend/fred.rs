@@ -19,12 +19,32 @@ use tokio::sync::broadcast::error::RecvError;
 use super::batch::Batcher;
 use super::{
     fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript,
-    Released, ScriptValue, RELEASE_CHANNEL_PREFIX,
+    QueueEntry, Released, ScriptValue, HEAD_CLAIM, RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
 };
+use crate::queue::with_queue_keys;
 use crate::error::ConfigError;
 
-static ACQUIRE: NodeScript = NodeScript::new("acquire", include_str!("../../scripts/acquire.lua"));
-static RELEASE: NodeScript = NodeScript::new("release", include_str!("../../scripts/release.lua"));
+static ACQUIRE: NodeScript = NodeScript::new(
+    "acquire",
+    concat!(
+        include_str!("../../scripts/queue.lua"),
+        include_str!("../../scripts/acquire.lua")
+    ),
+);
+static RELEASE: NodeScript = NodeScript::new(
+    "release",
+    concat!(
+        include_str!("../../scripts/queue.lua"),
+        include_str!("../../scripts/release.lua")
+    ),
+);
+static LEAVE: NodeScript = NodeScript::new(
+    "leave",
+    concat!(
+        include_str!("../../scripts/queue.lua"),
+        include_str!("../../scripts/leave.lua")
+    ),
+);
 static EXTEND: NodeScript = NodeScript::new("extend", include_str!("../../scripts/extend.lua"));
 static RAISE_FENCE: NodeScript =
     NodeScript::new("raise_fence", include_str!("../../scripts/raise_fence.lua"));
@@ -255,12 +275,27 @@ impl FredNode {
                 loop {
                     match messages.recv().await {
                         Ok(message) => {
-                            if let Some(key) = message.channel.strip_prefix(RELEASE_CHANNEL_PREFIX)
+                            let text = message.value.as_string().unwrap_or_default();
+                            let channel = &message.channel;
+                            let released = if let Some(key) =
+                                channel.strip_prefix(RELEASE_CHANNEL_PREFIX)
                             {
-                                let by = message.value.as_string().unwrap_or_default();
-                                let key = key.to_owned();
-                                let _ = forward.send(Released { key, by });
-                            }
+                                Released {
+                                    key: key.to_owned(),
+                                    by: text,
+                                    to: None,
+                                }
+                            } else if let Some(client) = channel.strip_prefix(WAKE_CHANNEL_PREFIX)
+                            {
+                                Released {
+                                    key: text,
+                                    by: String::new(),
+                                    to: Some(client.to_owned()),
+                                }
+                            } else {
+                                continue;
+                            };
+                            let _ = forward.send(released);
                         }
                         // a lost announcement only costs a waiter latency
                         Err(RecvError::Lagged(_)) => continue,
@@ -395,7 +430,10 @@ impl Link {
                 .await
                 .map_err(node_error)?;
             if set.is_some() {
-                return Ok(AcquireReply::Granted { fence: None });
+                return Ok(AcquireReply::Granted {
+                    fence: None,
+                    next: None,
+                });
             }
             // Refused: ask how long the holder keeps it (only on this
             // slow path; a pipeline of both costs every grant more).
@@ -403,20 +441,33 @@ impl Link {
             Ok(AcquireReply::Taken {
                 index: 0,
                 remaining: remaining_from_pttl(pttl),
+                rank: None,
             })
         }
         .boxed()
     }
 
-    /// Compare-and-delete of `keys` (announced on their channels when
-    /// `announce` is the releasing client's id).
+    /// Compare-and-delete of `keys`; when `announce` is the releasing
+    /// client's id, each key passes to its queue's head and the release is
+    /// announced on the key's channel.
     pub(super) fn release(
         &self,
         keys: Vec<String>,
         token: String,
         announce: String,
     ) -> NodeFuture<u64> {
-        let args = vec![token.into(), announce.into(), RELEASE_CHANNEL_PREFIX.into()];
+        let keys = if announce.is_empty() {
+            keys
+        } else {
+            with_queue_keys(&keys)
+        };
+        let args = vec![
+            token.into(),
+            announce.into(),
+            RELEASE_CHANNEL_PREFIX.into(),
+            WAKE_CHANNEL_PREFIX.into(),
+            ttl_millis(HEAD_CLAIM).to_string().into(),
+        ];
         self.run_script(&RELEASE, keys, args)
     }
 }
@@ -464,8 +515,9 @@ impl Node for FredNode {
         token: &str,
         ttl: Duration,
         fenced: bool,
+        queue: Option<&QueueEntry>,
     ) -> NodeFuture<AcquireReply> {
-        if let ([key], false) = (keys, fenced) {
+        if let ([key], false, None) = (keys, fenced, queue) {
             let (key, token) = (key.clone(), token.to_owned());
             return match &self.shared.batcher {
                 Some(batcher) => batcher.acquire(key, token, ttl),
@@ -473,7 +525,7 @@ impl Node for FredNode {
             };
         }
         let flag = if fenced { "1" } else { "0" };
-        let args = vec![
+        let mut args = vec![
             token.to_owned(),
             ttl_millis(ttl).to_string(),
             flag.to_owned(),
@@ -482,18 +534,42 @@ impl Node for FredNode {
         if fenced {
             all_keys.extend(keys.iter().map(|k| fence_key(k)));
         }
+        match queue {
+            Some(entry) => {
+                all_keys.extend(with_queue_keys(keys).into_iter().skip(keys.len()));
+                args.extend([
+                    entry.member.clone(),
+                    entry.ticket.to_string(),
+                    ttl_millis(entry.lifetime).to_string(),
+                    if entry.fair { "1" } else { "0" }.to_owned(),
+                ]);
+            }
+            None => args.extend(["".to_owned(), "0".to_owned(), "0".to_owned(), "0".to_owned()]),
+        }
         self.quorate_script::<Vec<i64>>(&ACQUIRE, &all_keys, args)
             .map(|reply| match reply?.as_slice() {
-                [1] => Ok(AcquireReply::Granted { fence: None }),
-                [1, fence] => Ok(AcquireReply::Granted {
+                [1, fence, next] => Ok(AcquireReply::Granted {
                     fence: u64::try_from(*fence).ok(),
+                    next: u64::try_from(*next).ok(),
                 }),
-                [0, index, pttl] => Ok(AcquireReply::Taken {
+                [0, index, pttl, rank] => Ok(AcquireReply::Taken {
                     index: usize::try_from(*index - 1).unwrap_or(0),
                     remaining: remaining_from_pttl(*pttl),
+                    rank: u64::try_from(*rank).ok(),
                 }),
                 other => Err(NodeError(format!("unexpected acquire reply {other:?}"))),
             })
+            .boxed()
+    }
+
+    fn leave_queue(&self, keys: &[String], member: &str) -> NodeFuture<()> {
+        let args = vec![
+            member.to_owned(),
+            ttl_millis(HEAD_CLAIM).to_string(),
+            WAKE_CHANNEL_PREFIX.to_owned(),
+        ];
+        self.quorate_script::<i64>(&LEAVE, &with_queue_keys(keys), args)
+            .map(|reply| reply.map(drop))
             .boxed()
     }
 
@@ -557,6 +633,12 @@ impl Node for FredNode {
         let subscriber = self.announcements().subscriber.clone();
         let channels = channels(keys);
         async move { subscriber.subscribe(channels).await.map_err(node_error) }.boxed()
+    }
+
+    fn subscribe_wakes(&self, client: &str) -> NodeFuture<()> {
+        let subscriber = self.announcements().subscriber.clone();
+        let channel = format!("{WAKE_CHANNEL_PREFIX}{client}");
+        async move { subscriber.subscribe(channel).await.map_err(node_error) }.boxed()
     }
 
     fn unsubscribe(&self, keys: &[String]) -> NodeFuture<()> {

@@ -7,10 +7,11 @@ use std::time::Duration;
 use futures::future::{self, FutureExt};
 use tokio::sync::broadcast;
 
+use super::memory_queue::{claim_for, client_of, MemoryQueues};
 use super::memory_store::MemoryStore;
 use super::{
-    fence_key, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript, Released,
-    ScriptValue,
+    fence_key, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript, QueueEntry,
+    Released, ScriptValue, HEAD_CLAIM,
 };
 
 /// An in-memory node: for unit tests, users' own tests, deterministic fault
@@ -36,6 +37,8 @@ struct State {
     latency: Duration,
     /// Fence counters by counter key; they never expire.
     fences: HashMap<String, u64>,
+    /// Waiter queues by lock key.
+    queues: MemoryQueues,
     /// Batched extension requests served (each counts once, however many
     /// locks it carried).
     extends: u64,
@@ -114,18 +117,30 @@ impl MemoryNode {
             .map(|left| left.unwrap_or(crate::options::MAX_TTL))
     }
 
-    /// Forget every lock key (as if they were deleted behind our back).
-    /// Fence counters survive, as on a server with persistence.
+    /// Forget every lock key and waiter queue (as if they were deleted
+    /// behind our back). Fence counters survive, as on a server with
+    /// persistence.
     pub fn flush(&self) {
-        self.lock_state().store.clear();
+        let mut state = self.lock_state();
+        state.store.clear();
+        state.queues = MemoryQueues::default();
     }
 
     /// Forget everything, fence counters included: a restart without
     /// persistence (which fencing does not survive, see the README).
     pub fn forget_all(&self) {
+        self.flush();
+        self.lock_state().fences.clear();
+    }
+
+    /// `member`'s place in the waiter queue of `key` (0: the head), after
+    /// dropping lapsed entries; `None` when it is not queued.
+    pub fn queue_rank(&self, key: &str, member: &str) -> Option<u64> {
         let mut state = self.lock_state();
-        state.store.clear();
-        state.fences.clear();
+        state.store.begin();
+        let now = state.store.now();
+        state.queues.prune(key, now);
+        state.queues.rank(key, member)
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
@@ -168,9 +183,82 @@ impl MemoryNode {
     }
 }
 
+/// Wakes the client of the queue head `member` for `key`.
+fn wake(wakes: &broadcast::Sender<Released>, key: String, member: &str) {
+    // no receiver is fine: the head's client is gone, its entry lapses
+    let _ = wakes.send(Released {
+        key,
+        by: String::new(),
+        to: Some(client_of(member).to_owned()),
+    });
+}
+
 impl State {
     fn holds(&self, key: &str, token: &str) -> bool {
         self.store.holds(key, token.as_bytes())
+    }
+
+    /// acquire.lua on this node's state.
+    fn acquire(
+        &mut self,
+        keys: &[String],
+        token: &str,
+        ttl: Duration,
+        fenced: bool,
+        queue: Option<&QueueEntry>,
+    ) -> AcquireReply {
+        let now = self.store.now();
+        let mine = queue.map(|q| claim_for(&q.member));
+        let mut refused = None;
+        for (index, key) in keys.iter().enumerate() {
+            if queue.is_some() {
+                self.queues.prune(key, now);
+            }
+            if let Some(remaining) = self.store.ttl(key) {
+                let claimed_for_us = mine
+                    .as_ref()
+                    .is_some_and(|m| self.store.holds(key, m.as_bytes()));
+                if !claimed_for_us {
+                    refused = Some((index, remaining));
+                    break;
+                }
+            } else if let Some(entry) = queue.filter(|q| q.fair) {
+                if self.queues.behind(key, entry, now) {
+                    refused = Some((index, None));
+                    break;
+                }
+            }
+        }
+        if let Some((index, remaining)) = refused {
+            let rank = queue.and_then(|entry| {
+                for key in keys {
+                    self.queues.enqueue(key, entry, now);
+                }
+                self.queues.rank(&keys[index], &entry.member)
+            });
+            return AcquireReply::Taken {
+                index,
+                remaining,
+                rank,
+            };
+        }
+        let mut fence = None;
+        let mut next: Option<u64> = None;
+        for key in keys {
+            if fenced {
+                let counter = self.fences.entry(fence_key(key)).or_default();
+                *counter += 1;
+                fence = fence.max(Some(*counter));
+            }
+            self.store.set(key, token.as_bytes(), Some(ttl));
+            if let Some(entry) = queue {
+                self.queues.remove(key, &entry.member);
+                if let Some(first) = self.queues.first_ticket(key) {
+                    next = Some(next.map_or(first, |n| n.min(first)));
+                }
+            }
+        }
+        AcquireReply::Granted { fence, next }
     }
 
     fn extend(&mut self, keys: &[String], token: &str, ttl: Duration) -> bool {
@@ -195,25 +283,30 @@ impl Node for MemoryNode {
         token: &str,
         ttl: Duration,
         fenced: bool,
+        queue: Option<&QueueEntry>,
     ) -> NodeFuture<AcquireReply> {
         let keys = keys.to_vec();
         let token = token.to_owned();
+        let queue = queue.cloned();
+        self.call(move |state| state.acquire(&keys, &token, ttl, fenced, queue.as_ref()))
+    }
+
+    fn leave_queue(&self, keys: &[String], member: &str) -> NodeFuture<()> {
+        let keys = keys.to_vec();
+        let member = member.to_owned();
+        let wakes = self.released.clone();
         self.call(move |state| {
-            for (index, key) in keys.iter().enumerate() {
-                if let Some(remaining) = state.store.ttl(key) {
-                    return AcquireReply::Taken { index, remaining };
-                }
-            }
-            let mut fence = None;
+            let now = state.store.now();
             for key in keys {
-                if fenced {
-                    let counter = state.fences.entry(fence_key(&key)).or_default();
-                    *counter += 1;
-                    fence = fence.max(Some(*counter));
+                state.queues.remove(&key, &member);
+                if state.store.holds(&key, claim_for(&member).as_bytes()) {
+                    if let Some(head) =
+                        state.queues.pass_on(&mut state.store, &key, HEAD_CLAIM, now)
+                    {
+                        wake(&wakes, key, &head);
+                    }
                 }
-                state.store.set(&key, token.as_bytes(), Some(ttl));
             }
-            AcquireReply::Granted { fence }
         })
     }
 
@@ -234,18 +327,26 @@ impl Node for MemoryNode {
         let announce = self.released.clone();
         self.call(move |state| {
             let mut deleted = 0;
+            let now = state.store.now();
             for key in keys {
-                if state.holds(&key, &token) {
-                    state.store.del(&key);
-                    deleted += 1;
-                    if let Some(by) = &announcer {
-                        // no receiver is fine: nobody waits
-                        let _ = announce.send(Released {
-                            key,
-                            by: by.clone(),
-                        });
-                    }
+                if !state.holds(&key, &token) {
+                    continue;
                 }
+                deleted += 1;
+                let Some(by) = &announcer else {
+                    state.store.del(&key);
+                    continue;
+                };
+                if let Some(head) = state.queues.pass_on(&mut state.store, &key, HEAD_CLAIM, now)
+                {
+                    wake(&announce, key.clone(), &head);
+                }
+                // no receiver is fine: nobody waits
+                let _ = announce.send(Released {
+                    key,
+                    by: by.clone(),
+                    to: None,
+                });
             }
             deleted
         })

@@ -66,6 +66,11 @@ impl MemoryStore {
         self.keys.retain(|_, e| e.expires.is_none_or(|t| t > now));
     }
 
+    /// The time of the current atomic operation.
+    pub(crate) fn now(&self) -> Instant {
+        self.now
+    }
+
     pub(crate) fn clear(&mut self) {
         self.keys.clear();
     }

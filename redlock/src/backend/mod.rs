@@ -7,6 +7,7 @@
 mod batch;
 mod fred;
 mod memory;
+mod memory_queue;
 mod memory_store;
 mod script;
 
@@ -14,6 +15,7 @@ pub use self::fred::{FredNode, FredSettings};
 pub use self::memory::MemoryNode;
 pub use self::memory_store::{MemoryScript, MemoryStore};
 pub use self::script::{NodeScript, ScriptValue};
+pub(crate) use crate::queue::{QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
 
 use std::fmt;
 use std::time::Duration;
@@ -36,24 +38,38 @@ pub enum AcquireReply {
     Granted {
         /// The node's fence token, when fencing was asked for.
         fence: Option<u64>,
+        /// The ticket of the first waiter still queued for these keys on
+        /// this node after the grant (queued requests only): a local
+        /// hand-off must not pass over it.
+        next: Option<u64>,
     },
     /// `keys[index]` holds another token; nothing was set. `remaining` is that
     /// key's ttl (`None`: no expiry).
     Taken {
         /// Index into the request's keys.
         index: usize,
-        /// The holder's remaining ttl on this node.
+        /// The holder's remaining ttl on this node (`None`: no expiry, or
+        /// free but claimed for or queued behind an earlier waiter).
         remaining: Option<Duration>,
+        /// Our place in that key's waiter queue (0: the head), for queued
+        /// requests.
+        rank: Option<u64>,
     },
 }
 
-/// A release announcement: which key, released by which client.
+/// A release announcement (which key, released by which client), or a
+/// wake-up addressed to one client: its waiter is the head of the key's
+/// queue and the key is claimed for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Released {
     /// The released key.
     pub key: String,
-    /// The releasing client's id (a Redlock's random instance id).
+    /// The releasing client's id (a Redlock's random instance id); empty
+    /// in a wake-up.
     pub by: String,
+    /// `Some(client id)` for a wake-up addressed to that client; `None`
+    /// for an announcement to every watcher of the key.
+    pub to: Option<String>,
 }
 
 /// One lock of a batched extension.
@@ -84,9 +100,13 @@ impl std::error::Error for NodeError {}
 /// Semantics every implementation keeps (the conformance suite checks them):
 /// - `acquire` sets all keys to `token` with `ttl`, or none if any exists
 ///   (whatever token it holds: tokens are fresh per round), reporting the
-///   first existing key and its remaining ttl.
+///   first existing key and its remaining ttl. A queued request (see
+///   [`QueueEntry`]) may also take a key claimed for it, and when refused
+///   is added to (or refreshed in) each key's waiter queue.
 /// - `release` deletes the keys that still hold `token`, returns how many,
-///   and with `announce` tells subscribers which key was released by whom.
+///   and with `announce` passes each key to the head of its waiter queue
+///   (a claim of [`HEAD_CLAIM`], the head's client woken) and tells
+///   subscribers which key was released by whom.
 /// - `extend` resets the ttl of all keys if all still hold `token`.
 ///
 /// Release notifications are optional: a node that cannot deliver them
@@ -96,14 +116,20 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
     /// A name for errors, logs and metric labels: `host:port`, no secrets.
     fn name(&self) -> &str;
     /// Take every key or none; with `fenced`, also increment each key's
-    /// fence counter ([`fence_key`]) and report the largest.
+    /// fence counter ([`fence_key`]) and report the largest. With `queue`,
+    /// the request is a queued waiter's.
     fn acquire(
         &self,
         keys: &[String],
         token: &str,
         ttl: Duration,
         fenced: bool,
+        queue: Option<&QueueEntry>,
     ) -> NodeFuture<AcquireReply>;
+
+    /// Removes the waiter `member` from the queues of `keys` (it stopped
+    /// waiting); a claim held for it passes to the next head.
+    fn leave_queue(&self, keys: &[String], member: &str) -> NodeFuture<()>;
 
     /// Fencing write-back: each key's counter = max(counter, `fence`).
     fn raise_fence(&self, keys: &[String], fence: u64) -> NodeFuture<()>;
@@ -152,6 +178,13 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
         futures::future::ready(Ok(())).boxed()
     }
 
+    /// Starts delivering wake-ups addressed to `client` to
+    /// [`releases`](Self::releases); resolves once the node confirmed.
+    fn subscribe_wakes(&self, client: &str) -> NodeFuture<()> {
+        let _ = client;
+        futures::future::ready(Ok(())).boxed()
+    }
+
     /// Stops delivering announcements of `keys`.
     fn unsubscribe(&self, keys: &[String]) -> NodeFuture<()> {
         let _ = keys;
@@ -159,7 +192,7 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
     }
 
     /// A receiver of release announcements (at least of the subscribed
-    /// keys), or `None` when the node cannot announce releases.
+    /// keys) and wake-ups, or `None` when the node cannot deliver them.
     fn releases(&self) -> Option<broadcast::Receiver<Released>> {
         None
     }

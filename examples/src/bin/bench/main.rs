@@ -88,15 +88,21 @@ const QUORATE_TUNED_JITTER: Duration = Duration::from_millis(5);
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
+mod processes;
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), BoxError> {
-    let args = match Args::parse(std::env::args().skip(1)) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().is_some_and(|a| a == "--child") {
+        return processes::child(&argv[1..]).await;
+    }
+    let args = match Args::parse(argv.into_iter()) {
         Ok(args) => args,
         Err(message) => {
             eprintln!("{message}");
             eprintln!(
                 "usage: cargo run --release -p quorate-examples --features bench --bin bench \
-                 [-- [A] [B] [C] [D] [E] [--secs N]]"
+                 [-- [A] [B] [C] [D] [E] [P] [--secs N]]"
             );
             std::process::exit(2);
         }
@@ -128,7 +134,11 @@ async fn main() -> Result<(), BoxError> {
         match scenario {
             'A' => scenario_a(&direct, "A", &args).await,
             'B' => scenario_b(&direct, &args).await,
-            'C' => scenario_c(&direct, "C", &args).await,
+            'C' => {
+                scenario_c(&direct, "C", &args).await;
+                scenario_c_own_clients(&urls, &args).await?;
+            }
+            'P' => processes::scenario_p(&cluster, &args).await?,
             'D' => scenario_d(&cluster, &args).await?,
             'E' => scenario_e(&cluster, &args).await?,
             other => println!("\n== {other}: unknown scenario"),
@@ -164,8 +174,8 @@ impl Args {
             } else {
                 for c in arg.chars().filter(|c| *c != ',') {
                     let c = c.to_ascii_uppercase();
-                    if !('A'..='E').contains(&c) {
-                        return Err(format!("unknown scenario `{c}` (A..E)"));
+                    if !('A'..='E').contains(&c) && c != 'P' {
+                        return Err(format!("unknown scenario `{c}` (A..E, P)"));
                     }
                     if !scenarios.contains(&c) {
                         scenarios.push(c);
@@ -174,7 +184,7 @@ impl Args {
             }
         }
         if scenarios.is_empty() {
-            scenarios = vec!['A', 'B', 'C', 'D', 'E'];
+            scenarios = vec!['A', 'B', 'C', 'P', 'D', 'E'];
         }
         Ok(Args { scenarios, secs })
     }
@@ -944,14 +954,20 @@ async fn hold() -> Duration {
     start.elapsed()
 }
 
-async fn contended(c: &Contender, key: &str, secs: Duration) -> (ContendedRun, Duration, usize) {
+/// `C_TASKS` tasks on `key` for `secs`; task i uses `clients[i % clients.len()]`
+/// (one shared client, or one each).
+async fn contended(
+    clients: &[Contender],
+    key: &str,
+    secs: Duration,
+) -> (ContendedRun, Duration, usize) {
     let holders = Arc::new(AtomicUsize::new(0));
     let overlaps = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let deadline = start + secs;
     let tasks: Vec<_> = (0..C_TASKS)
-        .map(|_| {
-            let c = c.clone();
+        .map(|i| {
+            let c = clients[i % clients.len()].clone();
             let key = key.to_owned();
             let holders = Arc::clone(&holders);
             let overlaps = Arc::clone(&overlaps);
@@ -1007,11 +1023,52 @@ async fn contended(c: &Contender, key: &str, secs: Duration) -> (ContendedRun, D
 }
 
 async fn scenario_c(set: &Contenders, tag: &str, args: &Args) {
+    let title = if tag == "C" {
+        format!(
+            "C: {C_TASKS} tasks on 1 key, hold {} ms, for {:.1} s",
+            C_HOLD.as_millis(),
+            args.secs.as_secs_f64()
+        )
+    } else {
+        format!(
+            "D (C-shape): {C_TASKS} tasks on 1 key, hold {} ms, for {:.1} s, node {DEAD_NODE} black-holed",
+            C_HOLD.as_millis(),
+            args.secs.as_secs_f64()
+        )
+    };
+    let sets: Vec<Vec<Contender>> = set.contended().into_iter().map(|c| vec![c.clone()]).collect();
+    contended_table(&title, tag, &sets, args).await;
+}
+
+/// C with a client of its own per task (8 clients in one process).
+async fn scenario_c_own_clients(urls: &[String], args: &Args) -> Result<(), BoxError> {
+    let mut sets = Vec::new();
+    for which in 0..4 {
+        let mut clients = Vec::with_capacity(C_TASKS);
+        for _ in 0..C_TASKS {
+            let client = processes::connect_one(which, urls).await?;
+            client.warm_up("bench:C1:warm").await;
+            clients.push(client);
+        }
+        sets.push(clients);
+    }
+    let title = format!(
+        "C (own clients): {C_TASKS} tasks on 1 key, each with its own client, hold {} ms, for {:.1} s",
+        C_HOLD.as_millis(),
+        args.secs.as_secs_f64()
+    );
+    contended_table(&title, "C1", &sets, args).await;
+    Ok(())
+}
+
+/// Runs each set of clients in turn on a key of its own and prints the table.
+async fn contended_table(title: &str, tag: &str, sets: &[Vec<Contender>], args: &Args) {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    for c in set.contended() {
+    for clients in sets {
+        let c = &clients[0];
         let key = format!("bench:{tag}:{}:{}", c.library, c.setting);
-        let (run, elapsed, overlaps) = contended(c, &key, args.secs).await;
+        let (run, elapsed, overlaps) = contended(clients, &key, args.secs).await;
         let rate = run.waits.len() as f64 / elapsed.as_secs_f64().max(1e-9);
         let failed: usize = run.failures.values().sum();
         let p99 = percentile(&run.waits, 0.99);
@@ -1044,19 +1101,6 @@ async fn scenario_c(set: &Contenders, tag: &str, args: &Args) {
             ));
         }
     }
-    let title = if tag == "C" {
-        format!(
-            "C: {C_TASKS} tasks on 1 key, hold {} ms, for {:.1} s",
-            C_HOLD.as_millis(),
-            args.secs.as_secs_f64()
-        )
-    } else {
-        format!(
-            "D (C-shape): {C_TASKS} tasks on 1 key, hold {} ms, for {:.1} s, node {DEAD_NODE} black-holed",
-            C_HOLD.as_millis(),
-            args.secs.as_secs_f64()
-        )
-    };
     notes.push(
         "wait = lock call start to grant; failed = lock calls that returned an error \
          (fail p50 = how long those took); elapsed includes calls in flight at the end; \
@@ -1065,7 +1109,7 @@ async fn scenario_c(set: &Contenders, tag: &str, args: &Args) {
             .to_owned(),
     );
     print_table(
-        &title,
+        title,
         &[
             "grants",
             "grants/s",

@@ -1,0 +1,315 @@
+//! Scenario P: contenders in separate processes, the shape a distributed lock is
+//! deployed in. The benchmark starts P child processes of itself; each connects its own
+//! client (one `Redlock`, one rslock `LockManager`, one raw-fred floor), warms up on a
+//! private key, says `ready`, and on the parent's `go` loops lock → 1 ms hold → release
+//! on one shared key for `--secs`. Each child reports every hold (start and end on the
+//! machine's wall clock, so the parent can check overlaps across processes), every
+//! failed call and its own CPU time; the parent adds the servers' script calls from
+//! `INFO commandstats` (reset after the warm-ups).
+
+use std::process::Stdio;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+use super::*;
+
+/// Process counts scenario P runs.
+const P_COUNTS: [usize; 2] = [8, 16];
+/// The contenders each child can be, by name.
+const P_CONTENDERS: [(&str, &str); 4] = [
+    ("quorate", "defaults"),
+    ("quorate", "fair"),
+    ("rslock", "defaults"),
+    ("floor", "raw fred"),
+];
+
+/// Microseconds on the wall clock (comparable across processes of one machine).
+fn wall_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The child's side: `bench --child <index into P_CONTENDERS> <secs> <key> <url>...`.
+/// Prints `ready`, waits for `go` on stdin, runs, prints its report, exits.
+pub(crate) async fn child(args: &[String]) -> Result<(), BoxError> {
+    let [which, secs, key, urls @ ..] = args else {
+        return Err("usage: bench --child <contender> <secs> <key> <url>...".into());
+    };
+    let which: usize = which.parse()?;
+    let secs = Duration::from_secs_f64(secs.parse()?);
+    let contender = connect_one(which, urls).await?;
+    contender
+        .warm_up(&format!("bench:P:warm:{}", std::process::id()))
+        .await;
+    println!("ready");
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    match stdin.next_line().await? {
+        Some(line) if line == "go" => {}
+        other => return Err(format!("expected `go`, got {other:?}").into()),
+    }
+    let cpu_start = cpu_time();
+    let deadline = Instant::now() + secs;
+    let mut out = String::new();
+    // Bounded by time; the count bound is far above any possible rate.
+    for _ in 0..1_000_000 {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let t0 = Instant::now();
+        match contender.lock(key).await {
+            Ok(held) => {
+                let wait = t0.elapsed();
+                let start = wall_us();
+                hold().await;
+                let end = wall_us();
+                out.push_str(&format!("hold {start} {end} {}\n", wait.as_micros()));
+                if let Err(kind) = held.release().await {
+                    out.push_str(&format!("release-failed {kind}\n"));
+                }
+            }
+            Err(kind) => out.push_str(&format!("fail {} {kind}\n", t0.elapsed().as_micros())),
+        }
+    }
+    let cpu = match (cpu_start, cpu_time()) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => Duration::ZERO,
+    };
+    out.push_str(&format!("cpu {}\n", cpu.as_micros()));
+    print!("{out}");
+    Ok(())
+}
+
+/// One contender of `P_CONTENDERS`, with a client of its own.
+pub(crate) async fn connect_one(which: usize, urls: &[String]) -> Result<Contender, BoxError> {
+    let (library, setting) = *P_CONTENDERS.get(which).ok_or("no such contender")?;
+    let client = match (library, setting) {
+        ("quorate", "defaults") => LockClient::Quorate {
+            redlock: Redlock::connect(urls).await?,
+            options: None,
+        },
+        ("quorate", _) => LockClient::Quorate {
+            redlock: Redlock::connect(urls).await?,
+            options: Some(LockOptions::new().ttl(TTL).fair(true)),
+        },
+        ("rslock", _) => LockClient::Rslock(rslock::LockManager::new(urls.to_vec())),
+        _ => LockClient::Floor(Arc::new(Floor::connect(urls).await?)),
+    };
+    Ok(Contender {
+        library,
+        setting,
+        client,
+    })
+}
+
+/// What the children of one run reported.
+#[derive(Debug, Default)]
+struct ProcessesRun {
+    /// (start, end) of every hold, wall-clock µs.
+    holds: Vec<(u64, u64)>,
+    waits: Vec<Duration>,
+    grants_per_child: Vec<usize>,
+    failures: BTreeMap<String, usize>,
+    release_failures: usize,
+    cpu: Duration,
+}
+
+impl ProcessesRun {
+    fn parse_child(&mut self, report: &str) {
+        let mut grants = 0;
+        for line in report.lines() {
+            let mut words = line.split(' ');
+            match words.next() {
+                Some("hold") => {
+                    let n: Vec<u64> = words.filter_map(|w| w.parse().ok()).collect();
+                    if let [start, end, wait] = n[..] {
+                        self.holds.push((start, end));
+                        self.waits.push(Duration::from_micros(wait));
+                        grants += 1;
+                    }
+                }
+                Some("fail") => {
+                    let kind: Vec<&str> = words.skip(1).collect();
+                    *self.failures.entry(kind.join(" ")).or_default() += 1;
+                }
+                Some("release-failed") => self.release_failures += 1,
+                Some("cpu") => {
+                    let us = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                    self.cpu += Duration::from_micros(us);
+                }
+                _ => {}
+            }
+        }
+        self.grants_per_child.push(grants);
+    }
+
+    /// Holds that began before an earlier hold ended (must be 0).
+    fn overlaps(&mut self) -> usize {
+        self.holds.sort_unstable();
+        let mut overlaps = 0;
+        let mut busy_until = 0;
+        for &(start, end) in &self.holds {
+            if start < busy_until {
+                overlaps += 1;
+            }
+            busy_until = busy_until.max(end);
+        }
+        overlaps
+    }
+
+    /// Jain's fairness index over the children's grant counts (1 = all equal).
+    fn jain(&self) -> f64 {
+        let n = self.grants_per_child.len() as f64;
+        let sum: f64 = self.grants_per_child.iter().map(|&g| g as f64).sum();
+        let squares: f64 = self.grants_per_child.iter().map(|&g| (g as f64).powi(2)).sum();
+        if squares == 0.0 {
+            0.0
+        } else {
+            sum * sum / (n * squares)
+        }
+    }
+}
+
+/// One run: `processes` children of contender `which`, on a fresh key.
+async fn run_processes(
+    cluster: &Cluster,
+    which: usize,
+    processes: usize,
+    secs: Duration,
+) -> Result<ProcessesRun, BoxError> {
+    let exe = std::env::current_exe()?;
+    let key = format!("bench:P{processes}:{which}");
+    let mut children = Vec::with_capacity(processes);
+    for _ in 0..processes {
+        let child = Command::new(&exe)
+            .arg("--child")
+            .arg(which.to_string())
+            .arg(secs.as_secs_f64().to_string())
+            .arg(&key)
+            .args(cluster.urls())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        children.push(child);
+    }
+    let mut lines = Vec::with_capacity(processes);
+    for child in &mut children {
+        let stdout = child.stdout.take().ok_or("child stdout")?;
+        let mut reader = BufReader::new(stdout).lines();
+        match timeout(Duration::from_secs(60), reader.next_line()).await {
+            Ok(Ok(Some(line))) if line == "ready" => lines.push(reader),
+            other => return Err(format!("a child did not get ready: {other:?}").into()),
+        }
+    }
+    for node in 0..cluster.len() {
+        cluster
+            .server(node)
+            .command(&["CONFIG", "RESETSTAT"])
+            .await?;
+    }
+    for child in &mut children {
+        let stdin = child.stdin.as_mut().ok_or("child stdin")?;
+        stdin.write_all(b"go\n").await?;
+        stdin.flush().await?;
+    }
+    let mut run = ProcessesRun::default();
+    let cap = secs + LOCK_CAP + RELEASE_CAP;
+    for (child, mut reader) in children.iter_mut().zip(lines) {
+        let mut report = String::new();
+        let read = async {
+            while let Some(line) = reader.next_line().await? {
+                report.push_str(&line);
+                report.push('\n');
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        timeout(cap, read).await.map_err(|_| "a child hung")??;
+        child.wait().await?;
+        run.parse_child(&report);
+    }
+    Ok(run)
+}
+
+/// Scenario P: for each process count, every contender in turn.
+pub(crate) async fn scenario_p(cluster: &Cluster, args: &Args) -> Result<(), BoxError> {
+    for processes in P_COUNTS {
+        let mut rows = Vec::new();
+        let mut notes = Vec::new();
+        for (which, (library, setting)) in P_CONTENDERS.iter().enumerate() {
+            let mut run = run_processes(cluster, which, processes, args.secs).await?;
+            let grants = run.waits.len();
+            let mut scripts = 0;
+            for node in 0..cluster.len() {
+                scripts += command_calls(cluster, node, "evalsha").await?;
+                scripts += command_calls(cluster, node, "eval").await?;
+            }
+            run.waits.sort();
+            let per_grant = |x: f64| if grants == 0 { f64::NAN } else { x / grants as f64 };
+            let rate = grants as f64 / args.secs.as_secs_f64();
+            let p99 = percentile(&run.waits, 0.99);
+            let cpu_per_grant = per_grant(run.cpu.as_secs_f64() * 1e3);
+            let scripts_per_grant = per_grant(scripts as f64 / cluster.len() as f64);
+            let failed: usize = run.failures.values().sum();
+            let overlaps = run.overlaps();
+            let min = run.grants_per_child.iter().min().copied().unwrap_or(0);
+            let max = run.grants_per_child.iter().max().copied().unwrap_or(0);
+            rows.push(Row {
+                library,
+                setting,
+                cells: vec![
+                    grants.to_string(),
+                    format!("{rate:.0}"),
+                    fmt_ms(percentile(&run.waits, 0.50)),
+                    fmt_ms(p99),
+                    failed.to_string(),
+                    format!("{min} / {max}"),
+                    format!("{:.3}", run.jain()),
+                    format!("{cpu_per_grant:.2} ms"),
+                    format!("{scripts_per_grant:.2}"),
+                    overlaps.to_string(),
+                ],
+                keys: vec![rate, ms(p99), cpu_per_grant, scripts_per_grant],
+            });
+            let label = format!("{library} {setting}");
+            notes.extend(failure_note(&label, &run.failures));
+            if run.release_failures > 0 {
+                notes.push(format!("{label}: {} releases failed", run.release_failures));
+            }
+        }
+        notes.push(
+            "one client per process, one task each; wait = lock call start to grant; \
+             min / max = grants of the least and the most served process; Jain = Jain's \
+             fairness index over the processes' grants (1 = equal); CPU = user + system \
+             time of all children during the run, per grant; scripts = EVAL + EVALSHA calls \
+             per grant per node (INFO commandstats); overlaps = holds that began before \
+             another process's hold ended (wall clock; must be 0)"
+                .to_owned(),
+        );
+        print_table(
+            &format!(
+                "P{processes}: {processes} processes on 1 key, hold {} ms, for {:.1} s",
+                C_HOLD.as_millis(),
+                args.secs.as_secs_f64()
+            ),
+            &[
+                "grants",
+                "grants/s",
+                "wait p50",
+                "wait p99",
+                "failed",
+                "min / max",
+                "Jain",
+                "CPU/grant",
+                "scripts/grant/node",
+                "overlaps",
+            ],
+            &["grants/s", "wait p99", "CPU/grant", "scripts/grant/node"],
+            &rows,
+            &notes,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+-- The waiter queue of a lock key (prepended to acquire.lua, release.lua and batch.lua; see
+-- redlock/src/queue.rs). Per key two sorted sets, passed in KEYS: the queue (member = waiter,
+-- '<client id>:<sequence>'; score = the waiter's ticket, its lock call's start in microseconds
+-- by its own clock, so every node orders the same waiters alike) and the entries' deadlines
+-- (score = this server's time in ms). A waiter that stops refreshing its entry drops out.
+-- A release passes the key to the queue's head: the key holds 'q:<member>' for a short claim,
+-- and the head's client is woken on 'quorate:wake:<client id>' with the key as message.
+
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Drops the entries whose deadline passed.
+local function prune(queue, expiry, now)
+  local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', now)
+  for _, member in ipairs(gone) do
+    redis.call('ZREM', queue, member)
+    redis.call('ZREM', expiry, member)
+  end
+end
+
+-- The first waiter and its ticket, or nil.
+local function head(queue)
+  local first = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+  return first[1], tonumber(first[2])
+end
+
+-- Adds (or refreshes) a waiter; the queue keys live as long as their longest entry.
+local function enqueue(queue, expiry, member, ticket, lifetime, now)
+  redis.call('ZADD', queue, 'NX', ticket, member)
+  redis.call('ZADD', expiry, now + lifetime, member)
+  for _, k in ipairs({queue, expiry}) do
+    if redis.call('PTTL', k) < lifetime then
+      redis.call('PEXPIRE', k, lifetime)
+    end
+  end
+end
+
+-- After the holder's delete: claim the key for the head for claim_ms and wake its client,
+-- or delete the key when nobody waits. Returns 1 when a head was woken.
+local function pass_on(key, queue, expiry, claim_ms, wake_prefix)
+  prune(queue, expiry, server_ms())
+  local member = head(queue)
+  if member then
+    redis.call('SET', key, 'q:' .. member, 'PX', claim_ms)
+    redis.call('PUBLISH', wake_prefix .. string.match(member, '^[^:]*'), key)
+    return 1
+  end
+  redis.call('DEL', key)
+  return 0
+end

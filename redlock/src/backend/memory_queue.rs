@@ -1,0 +1,126 @@
+//! The waiter queues of a [`MemoryNode`](super::MemoryNode): the native
+//! twin of `scripts/queue.lua` (same order, lifetimes, claims and
+//! wake-ups), so the in-memory backend runs the same queue logic.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::memory_store::{expires_at, MemoryStore};
+use crate::queue::QueueEntry;
+
+/// One queued waiter.
+#[derive(Debug, Clone)]
+struct Waiter {
+    ticket: u64,
+    member: String,
+    deadline: Instant,
+}
+
+/// Every key's queue on one memory node.
+#[derive(Debug, Default)]
+pub(super) struct MemoryQueues {
+    queues: HashMap<String, Vec<Waiter>>,
+}
+
+/// The claim value a release leaves in the key for `member`.
+pub(super) fn claim_for(member: &str) -> String {
+    format!("q:{member}")
+}
+
+/// The client id part of a member (`<client>:<sequence>`).
+pub(super) fn client_of(member: &str) -> &str {
+    member.split(':').next().unwrap_or(member)
+}
+
+impl MemoryQueues {
+    /// Drops the lapsed entries of `key`'s queue, then its head.
+    fn pruned_head(&mut self, key: &str, now: Instant) -> Option<&Waiter> {
+        let queue = self.queues.get_mut(key)?;
+        queue.retain(|w| w.deadline > now);
+        if queue.is_empty() {
+            self.queues.remove(key);
+            return None;
+        }
+        self.queues.get(key).and_then(|q| q.first())
+    }
+
+    /// Prunes `key`'s queue (as acquire.lua does before looking).
+    pub fn prune(&mut self, key: &str, now: Instant) {
+        self.pruned_head(key, now);
+    }
+
+    /// Whether a fair request for `entry` must wait behind an earlier
+    /// waiter of `key`.
+    pub fn behind(&mut self, key: &str, entry: &QueueEntry, now: Instant) -> bool {
+        self.pruned_head(key, now).is_some_and(|w| {
+            w.member != entry.member && (w.ticket, w.member.as_str()) < (entry.ticket, &entry.member)
+        })
+    }
+
+    /// Adds or refreshes `entry` in `key`'s queue (its place is kept).
+    pub fn enqueue(&mut self, key: &str, entry: &QueueEntry, now: Instant) {
+        let deadline = expires_at(now, entry.lifetime);
+        let queue = self.queues.entry(key.to_owned()).or_default();
+        match queue.iter_mut().find(|w| w.member == entry.member) {
+            Some(waiter) => waiter.deadline = deadline,
+            None => {
+                let waiter = Waiter {
+                    ticket: entry.ticket,
+                    member: entry.member.clone(),
+                    deadline,
+                };
+                let at = queue
+                    .iter()
+                    .position(|w| (w.ticket, &w.member) > (waiter.ticket, &waiter.member))
+                    .unwrap_or(queue.len());
+                queue.insert(at, waiter);
+            }
+        }
+    }
+
+    /// `member`'s place in `key`'s queue (0: the head).
+    pub fn rank(&self, key: &str, member: &str) -> Option<u64> {
+        let queue = self.queues.get(key)?;
+        let at = queue.iter().position(|w| w.member == member)?;
+        u64::try_from(at).ok()
+    }
+
+    /// Removes `member` from `key`'s queue.
+    pub fn remove(&mut self, key: &str, member: &str) {
+        if let Some(queue) = self.queues.get_mut(key) {
+            queue.retain(|w| w.member != member);
+            if queue.is_empty() {
+                self.queues.remove(key);
+            }
+        }
+    }
+
+    /// The ticket of the first waiter of `key`.
+    pub fn first_ticket(&self, key: &str) -> Option<u64> {
+        self.queues.get(key)?.first().map(|w| w.ticket)
+    }
+
+    /// After the holder's delete: claims `key` for the head for `claim` and
+    /// returns the head's member to wake, or deletes the key when nobody
+    /// waits (as `pass_on` in queue.lua).
+    pub fn pass_on(
+        &mut self,
+        store: &mut MemoryStore,
+        key: &str,
+        claim: Duration,
+        now: Instant,
+    ) -> Option<String> {
+        match self.pruned_head(key, now).map(|w| w.member.clone()) {
+            Some(member) => {
+                store.set(key, claim_for(&member).as_bytes(), Some(claim));
+                Some(member)
+            }
+            None => {
+                store.del(key);
+                None
+            }
+        }
+    }
+}

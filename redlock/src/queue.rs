@@ -1,0 +1,198 @@
+//! The waiter queue kept on the servers, per lock key: only the next waiter
+//! wakes.
+//!
+//! A waiter that was refused joins the key's queue on every node it reaches
+//! (each node keeps its own queue). Entries are ordered by the waiter's
+//! *ticket*, the start of its lock call in microseconds by its own clock,
+//! the same on every node, so nodes whose queues hold the same waiters
+//! agree on their order, and nodes that missed an entry disagree only about
+//! waiters they never saw. A release claims the key for the queue's head
+//! for [`HEAD_CLAIM`] (others are refused meanwhile) and wakes the head's
+//! client on its own channel; nobody else wakes. An entry lasts its
+//! lifetime ([`LockOptions::waiter_ttl`](crate::LockOptions::waiter_ttl))
+//! unless refreshed (every waiting round refreshes it), so a crashed waiter
+//! leaves the queue by itself.
+//!
+//! Why nobody deadlocks: a key is granted to whoever reaches it free or
+//! claimed for them (and, with `fair(true)`, only if no waiter with a
+//! smaller ticket is queued there). The waiter with the smallest ticket is
+//! first in every queue it joined, so it is refused only where a holder or
+//! a claim for someone else is, and both expire; a split vote is undone and
+//! retried as in plain Redlock. A dead or stalled minority only misses
+//! entries and wake-ups: the head is woken by the first node that answers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::backend::Node;
+use crate::quorum::{self, Decide};
+
+/// Wake-ups for a client's queue heads arrive on this prefix plus the
+/// client's id; the message is the key.
+pub const WAKE_CHANNEL_PREFIX: &str = "quorate:wake:";
+
+/// How long a release keeps the key for the queue's head (its wake-up and
+/// its round must arrive within it); a head that does not come loses its
+/// turn to whoever asks next once the claim expires.
+pub const HEAD_CLAIM: Duration = Duration::from_millis(200);
+
+/// A waiter's entry in the queues of the keys it waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueEntry {
+    /// `<client id>:<sequence>`; the client id names the wake channel.
+    pub member: String,
+    /// The order among waiters: the lock call's start, in microseconds
+    /// since the Unix epoch, by the waiter's clock.
+    pub ticket: u64,
+    /// How long the entry stays without a refresh.
+    pub lifetime: Duration,
+    /// Strict first-come-first-served: a free key is refused while a
+    /// waiter with a smaller ticket is queued.
+    pub fair: bool,
+}
+
+/// The queue and the entries' deadlines of `key` (sorted sets), with the
+/// key's hash tag as [`fence_key`](crate::fence_key).
+pub fn queue_keys(key: &str) -> (String, String) {
+    (
+        format!("quorate:queue:{{{key}}}"),
+        format!("quorate:queue-deadlines:{{{key}}}"),
+    )
+}
+
+/// The lock keys followed by their queues and their queues' deadlines: the
+/// KEYS layout of the queue-aware scripts.
+pub(crate) fn with_queue_keys(keys: &[String]) -> Vec<String> {
+    let mut all = keys.to_vec();
+    let (queues, deadlines): (Vec<String>, Vec<String>) =
+        keys.iter().map(|k| queue_keys(k)).unzip();
+    all.extend(queues);
+    all.extend(deadlines);
+    all
+}
+
+/// Hands out this client's queue entries.
+#[derive(Debug)]
+pub(crate) struct Tickets {
+    client: String,
+    next: AtomicU64,
+}
+
+impl Tickets {
+    pub fn new(client: &str) -> Self {
+        Tickets {
+            client: client.to_owned(),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// A new entry for a lock call that started now.
+    pub fn entry(&self, lifetime: Duration, fair: bool) -> QueueEntry {
+        let sequence = self.next.fetch_add(1, Ordering::Relaxed);
+        let ticket = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        QueueEntry {
+            member: format!("{}:{sequence}", self.client),
+            ticket,
+            lifetime,
+            fair,
+        }
+    }
+}
+
+/// A lock call's place in the servers' queues; leaves them on drop unless
+/// the call was granted by a round (which removed the entry).
+///
+/// Not in a queue until [`joined`](Self::joined): a call granted at its
+/// first round, or never refused, sends nothing more.
+#[derive(Debug)]
+pub(crate) struct QueuePlace {
+    pub entry: QueueEntry,
+    nodes: Vec<Arc<dyn Node>>,
+    keys: Arc<[String]>,
+    timeout: Duration,
+    joined: bool,
+}
+
+impl QueuePlace {
+    pub fn new(
+        entry: QueueEntry,
+        nodes: &[Arc<dyn Node>],
+        keys: &Arc<[String]>,
+        timeout: Duration,
+    ) -> Self {
+        QueuePlace {
+            entry,
+            nodes: nodes.to_vec(),
+            keys: Arc::clone(keys),
+            timeout,
+            joined: false,
+        }
+    }
+
+    /// A refused queued round put the entry on the servers.
+    pub fn joined(&mut self) {
+        self.joined = true;
+    }
+
+    /// A round granted the lock: the granting nodes removed the entry (the
+    /// others drop it when it lapses).
+    pub fn granted(&mut self) {
+        self.joined = false;
+    }
+}
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        if !self.joined {
+            return;
+        }
+        // Outside a runtime nothing can be sent; the entry lapses.
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let nodes = std::mem::take(&mut self.nodes);
+        let keys = Arc::clone(&self.keys);
+        let member = std::mem::take(&mut self.entry.member);
+        let timeout = self.timeout;
+        handle.spawn(async move {
+            quorum::round(
+                "leave_queue",
+                &nodes,
+                timeout,
+                Decide::Sent,
+                |_| true,
+                |node| node.leave_queue(&keys, &member),
+            )
+            .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_ordered_by_call_and_named_by_client() {
+        let tickets = Tickets::new("c1");
+        let a = tickets.entry(Duration::from_secs(1), false);
+        let b = tickets.entry(Duration::from_secs(1), true);
+        assert_eq!(a.member, "c1:0");
+        assert_eq!(b.member, "c1:1");
+        assert!(a.ticket <= b.ticket);
+        assert!(b.fair && !a.fair);
+    }
+
+    #[test]
+    fn queue_keys_share_the_hash_tag() {
+        let (queue, deadlines) = queue_keys("job");
+        assert_eq!(queue, "quorate:queue:{job}");
+        assert_eq!(deadlines, "quorate:queue-deadlines:{job}");
+        let all = with_queue_keys(&["a".into(), "b".into()]);
+        assert_eq!(all.len(), 6);
+        assert_eq!(all[3], "quorate:queue:{b}");
+    }
+}
