@@ -17,6 +17,16 @@ use crate::options::{validate_ttl, LockOptions};
 use crate::quorum::{self, Decide, Reply};
 use crate::watchdog::{LeaseCell, LeaseState, Watched};
 
+/// Most grants of one lock in a row inside one process (one from the
+/// servers, the rest passed on locally) while a waiter of another process is
+/// queued ahead of the local callers.
+const LOCAL_TURN: u32 = 4;
+
+/// Most grants of one lock in a row inside one process when no waiter of
+/// another process was known to be queued ahead: bounds how long one that
+/// queued since waits.
+const LOCAL_CHAIN: u32 = 32;
+
 /// What a release found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReleaseOutcome {
@@ -47,8 +57,14 @@ pub struct LockGuard {
     /// moves with a hand-off, ends with the lock.
     held_here: Option<u64>,
     /// The ticket of the first waiter the servers still queued when the
-    /// lock was granted: no local hand-off passes over it.
+    /// lock was granted: local passes of the lock over it are bounded.
     next_waiter: Option<u64>,
+    /// How many times the lock was passed on inside this process since the
+    /// servers granted it (see `handoff.rs`).
+    local_passes: u32,
+    /// `fair(true)`: never passed over an earlier waiter of another process.
+    fair: bool,
+
     acquired: Instant,
     released: bool,
 }
@@ -75,6 +91,8 @@ impl LockGuard {
             local_handoff: options.get_local_handoff(),
             held_here,
             next_waiter,
+            local_passes: 0,
+            fair: options.get_fair(),
             acquired: Instant::now(),
             released: false,
         }
@@ -120,9 +138,51 @@ impl LockGuard {
         self.drift_factor = options.get_drift_factor();
         self.node_timeout = options.effective_node_timeout();
         self.local_handoff = options.get_local_handoff();
+        self.fair = options.get_fair();
         self.acquired = Instant::now();
         self
     }
+
+    /// Whether this lock may still pass to the waiting local head with
+    /// queue ticket `ticket`: at most `LOCAL_TURN` grants in a row when a
+    /// waiter of another process queued before that head, at most
+    /// `LOCAL_CHAIN` otherwise (a waiter of another process may have queued
+    /// since the grant), so other processes wait at most one turn. With
+    /// `fair(true)`, never past an earlier waiter of another process.
+    fn may_pass_over(&self, ticket: u64) -> bool {
+        let before_foreign = self.next_waiter.is_none_or(|next| ticket < next);
+        if self.fair && !before_foreign {
+            return false;
+        }
+        let limit = if before_foreign {
+            LOCAL_CHAIN
+        } else {
+            LOCAL_TURN
+        };
+        self.local_passes + 1 < limit
+    }
+
+    /// Moves the lock into a new guard (the one handed on), stopping this
+    /// one's extension; this guard is then released.
+    fn pass_on(&mut self) -> LockGuard {
+        self.stop_watchdog();
+        LockGuard {
+            redlock: self.redlock.clone(),
+            keys: Arc::clone(&self.keys),
+            cell: Arc::clone(&self.cell),
+            watchdog: None,
+            drift_factor: self.drift_factor,
+            node_timeout: self.node_timeout,
+            local_handoff: true,
+            held_here: self.held_here.take(),
+            next_waiter: self.next_waiter,
+            local_passes: self.local_passes + 1,
+            fair: self.fair,
+            acquired: Instant::now(),
+            released: false,
+        }
+    }
+
 
     /// Passes the lock to the head of the local queue for the same keys
     /// when one waits and accepts the validity left (see
@@ -137,25 +197,15 @@ impl LockGuard {
             return false;
         }
         let inner = Arc::clone(&self.redlock.inner);
-        let Some(deliver) = inner.handoffs.take(&self.keys, remaining, self.next_waiter) else {
+        let Some(deliver) = inner
+            .handoffs
+            .take(&self.keys, remaining, |ticket| self.may_pass_over(ticket))
+        else {
             return false;
         };
-        self.stop_watchdog();
         // In transit it is a guard of its own: dropped undelivered, it
         // releases the lock through the servers.
-        let next = LockGuard {
-            redlock: self.redlock.clone(),
-            keys: Arc::clone(&self.keys),
-            cell: Arc::clone(&self.cell),
-            watchdog: None,
-            drift_factor: self.drift_factor,
-            node_timeout: self.node_timeout,
-            local_handoff: true,
-            held_here: self.held_here.take(),
-            next_waiter: self.next_waiter,
-            acquired: Instant::now(),
-            released: false,
-        };
+        let next = self.pass_on();
         match deliver.send(next) {
             Ok(()) => {
                 self.released = true;

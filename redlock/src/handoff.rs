@@ -107,21 +107,18 @@ impl Handoffs {
     }
 
     /// The waiter for exactly `keys` that accepts `remaining` validity and
-    /// came before `next_waiter` (the ticket of the first waiter the
-    /// servers still queued when the lock was granted), taken out of the
-    /// registry (so one lock goes to one waiter).
+    /// whose ticket `may_have` allows, taken out of the registry (so one
+    /// lock goes to one waiter).
     pub fn take(
         &self,
         keys: &[String],
         remaining: Duration,
-        next_waiter: Option<u64>,
+        may_have: impl FnOnce(u64) -> bool,
     ) -> Option<oneshot::Sender<LockGuard>> {
         let keys = sorted(keys);
         let mut waiting = self.waiting();
         let accepts = waiting.get(&*keys).is_some_and(|w| {
-            remaining >= w.min_remaining
-                && next_waiter.is_none_or(|next| w.ticket < next)
-                && !w.deliver.is_closed()
+            remaining >= w.min_remaining && !w.deliver.is_closed() && may_have(w.ticket)
         });
         if !accepts {
             return None;

@@ -346,11 +346,14 @@ impl Redlock {
         let queues = options.get_max_attempts().is_none();
         let mut queued = false;
         let mut turn: Option<Watch> = None;
-        if queues && options.get_fair() {
-            // fair: even the first round takes its place in the queue
+        let contended = self.inner.tickets.recently_contended(&keys);
+        if queues && (options.get_fair() || contended) {
+            // fair: even the first round takes its place in the queue; so
+            // does a call for keys this client recently found taken
             turn = Some(self.inner.notifier.await_turn(&keys, node_timeout).await);
             queued = true;
         }
+        let majority = u64::try_from(self.inner.quorum).unwrap_or(u64::MAX);
         let mut attempts = 0u32;
         loop {
             attempts = attempts.saturating_add(1);
@@ -392,6 +395,9 @@ impl Redlock {
                 place.joined();
             }
             let error = refused.error;
+            if matches!(error, Error::Taken { .. }) {
+                self.inner.tickets.mark_contended(&keys);
+            }
             tracing::debug!(parent: &span, %error, "round failed");
             if options
                 .get_max_attempts()
@@ -422,7 +428,7 @@ impl Redlock {
                 match turn.as_mut() {
                     Some(turn) => tokio::select! {
                         () = sleep => false,
-                        _ = turn.released() => true,
+                        () = turn.turn_came(majority, node_timeout) => true,
                     },
                     None => {
                         sleep.await;

@@ -15,6 +15,7 @@ use futures::future::{join_all, select_all};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::backend::Node;
 
@@ -128,6 +129,7 @@ impl Notifier {
             notifier: Arc::clone(self),
             kind,
             keys: keys.to_vec(),
+            seen: vec![0; receivers.len()],
             receivers,
         };
         (watch, new_keys)
@@ -299,14 +301,54 @@ pub(crate) struct Watch {
     kind: Kind,
     keys: Vec<String>,
     receivers: Vec<watch::Receiver<Announcement>>,
+    /// Each receiver's announcement count at the last `mark_seen`.
+    seen: Vec<u64>,
 }
 
 impl Watch {
     /// Forgets the announcements seen so far (call before each round, so
     /// that only a release after it wakes the waiter).
     pub fn mark_seen(&mut self) {
-        for receiver in &mut self.receivers {
-            receiver.borrow_and_update();
+        self.seen = self
+            .receivers
+            .iter_mut()
+            .map(|r| r.borrow_and_update().seq)
+            .collect();
+    }
+
+    /// Messages for the watched keys since [`mark_seen`](Self::mark_seen).
+    fn arrived(&self) -> u64 {
+        self.receivers
+            .iter()
+            .zip(&self.seen)
+            .map(|(r, seen)| r.borrow().seq.wrapping_sub(*seen))
+            .sum()
+    }
+
+    /// Resolves once `needed` wake-ups arrived since
+    /// [`mark_seen`](Self::mark_seen), or `grace` after the first one: a
+    /// release reaches the nodes at slightly different moments, and a head
+    /// that asks when only the first node has passed the key on is refused
+    /// by the others (a split vote, undone and retried).
+    pub async fn turn_came(&mut self, needed: u64, grace: Duration) {
+        let mut first: Option<Instant> = None;
+        loop {
+            let arrived = self.arrived();
+            if arrived >= needed {
+                return;
+            }
+            if arrived > 0 && first.is_none() {
+                first = Some(Instant::now() + grace);
+            }
+            match first {
+                Some(until) => tokio::select! {
+                    _ = self.released() => {}
+                    () = tokio::time::sleep_until(until) => return,
+                },
+                None => {
+                    self.released().await;
+                }
+            }
         }
     }
 

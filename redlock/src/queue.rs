@@ -21,9 +21,12 @@
 //! retried as in plain Redlock. A dead or stalled minority only misses
 //! entries and wake-ups: the head is woken by the first node that answers.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use crate::backend::Node;
 use crate::quorum::{self, Decide};
@@ -72,11 +75,21 @@ pub(crate) fn with_queue_keys(keys: &[String]) -> Vec<String> {
     all
 }
 
-/// Hands out this client's queue entries.
+/// How long a key set this client found taken counts as contended: a call
+/// for it then queues from its first round (one round instead of a plain
+/// refused one plus a queued one).
+const CONTENDED_FOR: Duration = Duration::from_secs(1);
+
+/// Remembered contended key sets beyond which old ones are dropped.
+const CONTENDED_MAX: usize = 4096;
+
+/// Hands out this client's queue entries, and remembers which key sets it
+/// recently found taken.
 #[derive(Debug)]
 pub(crate) struct Tickets {
     client: String,
     next: AtomicU64,
+    contended: Mutex<HashMap<Arc<[String]>, Instant>>,
 }
 
 impl Tickets {
@@ -84,7 +97,28 @@ impl Tickets {
         Tickets {
             client: client.to_owned(),
             next: AtomicU64::new(0),
+            contended: Mutex::default(),
         }
+    }
+
+    fn contended_map(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<[String]>, Instant>> {
+        self.contended.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this client found `keys` taken within the last second.
+    pub fn recently_contended(&self, keys: &[String]) -> bool {
+        self.contended_map()
+            .get(keys)
+            .is_some_and(|at| at.elapsed() < CONTENDED_FOR)
+    }
+
+    /// Remembers that `keys` were found taken now.
+    pub fn mark_contended(&self, keys: &Arc<[String]>) {
+        let mut map = self.contended_map();
+        if map.len() >= CONTENDED_MAX {
+            map.retain(|_, at| at.elapsed() < CONTENDED_FOR);
+        }
+        map.insert(Arc::clone(keys), Instant::now());
     }
 
     /// A new entry for a lock call that started now.

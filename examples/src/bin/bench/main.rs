@@ -353,6 +353,7 @@ impl Held {
 fn quorate_kind(error: &quorate_redlock::Error) -> String {
     use quorate_redlock::Error;
     match error {
+        Error::Taken { .. } if std::env::var("BENCH_DEBUG").is_ok() => format!("quorate: taken {error}"),
         Error::Taken { .. } => "quorate: taken".to_owned(),
         Error::NoQuorum { .. } => "quorate: no quorum".to_owned(),
         Error::Expired => "quorate: expired".to_owned(),

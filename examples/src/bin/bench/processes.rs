@@ -110,6 +110,7 @@ struct ProcessesRun {
     /// (start, end) of every hold, wall-clock µs.
     holds: Vec<(u64, u64)>,
     waits: Vec<Duration>,
+    failed_waits: Vec<Duration>,
     grants_per_child: Vec<usize>,
     failures: BTreeMap<String, usize>,
     release_failures: usize,
@@ -131,7 +132,9 @@ impl ProcessesRun {
                     }
                 }
                 Some("fail") => {
-                    let kind: Vec<&str> = words.skip(1).collect();
+                    let us = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                    self.failed_waits.push(Duration::from_micros(us));
+                    let kind: Vec<&str> = words.collect();
                     *self.failures.entry(kind.join(" ")).or_default() += 1;
                 }
                 Some("release-failed") => self.release_failures += 1,
@@ -247,6 +250,7 @@ pub(crate) async fn scenario_p(cluster: &Cluster, args: &Args) -> Result<(), Box
                 scripts += command_calls(cluster, node, "eval").await?;
             }
             run.waits.sort();
+            run.failed_waits.sort();
             let per_grant = |x: f64| if grants == 0 { f64::NAN } else { x / grants as f64 };
             let rate = grants as f64 / args.secs.as_secs_f64();
             let p99 = percentile(&run.waits, 0.99);
@@ -265,6 +269,11 @@ pub(crate) async fn scenario_p(cluster: &Cluster, args: &Args) -> Result<(), Box
                     fmt_ms(percentile(&run.waits, 0.50)),
                     fmt_ms(p99),
                     failed.to_string(),
+                    if run.failed_waits.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        fmt_ms(percentile(&run.failed_waits, 0.50))
+                    },
                     format!("{min} / {max}"),
                     format!("{:.3}", run.jain()),
                     format!("{cpu_per_grant:.2} ms"),
@@ -300,6 +309,7 @@ pub(crate) async fn scenario_p(cluster: &Cluster, args: &Args) -> Result<(), Box
                 "wait p50",
                 "wait p99",
                 "failed",
+                "fail p50",
                 "min / max",
                 "Jain",
                 "CPU/grant",
