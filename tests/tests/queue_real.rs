@@ -1,0 +1,239 @@
+//! The waiter queue on 5 real redis-server processes, with separate clients
+//! (one `Redlock` each, as separate processes would have): first-come-first-
+//! served with `fair(true)`, a dead waiter leaving the queue by itself, node
+//! failures while clients wait, and exclusion over many contended grants.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as StdInstant};
+
+use quorate_redlock::{LockOptions, Redlock};
+use quorate_testkit::{Cluster, Fault, FaultProxy, HoldLog};
+use tokio::time::Instant;
+
+const KEY: &str = "queue:shared";
+
+async fn client(urls: Vec<String>) -> Redlock {
+    Redlock::connect(urls).await.expect("connect")
+}
+
+/// How many waiters each node has queued for `KEY`.
+async fn queued(cluster: &Cluster) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for i in 0..cluster.len() {
+        let reply = cluster
+            .server(i)
+            .command(&["ZCARD", "quorate:queue:{queue:shared}"])
+            .await
+            .expect("ZCARD");
+        counts.push(reply.as_i64().unwrap_or(0));
+    }
+    counts
+}
+
+/// Waits until every node has queued at least `n` waiters for `KEY`: the
+/// signal that a waiter is in line.
+async fn until_queued(cluster: &Cluster, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let counts = queued(cluster).await;
+        if counts.iter().all(|c| *c >= n) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} waiters never queued: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A critical section long enough to be contended: a 1 ms thread sleep,
+/// with the runtime's other tasks moved off this worker meanwhile.
+fn work() {
+    tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(1)));
+}
+
+/// 4 clients queue one after the other behind a holder; with fair(true)
+/// they are granted in exactly that order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fair_waiters_are_granted_in_the_order_they_queued() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let holder = client(cluster.urls()).await;
+    let held = holder
+        .lock(KEY, Duration::from_secs(10))
+        .await
+        .expect("holder");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(10))
+        .fair(true)
+        .acquire_timeout(Some(Duration::from_secs(20)));
+    let mut waiters = Vec::new();
+    for i in 0..4 {
+        let redlock = client(cluster.urls()).await;
+        let (order, options) = (Arc::clone(&order), options.clone());
+        waiters.push(tokio::spawn(async move {
+            let guard = redlock.lock_with([KEY], &options).await.expect("granted");
+            order.lock().expect("order").push(i);
+            work();
+            guard.release().await.expect("release");
+        }));
+        until_queued(&cluster, i + 1).await;
+    }
+    held.release().await.expect("release");
+    for waiter in waiters {
+        tokio::time::timeout(Duration::from_secs(30), waiter)
+            .await
+            .expect("every waiter is served")
+            .expect("task");
+    }
+    assert_eq!(*order.lock().expect("order"), [0, 1, 2, 3]);
+}
+
+/// A queued waiter whose connections go silent (as a killed process or a
+/// cut network) cannot leave the queue, and is first in line when the
+/// holder releases; the waiter behind it is still served once the dead
+/// entry's lifetime has passed, long before its own acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_waiter_holds_up_the_queue_at_most_its_entry_lifetime() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let holder = client(cluster.urls()).await;
+    let held = holder
+        .lock(KEY, Duration::from_secs(10))
+        .await
+        .expect("holder");
+    let waiter_ttl = Duration::from_secs(1);
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(10))
+        .fair(true)
+        .waiter_ttl(waiter_ttl)
+        .acquire_timeout(Some(Duration::from_secs(20)));
+    let mut proxies = Vec::new();
+    for server in cluster.servers() {
+        proxies.push(FaultProxy::start(server.addr()).await.expect("proxy"));
+    }
+    let doomed = client(proxies.iter().map(FaultProxy::url).collect()).await;
+    let doomed_call = {
+        let options = options.clone();
+        tokio::spawn(async move { doomed.lock_with([KEY], &options).await })
+    };
+    until_queued(&cluster, 1).await;
+    let behind = client(cluster.urls()).await;
+    let behind_call = tokio::spawn(async move {
+        let guard = behind.lock_with([KEY], &options).await;
+        (Instant::now(), guard)
+    });
+    until_queued(&cluster, 2).await;
+    // The first waiter dies: nothing it sends reaches a server any more.
+    for proxy in &proxies {
+        proxy.set(Fault::Blackhole);
+    }
+    doomed_call.abort();
+    let released_at = Instant::now();
+    held.release().await.expect("release");
+    let (granted_at, guard) = tokio::time::timeout(Duration::from_secs(30), behind_call)
+        .await
+        .expect("the waiter behind is served")
+        .expect("task");
+    let guard = guard.expect("granted, not timed out");
+    let waited = granted_at - released_at;
+    // The dead entry lapses within its lifetime; the waiter behind notices
+    // at its next refresh (a third of its waiter ttl); 1 s of slack for a
+    // loaded machine. Without lapsing entries it would wait 20 s.
+    assert!(
+        waited < waiter_ttl + waiter_ttl / 3 + Duration::from_secs(1),
+        "waited {waited:?}"
+    );
+    guard.release().await.expect("release");
+}
+
+/// 8 clients contend, each 20 times; 2 of the 5 nodes are killed while
+/// they wait. Everyone is served and no two holds overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_five_nodes_killed_while_eight_clients_wait() {
+    let mut cluster = Cluster::start(5).await.expect("cluster");
+    let holder = client(cluster.urls()).await;
+    let held = holder
+        .lock(KEY, Duration::from_secs(10))
+        .await
+        .expect("holder");
+    let holds = HoldLog::new();
+    let inside = Arc::new(AtomicBool::new(false));
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(5))
+        .acquire_timeout(Some(Duration::from_secs(30)));
+    let mut tasks = Vec::new();
+    for id in 0..8u64 {
+        let redlock = client(cluster.urls()).await;
+        let (holds, inside, options) = (holds.clone(), Arc::clone(&inside), options.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                let guard = redlock.lock_with([KEY], &options).await.expect("granted");
+                let start = StdInstant::now();
+                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                work();
+                inside.store(false, Ordering::SeqCst);
+                assert!(guard.is_valid(), "held past validity");
+                holds.record(KEY, id, start, StdInstant::now());
+                guard.release().await.expect("release");
+            }
+        }));
+    }
+    until_queued(&cluster, 8).await;
+    cluster.server_mut(1).kill();
+    cluster.server_mut(3).kill();
+    held.release().await.expect("release");
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("every client is served")
+            .expect("task");
+    }
+    assert_eq!(holds.len(), 160);
+    holds.check_exclusive().expect("no two holders at once");
+}
+
+/// 8 clients × 200 acquisitions of one key, each holding 1 ms: no two
+/// holds overlap, with and without fair(true), and nobody is shut out.
+async fn eight_clients_exclusive(fair: bool) {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let holds = HoldLog::new();
+    let inside = Arc::new(AtomicBool::new(false));
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(5))
+        .fair(fair)
+        .acquire_timeout(Some(Duration::from_secs(30)));
+    let mut tasks = Vec::new();
+    for id in 0..8u64 {
+        let redlock = client(cluster.urls()).await;
+        let (holds, inside, options) = (holds.clone(), Arc::clone(&inside), options.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..200 {
+                let guard = redlock.lock_with([KEY], &options).await.expect("granted");
+                let start = StdInstant::now();
+                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                work();
+                inside.store(false, Ordering::SeqCst);
+                assert!(guard.is_valid(), "held past validity");
+                holds.record(KEY, id, start, StdInstant::now());
+                guard.release().await.expect("release");
+            }
+        }));
+    }
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(180), task)
+            .await
+            .expect("the run finishes")
+            .expect("task");
+    }
+    assert_eq!(holds.len(), 1600);
+    holds.check_exclusive().expect("no two holders at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_clients_never_overlap() {
+    eight_clients_exclusive(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_fair_clients_never_overlap() {
+    eight_clients_exclusive(true).await;
+}
