@@ -22,7 +22,9 @@
 //! - [`Redlock`]: `lock`, `try_lock`, `lock_with` (options, several
 //!   resources all-or-nothing), `run` (a future that runs only while the
 //!   lock is held); built from URLs, own fred clients or any [`Node`].
-//!   Waiters are woken by release announcements, not by polling.
+//!   Waiters queue on the servers per resource; a release passes the lock
+//!   to the queue's head and wakes only its process (first-come-first-
+//!   served across processes with [`LockOptions::fair`]).
 //! - [`LockGuard`]: `release`, `extend`, `remaining`, `lost`; dropping it
 //!   spawns a release. With [`LockOptions::auto_extend`] a watchdog keeps
 //!   it alive (one batched request per node per tick for all locks).

@@ -1,7 +1,7 @@
 //! quorate-testkit: the harness quorate's tests run on.
 //!
 //! Every claim about Redis behaviour is proved against real `redis-server`
-//! processes (see DESIGN.md §8). This crate provides:
+//! processes. This crate provides:
 //!
 //! - [`RedisServer`] / [`Cluster`]: real servers on free loopback ports that
 //!   can be killed, restarted (optionally with an AOF that survives),

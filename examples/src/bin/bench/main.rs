@@ -1,4 +1,4 @@
-//! Side-by-side benchmark (DESIGN.md §9): quorate vs rslock (the best Rust peer on
+//! Side-by-side benchmark: quorate vs rslock (the best Rust peer on
 //! crates.io) vs a hand-written floor (raw fred: `SET NX PX` to every node plus a
 //! scripted compare-and-delete), on the same 5 local `redis-server` nodes, in one run.
 //! It measures and prints; it asserts nothing about speed.
@@ -20,7 +20,14 @@
 //! - B: 64 tasks on 64 distinct keys for `--secs`: pairs/s in total, failed lock calls.
 //! - C: 8 tasks on one key, each holding 1 ms then releasing, for `--secs`:
 //!   acquisitions/s, p50/p99 wait (lock call start to grant), lock calls that failed
-//!   outright; each library at its defaults and at a tuned setting.
+//!   outright; each library at its defaults and at a tuned setting. Then the same with
+//!   a client of its own per task ("C (own clients)": 8 clients in one process;
+//!   quorate at its defaults and with `fair(true)`).
+//! - P (`processes.rs`): 8 and then 16 separate processes (children of this program,
+//!   each with its own client, one task) on one key, 1 ms holds, for `--secs`:
+//!   grants/s, wait p50/p99, failed calls, per-process min/max grants, Jain's fairness
+//!   index, client CPU per grant (all children), server script calls per grant per node
+//!   (`INFO commandstats`) and overlaps across processes (wall-clock hold intervals).
 //! - D: A and C again with all clients connected through 5 TCP fault proxies, proxy 4
 //!   black-holing (a silent, partitioned node).
 //! - E: 10,000 held auto-extended quorate locks for `--secs`: extension requests per
@@ -353,7 +360,6 @@ impl Held {
 fn quorate_kind(error: &quorate_redlock::Error) -> String {
     use quorate_redlock::Error;
     match error {
-        Error::Taken { .. } if std::env::var("BENCH_DEBUG").is_ok() => format!("quorate: taken {error}"),
         Error::Taken { .. } => "quorate: taken".to_owned(),
         Error::NoQuorum { .. } => "quorate: no quorum".to_owned(),
         Error::Expired => "quorate: expired".to_owned(),
