@@ -2,8 +2,8 @@
 -- ARGV[1] is the release channel prefix, ARGV[2] the wake channel prefix, ARGV[3] the head's
 -- claim in ms (queue.lua); then three per request: 'a', token, ttl in ms (an acquire, not
 -- queued: SET NX PX, as the unbatched path; one key) or 'r', token, the releasing client's id
--- ('' for an undo, which announces nothing and has one key; a release has three: the lock key,
--- its queue and its queue deadlines, and passes the key to the queue's head as release.lua).
+-- ('' for an undo, which announces nothing) with three keys: the lock key, its queue and its
+-- queue deadlines (the key passes to the queue's head, as in release.lua).
 -- Returns two integers per request: an acquire {1, 0} granted or {0, pttl} refused; a release
 -- {deleted, 0}.
 local prefix, wake_prefix, claim_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -23,17 +23,14 @@ for i = 1, requests do
     end
   else
     local deleted = 0
-    local announce = extra ~= ''
     if redis.call('GET', key) == token then
       deleted = 1
-      if announce then
-        pass_on(key, KEYS[k + 1], KEYS[k + 2], claim_ms, wake_prefix)
+      pass_on(key, KEYS[k + 1], KEYS[k + 2], claim_ms, wake_prefix)
+      if extra ~= '' then
         redis.call('PUBLISH', prefix .. key, extra)
-      else
-        redis.call('DEL', key)
       end
     end
-    if announce then k = k + 3 else k = k + 1 end
+    k = k + 3
     out[2 * i - 1], out[2 * i] = deleted, 0
   end
 end

@@ -351,7 +351,7 @@ async fn case_queue_serves_the_head_only(node: &dyn Node) {
     assert_eq!(node.release(&keys(&["q"]), "a2", Some("rel")).await, Ok(1));
     assert_eq!(next_wake(&mut released).await, ("q".to_owned(), "qb".to_owned()));
     assert_eq!(queued(node, "q", "b4", &b).await, GRANTED, "nobody left behind b");
-    // an undo (no announcer) passes nothing on
+    // nobody queued: the key is just deleted
     assert_eq!(node.release(&keys(&["q"]), "b4", None).await, Ok(1));
     assert_eq!(acquire(node, &["q"], "y", TTL).await, GRANTED);
 }
@@ -360,10 +360,11 @@ async fn case_queue_serves_the_head_only(node: &dyn Node) {
 async fn case_fair_waits_behind_earlier_waiters(node: &dyn Node) {
     let a = waiter("fa", 10, TTL, true);
     let late = waiter("fb", 20, TTL, true);
-    assert_eq!(acquire(node, &["f"], "h", TTL).await, GRANTED);
+    let short = Duration::from_millis(100);
+    assert_eq!(acquire(node, &["f"], "h", short).await, GRANTED);
     assert_eq!(rank_of(&queued(node, "f", "a1", &a).await), Some(0));
-    // the holder's undo frees the key without a claim
-    assert_eq!(node.release(&keys(&["f"]), "h", None).await, Ok(1));
+    // the holder's lock expires: the key is free, claimed for nobody
+    tokio::time::sleep(Duration::from_millis(250)).await;
     match queued(node, "f", "b1", &late).await {
         AcquireReply::Taken { index: 0, remaining: None, rank: Some(1) } => {}
         other => panic!("expected to queue behind a, got {other:?}"),
@@ -374,7 +375,12 @@ async fn case_fair_waits_behind_earlier_waiters(node: &dyn Node) {
         AcquireReply::Granted { fence: None, next: Some(10) },
         "without fair a free, unclaimed key goes to whoever asks"
     );
+    // even an undo passes the key to the queue's head: a claim for a
     assert_eq!(node.release(&keys(&["f"]), "c1", None).await, Ok(1));
+    assert!(matches!(
+        queued(node, "f", "b2", &late).await,
+        AcquireReply::Taken { remaining: Some(_), rank: Some(1), .. }
+    ));
     assert_eq!(
         queued(node, "f", "a2", &a).await,
         AcquireReply::Granted { fence: None, next: Some(20) }

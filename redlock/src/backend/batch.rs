@@ -218,12 +218,9 @@ fn send(link: &Link, mut batch: Vec<Batchable>) -> BoxFuture<'static, ()> {
                 announce,
                 ..
             } => {
-                keys.push(key.clone());
-                if !announce.is_empty() {
-                    // a release passes the key on: its queue's keys follow
-                    let (queue, deadlines) = queue_keys(key);
-                    keys.extend([queue, deadlines]);
-                }
+                // the key passes to its queue's head: the queue's keys follow
+                let (queue, deadlines) = queue_keys(key);
+                keys.extend([key.clone(), queue, deadlines]);
                 args.extend(["r".into(), token.as_str().into()]);
                 args.push(announce.as_str().into());
             }

@@ -447,20 +447,16 @@ impl Link {
         .boxed()
     }
 
-    /// Compare-and-delete of `keys`; when `announce` is the releasing
-    /// client's id, each key passes to its queue's head and the release is
-    /// announced on the key's channel.
+    /// Compare-and-delete of `keys`, each passing to its queue's head; when
+    /// `announce` is the releasing client's id, the release is announced on
+    /// the key's channel.
     pub(super) fn release(
         &self,
         keys: Vec<String>,
         token: String,
         announce: String,
     ) -> NodeFuture<u64> {
-        let keys = if announce.is_empty() {
-            keys
-        } else {
-            with_queue_keys(&keys)
-        };
+        let keys = with_queue_keys(&keys);
         let args = vec![
             token.into(),
             announce.into(),

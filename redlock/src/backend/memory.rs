@@ -333,14 +333,13 @@ impl Node for MemoryNode {
                     continue;
                 }
                 deleted += 1;
-                let Some(by) = &announcer else {
-                    state.store.del(&key);
-                    continue;
-                };
                 if let Some(head) = state.queues.pass_on(&mut state.store, &key, HEAD_CLAIM, now)
                 {
                     wake(&announce, key.clone(), &head);
                 }
+                let Some(by) = &announcer else {
+                    continue;
+                };
                 // no receiver is fine: nobody waits
                 let _ = announce.send(Released {
                     key,

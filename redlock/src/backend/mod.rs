@@ -104,8 +104,8 @@ impl std::error::Error for NodeError {}
 ///   [`QueueEntry`]) may also take a key claimed for it, and when refused
 ///   is added to (or refreshed in) each key's waiter queue.
 /// - `release` deletes the keys that still hold `token`, returns how many,
-///   and with `announce` passes each key to the head of its waiter queue
-///   (a claim of [`HEAD_CLAIM`], the head's client woken) and tells
+///   passes each to the head of its waiter queue (a claim of
+///   [`HEAD_CLAIM`], the head's client woken), and with `announce` tells
 ///   subscribers which key was released by whom.
 /// - `extend` resets the ttl of all keys if all still hold `token`.
 ///
