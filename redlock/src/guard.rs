@@ -183,7 +183,6 @@ impl LockGuard {
         }
     }
 
-
     /// Passes the lock to the head of the local queue for the same keys
     /// when one waits and accepts the validity left (see
     /// [`LockOptions::local_handoff`]). `true` if it did: this guard is

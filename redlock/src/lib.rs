@@ -62,7 +62,6 @@ pub use backend::{
     MemoryStore, Node, NodeError, NodeFuture, NodeScript, Released, ScriptValue,
     RELEASE_CHANNEL_PREFIX,
 };
-pub use queue::{queue_keys, QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use extension::ReleaseWatch;
 pub use guard::{LockGuard, ReleaseOutcome};
@@ -70,6 +69,7 @@ pub use lease::{drift_for, Lease, Token, DRIFT_FLOOR};
 pub use mutex::{Redlock, RedlockBuilder};
 pub use options::{LockOptions, MAX_TTL};
 pub use pause::{random_pause, SPLIT_SPREAD};
+pub use queue::{queue_keys, QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
 
 /// fred, re-exported so callers build clients with the same version.
 pub use fred;

@@ -267,7 +267,8 @@ async fn case_requests_made_together_keep_their_order(node: &dyn Node) {
     assert_eq!(release(node, &["o1", "o2"], "t").await, 2, "both keys held");
     // many distinct keys at once: all granted, all released
     let many: Vec<Vec<String>> = (0..40).map(|i| keys(&[&format!("many{i}")])).collect();
-    let granted = futures::future::join_all(many.iter().map(|k| node.acquire(k, "m", TTL, false, None)));
+    let granted =
+        futures::future::join_all(many.iter().map(|k| node.acquire(k, "m", TTL, false, None)));
     for reply in granted.await {
         assert_eq!(reply.expect("answer"), GRANTED);
     }
@@ -331,13 +332,27 @@ async fn case_queue_serves_the_head_only(node: &dyn Node) {
     let b = waiter("qb", 20, TTL, false);
     assert_eq!(acquire(node, &["q"], "h", TTL).await, GRANTED);
     assert_eq!(rank_of(&queued(node, "q", "b1", &b).await), Some(0));
-    assert_eq!(rank_of(&queued(node, "q", "a1", &a).await), Some(0), "a's ticket is earlier");
-    assert_eq!(rank_of(&queued(node, "q", "b2", &b).await), Some(1), "b keeps its place behind a");
+    assert_eq!(
+        rank_of(&queued(node, "q", "a1", &a).await),
+        Some(0),
+        "a's ticket is earlier"
+    );
+    assert_eq!(
+        rank_of(&queued(node, "q", "b2", &b).await),
+        Some(1),
+        "b keeps its place behind a"
+    );
     assert_eq!(node.release(&keys(&["q"]), "h", Some("rel")).await, Ok(1));
-    assert_eq!(next_wake(&mut released).await, ("q".to_owned(), "qa".to_owned()));
+    assert_eq!(
+        next_wake(&mut released).await,
+        ("q".to_owned(), "qa".to_owned())
+    );
     // claimed for a: a plain request and b are refused
     match acquire(node, &["q"], "x", TTL).await {
-        AcquireReply::Taken { remaining: Some(claim), .. } => {
+        AcquireReply::Taken {
+            remaining: Some(claim),
+            ..
+        } => {
             assert!(claim <= quorate_redlock::HEAD_CLAIM, "{claim:?}")
         }
         other => panic!("expected the claim to refuse, got {other:?}"),
@@ -345,12 +360,22 @@ async fn case_queue_serves_the_head_only(node: &dyn Node) {
     assert_eq!(rank_of(&queued(node, "q", "b3", &b).await), Some(1));
     assert_eq!(
         queued(node, "q", "a2", &a).await,
-        AcquireReply::Granted { fence: None, next: Some(20) },
+        AcquireReply::Granted {
+            fence: None,
+            next: Some(20)
+        },
         "a takes its claim; b is next"
     );
     assert_eq!(node.release(&keys(&["q"]), "a2", Some("rel")).await, Ok(1));
-    assert_eq!(next_wake(&mut released).await, ("q".to_owned(), "qb".to_owned()));
-    assert_eq!(queued(node, "q", "b4", &b).await, GRANTED, "nobody left behind b");
+    assert_eq!(
+        next_wake(&mut released).await,
+        ("q".to_owned(), "qb".to_owned())
+    );
+    assert_eq!(
+        queued(node, "q", "b4", &b).await,
+        GRANTED,
+        "nobody left behind b"
+    );
     // nobody queued: the key is just deleted
     assert_eq!(node.release(&keys(&["q"]), "b4", None).await, Ok(1));
     assert_eq!(acquire(node, &["q"], "y", TTL).await, GRANTED);
@@ -366,24 +391,38 @@ async fn case_fair_waits_behind_earlier_waiters(node: &dyn Node) {
     // the holder's lock expires: the key is free, claimed for nobody
     tokio::time::sleep(Duration::from_millis(250)).await;
     match queued(node, "f", "b1", &late).await {
-        AcquireReply::Taken { index: 0, remaining: None, rank: Some(1) } => {}
+        AcquireReply::Taken {
+            index: 0,
+            remaining: None,
+            rank: Some(1),
+        } => {}
         other => panic!("expected to queue behind a, got {other:?}"),
     }
     let barging = waiter("fc", 30, TTL, false);
     assert_eq!(
         queued(node, "f", "c1", &barging).await,
-        AcquireReply::Granted { fence: None, next: Some(10) },
+        AcquireReply::Granted {
+            fence: None,
+            next: Some(10)
+        },
         "without fair a free, unclaimed key goes to whoever asks"
     );
     // even an undo passes the key to the queue's head: a claim for a
     assert_eq!(node.release(&keys(&["f"]), "c1", None).await, Ok(1));
     assert!(matches!(
         queued(node, "f", "b2", &late).await,
-        AcquireReply::Taken { remaining: Some(_), rank: Some(1), .. }
+        AcquireReply::Taken {
+            remaining: Some(_),
+            rank: Some(1),
+            ..
+        }
     ));
     assert_eq!(
         queued(node, "f", "a2", &a).await,
-        AcquireReply::Granted { fence: None, next: Some(20) }
+        AcquireReply::Granted {
+            fence: None,
+            next: Some(20)
+        }
     );
 }
 
@@ -408,14 +447,22 @@ async fn case_queue_entries_lapse_and_leave(node: &dyn Node) {
         ("l".to_owned(), "lb".to_owned()),
         "a's entry lapsed: b is woken"
     );
-    node.leave_queue(&keys(&["l"]), &b.member).await.expect("leave");
+    node.leave_queue(&keys(&["l"]), &b.member)
+        .await
+        .expect("leave");
     assert_eq!(
         next_wake(&mut released).await,
         ("l".to_owned(), "lc".to_owned()),
         "b left: its claim went to c"
     );
-    assert!(matches!(queued(node, "l", "b2", &b).await, AcquireReply::Taken { .. }));
-    assert!(matches!(queued(node, "l", "c2", &c).await, AcquireReply::Granted { .. }));
+    assert!(matches!(
+        queued(node, "l", "b2", &b).await,
+        AcquireReply::Taken { .. }
+    ));
+    assert!(matches!(
+        queued(node, "l", "c2", &c).await,
+        AcquireReply::Granted { .. }
+    ));
 }
 
 async fn memory_node() -> Arc<dyn Node> {

@@ -40,7 +40,10 @@ async fn until_queued(cluster: &Cluster, n: i64) {
         if counts.iter().all(|c| *c >= n) {
             return;
         }
-        assert!(Instant::now() < deadline, "{n} waiters never queued: {counts:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{n} waiters never queued: {counts:?}"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

@@ -815,9 +815,11 @@ async fn requests_made_together_are_sent_as_one_command() {
         let keys: Vec<Vec<String>> = (0..50).map(|i| vec![format!("b{max_batch}-{i}")]).collect();
         let token = format!("t{max_batch}");
         let ttl = Duration::from_secs(10);
-        let replies =
-            futures::future::join_all(keys.iter().map(|k| node.acquire(k, &token, ttl, false, None)))
-                .await;
+        let replies = futures::future::join_all(
+            keys.iter()
+                .map(|k| node.acquire(k, &token, ttl, false, None)),
+        )
+        .await;
         assert!(
             replies
                 .iter()

@@ -21,8 +21,8 @@ use super::{
     fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript,
     QueueEntry, Released, ScriptValue, HEAD_CLAIM, RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
 };
-use crate::queue::with_queue_keys;
 use crate::error::ConfigError;
+use crate::queue::with_queue_keys;
 
 static ACQUIRE: NodeScript = NodeScript::new(
     "acquire",
@@ -285,8 +285,7 @@ impl FredNode {
                                     by: text,
                                     to: None,
                                 }
-                            } else if let Some(client) = channel.strip_prefix(WAKE_CHANNEL_PREFIX)
-                            {
+                            } else if let Some(client) = channel.strip_prefix(WAKE_CHANNEL_PREFIX) {
                                 Released {
                                     key: text,
                                     by: String::new(),
@@ -540,7 +539,12 @@ impl Node for FredNode {
                     if entry.fair { "1" } else { "0" }.to_owned(),
                 ]);
             }
-            None => args.extend(["".to_owned(), "0".to_owned(), "0".to_owned(), "0".to_owned()]),
+            None => args.extend([
+                "".to_owned(),
+                "0".to_owned(),
+                "0".to_owned(),
+                "0".to_owned(),
+            ]),
         }
         self.quorate_script::<Vec<i64>>(&ACQUIRE, &all_keys, args)
             .map(|reply| match reply?.as_slice() {

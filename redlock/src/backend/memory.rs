@@ -301,7 +301,9 @@ impl Node for MemoryNode {
                 state.queues.remove(&key, &member);
                 if state.store.holds(&key, claim_for(&member).as_bytes()) {
                     if let Some(head) =
-                        state.queues.pass_on(&mut state.store, &key, HEAD_CLAIM, now)
+                        state
+                            .queues
+                            .pass_on(&mut state.store, &key, HEAD_CLAIM, now)
                     {
                         wake(&wakes, key, &head);
                     }
@@ -333,7 +335,9 @@ impl Node for MemoryNode {
                     continue;
                 }
                 deleted += 1;
-                if let Some(head) = state.queues.pass_on(&mut state.store, &key, HEAD_CLAIM, now)
+                if let Some(head) = state
+                    .queues
+                    .pass_on(&mut state.store, &key, HEAD_CLAIM, now)
                 {
                     wake(&announce, key.clone(), &head);
                 }

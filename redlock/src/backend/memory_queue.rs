@@ -55,7 +55,8 @@ impl MemoryQueues {
     /// waiter of `key`.
     pub fn behind(&mut self, key: &str, entry: &QueueEntry, now: Instant) -> bool {
         self.pruned_head(key, now).is_some_and(|w| {
-            w.member != entry.member && (w.ticket, w.member.as_str()) < (entry.ticket, &entry.member)
+            w.member != entry.member
+                && (w.ticket, w.member.as_str()) < (entry.ticket, &entry.member)
         })
     }
 

@@ -1043,7 +1043,11 @@ async fn scenario_c(set: &Contenders, tag: &str, args: &Args) {
             args.secs.as_secs_f64()
         )
     };
-    let sets: Vec<Vec<Contender>> = set.contended().into_iter().map(|c| vec![c.clone()]).collect();
+    let sets: Vec<Vec<Contender>> = set
+        .contended()
+        .into_iter()
+        .map(|c| vec![c.clone()])
+        .collect();
     contended_table(&title, tag, &sets, args).await;
 }
 

@@ -166,7 +166,11 @@ impl ProcessesRun {
     fn jain(&self) -> f64 {
         let n = self.grants_per_child.len() as f64;
         let sum: f64 = self.grants_per_child.iter().map(|&g| g as f64).sum();
-        let squares: f64 = self.grants_per_child.iter().map(|&g| (g as f64).powi(2)).sum();
+        let squares: f64 = self
+            .grants_per_child
+            .iter()
+            .map(|&g| (g as f64).powi(2))
+            .sum();
         if squares == 0.0 {
             0.0
         } else {
@@ -251,7 +255,13 @@ pub(crate) async fn scenario_p(cluster: &Cluster, args: &Args) -> Result<(), Box
             }
             run.waits.sort();
             run.failed_waits.sort();
-            let per_grant = |x: f64| if grants == 0 { f64::NAN } else { x / grants as f64 };
+            let per_grant = |x: f64| {
+                if grants == 0 {
+                    f64::NAN
+                } else {
+                    x / grants as f64
+                }
+            };
             let rate = grants as f64 / args.secs.as_secs_f64();
             let p99 = percentile(&run.waits, 0.99);
             let cpu_per_grant = per_grant(run.cpu.as_secs_f64() * 1e3);
