@@ -39,13 +39,16 @@ end
 
 -- After the holder's delete: claim the key for the head for claim_ms and wake its client,
 -- or delete the key when nobody waits. Returns 1 when a head was woken.
+-- (Without a queue, the common case, it costs one EXISTS more than a plain delete.)
 local function pass_on(key, queue, expiry, claim_ms, wake_prefix)
-  prune(queue, expiry, server_ms())
-  local member = head(queue)
-  if member then
-    redis.call('SET', key, 'q:' .. member, 'PX', claim_ms)
-    redis.call('PUBLISH', wake_prefix .. string.match(member, '^[^:]*'), key)
-    return 1
+  if redis.call('EXISTS', queue) == 1 then
+    prune(queue, expiry, server_ms())
+    local member = head(queue)
+    if member then
+      redis.call('SET', key, 'q:' .. member, 'PX', claim_ms)
+      redis.call('PUBLISH', wake_prefix .. string.match(member, '^[^:]*'), key)
+      return 1
+    end
   end
   redis.call('DEL', key)
   return 0

@@ -328,30 +328,34 @@ impl Redlock {
                 }
             }
         };
-        let entry = self
-            .inner
-            .tickets
-            .entry(options.get_waiter_ttl(), options.get_fair());
+        let ticket = Tickets::ticket();
         let mut handoff = local_turn
             .as_ref()
             .filter(|_| options.get_local_handoff())
             .map(|_| {
                 let min_remaining = options.get_ttl() / 2;
-                self.inner.handoffs.wait(&keys, min_remaining, entry.ticket)
+                self.inner.handoffs.wait(&keys, min_remaining, ticket)
             });
         let node_timeout = options.effective_node_timeout();
-        let mut place = QueuePlace::new(entry, &self.inner.nodes, &keys, node_timeout);
         // Calls bounded in rounds (try_lock, spinlocks) poll at the retry
         // delay instead of queueing: a place in line is no use to them.
         let queues = options.get_max_attempts().is_none();
-        let mut queued = false;
+        // Our place in the servers' queues, once we queue.
+        let mut place: Option<QueuePlace> = None;
+        let join_queue = || {
+            let entry =
+                self.inner
+                    .tickets
+                    .entry(ticket, options.get_waiter_ttl(), options.get_fair());
+            QueuePlace::new(entry, &self.inner.nodes, &keys, node_timeout)
+        };
         let mut turn: Option<Watch> = None;
         let contended = self.inner.tickets.recently_contended(&keys);
         if queues && (options.get_fair() || contended) {
             // fair: even the first round takes its place in the queue; so
             // does a call for keys this client recently found taken
             turn = Some(self.inner.notifier.await_turn(&keys, node_timeout).await);
-            queued = true;
+            place = Some(join_queue());
         }
         let majority = u64::try_from(self.inner.quorum).unwrap_or(u64::MAX);
         let mut attempts = 0u32;
@@ -371,7 +375,7 @@ impl Redlock {
             // A fresh token per round: whatever a failed round left behind
             // (or its undo, arriving late) can never be mistaken for this one.
             let token = Token::random();
-            let entry = queued.then_some(&place.entry);
+            let entry = place.as_ref().map(|p| &p.entry);
             let attempt = acquire::attempt(&self.inner, &keys, token, options, entry)
                 .instrument(span.clone());
             let result = match unless_handed_over(&mut handoff, attempt).await {
@@ -382,7 +386,9 @@ impl Redlock {
                 Ok(granted) => {
                     let lease = granted.lease;
                     tracing::debug!(parent: &span, remaining_ms = lease.remaining().as_millis() as u64, "granted");
-                    place.granted();
+                    if let Some(place) = place.as_mut() {
+                        place.granted();
+                    }
                     // the next local waiter becomes head and contends
                     drop(handoff);
                     drop(local_turn);
@@ -391,7 +397,7 @@ impl Redlock {
                 }
                 Err(refused) => refused,
             };
-            if queued {
+            if let Some(place) = place.as_mut() {
                 place.joined();
             }
             let error = refused.error;
@@ -405,18 +411,18 @@ impl Redlock {
             {
                 return Err(error);
             }
-            if queues && !queued && matches!(error, Error::Taken { .. }) {
+            if queues && place.is_none() && matches!(error, Error::Taken { .. }) {
                 // Listen for our turn, then retry at once as a queued
                 // waiter (which takes our place in the queues): a release
                 // between the round and the listening is not missed.
                 turn = Some(self.inner.notifier.await_turn(&keys, node_timeout).await);
-                queued = true;
+                place = Some(join_queue());
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(error);
                 }
                 continue;
             }
-            let pause = if queued && matches!(error, Error::Taken { .. }) {
+            let pause = if place.is_some() && matches!(error, Error::Taken { .. }) {
                 queued_pause(options, error.outcomes(), refused.at_head)
             } else {
                 options.retry_pause(error.outcomes())

@@ -121,12 +121,17 @@ impl Tickets {
         map.insert(Arc::clone(keys), Instant::now());
     }
 
-    /// A new entry for a lock call that started now.
-    pub fn entry(&self, lifetime: Duration, fair: bool) -> QueueEntry {
-        let sequence = self.next.fetch_add(1, Ordering::Relaxed);
-        let ticket = SystemTime::now()
+    /// The ticket of a lock call that starts now: microseconds since the
+    /// Unix epoch.
+    pub fn ticket() -> u64 {
+        SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// A new entry for a lock call with `ticket`.
+    pub fn entry(&self, ticket: u64, lifetime: Duration, fair: bool) -> QueueEntry {
+        let sequence = self.next.fetch_add(1, Ordering::Relaxed);
         QueueEntry {
             member: format!("{}:{sequence}", self.client),
             ticket,
@@ -212,8 +217,8 @@ mod tests {
     #[test]
     fn entries_are_ordered_by_call_and_named_by_client() {
         let tickets = Tickets::new("c1");
-        let a = tickets.entry(Duration::from_secs(1), false);
-        let b = tickets.entry(Duration::from_secs(1), true);
+        let a = tickets.entry(Tickets::ticket(), Duration::from_secs(1), false);
+        let b = tickets.entry(Tickets::ticket(), Duration::from_secs(1), true);
         assert_eq!(a.member, "c1:0");
         assert_eq!(b.member, "c1:1");
         assert!(a.ticket <= b.ticket);

@@ -54,6 +54,28 @@ fn work() {
     tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(1)));
 }
 
+/// Client `id` takes `KEY` `times` times, holding it for [`work`] each time;
+/// every hold is checked against `inside` and recorded in `holds`.
+async fn contend(
+    redlock: Redlock,
+    id: u64,
+    times: usize,
+    options: LockOptions,
+    holds: HoldLog,
+    inside: Arc<AtomicBool>,
+) {
+    for _ in 0..times {
+        let guard = redlock.lock_with([KEY], &options).await.expect("granted");
+        let start = StdInstant::now();
+        assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+        work();
+        inside.store(false, Ordering::SeqCst);
+        assert!(guard.is_valid(), "held past validity");
+        holds.record(KEY, id, start, StdInstant::now());
+        guard.release().await.expect("release");
+    }
+}
+
 /// 4 clients queue one after the other behind a holder; with fair(true)
 /// they are granted in exactly that order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,19 +188,14 @@ async fn two_of_five_nodes_killed_while_eight_clients_wait() {
     let mut tasks = Vec::new();
     for id in 0..8u64 {
         let redlock = client(cluster.urls()).await;
-        let (holds, inside, options) = (holds.clone(), Arc::clone(&inside), options.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..20 {
-                let guard = redlock.lock_with([KEY], &options).await.expect("granted");
-                let start = StdInstant::now();
-                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
-                work();
-                inside.store(false, Ordering::SeqCst);
-                assert!(guard.is_valid(), "held past validity");
-                holds.record(KEY, id, start, StdInstant::now());
-                guard.release().await.expect("release");
-            }
-        }));
+        tasks.push(tokio::spawn(contend(
+            redlock,
+            id,
+            20,
+            options.clone(),
+            holds.clone(),
+            Arc::clone(&inside),
+        )));
     }
     until_queued(&cluster, 8).await;
     cluster.server_mut(1).kill();
@@ -207,19 +224,14 @@ async fn eight_clients_exclusive(fair: bool) {
     let mut tasks = Vec::new();
     for id in 0..8u64 {
         let redlock = client(cluster.urls()).await;
-        let (holds, inside, options) = (holds.clone(), Arc::clone(&inside), options.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..200 {
-                let guard = redlock.lock_with([KEY], &options).await.expect("granted");
-                let start = StdInstant::now();
-                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
-                work();
-                inside.store(false, Ordering::SeqCst);
-                assert!(guard.is_valid(), "held past validity");
-                holds.record(KEY, id, start, StdInstant::now());
-                guard.release().await.expect("release");
-            }
-        }));
+        tasks.push(tokio::spawn(contend(
+            redlock,
+            id,
+            200,
+            options.clone(),
+            holds.clone(),
+            Arc::clone(&inside),
+        )));
     }
     for task in tasks {
         tokio::time::timeout(Duration::from_secs(180), task)

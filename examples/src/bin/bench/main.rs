@@ -630,6 +630,23 @@ fn mean(durations: &[Duration]) -> Option<Duration> {
     Some(durations.iter().sum::<Duration>() / n)
 }
 
+/// The cells every contended table starts with: grants, grants/s, wait p50 and
+/// p99, failed calls and how long those took (p50).
+fn grant_cells(sorted_waits: &[Duration], sorted_failed: &[Duration], rate: f64) -> Vec<String> {
+    vec![
+        sorted_waits.len().to_string(),
+        format!("{rate:.0}"),
+        fmt_ms(percentile(sorted_waits, 0.50)),
+        fmt_ms(percentile(sorted_waits, 0.99)),
+        sorted_failed.len().to_string(),
+        if sorted_failed.is_empty() {
+            "-".to_owned()
+        } else {
+            fmt_ms(percentile(sorted_failed, 0.50))
+        },
+    ]
+}
+
 fn fmt_ms(d: Duration) -> String {
     format!("{:.3} ms", ms(d))
 }
@@ -1081,26 +1098,19 @@ async fn contended_table(title: &str, tag: &str, sets: &[Vec<Contender>], args: 
         let key = format!("bench:{tag}:{}:{}", c.library, c.setting);
         let (run, elapsed, overlaps) = contended(clients, &key, args.secs).await;
         let rate = run.waits.len() as f64 / elapsed.as_secs_f64().max(1e-9);
-        let failed: usize = run.failures.values().sum();
         let p99 = percentile(&run.waits, 0.99);
         rows.push(Row {
             library: c.library,
             setting: c.setting,
-            cells: vec![
-                run.waits.len().to_string(),
-                format!("{rate:.0}"),
-                fmt_ms(percentile(&run.waits, 0.50)),
-                fmt_ms(p99),
-                failed.to_string(),
-                if run.failed_waits.is_empty() {
-                    "-".to_owned()
-                } else {
-                    fmt_ms(percentile(&run.failed_waits, 0.50))
-                },
-                format!("{:.1} s", elapsed.as_secs_f64()),
-                overlaps.to_string(),
-                mean(&run.holds).map_or_else(|| "-".to_owned(), fmt_ms),
-            ],
+            cells: [
+                grant_cells(&run.waits, &run.failed_waits, rate),
+                vec![
+                    format!("{:.1} s", elapsed.as_secs_f64()),
+                    overlaps.to_string(),
+                    mean(&run.holds).map_or_else(|| "-".to_owned(), fmt_ms),
+                ],
+            ]
+            .concat(),
             keys: vec![rate, ms(p99)],
         });
         notes.extend(failure_note(&c.label(), &run.failures));

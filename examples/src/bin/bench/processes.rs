@@ -266,30 +266,23 @@ pub(crate) async fn scenario_p(cluster: &Cluster, args: &Args) -> Result<(), Box
             let p99 = percentile(&run.waits, 0.99);
             let cpu_per_grant = per_grant(run.cpu.as_secs_f64() * 1e3);
             let scripts_per_grant = per_grant(scripts as f64 / cluster.len() as f64);
-            let failed: usize = run.failures.values().sum();
             let overlaps = run.overlaps();
             let min = run.grants_per_child.iter().min().copied().unwrap_or(0);
             let max = run.grants_per_child.iter().max().copied().unwrap_or(0);
             rows.push(Row {
                 library,
                 setting,
-                cells: vec![
-                    grants.to_string(),
-                    format!("{rate:.0}"),
-                    fmt_ms(percentile(&run.waits, 0.50)),
-                    fmt_ms(p99),
-                    failed.to_string(),
-                    if run.failed_waits.is_empty() {
-                        "-".to_owned()
-                    } else {
-                        fmt_ms(percentile(&run.failed_waits, 0.50))
-                    },
-                    format!("{min} / {max}"),
-                    format!("{:.3}", run.jain()),
-                    format!("{cpu_per_grant:.2} ms"),
-                    format!("{scripts_per_grant:.2}"),
-                    overlaps.to_string(),
-                ],
+                cells: [
+                    grant_cells(&run.waits, &run.failed_waits, rate),
+                    vec![
+                        format!("{min} / {max}"),
+                        format!("{:.3}", run.jain()),
+                        format!("{cpu_per_grant:.2} ms"),
+                        format!("{scripts_per_grant:.2}"),
+                        overlaps.to_string(),
+                    ],
+                ]
+                .concat(),
                 keys: vec![rate, ms(p99), cpu_per_grant, scripts_per_grant],
             });
             let label = format!("{library} {setting}");
