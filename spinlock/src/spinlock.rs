@@ -34,6 +34,9 @@ fn lock_state_in_memory(
     _args: &[Vec<u8>],
 ) -> Result<ScriptValue, String> {
     let key = keys.first().ok_or("no key")?;
+    if store.get(key).is_some_and(|v| v.starts_with(b"q:")) {
+        return Ok(ScriptValue::Int(-2));
+    }
     Ok(ScriptValue::Int(store.pttl(key)))
 }
 
