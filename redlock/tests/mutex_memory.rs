@@ -995,3 +995,47 @@ async fn a_local_waiter_tries_the_servers_as_soon_as_its_processs_lock_is_found_
     drop(held);
     next.release().await.expect("release");
 }
+
+/// The queue on memory nodes, end to end through separate Redlocks (as
+/// separate processes): with fair(true) waiters are granted in the order
+/// they queued, each woken by the release before it.
+#[tokio::test(start_paused = true)]
+async fn fair_waiters_of_separate_clients_are_served_in_queue_order() {
+    let memory = MemoryNode::cluster(5);
+    let holder = redlock(&memory);
+    let held = holder.lock("q", TTL).await.expect("holder");
+    let options = LockOptions::new().ttl(TTL).fair(true);
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for i in 0..3usize {
+        let client = redlock_with(&memory, options.clone());
+        let order = Arc::clone(&order);
+        waiters.push(tokio::spawn(async move {
+            let guard = client.lock("q", TTL).await.expect("granted");
+            order.lock().expect("order").push(i);
+            guard.release().await.expect("release");
+        }));
+        // the signal that waiter i is in line: its entry on every node
+        while memory.iter().any(|n| n.queued("q") < i + 1) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // distinct tickets (microseconds of the wall clock)
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let released = Instant::now();
+    held.release().await.expect("release");
+    for waiter in waiters {
+        waiter.await.expect("task");
+    }
+    assert_eq!(*order.lock().expect("order"), [0, 1, 2]);
+    // woken by the releases, not by their refresh timers (a third of 1 s)
+    assert!(
+        released.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        released.elapsed()
+    );
+    assert!(
+        memory.iter().all(|n| n.queued("q") == 0),
+        "everyone left the queue"
+    );
+}

@@ -133,14 +133,14 @@ impl MemoryNode {
         self.lock_state().fences.clear();
     }
 
-    /// `member`'s place in the waiter queue of `key` (0: the head), after
-    /// dropping lapsed entries; `None` when it is not queued.
-    pub fn queue_rank(&self, key: &str, member: &str) -> Option<u64> {
+    /// How many waiters the queue of `key` holds, after dropping lapsed
+    /// entries.
+    pub fn queued(&self, key: &str) -> usize {
         let mut state = self.lock_state();
         state.store.begin();
         let now = state.store.now();
         state.queues.prune(key, now);
-        state.queues.rank(key, member)
+        state.queues.len(key)
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {

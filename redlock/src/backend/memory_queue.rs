@@ -81,6 +81,11 @@ impl MemoryQueues {
         }
     }
 
+    /// How many waiters `key`'s queue holds.
+    pub fn len(&self, key: &str) -> usize {
+        self.queues.get(key).map_or(0, Vec::len)
+    }
+
     /// `member`'s place in `key`'s queue (0: the head).
     pub fn rank(&self, key: &str, member: &str) -> Option<u64> {
         let queue = self.queues.get(key)?;
