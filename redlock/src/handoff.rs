@@ -36,6 +36,9 @@ pub(crate) struct Handoffs {
     held: Mutex<HashMap<Vec<String>, (u64, LeaseCell)>>,
     /// Told whenever such a guard ends without handing over.
     ended: Notify,
+    /// Dropped guards' locks kept for a moment for the next call of this
+    /// process (see `LockGuard::linger`), with their registration's id.
+    lingering: Mutex<HashMap<Vec<String>, (u64, LockGuard)>>,
     next_id: AtomicU64,
 }
 
@@ -124,6 +127,50 @@ impl Handoffs {
             return None;
         }
         waiting.remove(&*keys).map(|w| w.deliver)
+    }
+
+    fn lingering(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<String>, (u64, LockGuard)>> {
+        self.lingering.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `guard` (of `keys`) for the next call of this process; returns
+    /// the id to take it back with.
+    pub fn linger(&self, keys: &[String], guard: LockGuard) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let replaced = self
+            .lingering()
+            .insert(sorted(keys).into_owned(), (id, guard));
+        // One lock per key set can linger; a replaced one (cannot happen)
+        // is dropped, which releases it.
+        drop(replaced);
+        id
+    }
+
+    /// The lingering lock of exactly `keys` (the one registered as `id`, if
+    /// given) with at least `min_remaining` validity, taken out.
+    pub fn take_lingering(
+        &self,
+        keys: &[String],
+        id: Option<u64>,
+        min_remaining: Duration,
+    ) -> Option<LockGuard> {
+        let keys = sorted(keys);
+        let mut lingering = self.lingering();
+        let fits = lingering.get(&*keys).is_some_and(|(held_id, guard)| {
+            id.is_none_or(|id| id == *held_id) && guard.remaining() >= min_remaining
+        });
+        if !fits {
+            return None;
+        }
+        lingering.remove(&*keys).map(|(_, guard)| guard)
+    }
+
+    /// Every lingering lock, taken out.
+    pub fn take_all_lingering(&self) -> Vec<LockGuard> {
+        self.lingering()
+            .drain()
+            .map(|(_, (_, guard))| guard)
+            .collect()
     }
 
     /// Registers a guard of this process holding `keys` (lease in `cell`);

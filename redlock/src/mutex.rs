@@ -174,6 +174,32 @@ impl Redlock {
         &self.inner.defaults
     }
 
+    /// Releases, through the servers, the locks of guards dropped a moment
+    /// ago that are still kept for a next call of this process (a dropped
+    /// guard's lock may wait a few scheduler turns for one, see
+    /// [`LockOptions::local_handoff`]); returns how many. Call it before a
+    /// process exits right after dropping guards: a lock whose release was
+    /// never sent stays on the servers until its ttl. (An explicit
+    /// [`LockGuard::release`] never waits like that.)
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a lock whose release was not sent yet is released as a
+    /// dropped guard's is.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// let guard = redlock.lock("job", std::time::Duration::from_secs(5)).await?;
+    /// drop(guard);
+    /// redlock.flush_released().await; // about to exit
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush_released(&self) -> usize {
+        let guards = self.inner.handoffs.take_all_lingering();
+        let count = guards.len();
+        futures::future::join_all(guards.into_iter().map(LockGuard::release)).await;
+        count
+    }
+
     /// Locks `resource` for `ttl`, retrying with jittered back-off until the
     /// default acquire timeout (10 s unless changed). Returns the last
     /// round's error when it gives up: [`Error::Taken`] naming the holders'
@@ -312,6 +338,17 @@ impl Redlock {
         let keys = validate_resources(resources)?;
         let deadline = options.get_acquire_timeout().map(|t| called + t);
         let span = tracing::debug_span!("quorate.acquire", resource = %keys.join(","), attempt = tracing::field::Empty);
+        if options.get_local_handoff() && !options.get_fair() {
+            // the lock of a guard of this process dropped a moment ago
+            let min_remaining = options.get_ttl() / 2;
+            if let Some(guard) = self
+                .inner
+                .handoffs
+                .take_lingering(&keys, None, min_remaining)
+            {
+                return Ok(handed_over(&span, guard, options));
+            }
+        }
         // Bounded-round calls skip the local queue: waiting in it is not a round.
         let local_turn = match (options.get_max_attempts(), deadline) {
             (Some(_), _) => None,

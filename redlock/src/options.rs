@@ -153,10 +153,17 @@ impl LockOptions {
     /// the next holder gets the lease with the validity it has left. Only
     /// while at least half of the next holder's ttl is left, so the lock
     /// goes back through the servers at least every half ttl; never with
-    /// [`fencing`](Self::fencing) (each holder needs its own token). Never
-    /// past a waiter of another process that the servers had queued ahead
-    /// of the next local one when this lock was granted (so other processes
-    /// are not starved). Default: `true`.
+    /// [`fencing`](Self::fencing) (each holder needs its own token). At
+    /// most 3 grants in a row when the servers had queued a waiter of
+    /// another process ahead (none with [`fair`](Self::fair)), 32 otherwise,
+    /// so other processes are not starved. A guard that is *dropped* (not
+    /// released with [`LockGuard::release`](crate::LockGuard::release))
+    /// within those bounds keeps its lock for a few scheduler turns for the
+    /// next lock call of this process on the same resources (a worker
+    /// taking its next job), which then takes it with no round trip; before
+    /// a process exits right after dropping guards, call
+    /// [`Redlock::flush_released`](crate::Redlock::flush_released).
+    /// Default: `true`.
     pub fn local_handoff(mut self, on: bool) -> Self {
         self.local_handoff = on;
         self

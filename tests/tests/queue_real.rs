@@ -260,6 +260,17 @@ async fn eight_fair_clients_never_overlap() {
 /// queue one client took every grant of a 20 s run in most runs.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_hand_offs_do_not_shut_other_clients_out() {
+    hand_offs_share_the_lock(false).await;
+}
+
+/// The same with the guards dropped instead of released: a dropped guard's
+/// lock may wait for the next call of its process, within the same bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_guards_do_not_shut_other_clients_out() {
+    hand_offs_share_the_lock(true).await;
+}
+
+async fn hand_offs_share_the_lock(drop_guards: bool) {
     const GRANTS: usize = 300;
     let cluster = Cluster::start(5).await.expect("cluster");
     let holds = HoldLog::new();
@@ -294,8 +305,13 @@ async fn local_hand_offs_do_not_shut_other_clients_out() {
                     work();
                     inside.store(false, Ordering::SeqCst);
                     holds.record(KEY, id, start, StdInstant::now());
-                    guard.release().await.expect("release");
+                    if drop_guards {
+                        drop(guard);
+                    } else {
+                        guard.release().await.expect("release");
+                    }
                 }
+                redlock.flush_released().await;
             }));
         }
     }
@@ -316,4 +332,62 @@ async fn local_hand_offs_do_not_shut_other_clients_out() {
         shares.iter().all(|&n| n >= GRANTS / 10),
         "grants per client: {shares:?}"
     );
+}
+
+/// A dropped guard's lock goes to the next call of its process with no
+/// round trip (the same token); `flush_released` sends the release of one
+/// nobody took; a dropped guard nobody takes is released through the
+/// servers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_guard_passes_to_the_next_call_or_is_released() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let redlock = client(cluster.urls()).await;
+    let first = redlock
+        .lock(KEY, Duration::from_secs(10))
+        .await
+        .expect("lock");
+    let token = first.lease().token();
+    drop(first);
+    let second = redlock
+        .lock(KEY, Duration::from_secs(10))
+        .await
+        .expect("lock");
+    assert_eq!(second.lease().token(), token, "taken over without a round");
+    drop(second);
+    assert_eq!(redlock.flush_released().await, 1);
+    for i in 0..cluster.len() {
+        let left = cluster
+            .server(i)
+            .command(&["EXISTS", KEY])
+            .await
+            .expect("EXISTS");
+        assert_eq!(left.as_i64(), Some(0), "node {i} still has the key");
+    }
+    // nobody takes it and nobody flushes: released within a moment anyway
+    let third = redlock
+        .lock(KEY, Duration::from_secs(10))
+        .await
+        .expect("lock");
+    drop(third);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut left = 0;
+        for i in 0..cluster.len() {
+            let reply = cluster
+                .server(i)
+                .command(&["EXISTS", KEY])
+                .await
+                .expect("EXISTS");
+            left += reply.as_i64().unwrap_or(1);
+        }
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} nodes still hold the dropped lock"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(redlock.flush_released().await, 0);
 }

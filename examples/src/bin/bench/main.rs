@@ -253,6 +253,9 @@ enum LockClient {
         redlock: Redlock,
         options: Option<LockOptions>,
     },
+    /// `redlock.lock(key, TTL)` with the connect defaults, the guard then
+    /// dropped instead of released (Rust's usual way to end a lock).
+    QuorateDropping(Redlock),
     Rslock(rslock::LockManager),
     Floor(Arc<Floor>),
 }
@@ -261,6 +264,8 @@ enum LockClient {
 #[derive(Debug)]
 enum Held {
     Quorate(LockGuard),
+    /// Ends by drop (see [`LockClient::QuorateDropping`]).
+    QuorateDropped(LockGuard),
     Rslock(rslock::Lock),
     Floor {
         floor: Arc<Floor>,
@@ -294,6 +299,11 @@ impl Contender {
                     .lock_with([key], options)
                     .await
                     .map(Held::Quorate)
+                    .map_err(|e| quorate_kind(&e)),
+                LockClient::QuorateDropping(redlock) => redlock
+                    .lock(key, TTL)
+                    .await
+                    .map(Held::QuorateDropped)
                     .map_err(|e| quorate_kind(&e)),
                 LockClient::Rslock(manager) => manager
                     .lock(key, TTL)
@@ -340,6 +350,10 @@ impl Held {
                     .await
                     .map(drop)
                     .map_err(|e| quorate_kind(&e)),
+                Held::QuorateDropped(guard) => {
+                    drop(guard);
+                    Ok(())
+                }
                 Held::Rslock(lock) => {
                     lock.release().await;
                     Ok(())

@@ -2,7 +2,9 @@
 //! deployed in. The benchmark starts P child processes of itself; each connects its own
 //! client (one `Redlock`, one rslock `LockManager`, one raw-fred floor), warms up on a
 //! private key, says `ready`, and on the parent's `go` loops lock → 1 ms hold → release
-//! on one shared key for `--secs`. Each child reports every hold (start and end on the
+//! on one shared key for `--secs` (quorate's "drop" row ends each lock by dropping the
+//! guard instead of `release().await`: a dropped guard may pass its lock to the process's
+//! next call with no round trip). Each child reports every hold (start and end on the
 //! machine's wall clock, so the parent can check overlaps across processes), every
 //! failed call and its own CPU time; the parent adds the servers' script calls from
 //! `INFO commandstats` (reset after the warm-ups).
@@ -18,11 +20,12 @@ use super::*;
 /// Process counts scenario P runs.
 const P_COUNTS: [usize; 2] = [8, 16];
 /// The contenders each child can be, by name.
-const P_CONTENDERS: [(&str, &str); 4] = [
+const P_CONTENDERS: [(&str, &str); 5] = [
     ("quorate", "defaults"),
     ("quorate", "fair"),
     ("rslock", "defaults"),
     ("floor", "raw fred"),
+    ("quorate", "drop"),
 ];
 
 /// Microseconds on the wall clock (comparable across processes of one machine).
@@ -73,6 +76,10 @@ pub(crate) async fn child(args: &[String]) -> Result<(), BoxError> {
             Err(kind) => out.push_str(&format!("fail {} {kind}\n", t0.elapsed().as_micros())),
         }
     }
+    if let LockClient::QuorateDropping(redlock) = &contender.client {
+        // a process that ends right after dropping guards flushes them
+        redlock.flush_released().await;
+    }
     let cpu = match (cpu_start, cpu_time()) {
         (Some(a), Some(b)) => b.saturating_sub(a),
         _ => Duration::ZERO,
@@ -90,6 +97,7 @@ pub(crate) async fn connect_one(which: usize, urls: &[String]) -> Result<Contend
             redlock: Redlock::connect(urls).await?,
             options: None,
         },
+        ("quorate", "drop") => LockClient::QuorateDropping(Redlock::connect(urls).await?),
         ("quorate", _) => LockClient::Quorate {
             redlock: Redlock::connect(urls).await?,
             options: Some(LockOptions::new().ttl(TTL).fair(true)),
