@@ -271,9 +271,17 @@ async fn dropped_guard_releases_in_the_background() {
     let redlock = redlock(&memory);
     let guard = redlock.lock("r", TTL).await.expect("lock");
     drop(guard);
-    // the spawned release runs at the next yield
-    tokio::task::yield_now().await;
+    // The lock waits a few scheduler turns for a next call of this process
+    // (none comes), then the spawned release runs: no time passes.
+    let started = Instant::now();
+    for _ in 0..100 {
+        if memory.iter().all(|m| m.keys().is_empty()) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     assert!(memory.iter().all(|m| m.keys().is_empty()));
+    assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1038,4 +1046,28 @@ async fn fair_waiters_of_separate_clients_are_served_in_queue_order() {
         memory.iter().all(|n| n.queued("q") == 0),
         "everyone left the queue"
     );
+}
+
+/// A dropped guard's lock goes to the next call of its process with the
+/// same token (no round); `flush_released` releases one nobody took.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_guard_passes_to_the_next_call_then_flushes() {
+    let memory = MemoryNode::cluster(3);
+    let redlock = redlock(&memory);
+    let first = redlock.lock("d", TTL).await.expect("lock");
+    let token = first.lease().token();
+    drop(first);
+    let second = redlock.lock("d", TTL).await.expect("lock");
+    assert_eq!(second.lease().token(), token, "taken over without a round");
+    drop(second);
+    assert_eq!(redlock.flush_released().await, 1);
+    assert!(
+        memory.iter().all(|n| n.get("d").is_none()),
+        "released everywhere"
+    );
+    // with fair(true) a dropped guard never lingers
+    let fair = LockOptions::new().ttl(TTL).fair(true);
+    let third = redlock.lock_with(["d"], &fair).await.expect("lock");
+    drop(third);
+    assert_eq!(redlock.flush_released().await, 0);
 }
