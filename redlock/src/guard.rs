@@ -184,13 +184,10 @@ impl LockGuard {
             return false;
         }
         let lease = self.lease();
-        let budget = match self.next_waiter {
-            Some(_) => LOCAL_TURN,
-            None => LOCAL_CHAIN,
-        };
+        // The next call has no ticket yet: it comes after every queued waiter.
         if lease.fence().is_some()
             || self.remaining() < lease.ttl() / 2
-            || self.local_passes + 1 >= budget
+            || !self.may_pass_over(u64::MAX)
         {
             return false;
         }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 
-use quorate_redlock::{LockOptions, Redlock};
+use quorate_redlock::{LockGuard, LockOptions, Redlock};
 use quorate_testkit::{Cluster, Fault, FaultProxy, HoldLog};
 use tokio::time::Instant;
 
@@ -76,16 +76,57 @@ async fn contend(
     }
 }
 
-/// 4 clients queue one after the other behind a holder; with fair(true)
-/// they are granted in exactly that order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fair_waiters_are_granted_in_the_order_they_queued() {
+/// 5 servers, and `KEY` held (10 s ttl) by a client of its own.
+async fn cluster_with_holder() -> (Cluster, LockGuard) {
     let cluster = Cluster::start(5).await.expect("cluster");
     let holder = client(cluster.urls()).await;
     let held = holder
         .lock(KEY, Duration::from_secs(10))
         .await
         .expect("holder");
+    (cluster, held)
+}
+
+/// 8 clients, each its own `Redlock`, contending `times` times (see
+/// [`contend`]).
+async fn spawn_clients(
+    cluster: &Cluster,
+    times: usize,
+    options: &LockOptions,
+    holds: &HoldLog,
+    inside: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for id in 0..8u64 {
+        let redlock = client(cluster.urls()).await;
+        let run = contend(
+            redlock,
+            id,
+            times,
+            options.clone(),
+            holds.clone(),
+            Arc::clone(inside),
+        );
+        tasks.push(tokio::spawn(run));
+    }
+    tasks
+}
+
+/// Waits for every task, each within `limit`; a task that panicked fails the test.
+async fn join_within(tasks: Vec<tokio::task::JoinHandle<()>>, limit: Duration) {
+    for task in tasks {
+        tokio::time::timeout(limit, task)
+            .await
+            .expect("every client is served within the limit")
+            .expect("task");
+    }
+}
+
+/// 4 clients queue one after the other behind a holder; with fair(true)
+/// they are granted in exactly that order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fair_waiters_are_granted_in_the_order_they_queued() {
+    let (cluster, held) = cluster_with_holder().await;
     let order = Arc::new(Mutex::new(Vec::new()));
     let options = LockOptions::new()
         .ttl(Duration::from_secs(10))
@@ -104,12 +145,7 @@ async fn fair_waiters_are_granted_in_the_order_they_queued() {
         until_queued(&cluster, i + 1).await;
     }
     held.release().await.expect("release");
-    for waiter in waiters {
-        tokio::time::timeout(Duration::from_secs(30), waiter)
-            .await
-            .expect("every waiter is served")
-            .expect("task");
-    }
+    join_within(waiters, Duration::from_secs(30)).await;
     assert_eq!(*order.lock().expect("order"), [0, 1, 2, 3]);
 }
 
@@ -119,12 +155,7 @@ async fn fair_waiters_are_granted_in_the_order_they_queued() {
 /// entry's lifetime has passed, long before its own acquire timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_waiter_holds_up_the_queue_at_most_its_entry_lifetime() {
-    let cluster = Cluster::start(5).await.expect("cluster");
-    let holder = client(cluster.urls()).await;
-    let held = holder
-        .lock(KEY, Duration::from_secs(10))
-        .await
-        .expect("holder");
+    let (cluster, held) = cluster_with_holder().await;
     let waiter_ttl = Duration::from_secs(1);
     let options = LockOptions::new()
         .ttl(Duration::from_secs(10))
@@ -174,39 +205,18 @@ async fn a_dead_waiter_holds_up_the_queue_at_most_its_entry_lifetime() {
 /// they wait. Everyone is served and no two holds overlap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_five_nodes_killed_while_eight_clients_wait() {
-    let mut cluster = Cluster::start(5).await.expect("cluster");
-    let holder = client(cluster.urls()).await;
-    let held = holder
-        .lock(KEY, Duration::from_secs(10))
-        .await
-        .expect("holder");
+    let (mut cluster, held) = cluster_with_holder().await;
     let holds = HoldLog::new();
     let inside = Arc::new(AtomicBool::new(false));
     let options = LockOptions::new()
         .ttl(Duration::from_secs(5))
         .acquire_timeout(Some(Duration::from_secs(30)));
-    let mut tasks = Vec::new();
-    for id in 0..8u64 {
-        let redlock = client(cluster.urls()).await;
-        tasks.push(tokio::spawn(contend(
-            redlock,
-            id,
-            20,
-            options.clone(),
-            holds.clone(),
-            Arc::clone(&inside),
-        )));
-    }
+    let tasks = spawn_clients(&cluster, 20, &options, &holds, &inside).await;
     until_queued(&cluster, 8).await;
     cluster.server_mut(1).kill();
     cluster.server_mut(3).kill();
     held.release().await.expect("release");
-    for task in tasks {
-        tokio::time::timeout(Duration::from_secs(120), task)
-            .await
-            .expect("every client is served")
-            .expect("task");
-    }
+    join_within(tasks, Duration::from_secs(120)).await;
     assert_eq!(holds.len(), 160);
     holds.check_exclusive().expect("no two holders at once");
 }
@@ -221,24 +231,8 @@ async fn eight_clients_exclusive(fair: bool) {
         .ttl(Duration::from_secs(5))
         .fair(fair)
         .acquire_timeout(Some(Duration::from_secs(30)));
-    let mut tasks = Vec::new();
-    for id in 0..8u64 {
-        let redlock = client(cluster.urls()).await;
-        tasks.push(tokio::spawn(contend(
-            redlock,
-            id,
-            200,
-            options.clone(),
-            holds.clone(),
-            Arc::clone(&inside),
-        )));
-    }
-    for task in tasks {
-        tokio::time::timeout(Duration::from_secs(180), task)
-            .await
-            .expect("the run finishes")
-            .expect("task");
-    }
+    let tasks = spawn_clients(&cluster, 200, &options, &holds, &inside).await;
+    join_within(tasks, Duration::from_secs(180)).await;
     assert_eq!(holds.len(), 1600);
     holds.check_exclusive().expect("no two holders at once");
 }
@@ -315,12 +309,7 @@ async fn hand_offs_share_the_lock(drop_guards: bool) {
             }));
         }
     }
-    for task in tasks {
-        tokio::time::timeout(Duration::from_secs(120), task)
-            .await
-            .expect("the run finishes")
-            .expect("task");
-    }
+    join_within(tasks, Duration::from_secs(120)).await;
     holds.check_exclusive().expect("no two holders at once");
     let shares: Vec<usize> = per_client
         .iter()

@@ -644,8 +644,13 @@ fn mean(durations: &[Duration]) -> Option<Duration> {
     Some(durations.iter().sum::<Duration>() / n)
 }
 
-/// The cells every contended table starts with: grants, grants/s, wait p50 and
-/// p99, failed calls and how long those took (p50).
+/// The headers of [`grant_cells`].
+const GRANT_HEADERS: [&str; 6] = [
+    "grants", "grants/s", "wait p50", "wait p99", "failed", "fail p50",
+];
+
+/// The cells every contended table starts with ([`GRANT_HEADERS`]): grants,
+/// grants/s, wait p50 and p99, failed calls and how long those took (p50).
 fn grant_cells(sorted_waits: &[Duration], sorted_failed: &[Duration], rate: f64) -> Vec<String> {
     vec![
         sorted_waits.len().to_string(),
@@ -1146,16 +1151,10 @@ async fn contended_table(title: &str, tag: &str, sets: &[Vec<Contender>], args: 
     print_table(
         title,
         &[
-            "grants",
-            "grants/s",
-            "wait p50",
-            "wait p99",
-            "failed",
-            "fail p50",
-            "elapsed",
-            "overlaps",
-            "hold mean",
-        ],
+            GRANT_HEADERS.as_slice(),
+            &["elapsed", "overlaps", "hold mean"],
+        ]
+        .concat(),
         &["grants/s", "wait p99"],
         &rows,
         &notes,

@@ -315,18 +315,16 @@ pub(crate) async fn scenario_p(cluster: &Cluster, args: &Args) -> Result<(), Box
                 args.secs.as_secs_f64()
             ),
             &[
-                "grants",
-                "grants/s",
-                "wait p50",
-                "wait p99",
-                "failed",
-                "fail p50",
-                "min / max",
-                "Jain",
-                "CPU/grant",
-                "scripts/grant/node",
-                "overlaps",
-            ],
+                GRANT_HEADERS.as_slice(),
+                &[
+                    "min / max",
+                    "Jain",
+                    "CPU/grant",
+                    "scripts/grant/node",
+                    "overlaps",
+                ],
+            ]
+            .concat(),
             &["grants/s", "wait p99", "CPU/grant", "scripts/grant/node"],
             &rows,
             &notes,
