@@ -206,16 +206,19 @@ impl Task {
             let ids: Vec<u64> = chunk.iter().map(|(id, ..)| *id).collect();
             let batch: Vec<ExtendRequest> = chunk.iter().map(|(_, r, _)| r.clone()).collect();
             let node_timeout = chunk.iter().map(|(.., t)| *t).min().unwrap_or_default();
-            let (nodes, quorum, settled) = (self.nodes.clone(), self.quorum, settled.clone());
+            let (nodes, settled) = (self.nodes.clone(), settled.clone());
             tokio::spawn(async move {
                 let started = Instant::now();
                 let round = quorum::round(
                     "extend_many",
                     &nodes,
                     node_timeout,
-                    // Settled by the first majority to answer: a lock that only a
-                    // slow node would have confirmed is simply retried soon.
-                    Decide::Majority(quorum),
+                    // Not the first majority to answer: nodes that lost their data
+                    // answer "not held" as fast as the holders answer "extended",
+                    // and only confirmations count. Every node gets as long again
+                    // as the majority took; a lock a slower node would have
+                    // confirmed is retried soon.
+                    Decide::AllWithGrace,
                     |_answered| true,
                     |node| node.extend_many(&batch),
                 )

@@ -958,3 +958,48 @@ async fn two_thousand_auto_extended_locks_all_stay_valid() {
         }
     }
 }
+
+#[tokio::test]
+async fn auto_extension_counts_only_confirmations_not_fast_not_held_answers() {
+    let mut cluster = Cluster::start(5).await.expect("cluster");
+    // the 3 nodes that keep the lock answer 5 ms late; the 2 that will lose
+    // it answer at once, so the first 3 answers to every extension are
+    // two "not held" and one "extended"
+    let mut proxies = Vec::new();
+    for i in 0..3 {
+        let proxy = FaultProxy::start(cluster.server(i).addr()).await;
+        proxies.push(proxy.expect("proxy"));
+    }
+    let mut urls: Vec<String> = proxies.iter().map(FaultProxy::url).collect();
+    urls.extend([cluster.server(3).url(), cluster.server(4).url()]);
+    let redlock = connect(urls).await;
+    let ttl = Duration::from_millis(600);
+    let options = LockOptions::new().ttl(ttl).auto_extend(true);
+    let guard = redlock
+        .lock_with(["watched"], &options)
+        .await
+        .expect("lock");
+    for proxy in &proxies {
+        proxy.set(Fault::Delay(Duration::from_millis(5)));
+    }
+    for i in 3..5 {
+        cluster.server_mut(i).restart().await.expect("restart");
+    }
+    // 5 ttls: the lock lives only if extensions confirmed by the 3 holders count
+    tokio::time::sleep(ttl * 5).await;
+    assert!(
+        guard.is_valid(),
+        "lock reported lost with 3 of 5 nodes holding it"
+    );
+    let token = guard.lease().token().to_hex();
+    for i in 0..3 {
+        assert_eq!(
+            get(&cluster, i, "watched").await.as_deref(),
+            Some(token.as_str())
+        );
+    }
+    assert_eq!(
+        guard.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+}
