@@ -47,6 +47,7 @@ pub(crate) async fn acquire(
     mode: Pause,
 ) -> Result<(Allocation, Token), PoolError> {
     options.validate()?;
+    redlock.check_ttl(options.get_ttl())?;
     let deadline = options.get_acquire_timeout().map(|t| Instant::now() + t);
     // A single try does not queue; a waiter that runs out of time in the
     // queue still makes one attempt, so that it returns the servers' answer.

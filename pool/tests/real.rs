@@ -682,3 +682,45 @@ async fn a_stalled_node_does_not_cost_each_request_the_node_timeout() {
         "{took:?}: a round waited for the stalled node"
     );
 }
+
+/// A client whose nodes sit out `max_ttl` after losing their data.
+async fn client_with_max_ttl(cluster: &Cluster, max_ttl: Duration) -> Redlock {
+    Redlock::builder()
+        .urls(cluster.urls())
+        .max_ttl(max_ttl)
+        .defaults(LockOptions::new().ttl(max_ttl))
+        .build()
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn a_grant_forgotten_by_a_majority_is_not_granted_again_while_it_is_valid() {
+    let mut cluster = Cluster::start(3).await.expect("cluster");
+    let max_ttl = Duration::from_secs(2);
+    let holder = Pool::new(&client_with_max_ttl(&cluster, max_ttl).await, "q").expect("pool");
+    let grant = holder
+        .acquire(vec![Requirement::key("dev")], max_ttl)
+        .await
+        .expect("granted");
+    let valid_until = Instant::now() + grant.remaining();
+    // 2 of 3 nodes restarted empty: a majority forgot the grant
+    for i in 0..2 {
+        cluster.server_mut(i).restart().await.expect("restart");
+    }
+    let rival = Pool::new(&client_with_max_ttl(&cluster, max_ttl).await, "q").expect("pool");
+    let refused = rival
+        .try_acquire(vec![Requirement::key("dev")], max_ttl)
+        .await
+        .expect_err("refused by the quarantined nodes");
+    assert!(refused.to_string().contains("quarantined"), "{refused}");
+    let options = LockOptions::new()
+        .ttl(max_ttl)
+        .acquire_timeout(Some(Duration::from_secs(10)));
+    let second = rival
+        .acquire_with(vec![Requirement::key("dev")], &options)
+        .await
+        .expect("granted once the quarantine ended");
+    assert!(Instant::now() >= valid_until, "granted twice");
+    drop((grant, second));
+}

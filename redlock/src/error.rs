@@ -19,6 +19,13 @@ pub enum NodeOutcome {
     /// The node answered, but not with the lock: for a release or extend,
     /// the key no longer held our token.
     NotHeld,
+    /// The node lost its data (restart without persistence, `FLUSHALL`,
+    /// failover to an empty replica) and refuses to vote for `remaining`
+    /// more, until every lease it may have forgotten has expired.
+    Quarantined {
+        /// How long the quarantine lasts from this answer.
+        remaining: Duration,
+    },
     /// The request failed: connection refused, reset, script error, auth…
     Error(String),
     /// No answer within the per-node timeout.
@@ -40,6 +47,12 @@ impl fmt::Display for NodeOutcome {
                 remaining: None,
             } => write!(f, "`{resource}` taken with no expiry"),
             NodeOutcome::NotHeld => f.write_str("not held by us"),
+            NodeOutcome::Quarantined { remaining } => write!(
+                f,
+                "quarantined for {:.1} s more (it lost its data; it votes again once every \
+                 lease it may have forgotten has expired)",
+                remaining.as_secs_f64()
+            ),
             NodeOutcome::Error(e) => write!(f, "error: {e}"),
             NodeOutcome::TimedOut => f.write_str("timed out"),
             NodeOutcome::Pending => f.write_str("no answer yet"),
@@ -70,9 +83,14 @@ impl Outcomes {
             .collect()
     }
 
-    /// Nodes that failed (error or timeout), by name.
+    /// Nodes that failed (error, timeout or quarantine), by name.
     pub fn failed_nodes(&self) -> Vec<&str> {
-        self.nodes_where(|o| matches!(o, NodeOutcome::Error(_) | NodeOutcome::TimedOut))
+        self.nodes_where(|o| {
+            matches!(
+                o,
+                NodeOutcome::Error(_) | NodeOutcome::TimedOut | NodeOutcome::Quarantined { .. }
+            )
+        })
     }
 }
 
@@ -129,6 +147,19 @@ pub enum ConfigError {
         ttl: Duration,
         /// The largest ttl accepted.
         max: Duration,
+    },
+    /// A ttl above the Redlock's [`max_ttl`](crate::RedlockBuilder::max_ttl):
+    /// a node that lost its data is quarantined only that long, so a longer
+    /// lease could be forgotten and granted twice.
+    #[error(
+        "ttl of {ttl:?} is above this Redlock's max_ttl of {max_ttl:?} (a node that lost its \
+         data is quarantined for max_ttl; raise RedlockBuilder::max_ttl on every client)"
+    )]
+    TtlAboveMaxTtl {
+        /// The ttl asked for.
+        ttl: Duration,
+        /// The Redlock's max_ttl.
+        max_ttl: Duration,
     },
     /// A drift factor outside `0.0..1.0`.
     #[error("drift factor {0} must be a finite number in 0.0..1.0")]

@@ -397,6 +397,7 @@ impl LockGuard {
 
     async fn extend_inner(&mut self, ttl: Duration) -> Result<(), Error> {
         validate_ttl(ttl, self.drift_factor)?;
+        self.redlock.check_ttl(ttl)?;
         if !self.is_valid() {
             return Err(Error::Expired);
         }

@@ -53,6 +53,7 @@ mod mutex;
 mod notify;
 mod options;
 mod pause;
+mod quarantine;
 mod queue;
 pub mod quorum;
 mod watchdog;
@@ -69,6 +70,7 @@ pub use lease::{drift_for, Lease, Token, DRIFT_FLOOR};
 pub use mutex::{Redlock, RedlockBuilder};
 pub use options::{LockOptions, MAX_TTL};
 pub use pause::{random_pause, SPLIT_SPREAD};
+pub use quarantine::{DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
 pub use queue::{queue_keys, QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
 
 /// fred, re-exported so callers build clients with the same version.

@@ -10,15 +10,16 @@ use tracing::Instrument;
 
 use crate::acquire;
 use crate::backend::{FredNode, FredSettings, Node};
-use crate::error::{ConfigError, Error, Outcomes};
+use crate::error::{ConfigError, Error, NodeOutcome, Outcomes};
 use crate::guard::LockGuard;
 use crate::handoff::{HandoffSlot, Handoffs};
 use crate::lease::{Lease, Token};
 use crate::local_queue::LocalQueue;
 use crate::metrics;
 use crate::notify::{Notifier, Watch};
-use crate::options::LockOptions;
+use crate::options::{LockOptions, MAX_TTL};
 use crate::pause::queued_pause;
+use crate::quarantine::DEFAULT_MAX_TTL;
 use crate::queue::{QueuePlace, Tickets};
 use crate::quorum::{self, Decide, Round};
 use crate::watchdog::Watchdog;
@@ -63,6 +64,8 @@ pub(crate) struct Inner {
     /// This client's entries in the servers' waiter queues.
     pub tickets: Arc<Tickets>,
     pub watchdog: Watchdog,
+    /// The longest ttl of any lease: a node that lost its data sits out this long.
+    pub max_ttl: Duration,
 }
 
 impl fmt::Debug for Redlock {
@@ -104,7 +107,7 @@ impl Redlock {
         nodes: Vec<Arc<dyn Node>>,
         defaults: LockOptions,
     ) -> Result<Redlock, ConfigError> {
-        Self::build(nodes, defaults, "mutex")
+        Self::build(nodes, defaults, DEFAULT_MAX_TTL, "mutex")
     }
 
     /// The same nodes with another `primitive` metric label, for the crates
@@ -122,6 +125,7 @@ impl Redlock {
                 handoffs: Arc::default(),
                 tickets: Arc::clone(&self.inner.tickets),
                 watchdog: Watchdog::new(self.inner.nodes.clone(), self.inner.quorum, primitive),
+                max_ttl: self.inner.max_ttl,
             }),
         }
     }
@@ -129,6 +133,7 @@ impl Redlock {
     fn build(
         nodes: Vec<Arc<dyn Node>>,
         defaults: LockOptions,
+        max_ttl: Duration,
         primitive: &'static str,
     ) -> Result<Redlock, ConfigError> {
         if nodes.is_empty() {
@@ -141,6 +146,16 @@ impl Redlock {
             }
         }
         defaults.validate()?;
+        if max_ttl.is_zero() || max_ttl > MAX_TTL {
+            return Err(ConfigError::TtlTooLong {
+                ttl: max_ttl,
+                max: MAX_TTL,
+            });
+        }
+        check_ttl(defaults.get_ttl(), max_ttl)?;
+        for node in &nodes {
+            node.set_max_ttl(max_ttl);
+        }
         metrics::describe();
         let quorum = quorum::majority(nodes.len());
         let notifier = Notifier::new(nodes.clone());
@@ -155,6 +170,7 @@ impl Redlock {
                 quorum,
                 defaults,
                 primitive,
+                max_ttl,
             }),
         })
     }
@@ -172,6 +188,65 @@ impl Redlock {
     /// The default options of this Redlock.
     pub fn defaults(&self) -> &LockOptions {
         &self.inner.defaults
+    }
+
+    /// The longest ttl this Redlock accepts, which is also how long a node
+    /// that lost its data stays out of every vote
+    /// ([`RedlockBuilder::max_ttl`]).
+    pub fn max_ttl(&self) -> Duration {
+        self.inner.max_ttl
+    }
+
+    /// `Ok` if a lease of `ttl` is allowed: at most [`max_ttl`](Self::max_ttl).
+    /// The lock calls check it; primitives built on this crate call it for
+    /// the leases their own scripts grant.
+    pub fn check_ttl(&self, ttl: Duration) -> Result<(), ConfigError> {
+        check_ttl(ttl, self.inner.max_ttl)
+    }
+
+    /// Declares every node without a quarantine marker fresh, so that
+    /// servers that never held a lock vote at once instead of sitting out a
+    /// quarantine of [`max_ttl`](Self::max_ttl) (see [`MARKER_KEY`](crate::MARKER_KEY)).
+    ///
+    /// Only for servers you know are new and empty (just created for a
+    /// test, a demo or a new deployment). A server that lost its data
+    /// looks the same until a lock call finds it: declaring it fresh skips
+    /// the quarantine that keeps two holders apart, which is Redlock's
+    /// hole this crate closes. A node already marked (or in quarantine) is
+    /// left as it is.
+    ///
+    /// Returns every node's outcome: [`NodeOutcome::Granted`] marked now,
+    /// [`NodeOutcome::NotHeld`] already marked, otherwise why not.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: each node's marker is set atomically or not at all.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), quorate_redlock::Error> {
+    /// use quorate_redlock::Redlock;
+    /// // three servers started a moment ago for a demo
+    /// let redlock = Redlock::connect(["redis://127.0.0.1:7001", "redis://127.0.0.1:7002",
+    ///                                 "redis://127.0.0.1:7003"]).await?;
+    /// println!("{}", redlock.declare_fresh().await);
+    /// # Ok(()) }
+    /// ```
+    pub async fn declare_fresh(&self) -> Outcomes {
+        let round = quorum::round(
+            "declare_fresh",
+            &self.inner.nodes,
+            self.inner.defaults.effective_node_timeout(),
+            Decide::All,
+            |_| true,
+            |node| node.declare_fresh(),
+        )
+        .await;
+        round.outcomes(&self.inner.nodes, |marked| {
+            if *marked {
+                NodeOutcome::Granted
+            } else {
+                NodeOutcome::NotHeld
+            }
+        })
     }
 
     /// Releases, through the servers, the locks of guards dropped a moment
@@ -335,6 +410,7 @@ impl Redlock {
         S: Into<String>,
     {
         options.validate()?;
+        self.check_ttl(options.get_ttl())?;
         let keys = validate_resources(resources)?;
         let deadline = options.get_acquire_timeout().map(|t| called + t);
         let span = tracing::debug_span!("quorate.acquire", resource = %keys.join(","), attempt = tracing::field::Empty);
@@ -539,6 +615,14 @@ impl Inner {
     }
 }
 
+/// A lease of `ttl` must not outlive the quarantine of a node that forgot it.
+fn check_ttl(ttl: Duration, max_ttl: Duration) -> Result<(), ConfigError> {
+    if ttl > max_ttl {
+        return Err(ConfigError::TtlAboveMaxTtl { ttl, max_ttl });
+    }
+    Ok(())
+}
+
 /// Resources as keys: at least one, none empty, no duplicates.
 fn validate_resources<I, S>(resources: I) -> Result<Arc<[String]>, ConfigError>
 where
@@ -586,6 +670,7 @@ pub struct RedlockBuilder {
     count: usize,
     defaults: LockOptions,
     settings: FredSettings,
+    max_ttl: Option<Duration>,
 }
 
 impl fmt::Debug for RedlockBuilder {
@@ -594,6 +679,7 @@ impl fmt::Debug for RedlockBuilder {
             .field("nodes", &self.count)
             .field("defaults", &self.defaults)
             .field("settings", &self.settings)
+            .field("max_ttl", &self.max_ttl)
             .finish()
     }
 }
@@ -642,6 +728,17 @@ impl RedlockBuilder {
         self
     }
 
+    /// The longest ttl of any lease (lock, pool grant, tree node) this
+    /// Redlock takes; longer ones fail with
+    /// [`ConfigError::TtlAboveMaxTtl`]. It is also the quarantine of a node
+    /// that lost its data (see [`MARKER_KEY`](crate::MARKER_KEY)), so every client of the same
+    /// servers must use the same value (or the largest). Default:
+    /// [`DEFAULT_MAX_TTL`] (60 s); at most [`MAX_TTL`].
+    pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = Some(max_ttl);
+        self
+    }
+
     /// Client settings for nodes added by URL. Default: [`FredSettings::default`].
     pub fn fred_settings(mut self, settings: FredSettings) -> Self {
         self.settings = settings;
@@ -678,7 +775,8 @@ impl RedlockBuilder {
             slots[index] = Some(node);
         }
         let nodes: Vec<Arc<dyn Node>> = slots.into_iter().flatten().collect();
-        let redlock = Redlock::build(nodes, self.defaults, "mutex")?;
+        let max_ttl = self.max_ttl.unwrap_or(DEFAULT_MAX_TTL);
+        let redlock = Redlock::build(nodes, self.defaults, max_ttl, "mutex")?;
         let timeout = self.settings.connection_timeout;
         futures::future::join_all(fred_nodes.iter().map(|n| n.wait_connected(timeout))).await;
         Ok(redlock)

@@ -70,7 +70,10 @@ impl<T> Round<T> {
                 node: node.name().to_owned(),
                 outcome: match reply {
                     Reply::Answered(t) => describe(t),
-                    Reply::Failed(e) => NodeOutcome::Error(e.clone()),
+                    Reply::Failed(e) => match crate::quarantine::left(e) {
+                        Some(remaining) => NodeOutcome::Quarantined { remaining },
+                        None => NodeOutcome::Error(e.clone()),
+                    },
                     Reply::TimedOut => NodeOutcome::TimedOut,
                     Reply::Pending => NodeOutcome::Pending,
                 },

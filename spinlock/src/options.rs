@@ -15,7 +15,10 @@ pub enum Expiry {
     ///
     /// For a lock's hold time this is [`MAX_TTL`] (one year): a quorum lock
     /// key always carries a ttl, so that a crashed holder cannot block the
-    /// key for good. For a stored result it is a key without expiry.
+    /// key for good. Such a lock needs a Redlock built with
+    /// `max_ttl(MAX_TTL)`, which also keeps a node that lost its data out
+    /// of every vote for a year. For a stored result it is a key without
+    /// expiry.
     Never,
 }
 
@@ -90,7 +93,8 @@ impl SpinOptions {
     /// The longest a lock is held: after it, the lock frees itself on the
     /// servers even if the holder never releases it (crashed, hung, or its
     /// task was aborted). Default: 60 s (py-dspinlock's `max_block_time`).
-    /// `Expiry::Never` means one year ([`MAX_TTL`]).
+    /// `Expiry::Never` means one year ([`MAX_TTL`]). It must not exceed the
+    /// Redlock's `max_ttl` (default 60 s).
     pub fn max_hold(mut self, hold: Expiry) -> Self {
         self.max_hold = hold;
         self

@@ -81,9 +81,15 @@ impl Spinlock {
     /// A spinlock over `redlock`'s nodes (its metrics labelled
     /// `primitive="spinlock"`), with the [`DefaultScheme`].
     ///
-    /// Errors: [`SpinError::InvalidOptions`] naming the bad option.
+    /// Errors: [`SpinError::InvalidOptions`] naming the bad option; a
+    /// [`max_hold`](SpinOptions::max_hold) above the Redlock's
+    /// [`max_ttl`](Redlock::max_ttl) is
+    /// [`SpinError::Lock`]`(InvalidConfig(TtlAboveMaxTtl))`.
     pub fn new(redlock: &Redlock, options: SpinOptions) -> Result<Self, SpinError> {
         options.validate()?;
+        redlock
+            .check_ttl(options.hold_ttl())
+            .map_err(quorate_redlock::Error::from)?;
         metrics::describe();
         Ok(Spinlock {
             redlock: redlock.with_metric_label("spinlock"),

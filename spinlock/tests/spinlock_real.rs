@@ -487,7 +487,21 @@ async fn no_expiry_only_when_asked_for() {
     let forever = SpinOptions::new()
         .max_hold(Expiry::Never)
         .result_expiry(Expiry::Never);
-    let spin = spin(&cluster, forever).await;
+    // a year-long hold needs a year-long max_ttl (and quarantine)
+    let redlock = Redlock::connect(cluster.urls()).await.expect("connect");
+    assert!(matches!(
+        Spinlock::new(&redlock, forever.clone()),
+        Err(SpinError::Lock(quorate_redlock::Error::InvalidConfig(
+            quorate_redlock::ConfigError::TtlAboveMaxTtl { .. }
+        )))
+    ));
+    let redlock = Redlock::builder()
+        .urls(cluster.urls())
+        .max_ttl(MAX_TTL)
+        .build()
+        .await
+        .expect("connect");
+    let spin = Spinlock::new(&redlock, forever).expect("options");
     let guard = spin.acquire("eternal").await.expect("acquire");
     let ttls = pttls(&cluster, &spin.lock_key("eternal")).await;
     let almost_a_year = (MAX_TTL - Duration::from_secs(60)).as_millis() as i64;

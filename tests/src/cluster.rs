@@ -2,7 +2,7 @@
 
 use tokio::task::JoinSet;
 
-use crate::{RedisServer, ServerOptions, TestkitError};
+use crate::{RedisServer, ServerOptions, TestkitError, QUORATE_MARKER_KEY, QUORATE_QUARANTINE_KEY};
 
 /// `n` independent [`RedisServer`]s (not a Redis Cluster: no slots, no
 /// replication — each node is a separate quorum member).
@@ -72,8 +72,9 @@ impl Cluster {
     }
 
     /// `KEYS pattern` on every node, in node order (sorted per node for
-    /// stable assertions). Killed and paused nodes yield an empty `Vec`
-    /// rather than an error or a hang.
+    /// stable assertions), leaving out quorate's node bookkeeping (its
+    /// marker and quarantine keys). Killed and paused nodes yield an empty
+    /// `Vec` rather than an error or a hang.
     pub async fn keys(&self, pattern: &str) -> Result<Vec<Vec<String>>, TestkitError> {
         let mut all = Vec::with_capacity(self.servers.len());
         for server in &self.servers {
@@ -86,6 +87,7 @@ impl Cluster {
                 .into_array()
                 .iter()
                 .filter_map(|k| k.as_string())
+                .filter(|k| k != QUORATE_MARKER_KEY && k != QUORATE_QUARANTINE_KEY)
                 .collect();
             keys.sort();
             all.push(keys);

@@ -37,4 +37,4 @@ pub use locate::{
 };
 pub use proxy::{Fault, FaultProxy};
 pub use resp::Reply;
-pub use server::{RedisServer, ServerOptions};
+pub use server::{RedisServer, ServerOptions, QUORATE_MARKER_KEY, QUORATE_QUARANTINE_KEY};

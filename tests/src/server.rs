@@ -40,7 +40,22 @@ pub struct ServerOptions {
     /// Require this password (`requirepass`); [`RedisServer::url`] and
     /// [`RedisServer::command`] then include it.
     pub password: Option<String>,
+    /// Leave a new server without quorate's marker key, as a server quorate
+    /// has never seen: its first granting call then quarantines it (see
+    /// [`QUORATE_MARKER_KEY`]). By default a new server is declared fresh.
+    pub unmarked: bool,
 }
+
+/// quorate's per-node marker key (quorate-redlock's `MARKER_KEY`; a test
+/// checks they agree). A server that lost its data loses it and is
+/// quarantined by quorate. [`RedisServer::start_with`] sets it on a new
+/// server (as `Redlock::declare_fresh` would, unless
+/// [`ServerOptions::unmarked`]); [`RedisServer::restart`] does not, so a
+/// restart without the AOF is a data loss quorate sees.
+pub const QUORATE_MARKER_KEY: &str = "quorate:marker";
+
+/// The key of a running quarantine (quorate-redlock's `QUARANTINE_KEY`).
+pub const QUORATE_QUARANTINE_KEY: &str = "quorate:quarantine";
 
 /// A `redis-server` process listening on `127.0.0.1:<free port>`.
 ///
@@ -105,7 +120,13 @@ impl RedisServer {
                 paused: AtomicBool::new(false),
             };
             match server.launch().await {
-                Ok(()) => return Ok(server),
+                Ok(()) => {
+                    if !server.options.unmarked {
+                        let mark = ["SET", QUORATE_MARKER_KEY, "fresh:testkit", "NX"];
+                        server.command(&mark).await?;
+                    }
+                    return Ok(server);
+                }
                 // Dropping `server` removes its directory before the next try.
                 Err(TestkitError::Exited { .. }) if attempt < PORT_ATTEMPTS => continue,
                 Err(e) => return Err(e),

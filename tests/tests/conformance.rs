@@ -465,6 +465,73 @@ async fn case_queue_entries_lapse_and_leave(node: &dyn Node) {
     ));
 }
 
+/// A node that lost its data refuses every granting call for its max_ttl
+/// (releases and extensions still answer), then votes again; one declared
+/// fresh before any granting call votes at once.
+async fn case_a_node_that_lost_its_data_sits_out_its_quarantine<F, Fut>(node: &dyn Node, lose: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let max_ttl = Duration::from_millis(400);
+    node.set_max_ttl(max_ttl);
+    assert_eq!(acquire(node, &["held"], "a", max_ttl).await, GRANTED);
+    lose().await;
+    let lost_at = std::time::Instant::now();
+    let refusals = [
+        node.acquire(&keys(&["q"]), "b", max_ttl, false, None).await,
+        node.acquire(&keys(&["q", "q2"]), "b", max_ttl, false, None)
+            .await,
+        node.acquire(&keys(&["q"]), "b", max_ttl, true, None).await,
+    ];
+    for refusal in refusals {
+        let error = refusal.expect_err("quarantined").to_string();
+        assert!(error.starts_with("quarantined for "), "{error}");
+    }
+    assert_eq!(release(node, &["held"], "a").await, 0);
+    assert!(!extend(node, &["held"], "a", max_ttl).await);
+    assert!(!node.declare_fresh().await.expect("answers"), "marked");
+    loop {
+        match node.acquire(&keys(&["q"]), "c", max_ttl, false, None).await {
+            Ok(reply) => {
+                assert_eq!(reply, GRANTED);
+                break;
+            }
+            Err(e) => assert!(lost_at.elapsed() < 2 * max_ttl, "still {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(lost_at.elapsed() >= max_ttl - Duration::from_millis(20));
+
+    lose().await;
+    assert!(node.declare_fresh().await.expect("answers"), "declared");
+    assert_eq!(acquire(node, &["q"], "d", max_ttl).await, GRANTED);
+}
+
+#[tokio::test]
+async fn memory_case_a_node_that_lost_its_data_sits_out_its_quarantine() {
+    let memory = MemoryNode::new("memory");
+    let node: Arc<dyn Node> = Arc::new(memory.clone());
+    let lose = || {
+        memory.forget_all();
+        std::future::ready(())
+    };
+    case_a_node_that_lost_its_data_sits_out_its_quarantine(node.as_ref(), lose).await;
+}
+
+#[tokio::test]
+async fn redis_case_a_node_that_lost_its_data_sits_out_its_quarantine() {
+    let (cluster, node) = real_node().await;
+    let lose = || async {
+        cluster
+            .server(0)
+            .command(&["FLUSHALL"])
+            .await
+            .expect("FLUSHALL");
+    };
+    case_a_node_that_lost_its_data_sits_out_its_quarantine(node.as_ref(), lose).await;
+}
+
 async fn memory_node() -> Arc<dyn Node> {
     Arc::new(MemoryNode::new("memory"))
 }

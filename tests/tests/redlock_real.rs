@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use quorate_redlock::{
-    Error, FredNode, FredSettings, LockOptions, Node, NodeOutcome, Redlock, ReleaseOutcome,
+    ConfigError, Error, FredNode, FredSettings, LockOptions, Node, NodeOutcome, Redlock,
+    ReleaseOutcome,
 };
 use quorate_testkit::{Cluster, Fault, FaultProxy, FenceLog, HoldLog, Reply, ServerOptions};
 use tokio::time::Instant;
@@ -32,13 +33,22 @@ async fn all_keys(cluster: &Cluster) -> Vec<Vec<String>> {
     cluster.keys("*").await.expect("KEYS")
 }
 
+/// A Redlock whose nodes sit out `max_ttl` after losing their data.
+async fn connect_with_max_ttl(urls: Vec<String>, max_ttl: Duration) -> Redlock {
+    let builder = Redlock::builder()
+        .urls(urls)
+        .max_ttl(max_ttl)
+        .defaults(LockOptions::new().ttl(max_ttl));
+    builder.build().await.expect("connect")
+}
+
 /// Locks and releases `key` until node `i` is seen holding our token (it
 /// reconnected and takes part again); fails after 15 s.
 async fn wait_until_node_grants(redlock: &Redlock, cluster: &Cluster, i: usize, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let guard = redlock
-            .lock(key, Duration::from_secs(5))
+            .lock(key, Duration::from_secs(1))
             .await
             .expect("lock");
         let token = guard.lease().token().to_hex();
@@ -66,7 +76,7 @@ async fn through_proxies(cluster: &Cluster) -> (Vec<FaultProxy>, Redlock) {
 /// One lock and release of `key`, both expected to succeed.
 async fn lock_and_release(redlock: &Redlock, key: &str) {
     let guard = redlock
-        .lock(key, Duration::from_secs(5))
+        .lock(key, Duration::from_secs(1))
         .await
         .expect("lock");
     assert_eq!(
@@ -553,30 +563,90 @@ async fn script_flush_between_operations_is_survived() {
 }
 
 #[tokio::test]
-async fn a_restarted_node_is_used_again() {
+async fn a_node_restarted_empty_sits_out_its_quarantine_then_is_used_again() {
     let mut cluster = Cluster::start(5).await.expect("cluster");
-    let redlock = connect(cluster.urls()).await;
+    let max_ttl = Duration::from_secs(2);
+    let redlock = connect_with_max_ttl(cluster.urls(), max_ttl).await;
     lock_and_release(&redlock, "x").await;
     cluster.server_mut(0).kill();
     let guard = redlock
-        .lock("x", Duration::from_secs(5))
+        .lock("x", Duration::from_secs(1))
         .await
         .expect("4 of 5");
     guard.release().await.expect("release");
+    let restarted = Instant::now();
     cluster.server_mut(0).restart().await.expect("restart");
-    // the client reconnects on its own (backoff up to 1 s)
+    // the client reconnects on its own (backoff up to 1 s); the node's
+    // first granting call finds its marker gone and starts the quarantine
     wait_until_node_grants(&redlock, &cluster, 0, "x").await;
+    let out = restarted.elapsed();
+    assert!(
+        out >= max_ttl,
+        "granted again {out:?} after an empty restart"
+    );
+    let marker = cluster.server(0).command(&["GET", "quorate:marker"]).await;
+    let marker = marker.expect("GET").as_string().unwrap_or_default();
+    assert!(marker.starts_with("lost:"), "{marker}");
+}
+
+#[tokio::test]
+async fn a_lock_call_names_the_quarantined_node_and_how_long_it_sits_out() {
+    let mut cluster = Cluster::start(3).await.expect("cluster");
+    let redlock = connect_with_max_ttl(cluster.urls(), Duration::from_secs(30)).await;
+    for i in 0..2 {
+        cluster.server_mut(i).restart().await.expect("restart");
+    }
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(1))
+        .acquire_timeout(Some(Duration::from_secs(3)));
+    let started = Instant::now();
+    let err = loop {
+        // until the client has reconnected to both restarted nodes
+        let err = redlock
+            .lock_with(["q"], &options)
+            .await
+            .expect_err("2 of 3 lost");
+        let quarantined = err.outcomes().map_or(0, |o| {
+            o.nodes_where(|o| matches!(o, NodeOutcome::Quarantined { .. }))
+                .len()
+        });
+        if quarantined == 2 || started.elapsed() > Duration::from_secs(15) {
+            break err;
+        }
+    };
+    assert!(
+        matches!(err, Error::NoQuorum { granted: 0 | 1, .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    for i in 0..2 {
+        let node = name_of(&cluster.server(i).url());
+        assert!(
+            text.contains(&format!("{node}: quarantined for ")),
+            "{text}"
+        );
+    }
+    // a ttl above max_ttl is refused before anything is sent
+    let long = redlock.lock("q", Duration::from_secs(31)).await;
+    assert!(
+        matches!(
+            long,
+            Err(Error::InvalidConfig(ConfigError::TtlAboveMaxTtl { .. }))
+        ),
+        "{long:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_node_down_at_construction_joins_when_it_comes_up() {
     let mut cluster = Cluster::start(3).await.expect("cluster");
     cluster.server_mut(2).kill();
-    let redlock = connect(cluster.urls()).await;
-    let err = redlock.try_lock("late", Duration::from_secs(5)).await;
+    let redlock = connect_with_max_ttl(cluster.urls(), Duration::from_secs(1)).await;
+    let err = redlock.try_lock("late", Duration::from_secs(1)).await;
     // 2 of 3 still grant; the dead node fails fast with its connection error
     let guard = err.expect("2 of 3");
     guard.release().await.expect("release");
+    // it comes back empty, so it joins after its quarantine
     cluster.server_mut(2).restart().await.expect("restart");
     wait_until_node_grants(&redlock, &cluster, 2, "late").await;
 }
@@ -829,8 +899,10 @@ async fn requests_made_together_are_sent_as_one_command() {
         let sent = calls(&cluster, 0, "set").await
             + calls(&cluster, 0, "eval").await
             + calls(&cluster, 0, "evalsha").await;
-        // the scripts' own SETs count too: subtract the keys they set
-        let scripted = if commands == 1 { 50 } else { 0 };
+        // the scripts' own SETs count too: subtract the keys they set (every
+        // acquire is a script: a plain SET NX could not refuse while the
+        // node is quarantined)
+        let scripted = 50;
         assert_eq!(sent - scripted, commands, "max_batch {max_batch}");
         for k in &keys {
             assert_eq!(

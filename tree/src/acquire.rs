@@ -19,7 +19,8 @@ use crate::path::TreePath;
 /// The per-server check-and-lock; see the script's header.
 static ACQUIRE: NodeScript =
     NodeScript::new("tree_acquire", include_str!("../scripts/acquire.lua"))
-        .emulated(acquire_in_memory);
+        .emulated(acquire_in_memory)
+        .granting();
 
 /// How many index and owner entries a registration samples for pruning.
 const SAMPLE: usize = 3;

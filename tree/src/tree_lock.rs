@@ -194,6 +194,10 @@ impl TreeLock {
         let path = path?;
         options.validate()?;
         let lock = options.lock_options();
+        self.inner
+            .redlock
+            .check_ttl(lock.get_ttl())
+            .map_err(Error::from)?;
         let keys = self.inner.keys.for_path(&path);
         let deadline = lock.get_acquire_timeout().map(|t| called + t);
         let span = tracing::debug_span!("quorate.tree.acquire", tree = %self.inner.name, path = %path, attempt = tracing::field::Empty);

@@ -734,3 +734,41 @@ async fn releasing_a_descendant_wakes_a_waiting_ancestor_at_once() {
         "woken by polling, not by the release ({hand_off:?})"
     );
 }
+
+#[tokio::test]
+async fn a_node_lock_forgotten_by_a_majority_is_not_granted_again_while_it_is_valid() {
+    let mut cluster = Cluster::start(3).await.expect("cluster");
+    let max_ttl = Duration::from_secs(2);
+    let urls = cluster.urls();
+    let client = || async {
+        let defaults = LockOptions::new().ttl(max_ttl);
+        let builder = Redlock::builder().urls(urls.clone()).max_ttl(max_ttl);
+        let redlock = builder.defaults(defaults).build().await.expect("connect");
+        TreeLock::new(&redlock, "t").expect("tree")
+    };
+    let guard = client()
+        .await
+        .try_lock(["a", "b"], max_ttl)
+        .await
+        .expect("granted");
+    // 2 of 3 nodes restarted empty: a majority forgot the lock
+    for i in 0..2 {
+        cluster.server_mut(i).restart().await.expect("restart");
+    }
+    let rival = client().await;
+    let refused = rival.try_lock(["a"], max_ttl).await.expect_err("refused");
+    assert!(refused.to_string().contains("quarantined"), "{refused}");
+    let options = rival
+        .options()
+        .ttl(max_ttl)
+        .acquire_timeout(Some(Duration::from_secs(10)));
+    let second = rival
+        .lock_with(["a"], &options)
+        .await
+        .expect("granted later");
+    assert!(
+        !guard.is_valid(),
+        "the ancestor was granted while its descendant was valid"
+    );
+    drop((guard, second));
+}

@@ -29,7 +29,8 @@ static BATCH: NodeScript = NodeScript::new(
         include_str!("../../scripts/queue.lua"),
         include_str!("../../scripts/batch.lua")
     ),
-);
+)
+.granting();
 
 /// One queued request.
 enum Request {
@@ -173,30 +174,45 @@ async fn hand_over(mut command: BoxFuture<'static, ()>) {
     }
 }
 
+/// One key's acquire on its own (a node without batching): the batch
+/// script with one request, not a plain `SET NX`, which could not refuse
+/// while the node is quarantined.
+pub(super) fn acquire_one(
+    link: &Link,
+    key: String,
+    token: String,
+    ttl: Duration,
+) -> NodeFuture<AcquireReply> {
+    let (reply, answer) = oneshot::channel();
+    let request = Batchable::Acquire {
+        key,
+        token,
+        ttl,
+        reply,
+    };
+    let sent = send(link, vec![request]);
+    async move {
+        sent.await;
+        answer.await.map_err(|_| closed())?
+    }
+    .boxed()
+}
+
 /// Sends `batch` as one command and hands each request its answer.
 fn send(link: &Link, mut batch: Vec<Batchable>) -> BoxFuture<'static, ()> {
-    if batch.len() == 1 {
-        return match batch.pop() {
-            Some(Batchable::Acquire {
-                key,
-                token,
-                ttl,
-                reply,
-            }) => link
-                .acquire_one(key, token, ttl)
-                .map(|answer| drop(reply.send(answer)))
-                .boxed(),
-            Some(Batchable::Release {
-                key,
-                token,
-                announce,
-                reply,
-            }) => link
+    if let [Batchable::Release { .. }] = batch.as_slice() {
+        if let Some(Batchable::Release {
+            key,
+            token,
+            announce,
+            reply,
+        }) = batch.pop()
+        {
+            return link
                 .release(vec![key], token, announce)
                 .map(|answer| drop(reply.send(answer)))
-                .boxed(),
-            None => futures::future::ready(()).boxed(),
-        };
+                .boxed();
+        }
     }
     let mut keys = Vec::with_capacity(batch.len());
     let mut args: Vec<fred::types::Value> = Vec::with_capacity(3 + 3 * batch.len());

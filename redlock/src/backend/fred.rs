@@ -1,14 +1,15 @@
 //! The real backend: one fred client per node, scripts by EVALSHA.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fred::clients::SubscriberClient;
 use fred::interfaces::{LuaInterface, PubsubInterface};
 use fred::prelude::{
-    ClientLike, Config, ConnectionConfig, EventInterface, Expiration, KeysInterface,
-    PerformanceConfig, ReconnectPolicy, Server, SetOptions,
+    ClientLike, Config, ConnectionConfig, EventInterface, PerformanceConfig, ReconnectPolicy,
+    Server,
 };
 use fred::types::config::ServerConfig;
 use fred::types::ClientState;
@@ -16,12 +17,13 @@ use futures::future::FutureExt;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::batch::Batcher;
+use super::batch::{acquire_one, Batcher};
 use super::{
     fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript,
     QueueEntry, Released, ScriptValue, HEAD_CLAIM, RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
 };
 use crate::error::ConfigError;
+use crate::quarantine::{self, DEFAULT_MAX_TTL, MARKER_KEY};
 use crate::queue::with_queue_keys;
 
 static ACQUIRE: NodeScript = NodeScript::new(
@@ -30,7 +32,8 @@ static ACQUIRE: NodeScript = NodeScript::new(
         include_str!("../../scripts/queue.lua"),
         include_str!("../../scripts/acquire.lua")
     ),
-);
+)
+.granting();
 static RELEASE: NodeScript = NodeScript::new(
     "release",
     concat!(
@@ -50,6 +53,10 @@ static RAISE_FENCE: NodeScript =
     NodeScript::new("raise_fence", include_str!("../../scripts/raise_fence.lua"));
 static EXTEND_MANY: NodeScript =
     NodeScript::new("extend_many", include_str!("../../scripts/extend_many.lua"));
+static DECLARE_FRESH: NodeScript = NodeScript::new(
+    "declare_fresh",
+    include_str!("../../scripts/declare_fresh.lua"),
+);
 
 /// Client settings that quorate applies to the clients it builds from URLs.
 ///
@@ -130,6 +137,9 @@ pub(super) struct Link {
     last_error: Arc<Mutex<Option<String>>>,
     /// Scripts this node ran by source, so it has them cached.
     loaded: Arc<Mutex<HashSet<&'static str>>>,
+    /// The quarantine of this node after a data loss, in ms: appended to
+    /// every granting script ([`Node::set_max_ttl`]).
+    max_ttl_ms: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -203,6 +213,7 @@ impl FredNode {
             client,
             last_error,
             loaded: Arc::default(),
+            max_ttl_ms: Arc::new(AtomicU64::new(ttl_millis(DEFAULT_MAX_TTL))),
         };
         let node = FredNode {
             shared: Arc::new(Shared {
@@ -380,6 +391,11 @@ impl Link {
         }
         let link = self.clone();
         let known = link.loaded_scripts().contains(script.name());
+        let mut args = args;
+        if script.is_granting() {
+            let max_ttl_ms = self.max_ttl_ms.load(Ordering::Relaxed);
+            args.push(max_ttl_ms.to_string().into());
+        }
         async move {
             let client = &link.client;
             if known {
@@ -395,7 +411,7 @@ impl Link {
                 }
             }
             let result = client
-                .eval::<T, _, _, _>(script.lua(), keys, args)
+                .eval::<T, _, _, _>(script.source(), keys, args)
                 .await
                 .map_err(node_error);
             if result.is_ok() {
@@ -408,42 +424,6 @@ impl Link {
 
     fn loaded_scripts(&self) -> std::sync::MutexGuard<'_, HashSet<&'static str>> {
         self.loaded.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// One key by `SET NX PX`; when refused, how long the holder keeps it.
-    pub(super) fn acquire_one(
-        &self,
-        key: String,
-        token: String,
-        ttl: Duration,
-    ) -> NodeFuture<AcquireReply> {
-        if let Some(error) = self.disconnected_error() {
-            return futures::future::ready(Err(error)).boxed();
-        }
-        let client = self.client.clone();
-        let px = i64::try_from(ttl_millis(ttl)).unwrap_or(i64::MAX);
-        async move {
-            let expire = Some(Expiration::PX(px));
-            let set: Option<String> = client
-                .set(key.as_str(), token, expire, Some(SetOptions::NX), false)
-                .await
-                .map_err(node_error)?;
-            if set.is_some() {
-                return Ok(AcquireReply::Granted {
-                    fence: None,
-                    next: None,
-                });
-            }
-            // Refused: ask how long the holder keeps it (only on this
-            // slow path; a pipeline of both costs every grant more).
-            let pttl: i64 = client.pttl(key.as_str()).await.map_err(node_error)?;
-            Ok(AcquireReply::Taken {
-                index: 0,
-                remaining: remaining_from_pttl(pttl),
-                rank: None,
-            })
-        }
-        .boxed()
     }
 
     /// Compare-and-delete of `keys`, each passing to its queue's head; when
@@ -474,7 +454,9 @@ pub(super) fn remaining_from_pttl(pttl: i64) -> Option<Duration> {
 }
 
 fn node_error(e: fred::error::Error) -> NodeError {
-    NodeError(format!("{:?}: {}", e.kind(), e.details()))
+    quarantine::from_server_error(e.details(), || {
+        NodeError(format!("{:?}: {}", e.kind(), e.details()))
+    })
 }
 
 fn channels(keys: &[String]) -> Vec<String> {
@@ -516,7 +498,7 @@ impl Node for FredNode {
             let (key, token) = (key.clone(), token.to_owned());
             return match &self.shared.batcher {
                 Some(batcher) => batcher.acquire(key, token, ttl),
-                None => self.shared.link.acquire_one(key, token, ttl),
+                None => self.in_order(move |link| acquire_one(link, key, token, ttl)),
             };
         }
         let flag = if fenced { "1" } else { "0" };
@@ -649,6 +631,17 @@ impl Node for FredNode {
 
     fn releases(&self) -> Option<broadcast::Receiver<Released>> {
         Some(self.announcements().released.subscribe())
+    }
+
+    fn set_max_ttl(&self, max_ttl: Duration) {
+        let ms = ttl_millis(max_ttl);
+        self.shared.link.max_ttl_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn declare_fresh(&self) -> NodeFuture<bool> {
+        self.quorate_script::<i64>(&DECLARE_FRESH, &[MARKER_KEY.to_owned()], Vec::new())
+            .map(|reply| Ok(reply? == 1))
+            .boxed()
     }
 }
 

@@ -13,6 +13,7 @@ use super::{
     fence_key, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript, QueueEntry,
     Released, ScriptValue, HEAD_CLAIM,
 };
+use crate::quarantine::{MemoryMarker, DEFAULT_MAX_TTL};
 
 /// An in-memory node: for unit tests, users' own tests, deterministic fault
 /// simulation and the demo when no Redis is at hand. Clones share state.
@@ -42,6 +43,10 @@ struct State {
     /// Batched extension requests served (each counts once, however many
     /// locks it carried).
     extends: u64,
+    /// Quarantine after a data loss ([`forget_all`](MemoryNode::forget_all)).
+    marker: MemoryMarker,
+    /// The quarantine's length; `None` until a Redlock sets it.
+    max_ttl: Option<Duration>,
 }
 
 enum Fault {
@@ -126,11 +131,15 @@ impl MemoryNode {
         state.queues = MemoryQueues::default();
     }
 
-    /// Forget everything, fence counters included: a restart without
-    /// persistence (which fencing does not survive, see the README).
+    /// Forget everything, fence counters and the quarantine marker
+    /// included: a restart without persistence. The next call that could
+    /// grant starts the node's quarantine (see
+    /// [`MARKER_KEY`](crate::MARKER_KEY)).
     pub fn forget_all(&self) {
         self.flush();
-        self.lock_state().fences.clear();
+        let mut state = self.lock_state();
+        state.fences.clear();
+        state.marker.lose();
     }
 
     /// How many waiters the queue of `key` holds, after dropping lapsed
@@ -147,6 +156,20 @@ impl MemoryNode {
         // A panic while holding this lock cannot leave the map half-updated
         // (each operation checks before it writes), so poisoning is ignored.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `op` atomically as a granting call: refused while quarantined.
+    fn call_granting<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut State) -> T + Send + 'static,
+    ) -> NodeFuture<T> {
+        self.call(move |state| {
+            let max_ttl = state.max_ttl.unwrap_or(DEFAULT_MAX_TTL);
+            let now = state.store.now();
+            state.marker.check(now, max_ttl).map(|()| op(state))
+        })
+        .map(|answer| answer?)
+        .boxed()
     }
 
     /// Runs `op` atomically, unless a fault is simulated.
@@ -288,7 +311,7 @@ impl Node for MemoryNode {
         let keys = keys.to_vec();
         let token = token.to_owned();
         let queue = queue.cloned();
-        self.call(move |state| state.acquire(&keys, &token, ttl, fenced, queue.as_ref()))
+        self.call_granting(move |state| state.acquire(&keys, &token, ttl, fenced, queue.as_ref()))
     }
 
     fn leave_queue(&self, keys: &[String], member: &str) -> NodeFuture<()> {
@@ -370,7 +393,13 @@ impl Node for MemoryNode {
             return future::ready(Err(error)).boxed();
         };
         let name = self.name.clone();
-        self.call(move |state| emulation(&mut state.store, &keys, &args))
+        let run = move |state: &mut State| emulation(&mut state.store, &keys, &args);
+        let answer = if script.is_granting() {
+            self.call_granting(run)
+        } else {
+            self.call(run)
+        };
+        answer
             .map(move |answer| {
                 answer?.map_err(|e| NodeError(format!("{name}: script `{}`: {e}", script.name())))
             })
@@ -379,6 +408,14 @@ impl Node for MemoryNode {
 
     fn releases(&self) -> Option<broadcast::Receiver<Released>> {
         Some(self.released.subscribe())
+    }
+
+    fn set_max_ttl(&self, max_ttl: Duration) {
+        self.lock_state().max_ttl = Some(max_ttl);
+    }
+
+    fn declare_fresh(&self) -> NodeFuture<bool> {
+        self.call(|state| state.marker.declare_fresh())
     }
 
     fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool> {

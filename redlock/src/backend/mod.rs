@@ -196,6 +196,21 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
     fn releases(&self) -> Option<broadcast::Receiver<Released>> {
         None
     }
+
+    /// How long this node stays out of every vote after it lost its data:
+    /// the longest ttl any of its clients may use (see
+    /// [`MARKER_KEY`](crate::MARKER_KEY)). Set by the [`Redlock`](crate::Redlock)
+    /// built on the node. The default ignores it: a node without quarantine.
+    fn set_max_ttl(&self, max_ttl: Duration) {
+        let _ = max_ttl;
+    }
+
+    /// Declares the node fresh: sets its marker if it has none, so a
+    /// server that never held a lock votes at once instead of serving a
+    /// quarantine. `true` if it set it. The default does nothing.
+    fn declare_fresh(&self) -> NodeFuture<bool> {
+        futures::future::ready(Ok(false)).boxed()
+    }
 }
 
 /// The fence counter of a lock key: `quorate:fence:{key}`. It has no ttl.

@@ -18,6 +18,9 @@ pub struct NodeScript {
     name: &'static str,
     lua: &'static str,
     memory: Option<MemoryScript>,
+    granting: bool,
+    /// The source sent: `lua`, after the quarantine prelude when granting.
+    source: OnceLock<String>,
     fred: OnceLock<fred::types::scripts::Script>,
 }
 
@@ -28,8 +31,27 @@ impl NodeScript {
             name,
             lua,
             memory: None,
+            granting: false,
+            source: OnceLock::new(),
             fred: OnceLock::new(),
         }
+    }
+
+    /// The script can grant (its answer is a vote for a lock, a pool grant
+    /// or a tree node): a node that lost its data refuses it while in
+    /// quarantine (see [`MARKER_KEY`](crate::MARKER_KEY)), failing the call
+    /// with an error that says so. The node appends the longest ttl
+    /// ([`RedlockBuilder::max_ttl`](crate::RedlockBuilder::max_ttl)) as an
+    /// extra last argument, which the prelude removes before the script's
+    /// own code runs; memory nodes apply the same rule before the twin.
+    pub const fn granting(mut self) -> Self {
+        self.granting = true;
+        self
+    }
+
+    /// Whether the script can grant (see [`granting`](Self::granting)).
+    pub fn is_granting(&self) -> bool {
+        self.granting
     }
 
     /// The script with a native twin for [`MemoryNode`](super::MemoryNode)s:
@@ -50,14 +72,26 @@ impl NodeScript {
         self.name
     }
 
-    /// The Lua source.
+    /// The Lua source, as written (without the quarantine prelude).
     pub fn lua(&self) -> &'static str {
         self.lua
     }
 
+    /// The Lua source sent to servers: with the quarantine prelude when
+    /// [`granting`](Self::granting).
+    pub fn source(&self) -> &str {
+        self.source.get_or_init(|| {
+            if self.granting {
+                format!("{}{}", crate::quarantine::QUARANTINE_LUA, self.lua)
+            } else {
+                self.lua.to_owned()
+            }
+        })
+    }
+
     pub(crate) fn fred(&self) -> &fred::types::scripts::Script {
         self.fred
-            .get_or_init(|| fred::types::scripts::Script::from_lua(self.lua))
+            .get_or_init(|| fred::types::scripts::Script::from_lua(self.source()))
     }
 }
 

@@ -1,0 +1,157 @@
+//! Quarantine of nodes that lost their data.
+//!
+//! Redlock's known hole: a node restarted without persistence (or flushed,
+//! or failed over to an empty replica) has forgotten the leases it granted,
+//! and can vote for a second holder while the first still has validity.
+//! Every script that can grant (`acquire.lua`, `batch.lua`, the pool's and
+//! the tree's) starts with `scripts/quarantine.lua`: each node keeps a
+//! marker key without ttl ([`MARKER_KEY`]) that vanishes with its data; a
+//! granting script that finds it gone sets it again and refuses every vote
+//! for the longest ttl any client may use ([`RedlockBuilder::max_ttl`],
+//! default [`DEFAULT_MAX_TTL`]), by which time every forgotten lease has
+//! expired. The state is on the server, so clients agree without talking
+//! to each other.
+//!
+//! A server that never held a lock has no marker either: declare it fresh
+//! ([`Redlock::declare_fresh`]) and it votes at once.
+//!
+//! [`RedlockBuilder::max_ttl`]: crate::RedlockBuilder::max_ttl
+//! [`Redlock::declare_fresh`]: crate::Redlock::declare_fresh
+
+use std::time::Duration;
+
+use crate::backend::NodeError;
+
+/// The marker key every node keeps (no ttl): `fresh:<ms>` when declared
+/// fresh, `lost:<ms>` when a quarantine began (server time).
+pub const MARKER_KEY: &str = "quorate:marker";
+
+/// The key that exists (with a ttl) while a node is quarantined.
+pub const QUARANTINE_KEY: &str = "quorate:quarantine";
+
+/// The default longest ttl of any lease, and so the quarantine of a node
+/// that lost its data: 60 s.
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(60);
+
+/// The Lua prelude of granting scripts.
+pub(crate) const QUARANTINE_LUA: &str = include_str!("../scripts/quarantine.lua");
+
+/// The error a granting script answers on a quarantined node, then the ms left.
+const REFUSAL: &str = "QUORATE_QUARANTINED ";
+
+/// What [`NodeError`]s of a quarantined node start with, then the ms left.
+const MESSAGE: &str = "quarantined for ";
+
+/// The error of a node that refused to vote for `left` more.
+pub(crate) fn refusal(left: Duration) -> NodeError {
+    NodeError(format!(
+        "{MESSAGE}{} ms more: the node lost its data (restart without persistence, \
+         FLUSHALL or failover to an empty replica) and votes again once every lease it \
+         may have forgotten has expired",
+        left.as_millis()
+    ))
+}
+
+/// The node error for a server's error reply: a quarantine refusal becomes
+/// [`refusal`], anything else is kept as `other`.
+pub(crate) fn from_server_error(details: &str, other: impl FnOnce() -> NodeError) -> NodeError {
+    match details
+        .find(REFUSAL)
+        .map(|at| &details[at + REFUSAL.len()..])
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
+        Some(ms) => refusal(Duration::from_millis(ms)),
+        None => other(),
+    }
+}
+
+/// How long a node that answered `error` stays quarantined, if that is why
+/// it failed.
+pub(crate) fn left(error: &str) -> Option<Duration> {
+    let rest = error.strip_prefix(MESSAGE)?;
+    let ms = rest.split(' ').next()?.parse().ok()?;
+    Some(Duration::from_millis(ms))
+}
+
+/// The memory node's marker: the same rules as `quarantine.lua`, on tokio time.
+#[derive(Debug)]
+pub(crate) struct MemoryMarker {
+    present: bool,
+    /// When the running quarantine began, and when it ends.
+    quarantine: Option<(tokio::time::Instant, tokio::time::Instant)>,
+}
+
+impl Default for MemoryMarker {
+    /// A new memory node cannot have lost anything: it starts declared fresh.
+    fn default() -> Self {
+        MemoryMarker {
+            present: true,
+            quarantine: None,
+        }
+    }
+}
+
+impl MemoryMarker {
+    /// The node lost its data (the marker went with it).
+    pub fn lose(&mut self) {
+        self.present = false;
+    }
+
+    /// Declares the node fresh if it has no marker; whether it did.
+    pub fn declare_fresh(&mut self) -> bool {
+        !std::mem::replace(&mut self.present, true)
+    }
+
+    /// Before a granting call: `Err` while the node must not vote.
+    pub fn check(&mut self, now: tokio::time::Instant, max_ttl: Duration) -> Result<(), NodeError> {
+        if !self.present {
+            self.present = true;
+            self.quarantine = Some((now, now + max_ttl));
+        }
+        let Some((began, mut ends)) = self.quarantine else {
+            return Ok(());
+        };
+        if ends <= now {
+            self.quarantine = None;
+            return Ok(());
+        }
+        ends = ends.max(began + max_ttl);
+        self.quarantine = Some((began, ends));
+        Err(refusal(ends - now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_refusal_becomes_a_readable_error_that_names_the_time_left() {
+        let e = from_server_error("QUORATE_QUARANTINED 1234 script: ...", || {
+            NodeError("other".into())
+        });
+        assert!(e.0.starts_with("quarantined for 1234 ms more"), "{e}");
+        assert_eq!(left(&e.0), Some(Duration::from_millis(1234)));
+        let other = from_server_error("ERR wrong", || NodeError("other".into()));
+        assert_eq!(other.0, "other");
+        assert_eq!(left("connection refused"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn memory_marker_quarantines_a_lost_node_for_the_longest_max_ttl_seen() {
+        let mut marker = MemoryMarker::default();
+        let now = tokio::time::Instant::now();
+        let max = Duration::from_secs(10);
+        assert!(marker.check(now, max).is_ok(), "a new node votes");
+        marker.lose();
+        let e = marker.check(now, max).expect_err("lost: quarantined");
+        assert_eq!(left(&e.0), Some(max));
+        // a client allowing 20 s leases stretches it to 20 s from the loss
+        let later = now + Duration::from_secs(5);
+        let e = marker.check(later, 2 * max).expect_err("still quarantined");
+        assert_eq!(left(&e.0), Some(Duration::from_secs(15)));
+        assert!(marker.check(now + 2 * max, max).is_ok(), "votes again");
+        assert!(!marker.declare_fresh(), "already marked");
+    }
+}
