@@ -55,7 +55,7 @@ impl fmt::Display for NodeOutcome {
             ),
             NodeOutcome::Error(e) => write!(f, "error: {e}"),
             NodeOutcome::TimedOut => f.write_str("timed out"),
-            NodeOutcome::Pending => f.write_str("no answer yet"),
+            NodeOutcome::Pending => f.write_str("not waited for (the round was decided first)"),
         }
     }
 }
@@ -128,6 +128,37 @@ pub enum ConfigError {
         url: String,
         /// What the parser said.
         reason: String,
+    },
+    /// A `rediss://` URL, but this build has no TLS (quorate-redlock's `tls`
+    /// feature): connecting would silently send everything in plaintext.
+    #[error(
+        "node #{index} `{url}` asks for TLS, but quorate-redlock was built without its `tls` \
+         feature: enable it (it would otherwise connect in plaintext)"
+    )]
+    TlsNotEnabled {
+        /// Position of the node in the list, from 0.
+        index: usize,
+        /// The URL with any password replaced by `***`.
+        url: String,
+    },
+    /// Fewer than a majority of the nodes could be reached and authenticated
+    /// while connecting (see [`RedlockBuilder::lazy`](crate::RedlockBuilder::lazy)
+    /// to start anyway and let them join later).
+    #[error(
+        "only {reachable} of {nodes} nodes could be reached and authenticated within \
+         {waited:?}, {quorum} needed: {problems}"
+    )]
+    Unreachable {
+        /// Nodes connected.
+        reachable: usize,
+        /// Nodes given.
+        nodes: usize,
+        /// The majority needed.
+        quorum: usize,
+        /// How long the connections were waited for.
+        waited: Duration,
+        /// Every unreachable node and why, as `host:port: reason; …`.
+        problems: String,
     },
     /// A ttl of zero.
     #[error("ttl must be positive")]

@@ -671,6 +671,7 @@ pub struct RedlockBuilder {
     defaults: LockOptions,
     settings: FredSettings,
     max_ttl: Option<Duration>,
+    lazy: bool,
 }
 
 impl fmt::Debug for RedlockBuilder {
@@ -680,6 +681,7 @@ impl fmt::Debug for RedlockBuilder {
             .field("defaults", &self.defaults)
             .field("settings", &self.settings)
             .field("max_ttl", &self.max_ttl)
+            .field("lazy", &self.lazy)
             .finish()
     }
 }
@@ -745,9 +747,26 @@ impl RedlockBuilder {
         self
     }
 
+    /// Starts without waiting for the nodes: `build` neither waits for the
+    /// connections nor fails when fewer than a majority can be reached;
+    /// nodes count as failed in rounds until they answer (for clients that
+    /// start before their servers). Default: `false`.
+    pub fn lazy(mut self, lazy: bool) -> Self {
+        self.lazy = lazy;
+        self
+    }
+
     /// Validates everything, starts the connections and waits up to the
-    /// connection timeout for them (a node that is down does not fail the
-    /// build: it counts as failed in rounds until it answers).
+    /// connection timeout for them.
+    ///
+    /// Errors: [`ConfigError`] for no nodes, a bad URL (naming it, password
+    /// redacted), `rediss://` without the `tls` feature, bad defaults, and
+    /// the same server given twice (compared by resolved address, so
+    /// `localhost:6379` and `127.0.0.1:6379` are one server);
+    /// [`ConfigError::Unreachable`] when fewer than a majority of the nodes
+    /// could be reached and authenticated by then, naming each failed node
+    /// and why (unless [`lazy`](Self::lazy)). Nodes that are down but not
+    /// needed for a majority join when they come up.
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future drops the half-built clients.
@@ -761,6 +780,9 @@ impl RedlockBuilder {
                     url,
                     reason,
                 },
+                ConfigError::TlsNotEnabled { url, .. } => {
+                    ConfigError::TlsNotEnabled { index: *index, url }
+                }
                 other => other,
             })?;
             fred_nodes.push(node.clone());
@@ -774,13 +796,52 @@ impl RedlockBuilder {
         for (index, node) in self.nodes {
             slots[index] = Some(node);
         }
+        let timeout = self.settings.connection_timeout;
+        reject_same_server(&fred_nodes, timeout).await?;
         let nodes: Vec<Arc<dyn Node>> = slots.into_iter().flatten().collect();
         let max_ttl = self.max_ttl.unwrap_or(DEFAULT_MAX_TTL);
         let redlock = Redlock::build(nodes, self.defaults, max_ttl, "mutex")?;
-        let timeout = self.settings.connection_timeout;
+        if self.lazy {
+            return Ok(redlock);
+        }
         futures::future::join_all(fred_nodes.iter().map(|n| n.wait_connected(timeout))).await;
+        let problems: Vec<String> = fred_nodes
+            .iter()
+            .filter_map(|n| Some(format!("{}: {}", n.name(), n.connection_problem()?)))
+            .collect();
+        let reachable = redlock.inner.nodes.len() - problems.len();
+        if reachable < redlock.inner.quorum {
+            return Err(ConfigError::Unreachable {
+                reachable,
+                nodes: redlock.inner.nodes.len(),
+                quorum: redlock.inner.quorum,
+                waited: timeout,
+                problems: problems.join("; "),
+            });
+        }
         Ok(redlock)
     }
+}
+
+/// Two nodes whose names resolve to a common address are one server, which
+/// would cast two votes.
+async fn reject_same_server(nodes: &[FredNode], timeout: Duration) -> Result<(), ConfigError> {
+    let resolved = futures::future::join_all(nodes.iter().map(|n| n.addresses(timeout))).await;
+    let mut seen: std::collections::HashMap<std::net::SocketAddr, &str> = Default::default();
+    for (node, addresses) in nodes.iter().zip(&resolved) {
+        for address in addresses {
+            match seen.insert(*address, node.name()) {
+                Some(other) if other != node.name() => {
+                    return Err(ConfigError::DuplicateNode(format!(
+                        "{address} (as {other} and as {})",
+                        node.name()
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

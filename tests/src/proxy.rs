@@ -2,6 +2,8 @@
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,6 +43,8 @@ pub struct FaultProxy {
     mode: watch::Sender<Mode>,
     /// Owns the per-connection tasks; aborting it aborts them all.
     accept: JoinHandle<()>,
+    /// Connections accepted so far.
+    accepted: Arc<AtomicU64>,
 }
 
 impl FaultProxy {
@@ -52,12 +56,19 @@ impl FaultProxy {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let (mode, watcher) = watch::channel(Mode::default());
-        let accept = tokio::spawn(accept_loop(listener, upstream, watcher));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            upstream,
+            watcher,
+            Arc::clone(&accepted),
+        ));
         Ok(Self {
             addr,
             upstream,
             mode,
             accept,
+            accepted,
         })
     }
 
@@ -74,6 +85,12 @@ impl FaultProxy {
     /// The address traffic is forwarded to.
     pub fn upstream(&self) -> SocketAddr {
         self.upstream
+    }
+
+    /// How many connections the proxy has accepted so far (a client that
+    /// reconnects shows up here).
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Switches the fault for existing and new connections immediately.
@@ -110,7 +127,12 @@ struct Mode {
     resets: u64,
 }
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, mode: watch::Receiver<Mode>) {
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    mode: watch::Receiver<Mode>,
+    accepted_count: Arc<AtomicU64>,
+) {
     // Dropped with this task on abort, which aborts every connection task.
     let mut connections = JoinSet::new();
     loop {
@@ -121,6 +143,7 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, mode: watch::R
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        accepted_count.fetch_add(1, Ordering::SeqCst);
         let resets = {
             let current = mode.borrow();
             if current.fault == Fault::Reset {

@@ -734,11 +734,42 @@ async fn password_protected_nodes_and_a_wrong_password() {
         .iter()
         .map(|u| u.replace("s3cret", "wrong"))
         .collect();
-    let redlock = connect(wrong).await;
-    let err = redlock
-        .try_lock("acl", Duration::from_secs(5))
+    // connecting fails fast, naming the problem of every node
+    let err = Redlock::connect(wrong.clone())
         .await
         .expect_err("auth fails");
+    assert!(
+        matches!(err, ConfigError::Unreachable { reachable: 0, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(!text.contains("wrong"), "password leaked: {text}");
+    assert_eq!(text.matches("authentication failed").count(), 3, "{text}");
+    // started lazily, a lock call names the auth problem per node
+    let redlock = Redlock::builder().urls(wrong).lazy(true).build().await;
+    let redlock = redlock.expect("lazy start");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let err = loop {
+        let err = redlock
+            .try_lock("acl", Duration::from_secs(5))
+            .await
+            .expect_err("auth fails");
+        // until the first connection attempt of every node has failed
+        let reasons = err
+            .outcomes()
+            .expect("outcomes")
+            .0
+            .iter()
+            .filter_map(|r| match &r.outcome {
+                NodeOutcome::Error(e) => Some(e.contains("authentication failed")),
+                _ => None,
+            });
+        let reasons: Vec<bool> = reasons.collect();
+        if (reasons.len() >= 2 && reasons.iter().all(|&auth| auth)) || Instant::now() > deadline {
+            break err;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(matches!(err, Error::NoQuorum { .. }), "{err:?}");
     assert!(!err.to_string().contains("wrong"), "password leaked: {err}");
     // the round is decided after 2 failures; each names the auth problem
@@ -746,22 +777,122 @@ async fn password_protected_nodes_and_a_wrong_password() {
     assert!(outcomes.failed_nodes().len() >= 2, "{err}");
     for report in &outcomes.0 {
         if let NodeOutcome::Error(e) = &report.outcome {
-            assert!(e.contains("WRONGPASS"), "{e}");
+            assert!(e.contains("authentication failed"), "{e}");
         }
     }
 }
 
 #[tokio::test]
+async fn connect_fails_fast_naming_each_unreachable_node_unless_lazy() {
+    let mut cluster = Cluster::start(3).await.expect("cluster");
+    cluster.server_mut(0).kill();
+    cluster.server_mut(1).kill();
+    let started = Instant::now();
+    let err = Redlock::connect(cluster.urls()).await.expect_err("1 of 3");
+    let took = started.elapsed();
+    let ConfigError::Unreachable {
+        reachable,
+        quorum,
+        problems,
+        ..
+    } = &err
+    else {
+        panic!("expected Unreachable, got {err:?}");
+    };
+    assert_eq!((*reachable, *quorum), (1, 2));
+    for i in 0..2 {
+        let node = name_of(&cluster.server(i).url());
+        assert!(
+            problems.contains(&format!("{node}: not connected: connection refused")),
+            "{err}"
+        );
+    }
+    assert!(!problems.contains("Os {"), "a Debug dump: {err}");
+    // the connection timeout (1 s), not a lock call's 10 s
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let lazy = Redlock::builder().urls(cluster.urls()).lazy(true).build();
+    assert!(lazy.await.is_ok(), "lazy start with 1 of 3");
+}
+
+#[tokio::test]
+async fn urls_naming_the_same_server_twice_or_the_wrong_scheme_are_refused() {
+    let cluster = Cluster::start(2).await.expect("cluster");
+    let port = cluster.server(0).port();
+    let same = [
+        format!("redis://localhost:{port}"),
+        format!("redis://127.0.0.1:{port}"),
+        cluster.server(1).url(),
+    ];
+    let err = Redlock::connect(same).await.expect_err("one server twice");
+    assert!(
+        matches!(&err, ConfigError::DuplicateNode(text) if text.contains(&format!("127.0.0.1:{port}"))),
+        "{err:?}"
+    );
+    let tls = Redlock::connect([format!("rediss://127.0.0.1:{port}")]).await;
+    assert!(
+        matches!(tls, Err(ConfigError::TlsNotEnabled { index: 0, .. })),
+        "plaintext where TLS was asked for: {tls:?}"
+    );
+    for scheme in ["http", "foo"] {
+        let err = Redlock::connect([format!("{scheme}://127.0.0.1:{port}")]).await;
+        assert!(
+            matches!(&err, Err(ConfigError::BadUrl { reason, .. }) if reason.contains("unsupported scheme")),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_black_holed_nodes_connection_is_reset_and_it_answers_once_healed() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let proxy = FaultProxy::start(cluster.server(0).addr())
+        .await
+        .expect("proxy");
+    let mut urls = vec![proxy.url()];
+    urls.extend([cluster.server(1).url(), cluster.server(2).url()]);
+    let settings = FredSettings {
+        unresponsive_timeout: Duration::from_millis(400),
+        ..FredSettings::default()
+    };
+    let redlock = Redlock::builder()
+        .urls(urls)
+        .fred_settings(settings)
+        .build()
+        .await
+        .expect("connect");
+    lock_and_release(&redlock, "bh").await;
+    let before = proxy.accepted();
+    proxy.set(Fault::Blackhole);
+    // requests pile up on the silent connection; 2 of 3 still grant
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.accepted() == before {
+        lock_and_release(&redlock, "bh").await;
+        assert!(
+            Instant::now() < deadline,
+            "the silent connection was never reset"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.set(Fault::Pass);
+    // healed: node 0 grants again (over a fresh connection, with no stale
+    // replies queued ahead of new ones)
+    wait_until_node_grants(&redlock, &cluster, 0, "bh").await;
+}
+
+#[tokio::test]
 async fn sentinel_and_cluster_urls_are_accepted_as_nodes() {
-    // Nothing listens on these ports: construction succeeds (the nodes keep
-    // reconnecting), and a lock call names them as failed.
-    let redlock = Redlock::connect([
-        "redis-sentinel://127.0.0.1:9?sentinelServiceName=mymaster",
-        "redis-cluster://127.0.0.1:11",
-        "redis://127.0.0.1:13",
-    ])
-    .await
-    .expect("accepted");
+    // Nothing listens on these ports: a lazy construction succeeds (the
+    // nodes keep reconnecting), and a lock call names them as failed.
+    let redlock = Redlock::builder()
+        .urls([
+            "redis-sentinel://127.0.0.1:9?sentinelServiceName=mymaster",
+            "redis-cluster://127.0.0.1:11",
+            "redis://127.0.0.1:13",
+        ])
+        .lazy(true)
+        .build()
+        .await
+        .expect("accepted");
     assert_eq!(
         redlock.node_names(),
         ["127.0.0.1:9", "127.0.0.1:11", "127.0.0.1:13"]

@@ -11,7 +11,7 @@ use fred::prelude::{
     ClientLike, Config, ConnectionConfig, EventInterface, PerformanceConfig, ReconnectPolicy,
     Server,
 };
-use fred::types::config::ServerConfig;
+use fred::types::config::{ServerConfig, UnresponsiveConfig};
 use fred::types::ClientState;
 use futures::future::FutureExt;
 use tokio::sync::broadcast;
@@ -78,6 +78,11 @@ pub struct FredSettings {
     /// every request as its own command, as do Redis Cluster nodes (a
     /// batch's keys would span slots). Default: 64.
     pub max_batch: usize,
+    /// A connection with a request unanswered this long is closed and
+    /// opened again (fred's unresponsive check, run every quarter of it):
+    /// a silently partitioned node would otherwise keep its dead connection
+    /// and every request queued on it. Default: 2 s.
+    pub unresponsive_timeout: Duration,
 }
 
 impl Default for FredSettings {
@@ -87,6 +92,7 @@ impl Default for FredSettings {
             command_timeout: Duration::from_secs(5),
             max_reconnect_delay: Duration::from_secs(1),
             max_batch: DEFAULT_MAX_BATCH,
+            unresponsive_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -140,6 +146,13 @@ pub(super) struct Link {
     /// The quarantine of this node after a data loss, in ms: appended to
     /// every granting script ([`Node::set_max_ttl`]).
     max_ttl_ms: Arc<AtomicU64>,
+    /// Since when requests have gone unanswered (no answer after them).
+    /// fred's own unresponsive check restarts its clock at every write, so
+    /// steady traffic to a silently partitioned node never trips it.
+    silent_since: Arc<Mutex<Option<std::time::Instant>>>,
+    /// How long requests may go unanswered before the connection is
+    /// opened again ([`FredSettings::unresponsive_timeout`]).
+    unresponsive_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -152,7 +165,13 @@ impl FredNode {
     /// A node for `url`, with quorate's [`FredSettings`]. The connection is
     /// started in the background (so a node that is down now can join
     /// later); the call must run inside a tokio runtime.
+    ///
+    /// Errors: [`ConfigError::BadUrl`] for a URL fred cannot parse or a
+    /// scheme that is not a Redis one (`http://`), and
+    /// [`ConfigError::TlsNotEnabled`] for `rediss://` without this crate's
+    /// `tls` feature (which would otherwise connect in plaintext).
     pub fn from_url(url: &str, settings: &FredSettings) -> Result<Self, ConfigError> {
+        check_scheme(url)?;
         let mut config = Config::from_url(url).map_err(|e| ConfigError::BadUrl {
             index: 0,
             url: redact(url),
@@ -165,6 +184,10 @@ impl FredNode {
             connection_timeout: settings.connection_timeout,
             internal_command_timeout: settings.connection_timeout,
             max_command_attempts: 1,
+            unresponsive: UnresponsiveConfig {
+                max_timeout: Some(settings.unresponsive_timeout),
+                interval: (settings.unresponsive_timeout / 4).max(Duration::from_millis(10)),
+            },
             ..ConnectionConfig::default()
         };
         let performance = PerformanceConfig {
@@ -175,17 +198,18 @@ impl FredNode {
         let policy = ReconnectPolicy::new_exponential(0, 10, max_delay.max(10), 2);
         let client =
             fred::clients::Client::new(config, Some(performance), Some(connection), Some(policy));
-        Ok(Self::new(client, true, settings.max_batch))
+        Ok(Self::new(client, true, settings))
     }
 
     /// A node for a client the caller built (own TLS, ACL, Sentinel or
     /// Cluster config). If the client has not been connected yet, its
     /// connection task is started here; an initialised client is used as is.
     pub fn from_client(client: fred::clients::Client) -> Self {
-        Self::new(client, false, DEFAULT_MAX_BATCH)
+        Self::new(client, false, &FredSettings::default())
     }
 
-    fn new(client: fred::clients::Client, owned: bool, max_batch: usize) -> Self {
+    fn new(client: fred::clients::Client, owned: bool, settings: &FredSettings) -> Self {
+        let max_batch = settings.max_batch;
         let name = node_name(&client.client_config());
         let last_error = Arc::new(Mutex::new(None));
         let mut errors = client.error_rx();
@@ -195,7 +219,7 @@ impl FredNode {
             loop {
                 match errors.recv().await {
                     Ok((error, _)) => {
-                        let text = format!("{:?}: {}", error.kind(), error.details());
+                        let text = describe(&error);
                         *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
                     }
                     Err(RecvError::Lagged(_)) => continue,
@@ -214,6 +238,8 @@ impl FredNode {
             last_error,
             loaded: Arc::default(),
             max_ttl_ms: Arc::new(AtomicU64::new(ttl_millis(DEFAULT_MAX_TTL))),
+            silent_since: Arc::default(),
+            unresponsive_timeout: settings.unresponsive_timeout,
         };
         let node = FredNode {
             shared: Arc::new(Shared {
@@ -233,6 +259,31 @@ impl FredNode {
     /// The underlying client.
     pub fn client(&self) -> &fred::clients::Client {
         &self.shared.link.client
+    }
+
+    /// The socket addresses the node's host names resolve to (empty when
+    /// they do not resolve within `timeout`: the node then fails on its
+    /// own), for telling `localhost` and `127.0.0.1` apart as one server.
+    pub(crate) async fn addresses(&self, timeout: Duration) -> Vec<std::net::SocketAddr> {
+        let config = self.shared.link.client.client_config();
+        let hosts: Vec<Server> = match &config.server {
+            ServerConfig::Centralized { server } => vec![server.clone()],
+            other => other.hosts(),
+        };
+        let mut addresses = Vec::new();
+        for server in hosts {
+            let lookup = tokio::net::lookup_host((server.host.to_string(), server.port));
+            if let Ok(Ok(found)) = tokio::time::timeout(timeout, lookup).await {
+                addresses.extend(found);
+            }
+        }
+        addresses
+    }
+
+    /// Why the node is not connected now (the last connection error, or
+    /// that it is still connecting); `None` while it is connected.
+    pub fn connection_problem(&self) -> Option<String> {
+        self.shared.link.disconnected_error().map(|e| e.0)
     }
 
     /// Waits up to `timeout` for the first connection; `false` if it is not
@@ -366,8 +417,8 @@ impl Link {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         Some(NodeError(match last {
-            Some(e) => format!("disconnected ({e})"),
-            None => "not connected yet".to_owned(),
+            Some(e) => format!("not connected: {e}"),
+            None => "not connected yet (connecting in the background)".to_owned(),
         }))
     }
 
@@ -389,6 +440,7 @@ impl Link {
         if let Some(error) = self.disconnected_error() {
             return futures::future::ready(Err(error)).boxed();
         }
+        self.note_sent();
         let link = self.clone();
         let known = link.loaded_scripts().contains(script.name());
         let mut args = args;
@@ -400,26 +452,60 @@ impl Link {
             let client = &link.client;
             if known {
                 let sha = script.fred().sha1().clone();
-                match client
+                let result = client
                     .evalsha::<T, _, _, _>(sha, keys.clone(), args.clone())
-                    .await
-                {
+                    .await;
+                link.note_answer(&result);
+                match result {
                     Err(e) if e.details().starts_with("NOSCRIPT") => {
                         link.loaded_scripts().remove(script.name());
                     }
                     result => return result.map_err(node_error),
                 }
             }
-            let result = client
-                .eval::<T, _, _, _>(script.source(), keys, args)
-                .await
-                .map_err(node_error);
+            let result = client.eval::<T, _, _, _>(script.source(), keys, args).await;
+            link.note_answer(&result);
+            let result = result.map_err(node_error);
             if result.is_ok() {
                 link.loaded_scripts().insert(script.name());
             }
             result
         }
         .boxed()
+    }
+
+    /// Before a request: if requests have gone unanswered for longer than
+    /// the unresponsive timeout, the connection is dead in silence (a
+    /// partition, a black hole): open it again.
+    fn note_sent(&self) {
+        let now = std::time::Instant::now();
+        let mut since = self.silent_since.lock().unwrap_or_else(|e| e.into_inner());
+        match *since {
+            None => *since = Some(now),
+            Some(t) if now.duration_since(t) > self.unresponsive_timeout => {
+                *since = None;
+                let node = node_name(&self.client.client_config());
+                tracing::warn!(%node, silent = ?now.duration_since(t), "no answer on the connection: reconnecting");
+                let client = self.client.clone();
+                tokio::spawn(async move { client.force_reconnection().await });
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// After a request: a reply (even an error reply) shows the connection works.
+    fn note_answer<T>(&self, result: &Result<T, fred::error::Error>) {
+        use fred::error::ErrorKind;
+        let answered = match result {
+            Ok(_) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled
+            ),
+        };
+        if answered {
+            *self.silent_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 
     fn loaded_scripts(&self) -> std::sync::MutexGuard<'_, HashSet<&'static str>> {
@@ -454,9 +540,79 @@ pub(super) fn remaining_from_pttl(pttl: i64) -> Option<Duration> {
 }
 
 fn node_error(e: fred::error::Error) -> NodeError {
-    quarantine::from_server_error(e.details(), || {
-        NodeError(format!("{:?}: {}", e.kind(), e.details()))
-    })
+    quarantine::from_server_error(e.details(), || NodeError(describe(&e)))
+}
+
+/// A fred error as a user can act on it, not a `Debug` dump.
+fn describe(e: &fred::error::Error) -> String {
+    use fred::error::ErrorKind;
+    let details = e.details();
+    let io = [
+        (
+            "ConnectionRefused",
+            "connection refused (is a server listening there?)",
+        ),
+        (
+            "ConnectionReset",
+            "connection reset by the server or the network",
+        ),
+        ("ConnectionAborted", "connection aborted"),
+        ("TimedOut", "connection timed out"),
+        ("NotFound", "host not found"),
+        ("HostUnreachable", "host unreachable"),
+        ("NetworkUnreachable", "network unreachable"),
+        ("AddrNotAvailable", "address not available"),
+        ("UnexpectedEof", "connection closed by the server"),
+    ];
+    match e.kind() {
+        ErrorKind::IO => match io.iter().find(|(kind, _)| details.contains(kind)) {
+            Some((_, text)) => (*text).to_owned(),
+            None => format!("I/O error: {details}"),
+        },
+        ErrorKind::Auth => format!(
+            "authentication failed ({details}): check the user and password in the node's URL"
+        ),
+        _ if details.contains("WRONGPASS") || details.contains("NOAUTH") => format!(
+            "authentication failed ({details}): check the user and password in the node's URL"
+        ),
+        _ if details.contains("NOPERM") => format!(
+            "permission denied ({details}): the ACL user needs the commands and keys in the README's ACL section"
+        ),
+        ErrorKind::Timeout => "timed out".to_owned(),
+        ErrorKind::Canceled => format!("cancelled ({details})"),
+        kind => format!("{kind:?} error: {details}"),
+    }
+}
+
+/// Only Redis schemes; `rediss` only with TLS compiled in (fred would
+/// otherwise connect in plaintext without a word).
+fn check_scheme(url: &str) -> Result<(), ConfigError> {
+    let bad = |reason: String| ConfigError::BadUrl {
+        index: 0,
+        url: redact(url),
+        reason,
+    };
+    let Some((scheme, _)) = url.split_once("://") else {
+        return Err(bad("no scheme: write it as redis://host:port".to_owned()));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let base = scheme
+        .strip_suffix("-cluster")
+        .or_else(|| scheme.strip_suffix("-sentinel"))
+        .or_else(|| scheme.strip_suffix("+unix"))
+        .unwrap_or(&scheme);
+    match base {
+        "redis" | "valkey" => Ok(()),
+        "rediss" | "valkeys" if cfg!(feature = "tls") => Ok(()),
+        "rediss" | "valkeys" => Err(ConfigError::TlsNotEnabled {
+            index: 0,
+            url: redact(url),
+        }),
+        _ => Err(bad(format!(
+            "unsupported scheme `{scheme}`: use redis://, rediss:// (with the tls feature), \
+             redis-sentinel:// or redis-cluster://"
+        ))),
+    }
 }
 
 fn channels(keys: &[String]) -> Vec<String> {
@@ -686,6 +842,36 @@ mod tests {
         assert_eq!(redact("redis://:secret@h:1"), "redis://:***@h:1");
         assert_eq!(redact("redis://h:1"), "redis://h:1");
         assert_eq!(redact("nonsense"), "nonsense");
+    }
+
+    #[test]
+    fn only_redis_schemes_and_rediss_only_with_tls() {
+        for ok in [
+            "redis://h:1",
+            "REDIS://h:1",
+            "redis-cluster://h:1",
+            "redis-sentinel://h:1",
+        ] {
+            assert_eq!(check_scheme(ok), Ok(()), "{ok}");
+        }
+        for bad in ["http://h:1", "foo://h:1", "h:1"] {
+            assert!(
+                matches!(check_scheme(bad), Err(ConfigError::BadUrl { .. })),
+                "{bad}"
+            );
+        }
+        let tls = check_scheme("rediss://u:secret@h:1");
+        if cfg!(feature = "tls") {
+            assert_eq!(tls, Ok(()));
+        } else {
+            assert_eq!(
+                tls,
+                Err(ConfigError::TlsNotEnabled {
+                    index: 0,
+                    url: "rediss://u:***@h:1".to_owned()
+                })
+            );
+        }
     }
 
     #[test]
