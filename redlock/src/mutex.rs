@@ -66,6 +66,8 @@ pub(crate) struct Inner {
     pub watchdog: Watchdog,
     /// The longest ttl of any lease: a node that lost its data sits out this long.
     pub max_ttl: Duration,
+    /// Prepended to every resource to make its lock key.
+    pub namespace: String,
 }
 
 impl fmt::Debug for Redlock {
@@ -107,7 +109,7 @@ impl Redlock {
         nodes: Vec<Arc<dyn Node>>,
         defaults: LockOptions,
     ) -> Result<Redlock, ConfigError> {
-        Self::build(nodes, defaults, DEFAULT_MAX_TTL, "mutex")
+        Self::build(nodes, defaults, DEFAULT_MAX_TTL, String::new(), "mutex")
     }
 
     /// The same nodes with another `primitive` metric label, for the crates
@@ -126,6 +128,7 @@ impl Redlock {
                 tickets: Arc::clone(&self.inner.tickets),
                 watchdog: Watchdog::new(self.inner.nodes.clone(), self.inner.quorum, primitive),
                 max_ttl: self.inner.max_ttl,
+                namespace: self.inner.namespace.clone(),
             }),
         }
     }
@@ -134,6 +137,7 @@ impl Redlock {
         nodes: Vec<Arc<dyn Node>>,
         defaults: LockOptions,
         max_ttl: Duration,
+        namespace: String,
         primitive: &'static str,
     ) -> Result<Redlock, ConfigError> {
         if nodes.is_empty() {
@@ -171,6 +175,7 @@ impl Redlock {
                 defaults,
                 primitive,
                 max_ttl,
+                namespace,
             }),
         })
     }
@@ -195,6 +200,20 @@ impl Redlock {
     /// ([`RedlockBuilder::max_ttl`]).
     pub fn max_ttl(&self) -> Duration {
         self.inner.max_ttl
+    }
+
+    /// The lock keys of `resources`: each after the namespace, if any.
+    fn namespaced(&self, keys: Arc<[String]>) -> Arc<[String]> {
+        let namespace = &self.inner.namespace;
+        if namespace.is_empty() {
+            return keys;
+        }
+        keys.iter().map(|k| format!("{namespace}{k}")).collect()
+    }
+
+    /// The prefix of every lock key ([`RedlockBuilder::namespace`]).
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
     }
 
     /// `Ok` if a lease of `ttl` is allowed: at most [`max_ttl`](Self::max_ttl).
@@ -412,6 +431,7 @@ impl Redlock {
         options.validate()?;
         self.check_ttl(options.get_ttl())?;
         let keys = validate_resources(resources)?;
+        let keys = self.namespaced(keys);
         let deadline = options.get_acquire_timeout().map(|t| called + t);
         let span = tracing::debug_span!("quorate.acquire", resource = %keys.join(","), attempt = tracing::field::Empty);
         if options.get_local_handoff() && !options.get_fair() {
@@ -672,6 +692,7 @@ pub struct RedlockBuilder {
     settings: FredSettings,
     max_ttl: Option<Duration>,
     lazy: bool,
+    namespace: String,
 }
 
 impl fmt::Debug for RedlockBuilder {
@@ -682,6 +703,7 @@ impl fmt::Debug for RedlockBuilder {
             .field("settings", &self.settings)
             .field("max_ttl", &self.max_ttl)
             .field("lazy", &self.lazy)
+            .field("namespace", &self.namespace)
             .finish()
     }
 }
@@ -747,6 +769,16 @@ impl RedlockBuilder {
         self
     }
 
+    /// A prefix for every lock key of the mutex, e.g. `"billing:lock:"`, so
+    /// that `lock("invoice:42")` uses the key `billing:lock:invoice:42` and
+    /// not the application's own key of that name (and an ACL can grant
+    /// just `~billing:lock:*`). Errors and metrics name the prefixed key.
+    /// Default: none (the key is the resource name).
+    pub fn namespace(mut self, prefix: impl Into<String>) -> Self {
+        self.namespace = prefix.into();
+        self
+    }
+
     /// Starts without waiting for the nodes: `build` neither waits for the
     /// connections nor fails when fewer than a majority can be reached;
     /// nodes count as failed in rounds until they answer (for clients that
@@ -800,7 +832,7 @@ impl RedlockBuilder {
         reject_same_server(&fred_nodes, timeout).await?;
         let nodes: Vec<Arc<dyn Node>> = slots.into_iter().flatten().collect();
         let max_ttl = self.max_ttl.unwrap_or(DEFAULT_MAX_TTL);
-        let redlock = Redlock::build(nodes, self.defaults, max_ttl, "mutex")?;
+        let redlock = Redlock::build(nodes, self.defaults, max_ttl, self.namespace, "mutex")?;
         if self.lazy {
             return Ok(redlock);
         }

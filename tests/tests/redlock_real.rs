@@ -1206,3 +1206,73 @@ async fn auto_extension_counts_only_confirmations_not_fast_not_held_answers() {
         ReleaseOutcome::Released
     );
 }
+
+/// The ACL of a quorate user, as the README documents it: the scripts'
+/// commands, pub/sub on quorate's channels, its own keys only.
+const QUORATE_ACL: &str = "on >lockpass resetkeys ~app:lock:* ~quorate:* resetchannels \
+    &quorate:* -@all +eval +evalsha +get +set +del +exists +incr +pexpire +pttl +publish \
+    +time +zadd +zrange +zrangebyscore +zrank +zrem +subscribe +unsubscribe +ping +auth +hello";
+
+#[tokio::test]
+async fn a_user_with_only_the_documented_acl_locks_queues_fences_and_releases() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    for server in cluster.servers() {
+        let mut args = vec!["ACL", "SETUSER", "locker"];
+        args.extend(QUORATE_ACL.split_whitespace());
+        server.command(&args).await.expect("ACL SETUSER");
+    }
+    let urls: Vec<String> = cluster
+        .servers()
+        .iter()
+        .map(|s| format!("redis://locker:lockpass@127.0.0.1:{}", s.port()))
+        .collect();
+    let client = || async {
+        Redlock::builder()
+            .urls(urls.clone())
+            .namespace("app:lock:")
+            .build()
+            .await
+            .expect("connect as locker")
+    };
+    let (a, b) = (client().await, client().await);
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(5))
+        .fencing(true)
+        .auto_extend(true);
+    let mut held = a.lock_with(["invoice:42"], &options).await.expect("lock");
+    assert_eq!(
+        get(&cluster, 0, "app:lock:invoice:42").await.as_deref(),
+        Some(held.lease().token().to_hex().as_str()),
+        "the key is in the namespace"
+    );
+    held.extend(Duration::from_secs(5)).await.expect("extend");
+    // a waiter of another client queues, and the release wakes it
+    let waiter = tokio::spawn(async move { b.lock("invoice:42", Duration::from_secs(5)).await });
+    let (queue, _) = quorate_redlock::queue_keys("app:lock:invoice:42");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let queued = cluster.server(0).command(&["ZCARD", &queue]).await;
+        if queued.expect("ZCARD").as_i64() == Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the waiter never queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        held.release().await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    let second = waiter.await.expect("task").expect("the waiter gets it");
+    second.release().await.expect("release");
+    // outside its keys the same user is refused
+    let outside = Redlock::builder()
+        .urls(urls.clone())
+        .build()
+        .await
+        .expect("connect");
+    let err = outside.try_lock("invoice:42", Duration::from_secs(5)).await;
+    let err = err
+        .expect_err("no permission outside app:lock:*")
+        .to_string();
+    assert!(err.contains("permission denied"), "{err}");
+}
