@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: installs redis-server and faketime when missing (Debian/Ubuntu, via apt-get;
+# The test command: installs redis-server, faketime and openssl when missing (Debian/Ubuntu, via apt-get;
 # sudo when not root), then runs every test of the workspace against real local servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   sudo=""
@@ -22,5 +23,7 @@ fi
 redis-server --version
 
 cargo test --workspace "$@"
-# The one optional feature with tests of its own (serde results of compute_once).
+# The optional features with tests of their own: serde results of compute_once, and TLS
+# (certificates made by openssl for the test).
 cargo test -p quorate-spinlock --features serde "$@"
+cargo test -p quorate-redlock --features tls --test tls_real "$@"

@@ -37,4 +37,7 @@ pub use locate::{
 };
 pub use proxy::{Fault, FaultProxy};
 pub use resp::Reply;
-pub use server::{RedisServer, ServerOptions, QUORATE_MARKER_KEY, QUORATE_QUARANTINE_KEY};
+pub use server::{
+    RedisServer, ServerOptions, TestCertificates, TlsFiles, QUORATE_MARKER_KEY,
+    QUORATE_QUARANTINE_KEY,
+};

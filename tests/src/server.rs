@@ -40,10 +40,151 @@ pub struct ServerOptions {
     /// Require this password (`requirepass`); [`RedisServer::url`] and
     /// [`RedisServer::command`] then include it.
     pub password: Option<String>,
+    /// Also listen for TLS connections on a port of their own
+    /// ([`RedisServer::tls_url`]), with these files; the plain port stays
+    /// open for the kit's own commands.
+    pub tls: Option<TlsFiles>,
     /// Leave a new server without quorate's marker key, as a server quorate
     /// has never seen: its first granting call then quarantines it (see
     /// [`QUORATE_MARKER_KEY`]). By default a new server is declared fresh.
     pub unmarked: bool,
+}
+
+/// PEM files of a TLS server ([`ServerOptions::tls`]); see
+/// [`TestCertificates::generate`].
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The server's certificate.
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// The CA that signed the server's and the clients' certificates.
+    pub ca: PathBuf,
+    /// Require a client certificate signed by `ca` (`tls-auth-clients yes`).
+    pub client_certs: bool,
+}
+
+/// A throwaway CA with a server certificate for `127.0.0.1`/`localhost`
+/// and a client certificate, made by the `openssl` command in a directory
+/// removed on drop.
+#[derive(Debug)]
+pub struct TestCertificates {
+    dir: PathBuf,
+}
+
+impl TestCertificates {
+    /// Generates the files (RSA 2048, valid one day).
+    pub fn generate() -> Result<Self, TestkitError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("quorate-tls-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let certificates = TestCertificates { dir };
+        let subject = |cn: &str| format!("/CN={cn}");
+        certificates.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            &subject("quorate test CA"),
+        ])?;
+        std::fs::write(
+            certificates.dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )?;
+        // extensions make them v3 certificates, which rustls requires
+        std::fs::write(
+            certificates.dir.join("client.ext"),
+            "extendedKeyUsage=clientAuth\n",
+        )?;
+        for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
+            let (key, csr, crt) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+            );
+            certificates.openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &subject(name),
+            ])?;
+            let mut sign = vec![
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-out",
+                &crt,
+            ];
+            sign.extend(["-extfile", ext]);
+            certificates.openssl(&sign)?;
+        }
+        Ok(certificates)
+    }
+
+    fn openssl(&self, args: &[&str]) -> Result<(), TestkitError> {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .map_err(|source| TestkitError::Spawn {
+                program: PathBuf::from("openssl"),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(TestkitError::InvalidOptions(format!(
+                "openssl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            )));
+        }
+        Ok(())
+    }
+
+    /// A file of the set: `ca.crt`, `server.crt`, `server.key`,
+    /// `client.crt`, `client.key`.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The server's files, requiring client certificates or not.
+    pub fn server_files(&self, client_certs: bool) -> TlsFiles {
+        TlsFiles {
+            cert: self.path("server.crt"),
+            key: self.path("server.key"),
+            ca: self.path("ca.crt"),
+            client_certs,
+        }
+    }
+}
+
+impl Drop for TestCertificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// quorate's per-node marker key (quorate-redlock's `MARKER_KEY`; a test
@@ -65,6 +206,8 @@ pub const QUORATE_QUARANTINE_KEY: &str = "quorate:quarantine";
 pub struct RedisServer {
     options: ServerOptions,
     port: u16,
+    /// The TLS port, with [`ServerOptions::tls`].
+    tls_port: Option<u16>,
     dir: PathBuf,
     process: Option<Process>,
     /// Tracked so `Cluster::keys` can skip a stopped node instead of hanging,
@@ -112,9 +255,14 @@ impl RedisServer {
             // A leftover from an earlier run of a recycled pid must not leak data in.
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)?;
+            let tls_port = match options.tls {
+                Some(_) => Some(free_port()?),
+                None => None,
+            };
             let mut server = RedisServer {
                 options: options.clone(),
                 port,
+                tls_port,
                 dir,
                 process: None,
                 paused: AtomicBool::new(false),
@@ -155,6 +303,16 @@ impl RedisServer {
             ),
             None => format!("redis://127.0.0.1:{}", self.port),
         }
+    }
+
+    /// `rediss://127.0.0.1:<tls port>` (with the password, if any), when
+    /// started with [`ServerOptions::tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        let port = self.tls_port?;
+        Some(match &self.options.password {
+            Some(password) => format!("rediss://:{}@127.0.0.1:{port}", percent_encode(password)),
+            None => format!("rediss://127.0.0.1:{port}"),
+        })
     }
 
     /// The options the server was started with.
@@ -361,6 +519,20 @@ impl RedisServer {
             .args(["--protected-mode", "no", "--daemonize", "no"]);
         if let Some(password) = &self.options.password {
             command.args(["--requirepass", password]);
+        }
+        if let (Some(tls), Some(port)) = (&self.options.tls, self.tls_port) {
+            command
+                .args(["--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .args([
+                    "--tls-auth-clients",
+                    if tls.client_certs { "yes" } else { "no" },
+                ]);
         }
         // Append so a restart keeps the earlier run's output for post-mortems.
         let log = OpenOptions::new()

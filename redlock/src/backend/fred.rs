@@ -83,6 +83,13 @@ pub struct FredSettings {
     /// a silently partitioned node would otherwise keep its dead connection
     /// and every request queued on it. Default: 2 s.
     pub unresponsive_timeout: Duration,
+    /// TLS for `rediss://` nodes: fred's TLS config, e.g. from a rustls
+    /// `ClientConfig` trusting your CA and presenting a client
+    /// certificate (`TlsConfig::from(client_config)`). `None`: fred's
+    /// default (the system's root certificates, no client certificate).
+    /// Only with the `tls` feature; `redis://` nodes stay plaintext.
+    #[cfg(feature = "tls")]
+    pub tls: Option<fred::types::config::TlsConfig>,
 }
 
 impl Default for FredSettings {
@@ -93,6 +100,8 @@ impl Default for FredSettings {
             max_reconnect_delay: Duration::from_secs(1),
             max_batch: DEFAULT_MAX_BATCH,
             unresponsive_timeout: Duration::from_secs(2),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -177,6 +186,10 @@ impl FredNode {
             url: redact(url),
             reason: e.details().to_string(),
         })?;
+        #[cfg(feature = "tls")]
+        if let (Some(tls), Some(_)) = (&settings.tls, &config.tls) {
+            config.tls = Some(tls.clone());
+        }
         // A node that is down at start-up must join when it comes up, so the
         // first connection gets the same reconnect logic as later ones.
         config.fail_fast = false;
@@ -564,6 +577,21 @@ fn describe(e: &fred::error::Error) -> String {
         ("AddrNotAvailable", "address not available"),
         ("UnexpectedEof", "connection closed by the server"),
     ];
+    if details.contains("CertificateRequired") {
+        return "TLS: the server requires a client certificate (FredSettings::tls)".to_owned();
+    }
+    if let Some(at) = details.find("InvalidCertificate(") {
+        let reason = details[at + "InvalidCertificate(".len()..]
+            .split(')')
+            .next()
+            .unwrap_or_default();
+        return format!(
+            "TLS: the server's certificate was rejected ({reason}); trust its CA in FredSettings::tls"
+        );
+    }
+    if details.contains("InvalidContentType") || details.contains("CorruptMessage") {
+        return "TLS handshake failed: is this a TLS port?".to_owned();
+    }
     match e.kind() {
         ErrorKind::IO => match io.iter().find(|(kind, _)| details.contains(kind)) {
             Some((_, text)) => (*text).to_owned(),
