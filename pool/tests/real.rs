@@ -191,7 +191,8 @@ async fn two_clients_needing_all_four(backend: Backend) {
                         .await
                         .expect("all four, eventually");
                     let start = Instant::now();
-                    tokio::task::yield_now().await;
+                    // held long enough that a rival grant would land inside it
+                    tokio::time::sleep(Duration::from_millis(2)).await;
                     log.record("rig", holder, start, Instant::now());
                     grant.release().await.expect("release");
                 }

@@ -154,7 +154,8 @@ async fn contended_run(
                         .expect("lock within the acquire timeout");
                     let start = StdInstant::now();
                     assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
-                    tokio::task::yield_now().await;
+                    // held long enough that a rival grant would land inside it
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                     inside.store(false, Ordering::SeqCst);
                     assert!(guard.is_valid(), "held past validity");
                     let end = StdInstant::now();
@@ -668,9 +669,19 @@ async fn cancelled_lock_leaves_no_key_behind() {
     )
     .await;
     assert!(cancelled.is_err(), "still pending when dropped");
-    // The fast nodes granted before the cancel; the slow ones grant on arrival.
-    // The spawned undo follows each grant on the same connection, so within a
-    // few round trips every node is clean — long before the 30 s ttl.
+    // The fast nodes granted before the cancel; the slow ones grant when the
+    // request arrives, ~300 ms after it was sent. Wait until a slow node shows
+    // that late grant (so the check below cannot pass before it happened)...
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while all_keys(&cluster).await[2..].iter().all(Vec::is_empty) {
+        assert!(
+            Instant::now() < deadline,
+            "the late grant never reached a slow node"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...then the spawned undo, which follows each grant on the same
+    // connection, cleans every node, long before the 30 s ttl.
     assert_keys_vanish(&cluster, Duration::from_secs(5)).await;
 }
 
@@ -926,41 +937,78 @@ async fn bad_urls_are_caught_at_construction() {
     ));
 }
 
+/// The overlap checker of these tests, on a broken configuration: each
+/// client alone on its own node (a quorum of one), so both are granted at
+/// once. It must report the overlap, or its silence elsewhere means nothing.
 #[tokio::test]
-async fn a_fast_clock_on_one_node_does_not_break_the_lock() {
+async fn the_overlap_checker_fires_when_each_client_has_a_quorum_of_one() {
+    let cluster = Cluster::start(2).await.expect("cluster");
+    let holds = HoldLog::new();
+    let mut clients = Vec::new();
+    for (id, url) in cluster.urls().into_iter().enumerate() {
+        let redlock = connect(vec![url]).await;
+        let holds = holds.clone();
+        clients.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                let guard = redlock
+                    .lock("split", Duration::from_secs(1))
+                    .await
+                    .expect("a quorum of one always grants");
+                let start = StdInstant::now();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                holds.record("split", id as u64, start, StdInstant::now());
+                guard.release().await.expect("release");
+            }
+        }));
+    }
+    for client in clients {
+        client.await.expect("client");
+    }
+    assert!(holds.check_exclusive().is_err(), "the checker saw nothing");
+}
+
+/// Two of three nodes run 1.2 times fast, so every majority needs a fast
+/// node, and their keys expire after ttl/1.2 of real time. Only the drift
+/// allowance keeps the lease inside that: with drift_factor 0.2 the
+/// validity ends at 0.8 ttl − 2 ms, before a rival can be granted at
+/// ttl/1.2 (a lease without the allowance, valid for the whole ttl, would
+/// overlap the rival by ~0.17 ttl).
+#[tokio::test]
+async fn fast_clocks_on_a_majority_are_covered_by_the_drift_allowance() {
     if !quorate_testkit::faketime_available() {
         panic!("faketime is required for this test: apt-get install faketime");
     }
-    let fast = Cluster::start_with(
-        1,
-        ServerOptions {
-            clock_rate: Some(4.0),
-            ..ServerOptions::default()
-        },
-    )
-    .await
-    .expect("fast node");
-    let normal = Cluster::start(4).await.expect("4 nodes");
+    let options = ServerOptions {
+        clock_rate: Some(1.2),
+        ..ServerOptions::default()
+    };
+    let fast = Cluster::start_with(2, options).await.expect("fast nodes");
+    let normal = Cluster::start(1).await.expect("normal node");
     let mut urls = fast.urls();
     urls.extend(normal.urls());
-    let redlock = connect(urls).await;
-    let guard = redlock
-        .lock("clock", Duration::from_secs(2))
-        .await
-        .expect("lock");
-    // 4x clock: the fast node drops the key after ~0.5 s real time
-    let deadline = Instant::now() + Duration::from_millis(1500);
-    while get(&fast, 0, "clock").await.is_some() {
-        assert!(Instant::now() < deadline, "fast node kept the key");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(guard.is_valid());
-    let err = redlock
-        .try_lock("clock", Duration::from_secs(2))
-        .await
-        .expect_err("still held");
-    assert!(matches!(err, Error::Taken { .. }), "{err:?}");
-    guard.release().await.expect("release");
+    let (holder, rival) = (connect(urls.clone()).await, connect(urls).await);
+    let ttl = Duration::from_secs(2);
+    let options = LockOptions::new().ttl(ttl).drift_factor(0.2);
+    let holds = HoldLog::new();
+    let called = StdInstant::now();
+    let guard = holder.lock_with(["clock"], &options).await.expect("lock");
+    // the lease is measured from before the round: so is the hold
+    holds.record("clock", 1, called, StdInstant::now() + guard.remaining());
+    let rival_options = options
+        .clone()
+        .retry_delay(Duration::from_millis(5))
+        .retry_jitter(Duration::from_millis(5))
+        .max_attempts(Some(1000))
+        .acquire_timeout(Some(Duration::from_secs(5)));
+    let second = rival.lock_with(["clock"], &rival_options).await;
+    let second = second.expect("granted once the fast nodes dropped the key");
+    let granted = StdInstant::now();
+    holds.record("clock", 2, granted, granted + second.remaining());
+    let waited = granted.duration_since(called);
+    assert!(waited < ttl, "the fast nodes were not needed: {waited:?}");
+    holds
+        .check_exclusive()
+        .expect("the holder's validity ended before the rival was granted");
 }
 
 #[tokio::test]

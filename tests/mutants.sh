@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Hand-made mutants of quorate's safety-critical lines, each a one-line bug, run against the
+# real-server suites: a mutant is killed when at least one test fails. Prints one line per
+# mutant and the failing tests. Works in a scratch git worktree with its own target
+# directory, so the checkout you work in is never touched.
+#
+#   bash tests/mutants.sh            # every mutant
+#   bash tests/mutants.sh majority   # the mutants whose name contains "majority"
+#
+# Needs redis-server and faketime (bash tests/run.sh installs them). Takes a few minutes
+# per mutant (a rebuild plus the suites below).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+scratch=${QUORATE_MUTANTS_DIR:-/tmp/quorate-mutants}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$scratch-target}
+filter=${1:-}
+
+# name | file | perl substitution (applied once; the mutant is skipped if it changes nothing)
+mutants=(
+  "majority is n/2|redlock/src/quorum.rs|s/n \/ 2 \+ 1/n \/ 2/"
+  "no drift allowance|redlock/src/lease.rs|s/drift: drift_for\(ttl, drift_factor\),/drift: Duration::ZERO,/"
+  "release deletes any holder's key|redlock/scripts/release.lua|s/if redis.call\('GET', KEYS\[i\]\) == token then/if redis.call('EXISTS', KEYS[i]) == 1 then/"
+  "extend ignores the token|redlock/scripts/extend.lua|s/if redis.call\('GET', key\) ~= ARGV\[1\] then/if false then/"
+  "no undo of a failed or cancelled round|redlock/src/acquire.rs|s/if !self.armed \{/if true {/"
+  "no fence write-back|redlock/src/acquire.rs|s/if raised.successes >= inner.quorum \{/if true {/"
+  "quarantine refuses nothing|redlock/scripts/quarantine.lua|s/return redis.error_reply\('QUORATE_QUARANTINED ' .. left\)/-- refuses nothing/"
+  "watchdog settles on the first majority|redlock/src/watchdog.rs|s/Decide::AllWithGrace,/Decide::Majority(self_quorum),/"
+)
+
+# The suites a mutant runs against: the redlock crate's own tests (unit, memory),
+# the conformance suite and the real-server mutex, queue and data-loss suites.
+suites=(
+  "-p quorate-redlock"
+  "-p quorate-testkit --test conformance"
+  "-p quorate-testkit --test redlock_real"
+  "-p quorate-testkit --test queue_real"
+  "-p quorate-testkit --test data_loss_real"
+)
+
+rm -rf "$scratch"
+git worktree prune
+git worktree add --detach "$scratch" HEAD >/dev/null
+trap 'git -C "$root" worktree remove --force "$scratch" >/dev/null 2>&1 || true' EXIT
+
+for entry in "${mutants[@]}"; do
+  IFS='|' read -r name file substitution <<<"$entry"
+  if [ -n "$filter" ] && [[ "$name" != *"$filter"* ]]; then
+    continue
+  fi
+  git -C "$scratch" checkout -q -- .
+  before=$(sha1sum "$scratch/$file")
+  perl -0pi -e "$substitution" "$scratch/$file"
+  if [ "$before" = "$(sha1sum "$scratch/$file")" ]; then
+    echo "SKIPPED  $name: the substitution matched nothing in $file"
+    continue
+  fi
+  if [[ "$name" == watchdog* ]]; then
+    # the mutant needs the quorum in scope
+    perl -0pi -e 's/let \(nodes, settled\) = \(self.nodes.clone\(\), settled.clone\(\)\);/let (nodes, settled, self_quorum) = (self.nodes.clone(), settled.clone(), self.quorum);/' "$scratch/$file"
+  fi
+  failed=()
+  for suite in "${suites[@]}"; do
+    # shellcheck disable=SC2086
+    if ! out=$(cd "$scratch" && cargo test -q $suite 2>&1); then
+      if grep -q "^error\(\[E[0-9]*\]\)\?:" <<<"$out" && ! grep -q "test result" <<<"$out"; then
+        failed+=("[does not compile: $suite]")
+      else
+        while read -r test; do failed+=("$test"); done < <(grep -oP '^test \K\S+(?= \.\.\. FAILED)' <<<"$out" | sort -u)
+        [ ${#failed[@]} -gt 0 ] || failed+=("[$suite failed]")
+      fi
+    fi
+  done
+  if [ ${#failed[@]} -gt 0 ]; then
+    echo "KILLED   $name (${#failed[@]}): ${failed[*]}"
+  else
+    echo "SURVIVED $name"
+  fi
+done
+git -C "$scratch" checkout -q -- .
