@@ -15,6 +15,8 @@ root=$(pwd)
 scratch=${QUORATE_MUTANTS_DIR:-/tmp/quorate-mutants}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$scratch-target}
 filter=${1:-}
+# a mutant that makes a suite hang counts as killed (and says so)
+suite_timeout=${QUORATE_MUTANT_TIMEOUT:-300}
 
 # name | file | perl substitution (applied once; the mutant is skipped if it changes nothing)
 mutants=(
@@ -61,13 +63,23 @@ for entry in "${mutants[@]}"; do
   fi
   failed=()
   for suite in "${suites[@]}"; do
+    status=0
     # shellcheck disable=SC2086
-    if ! out=$(cd "$scratch" && cargo test -q $suite 2>&1); then
-      if grep -q "^error\(\[E[0-9]*\]\)\?:" <<<"$out" && ! grep -q "test result" <<<"$out"; then
-        failed+=("[does not compile: $suite]")
+    out=$(cd "$scratch" && timeout -k 5 "$suite_timeout" cargo test --no-fail-fast $suite 2>&1) || status=$?
+    if [ "$status" -eq 0 ]; then
+      continue
+    fi
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+      pkill -f "$CARGO_TARGET_DIR/debug/deps" || true
+      failed+=("[hung: $suite, stopped after $suite_timeout s]")
+    elif ! grep -q "test result" <<<"$out"; then
+      failed+=("[does not compile: $suite]")
+    else
+      names=$(grep -oP '^test \K\S+(?= \.\.\. FAILED)' <<<"$out" | sort -u)
+      if [ -n "$names" ]; then
+        while read -r test; do failed+=("$test"); done <<<"$names"
       else
-        while read -r test; do failed+=("$test"); done < <(grep -oP '^test \K\S+(?= \.\.\. FAILED)' <<<"$out" | sort -u)
-        [ ${#failed[@]} -gt 0 ] || failed+=("[$suite failed]")
+        failed+=("[$suite failed]")
       fi
     fi
   done

@@ -600,25 +600,12 @@ async fn a_release_wakes_a_waiting_pool_request_of_another_client() {
     });
     // The waiter is waiting once it subscribed to the release channel on a majority.
     let channel = "quorate:released:quorate:pool:{lab}:scope";
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut subscribed = 0;
-        for i in 0..cluster.len() {
-            let reply = cluster
-                .server(i)
-                .command(&["PUBSUB", "NUMSUB", channel])
-                .await;
-            let items = reply
-                .map(quorate_testkit::Reply::into_array)
-                .unwrap_or_default();
-            subscribed += usize::from(items.get(1).and_then(|r| r.as_i64()) == Some(1));
-        }
-        if subscribed >= 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the waiter never subscribed");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert!(
+        cluster
+            .wait_subscribed(channel, 3, Duration::from_secs(5))
+            .await,
+        "the waiter never subscribed"
+    );
     let released_at = Instant::now();
     held.release().await.expect("release");
     let (grant, granted_at) = waiter.await.expect("waiter");

@@ -304,7 +304,12 @@ async fn a_release_wakes_a_spinning_waiter_early() {
         })
     };
     // Released while the waiter sleeps its 5 s; it must not sleep them out.
-    tokio::time::sleep(ms(300)).await;
+    // The waiter is sleeping once it listens for releases on a majority.
+    let channel = format!("quorate:released:{}", spin.lock_key("handoff"));
+    assert!(
+        cluster.wait_subscribed(&channel, 3, ms(5000)).await,
+        "the waiter never listened"
+    );
     assert_eq!(
         guard.release().await.expect("release"),
         ReleaseOutcome::Released

@@ -1,8 +1,12 @@
 //! A set of independent servers, as used by a quorum of N nodes.
 
+use std::time::Duration;
+
 use tokio::task::JoinSet;
 
-use crate::{RedisServer, ServerOptions, TestkitError, QUORATE_MARKER_KEY, QUORATE_QUARANTINE_KEY};
+use crate::{
+    RedisServer, Reply, ServerOptions, TestkitError, QUORATE_MARKER_KEY, QUORATE_QUARANTINE_KEY,
+};
 
 /// `n` independent [`RedisServer`]s (not a Redis Cluster: no slots, no
 /// replication — each node is a separate quorum member).
@@ -69,6 +73,32 @@ impl Cluster {
     /// All nodes, in order.
     pub fn servers(&self) -> &[RedisServer] {
         &self.servers
+    }
+
+    /// Waits until at least `nodes` running nodes have a subscriber on
+    /// `channel` (`PUBSUB NUMSUB`): the signal that a client is listening,
+    /// for tests that must act while it waits. `false` if not within `within`.
+    pub async fn wait_subscribed(&self, channel: &str, nodes: usize, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let mut subscribed = 0;
+            for server in self
+                .servers
+                .iter()
+                .filter(|s| s.is_running() && !s.is_paused())
+            {
+                let reply = server.command(&["PUBSUB", "NUMSUB", channel]).await;
+                let items = reply.map(Reply::into_array).unwrap_or_default();
+                subscribed += usize::from(items.get(1).and_then(Reply::as_i64) >= Some(1));
+            }
+            if subscribed >= nodes {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// `KEYS pattern` on every node, in node order (sorted per node for

@@ -1324,3 +1324,39 @@ async fn a_user_with_only_the_documented_acl_locks_queues_fences_and_releases() 
         .to_string();
     assert!(err.contains("permission denied"), "{err}");
 }
+
+/// The fence write-back: of 3 nodes, node 0 alone has a high counter. The
+/// first grant (nodes 0 and 1; node 2's connections reset) takes it as its token
+/// and writes it back to node 1; then node 0 drops out, and the next grant,
+/// from nodes 1 and 2, must still be larger. Without the write-back it
+/// would restart from their own low counters.
+#[tokio::test]
+async fn fences_stay_ahead_when_the_node_with_the_highest_counter_drops_out() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let (proxies, redlock) = through_proxies(&cluster).await;
+    let counter = quorate_redlock::fence_key("ledger");
+    cluster
+        .server(0)
+        .command(&["SET", &counter, "100"])
+        .await
+        .expect("SET");
+    let options = LockOptions::new().ttl(Duration::from_secs(5)).fencing(true);
+    let fences = FenceLog::new();
+    proxies[2].set(Fault::Reset);
+    let first = redlock.lock_with(["ledger"], &options).await.expect("lock");
+    fences.record(1, first.lease().fence().expect("fenced"), StdInstant::now());
+    assert_eq!(first.lease().fence(), Some(101));
+    first.release().await.expect("release");
+    proxies[2].set(Fault::Pass);
+    proxies[0].set(Fault::Reset);
+    let second = redlock.lock_with(["ledger"], &options).await.expect("lock");
+    fences.record(
+        2,
+        second.lease().fence().expect("fenced"),
+        StdInstant::now(),
+    );
+    second.release().await.expect("release");
+    fences
+        .check_strictly_increasing()
+        .expect("the token stays ahead of the one before");
+}
