@@ -25,7 +25,8 @@ mutants=(
   "release deletes any holder's key|redlock/scripts/release.lua|s/if redis.call\('GET', KEYS\[i\]\) == token then/if redis.call('EXISTS', KEYS[i]) == 1 then/"
   "extend ignores the token|redlock/scripts/extend.lua|s/if redis.call\('GET', key\) ~= ARGV\[1\] then/if false then/"
   "no undo of a failed or cancelled round|redlock/src/acquire.rs|s/if !self.armed \{/if true {/"
-  "no fence write-back|redlock/src/acquire.rs|s/if raised.successes >= inner.quorum \{/if true {/"
+  "no fence write-back|redlock/src/acquire.rs|s/\|node\| node.raise_fence\(keys, fence\),/|node| node.raise_fence(keys, 0),/"
+  "fence write-back result ignored|redlock/src/acquire.rs|s/if raised.successes >= inner.quorum \{/if true {/"
   "quarantine refuses nothing|redlock/scripts/quarantine.lua|s/return redis.error_reply\('QUORATE_QUARANTINED ' .. left\)/-- refuses nothing/"
   "watchdog settles on the first majority|redlock/src/watchdog.rs|s/Decide::AllWithGrace,/Decide::Majority(self_quorum),/"
 )
