@@ -1360,3 +1360,31 @@ async fn fences_stay_ahead_when_the_node_with_the_highest_counter_drops_out() {
         .check_strictly_increasing()
         .expect("the token stays ahead of the one before");
 }
+
+/// A lease is handed out only once its fence was written back to a
+/// majority: here node 1 refuses the write-back (its ACL denies `SET` on the
+/// fence counter, while the acquire's `INCR` passes) and node 2 is cut off,
+/// so the write-back reaches node 0 alone and the call must fail.
+#[tokio::test]
+async fn a_fence_written_back_to_a_minority_gives_no_lease() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let (proxies, redlock) = through_proxies(&cluster).await;
+    let counter = quorate_redlock::fence_key("ledger");
+    cluster
+        .server(0)
+        .command(&["SET", &counter, "100"])
+        .await
+        .expect("SET");
+    let acl = ["ACL", "SETUSER", "default", "-set", "(+set ~ledger)"];
+    cluster.server(1).command(&acl).await.expect("ACL");
+    proxies[2].set(Fault::Reset);
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(5))
+        .fencing(true)
+        .max_attempts(Some(1));
+    let result = redlock.lock_with(["ledger"], &options).await;
+    assert!(
+        matches!(result, Err(Error::NoQuorum { granted: 1, .. })),
+        "a lease whose fence only one node keeps: {result:?}"
+    );
+}
