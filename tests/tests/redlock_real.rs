@@ -1325,6 +1325,17 @@ async fn a_user_with_only_the_documented_acl_locks_queues_fences_and_releases() 
     assert!(err.contains("permission denied"), "{err}");
 }
 
+/// 3 nodes behind proxies; node 0 alone has the fence counter of `ledger`
+/// at 100, the others none.
+async fn ledger_with_a_high_counter_on_node_0() -> (Cluster, Vec<FaultProxy>, Redlock) {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let (proxies, redlock) = through_proxies(&cluster).await;
+    let counter = quorate_redlock::fence_key("ledger");
+    let set = ["SET", counter.as_str(), "100"];
+    cluster.server(0).command(&set).await.expect("SET");
+    (cluster, proxies, redlock)
+}
+
 /// The fence write-back: of 3 nodes, node 0 alone has a high counter. The
 /// first grant (nodes 0 and 1; node 2's connections reset) takes it as its token
 /// and writes it back to node 1; then node 0 drops out, and the next grant,
@@ -1332,14 +1343,7 @@ async fn a_user_with_only_the_documented_acl_locks_queues_fences_and_releases() 
 /// would restart from their own low counters.
 #[tokio::test]
 async fn fences_stay_ahead_when_the_node_with_the_highest_counter_drops_out() {
-    let cluster = Cluster::start(3).await.expect("cluster");
-    let (proxies, redlock) = through_proxies(&cluster).await;
-    let counter = quorate_redlock::fence_key("ledger");
-    cluster
-        .server(0)
-        .command(&["SET", &counter, "100"])
-        .await
-        .expect("SET");
+    let (_cluster, proxies, redlock) = ledger_with_a_high_counter_on_node_0().await;
     let options = LockOptions::new().ttl(Duration::from_secs(5)).fencing(true);
     let fences = FenceLog::new();
     proxies[2].set(Fault::Reset);
@@ -1367,14 +1371,7 @@ async fn fences_stay_ahead_when_the_node_with_the_highest_counter_drops_out() {
 /// so the write-back reaches node 0 alone and the call must fail.
 #[tokio::test]
 async fn a_fence_written_back_to_a_minority_gives_no_lease() {
-    let cluster = Cluster::start(3).await.expect("cluster");
-    let (proxies, redlock) = through_proxies(&cluster).await;
-    let counter = quorate_redlock::fence_key("ledger");
-    cluster
-        .server(0)
-        .command(&["SET", &counter, "100"])
-        .await
-        .expect("SET");
+    let (cluster, proxies, redlock) = ledger_with_a_high_counter_on_node_0().await;
     let acl = ["ACL", "SETUSER", "default", "-set", "(+set ~ledger)"];
     cluster.server(1).command(&acl).await.expect("ACL");
     proxies[2].set(Fault::Reset);
