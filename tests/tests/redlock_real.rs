@@ -542,7 +542,7 @@ async fn script_flush_between_operations_is_survived() {
         }
     };
     let mut guard = redlock
-        .lock("f", Duration::from_secs(10))
+        .lock("f", Duration::from_secs(2))
         .await
         .expect("lock");
     flush().await;
@@ -550,6 +550,12 @@ async fn script_flush_between_operations_is_survived() {
         .extend(Duration::from_secs(10))
         .await
         .expect("extend after flush");
+    // the servers have it: more than the first 2 s left on every node
+    for i in 0..5 {
+        let pttl = cluster.server(i).command(&["PTTL", "f"]).await;
+        let pttl = pttl.expect("PTTL").as_i64().unwrap_or(-2);
+        assert!(pttl > 5000, "node {i}: {pttl} ms left after the extension");
+    }
     flush().await;
     assert_eq!(
         guard.release().await.expect("release"),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use quorate_redlock::Redlock;
 use quorate_testkit::Cluster;
-use quorate_tree::{metrics, TreeLock};
+use quorate_tree::{metrics, TreeError, TreeLock};
 
 type Snapshot = Vec<(
     metrics_util::CompositeKey,
@@ -53,7 +53,12 @@ async fn outcomes_conflicts_rounds_and_the_held_gauge_are_recorded() {
     let tree = TreeLock::new(&redlock, "metrics").expect("tree");
     let ttl = Duration::from_secs(5);
     let child = tree.lock(["A", "B"], ttl).await.expect("lock");
-    assert!(tree.try_lock(["A"], ttl).await.is_err());
+    let blocked = tree.try_lock(["A"], ttl).await;
+    assert!(
+        matches!(blocked, Err(TreeError::Conflict { .. })),
+        "the ancestor of a held node: {:?}",
+        blocked.map(drop)
+    );
     child.release().await.expect("release");
     let parent = tree.try_lock(["A"], ttl).await.expect("A");
     parent.release().await.expect("release");
