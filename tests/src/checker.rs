@@ -129,6 +129,30 @@ impl HoldLog {
         Ok(())
     }
 
+    /// How many holds began while `capacity` or more conflicting holds
+    /// (by `conflicts`, as in [`check_exclusive_by`](Self::check_exclusive_by))
+    /// were still in progress: every violation counted, not just the first;
+    /// `capacity` 1 for a lock, k for k permits.
+    pub fn count_overlaps_by(
+        &self,
+        capacity: usize,
+        conflicts: impl Fn(&str, &str) -> bool,
+    ) -> usize {
+        let holds = self.holds();
+        holds
+            .iter()
+            .enumerate()
+            .filter(|&(i, hold)| {
+                let concurrent = holds[..i]
+                    .iter()
+                    .filter(|earlier| earlier.end > hold.start)
+                    .filter(|earlier| conflicts(&earlier.resource, &hold.resource))
+                    .count();
+                concurrent >= capacity
+            })
+            .count()
+    }
+
     /// The largest number of holds (over all resources) in progress at any
     /// one instant: a semaphore's bound, or proof that work ran in parallel.
     pub fn max_concurrency(&self) -> usize {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quorate_redlock::{LockOptions, NodeOutcome, Redlock};
-use quorate_testkit::{Cluster, FenceLog, Hold, HoldLog, QUORATE_MARKER_KEY};
+use quorate_testkit::{Cluster, FenceLog, HoldLog, QUORATE_MARKER_KEY};
 
 async fn connect(urls: Vec<String>, max_ttl: Duration) -> Redlock {
     let builder = Redlock::builder()
@@ -19,19 +19,9 @@ async fn connect(urls: Vec<String>, max_ttl: Duration) -> Redlock {
     builder.build().await.expect("connect")
 }
 
-/// Holds that overlap a hold that started earlier, counting every one (the
-/// kit's checker stops at the first).
-fn overlaps(mut holds: Vec<Hold>) -> usize {
-    holds.sort_by_key(|h| h.start);
-    let mut latest_end: Option<Instant> = None;
-    let mut count = 0;
-    for hold in holds {
-        if latest_end.is_some_and(|end| hold.start < end) {
-            count += 1;
-        }
-        latest_end = Some(latest_end.map_or(hold.end, |end| end.max(hold.end)));
-    }
-    count
+/// Every hold that began while another was still going (one resource).
+fn overlaps(holds: &HoldLog) -> usize {
+    holds.count_overlaps_by(1, |a, b| a == b)
 }
 
 #[test]
@@ -74,7 +64,7 @@ async fn the_checker_sees_two_holders_when_restarted_nodes_are_declared_fresh() 
     holds.record("acct", 2, start, start + second.remaining());
     assert!(guard.is_valid(), "the first holder still has validity");
     assert!(holds.check_exclusive().is_err(), "the checker must see it");
-    assert_eq!(overlaps(holds.holds()), 1);
+    assert_eq!(overlaps(&holds), 1);
 }
 
 #[tokio::test]
@@ -196,7 +186,7 @@ async fn rolling_restarts_without_persistence_never_grant_twice_or_move_fences_b
         run.restarts,
         holds.len(),
         run.failed,
-        overlaps(holds.clone())
+        overlaps(&run.holds)
     );
     assert!(run.restarts >= 30, "{} restarts", run.restarts);
     assert!(
@@ -221,7 +211,7 @@ async fn rolling_restarts_without_persistence_never_grant_twice_or_move_fences_b
 async fn rolling_restarts_declared_fresh_do_grant_twice() {
     let run = rolling_restarts(Duration::from_secs(40), true).await;
     let holds = run.holds.holds();
-    let found = overlaps(holds.clone());
+    let found = overlaps(&run.holds);
     let backwards = run.fences.check_strictly_increasing();
     println!(
         "declared fresh: {} restarts, {} grants, {} failed calls, {found} overlaps, fences: {backwards:?}",

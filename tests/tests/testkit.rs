@@ -512,6 +512,12 @@ fn hold_log_general_conflicts_and_concurrency() {
     };
     let overlap = log.check_exclusive_by(is_prefix).expect_err("tree overlap");
     assert_eq!((overlap.first.holder, overlap.second.holder), (1, 2));
+    // counted: /a/b began inside /a; /c conflicts with neither
+    assert_eq!(log.count_overlaps_by(1, is_prefix), 1);
+    assert_eq!(log.count_overlaps_by(1, |_, _| true), 2);
+    // with 2 permits only /c (inside /a and /a/b) is one too many
+    assert_eq!(log.count_overlaps_by(2, |_, _| true), 1);
+    assert_eq!(log.count_overlaps_by(1, |a, b| a == b), 0);
 
     assert_eq!(log.max_concurrency(), 3); // at t0+6ms..8ms all three are held
     assert_eq!(HoldLog::new().max_concurrency(), 0);

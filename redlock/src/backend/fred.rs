@@ -597,12 +597,8 @@ fn describe(e: &fred::error::Error) -> String {
             Some((_, text)) => (*text).to_owned(),
             None => format!("I/O error: {details}"),
         },
-        ErrorKind::Auth => format!(
-            "authentication failed ({details}): check the user and password in the node's URL"
-        ),
-        _ if details.contains("WRONGPASS") || details.contains("NOAUTH") => format!(
-            "authentication failed ({details}): check the user and password in the node's URL"
-        ),
+        ErrorKind::Auth => auth_failed(details),
+        _ if details.contains("WRONGPASS") || details.contains("NOAUTH") => auth_failed(details),
         _ if details.contains("NOPERM") => format!(
             "permission denied ({details}): the ACL user needs the commands and keys in the README's ACL section"
         ),
@@ -610,6 +606,10 @@ fn describe(e: &fred::error::Error) -> String {
         ErrorKind::Canceled => format!("cancelled ({details})"),
         kind => format!("{kind:?} error: {details}"),
     }
+}
+
+fn auth_failed(details: &str) -> String {
+    format!("authentication failed ({details}): check the user and password in the node's URL")
 }
 
 /// Only Redis schemes; `rediss` only with TLS compiled in (fred would

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use quorate_pool::{Pool, RateLimit, Requirement, Semaphore};
 use quorate_redlock::{LockOptions, Redlock};
 use quorate_spinlock::{Expiry, SpinOptions, Spinlock};
+use quorate_testkit::HoldLog;
 use quorate_tree::TreeLock;
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -286,21 +287,14 @@ fn held(
         .collect()
 }
 
-/// Holds that began while `capacity` conflicting holds were still going.
+/// Holds that began while `capacity` conflicting holds were still going
+/// (the test kit's counter, on these records).
 pub fn overlaps(row: Row, records: &[Record]) -> usize {
-    let mut sorted: Vec<&Record> = records.iter().collect();
-    sorted.sort_by_key(|r| r.start);
-    let mut count = 0;
-    for (i, r) in sorted.iter().enumerate() {
-        let concurrent = sorted[..i]
-            .iter()
-            .filter(|q| q.end > r.start && row.conflict(&q.resource, &r.resource))
-            .count();
-        if concurrent >= row.capacity() {
-            count += 1;
-        }
+    let log = HoldLog::new();
+    for r in records {
+        log.record(&r.resource, 0, r.start, r.end);
     }
-    count
+    log.count_overlaps_by(row.capacity(), |a, b| row.conflict(a, b))
 }
 
 /// Grants beyond the rate limit: grants that are the (limit+1)-th or later
