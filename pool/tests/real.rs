@@ -10,7 +10,7 @@ use quorate_pool::{
     CandidateOrder, Pool, PoolError, RateLimit, RequestError, Requirement, Semaphore,
 };
 use quorate_redlock::{LockOptions, MemoryNode, Node, Redlock, ReleaseOutcome};
-use quorate_testkit::{Cluster, HoldLog};
+use quorate_testkit::{Cluster, Fault, FaultProxy, HoldLog};
 
 #[derive(Clone, Debug, PartialEq)]
 struct Device {
@@ -60,6 +60,45 @@ impl Backend {
                     .collect();
                 Redlock::from_nodes(nodes, LockOptions::new()).expect("redlock")
             }
+        }
+    }
+
+    /// A new client whose requests reach nodes 2-4 `delay` late (through
+    /// fault proxies on real servers, kept alive by the returned handles).
+    async fn client_with_slow_majority(&self, delay: Duration) -> (Redlock, Vec<FaultProxy>) {
+        match self {
+            Backend::Real(cluster) => {
+                let mut proxies = Vec::new();
+                for i in 0..cluster.len() {
+                    let proxy = FaultProxy::start(cluster.server(i).addr()).await;
+                    proxies.push(proxy.expect("proxy"));
+                }
+                let urls = proxies.iter().map(FaultProxy::url).collect::<Vec<_>>();
+                let redlock = Redlock::connect(urls).await.expect("connect");
+                // once connected: the connection handshake is not the test
+                for proxy in &proxies[2..] {
+                    proxy.set(Fault::Delay(delay));
+                }
+                (redlock, proxies)
+            }
+            Backend::Memory(nodes) => {
+                nodes[2..].iter().for_each(|n| n.set_request_delay(delay));
+                (self.client().await, Vec::new())
+            }
+        }
+    }
+
+    /// The pool keys on node `i`.
+    async fn pool_keys_on(&self, i: usize) -> Vec<String> {
+        match self {
+            Backend::Real(cluster) => {
+                cluster.keys("quorate:pool:*").await.expect("KEYS")[i].clone()
+            }
+            Backend::Memory(nodes) => nodes[i]
+                .keys()
+                .into_iter()
+                .filter(|k| k.starts_with("quorate:pool:"))
+                .collect(),
         }
     }
 
@@ -495,16 +534,32 @@ on_both_backends!(
 );
 
 async fn cancelled_acquire(backend: Backend) {
-    let redlock = backend.client().await;
+    // Nodes 2-4 get every request 300 ms late: the round cannot decide before
+    // the cancel, and their grants land after it.
+    let slow = Duration::from_millis(300);
+    let (redlock, _proxies) = backend.client_with_slow_majority(slow).await;
     let pool = Pool::new(&redlock, "lab").expect("pool");
-    for _ in 0..20 {
-        let acquire = pool.acquire(
-            vec![Requirement::need(3, devices(5), |d| d.id.clone())],
-            Duration::from_secs(30),
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(30))
+        .node_timeout(Some(Duration::from_secs(2)));
+    let acquire = pool.acquire_with(
+        vec![Requirement::need(3, devices(5), |d| d.id.clone())],
+        &options,
+    );
+    let cancelled = tokio::time::timeout(Duration::from_millis(100), acquire).await;
+    assert!(cancelled.is_err(), "still pending when dropped");
+    // Wait until a slow node shows the late grant (so the check below
+    // cannot pass before it happened)...
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while backend.pool_keys_on(2).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the late grant never reached a slow node"
         );
-        // cancelled as soon as it has sent its first round
-        let _ = tokio::time::timeout(Duration::from_micros(300), acquire).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // ...then the undo sent at the cancel cleans every node, long before
+    // the 30 s ttl.
     assert_pool_keys_vanish(&backend, |_| false).await;
 }
 

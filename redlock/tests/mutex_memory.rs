@@ -288,14 +288,30 @@ async fn dropped_guard_releases_in_the_background() {
 async fn cancelled_lock_leaves_no_partial_grant() {
     let memory = MemoryNode::cluster(5);
     let redlock = redlock(&memory);
-    // two nodes grant at once, three stall: the round cannot decide
-    memory[2..].iter().for_each(|m| m.set_stalled(true));
+    // two nodes grant at once, three get the request 300 ms late: the round
+    // cannot decide before the cancel, and those three grant after it
+    memory[2..]
+        .iter()
+        .for_each(|m| m.set_request_delay(Duration::from_millis(300)));
     let attempt = redlock.lock("r", TTL);
     let cancelled = tokio::time::timeout(Duration::from_millis(10), attempt).await;
     assert!(cancelled.is_err(), "the lock call should still be pending");
     assert_eq!(memory[0].keys(), ["r"], "granted before the cancel");
-    tokio::task::yield_now().await;
-    assert!(memory[0].keys().is_empty() && memory[1].keys().is_empty());
+    assert!(memory[2].keys().is_empty(), "not yet arrived");
+    // The late grants land 300 ms after sending; the undo, sent at the
+    // cancel, lands after them. Watch each slow node hold the key, then lose it.
+    let mut seen_late = [false; 5];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        for (i, node) in memory.iter().enumerate() {
+            seen_late[i] |= !node.keys().is_empty();
+        }
+    }
+    assert_eq!(seen_late[2..], [true; 3], "the late grants landed");
+    for node in &memory {
+        assert!(node.keys().is_empty(), "{}: {:?}", node.name(), node.keys());
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -604,7 +620,10 @@ async fn lost_resolves_when_a_majority_forgets_the_lock() {
     assert!(guard.is_valid());
     memory[..3].iter().for_each(MemoryNode::flush);
     let started = Instant::now();
-    let lost = guard.lost().await;
+    // bounded: with a broken quorum the two kept copies would keep it forever
+    let lost = tokio::time::timeout(Duration::from_secs(6), guard.lost())
+        .await
+        .expect("the loss is reported");
     assert!(matches!(lost, Error::Lost { .. }), "{lost:?}");
     // found at the next tick: within a third of the ttl
     assert!(
@@ -623,7 +642,10 @@ async fn lost_resolves_before_validity_ends_when_nodes_stall() {
     let guard = redlock.lock_with(["s"], &auto(ttl)).await.expect("lock");
     memory[..3].iter().for_each(|m| m.set_stalled(true));
     let valid_until = guard.lease().valid_until();
-    let lost = guard.lost().await;
+    // bounded: with a broken quorum the two live nodes would keep it forever
+    let lost = tokio::time::timeout(ttl * 2, guard.lost())
+        .await
+        .expect("the loss is reported, not the lock kept by a minority");
     assert!(
         matches!(lost, Error::Lost { .. } | Error::Expired),
         "{lost:?}"
@@ -644,7 +666,8 @@ async fn lost_of_a_plain_lock_is_its_expiry() {
         .await
         .expect("lock");
     let until = guard.lease().valid_until();
-    assert!(matches!(guard.lost().await, Error::Expired));
+    let lost = tokio::time::timeout(Duration::from_secs(4), guard.lost()).await;
+    assert!(matches!(lost, Ok(Error::Expired)), "{lost:?}");
     assert_eq!(Instant::now(), until);
 }
 

@@ -273,8 +273,9 @@ async fn a_held_key_fails_after_exactly_the_configured_tries() {
     }
     // `tries` rounds with `sleep` between each
     let fastest = sleep * (tries - 1);
+    // (no upper bound: a loaded machine may be slow; the exact count of
+    // requests below is what shows there was no extra try)
     assert!(took >= fastest, "{took:?} < {fastest:?}");
-    assert!(took < sleep * (tries - 1) + ms(400), "{took:?}");
 
     // Every node saw exactly `tries` acquisition requests (the last ones may
     // still be on their way when the call returns: wait for them, bounded).
@@ -381,7 +382,15 @@ async fn fail_if_held_names_the_remaining_hold_time() {
     let hold = ms(5000);
     let holder = spin(&cluster, SpinOptions::new().max_hold(Expiry::After(hold))).await;
     let _guard = holder.acquire("taken").await.expect("holder");
-    let impatient = spin(&cluster, SpinOptions::new().fail_if_held(true)).await;
+    // A sleep of 5 s between tries: a call that slept even once would show.
+    let impatient = spin(
+        &cluster,
+        SpinOptions::new()
+            .fail_if_held(true)
+            .tries(3)
+            .sleep(ms(5000)),
+    )
+    .await;
     let began = Instant::now();
     for result in [
         impatient.acquire("taken").await,
@@ -400,8 +409,8 @@ async fn fail_if_held_names_the_remaining_hold_time() {
             other => panic!("expected Held, got {other:?}"),
         }
     }
-    // one round each, no sleeping (the default sleep is 500 ms)
-    assert!(began.elapsed() < ms(400), "{:?}", began.elapsed());
+    // one round each, no sleeping
+    assert!(began.elapsed() < ms(4000), "{:?}", began.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -609,7 +618,15 @@ async fn a_foreign_stored_value_is_a_decode_error_not_a_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minority_of_dead_nodes_changes_nothing_a_majority_is_an_error() {
     let mut cluster = cluster().await;
-    let spin = spin(&cluster, SpinOptions::new().tries(3).sleep(ms(50))).await;
+    // A node timeout of 5 s: a call that waited for the silent node would show.
+    let spin = spin(
+        &cluster,
+        SpinOptions::new()
+            .tries(3)
+            .sleep(ms(50))
+            .node_timeout(Some(ms(5000))),
+    )
+    .await;
     cluster.server(3).pause(); // SIGSTOP: a silent node, not a refused connection
     cluster.server_mut(4).kill();
     let runs = Arc::new(AtomicUsize::new(0));
@@ -621,8 +638,8 @@ async fn a_minority_of_dead_nodes_changes_nothing_a_majority_is_an_error() {
     let guard = spin.acquire("k").await.expect("acquire");
     assert!(spin.locked("k").await.expect("quorum read"));
     guard.release().await.expect("release");
-    // the silent node costs at most the node timeout per call (default 500 ms)
-    assert!(asked.elapsed() < ms(2000), "{:?}", asked.elapsed());
+    // a majority answers without the silent node: no call waits for it
+    assert!(asked.elapsed() < ms(4000), "{:?}", asked.elapsed());
 
     cluster.server_mut(2).kill();
     match spin.locked("k").await {

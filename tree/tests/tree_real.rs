@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use quorate_redlock::{Error, LockOptions, MemoryNode, Node, Redlock, ReleaseOutcome};
-use quorate_testkit::{Cluster, HoldLog};
+use quorate_testkit::{Cluster, Fault, FaultProxy, HoldLog};
 use quorate_tree::{
     PathError, Relation, TreeError, TreeLock, TreeLockOptions, TreePath, MAX_DEPTH, MAX_PATH_LEN,
     MAX_SEGMENT_LEN,
@@ -198,10 +198,7 @@ async fn a_holder_that_never_releases_stops_blocking_after_its_ttl_on(tree: Tree
         early.is_zero(),
         "the ancestor was granted {early:?} before the crashed lock's validity ended"
     );
-    assert!(
-        waited < Duration::from_secs(3),
-        "granted only after {waited:?}"
-    );
+    // (no upper bound beyond the 5 s acquire timeout: speed is the benchmark's)
     println!("the ancestor was granted {waited:?} after a crashed holder's lock (ttl {ttl:?})");
     guard.release().await.expect("release");
 }
@@ -603,12 +600,39 @@ async fn the_scoped_work_is_cancelled_when_a_majority_stalls() {
 #[tokio::test]
 async fn an_abandoned_lock_call_leaves_no_lock_key_behind() {
     let cluster = Cluster::start(5).await.expect("cluster");
-    let tree = tree(&cluster, "cancel").await;
-    for _ in 0..20 {
-        let call = tree.lock(["A", "B"], TTL);
-        // polled once: the round is on its way, then the call is dropped
-        let _ = tokio::time::timeout(Duration::ZERO, call).await;
+    let mut proxies = Vec::new();
+    for i in 0..cluster.len() {
+        let proxy = FaultProxy::start(cluster.server(i).addr()).await;
+        proxies.push(proxy.expect("proxy"));
     }
+    let redlock = Redlock::connect(proxies.iter().map(FaultProxy::url).collect::<Vec<_>>())
+        .await
+        .expect("connect");
+    let tree = TreeLock::new(&redlock, "cancel").expect("tree");
+    // Nodes 2-4 get every request 300 ms late: the round cannot decide before
+    // the cancel, and their grants land after it.
+    for proxy in &proxies[2..] {
+        proxy.set(Fault::Delay(Duration::from_millis(300)));
+    }
+    let options = tree
+        .options()
+        .ttl(Duration::from_secs(30))
+        .node_timeout(Some(Duration::from_secs(2)));
+    let call = tree.lock_with(["A", "B"], &options);
+    let cancelled = tokio::time::timeout(Duration::from_millis(100), call).await;
+    assert!(cancelled.is_err(), "still pending when dropped");
+    // Wait until a slow node shows the late grant (so the check below
+    // cannot pass before it happened)...
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while cluster.keys("*:lock:*").await.expect("KEYS")[2].is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the late grant never reached a slow node"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...then the undo sent at the cancel cleans every node, long before
+    // the 30 s ttl.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let keys = cluster.keys("*:lock:*").await.expect("KEYS");
@@ -619,6 +643,9 @@ async fn an_abandoned_lock_call_leaves_no_lock_key_behind() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // and the dead index entries block nobody
+    for proxy in &proxies[2..] {
+        proxy.set(Fault::Pass);
+    }
     lock_once(&tree, &["A"]).await;
 }
 

@@ -21,7 +21,9 @@ use crate::quarantine::{MemoryMarker, DEFAULT_MAX_TTL};
 /// Time is tokio's, so tests with paused time can expire keys instantly.
 /// Faults: [`set_down`](Self::set_down) makes every call fail,
 /// [`set_stalled`](Self::set_stalled) makes every call hang (so the per-node
-/// timeout fires), [`set_latency`](Self::set_latency) delays every answer.
+/// timeout fires), [`set_latency`](Self::set_latency) delays every answer,
+/// [`set_request_delay`](Self::set_request_delay) delays every request (it
+/// takes effect later, even if the caller stopped waiting: a late grant).
 #[derive(Clone, Debug)]
 pub struct MemoryNode {
     name: String,
@@ -36,6 +38,7 @@ struct State {
     down: bool,
     stalled: bool,
     latency: Duration,
+    request_delay: Duration,
     /// Fence counters by counter key; they never expire.
     fences: HashMap<String, u64>,
     /// Waiter queues by lock key.
@@ -86,6 +89,13 @@ impl MemoryNode {
     /// operation took effect.
     pub fn set_latency(&self, latency: Duration) {
         self.lock_state().latency = latency;
+    }
+
+    /// Simulate requests that are slow to arrive: each takes effect `delay`
+    /// after it was sent, whether or not its caller still waits (as a
+    /// request already on the wire does). Needs a tokio runtime.
+    pub fn set_request_delay(&self, delay: Duration) {
+        self.lock_state().request_delay = delay;
     }
 
     /// How many batched extension requests (the watchdog's) this node
@@ -173,7 +183,10 @@ impl MemoryNode {
     }
 
     /// Runs `op` atomically, unless a fault is simulated.
-    fn call<T: Send + 'static>(&self, op: impl FnOnce(&mut State) -> T) -> NodeFuture<T> {
+    fn call<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut State) -> T + Send + 'static,
+    ) -> NodeFuture<T> {
         let mut state = self.lock_state();
         let fault = if state.stalled {
             Fault::Stalled
@@ -187,6 +200,29 @@ impl MemoryNode {
             Fault::Down => {
                 let err = NodeError(format!("{}: connection refused (simulated)", self.name));
                 future::ready(Err(err)).boxed()
+            }
+            Fault::None if !state.request_delay.is_zero() => {
+                let (delay, latency) = (state.request_delay, state.latency);
+                drop(state);
+                let node = self.clone();
+                let (answer_tx, answer_rx) = futures::channel::oneshot::channel();
+                // On its way whatever the caller does.
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let answer = {
+                        let mut state = node.lock_state();
+                        state.store.begin();
+                        op(&mut state)
+                    };
+                    tokio::time::sleep(latency).await;
+                    let _ = answer_tx.send(answer);
+                });
+                async move {
+                    answer_rx
+                        .await
+                        .map_err(|_| NodeError("request lost (simulated)".into()))
+                }
+                .boxed()
             }
             Fault::None => {
                 state.store.begin();
