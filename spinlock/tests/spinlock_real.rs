@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::{Error, Redlock, ReleaseOutcome, MAX_TTL};
+use quorate_redlock::{Error, MemoryNode, Redlock, ReleaseOutcome, MAX_TTL};
 use quorate_spinlock::{ComputeError, Expiry, Scheme, SpinError, SpinKey, SpinOptions, Spinlock};
 use quorate_testkit::{Cluster, Fault, FaultProxy, Reply};
 use tokio::sync::{oneshot, Barrier};
@@ -36,6 +36,76 @@ async fn pttls(cluster: &Cluster, key: &str) -> Vec<i64> {
         out.push(reply.as_i64().expect("integer"));
     }
     out
+}
+
+/// The nodes of a scenario that runs on real servers and on memory nodes
+/// (which run the scripts' native twins: the same scenario keeps them in step).
+enum Nodes {
+    Real(Cluster),
+    Memory(Vec<MemoryNode>),
+}
+
+impl Nodes {
+    async fn real() -> Self {
+        Nodes::Real(cluster().await)
+    }
+
+    fn memory() -> Self {
+        Nodes::Memory(MemoryNode::cluster(5))
+    }
+
+    /// A new client's spinlock.
+    async fn spin(&self, options: SpinOptions) -> Spinlock {
+        match self {
+            Nodes::Real(cluster) => spin(cluster, options).await,
+            Nodes::Memory(nodes) => memory_spin_on(nodes, options),
+        }
+    }
+
+    /// `PTTL key` on every node (-2: absent, -1: no expiry).
+    async fn pttls(&self, key: &str) -> Vec<i64> {
+        match self {
+            Nodes::Real(cluster) => pttls(cluster, key).await,
+            Nodes::Memory(nodes) => nodes
+                .iter()
+                .map(|n| match n.ttl(key) {
+                    None => -2,
+                    Some(MAX_TTL) => -1,
+                    Some(left) => i64::try_from(left.as_millis()).expect("ms"),
+                })
+                .collect(),
+        }
+    }
+
+    /// `SET key value PX ttl` on node `i`, behind the clients' backs.
+    async fn plant(&self, i: usize, key: &str, value: &str, ttl: Duration) {
+        match self {
+            Nodes::Real(cluster) => {
+                let ttl = ttl.as_millis().to_string();
+                cluster
+                    .server(i)
+                    .command(&["SET", key, value, "PX", &ttl])
+                    .await
+                    .expect("SET");
+            }
+            Nodes::Memory(nodes) => nodes[i].set(key, value.as_bytes(), Some(ttl)),
+        }
+    }
+}
+
+/// Runs a scenario on 5 real servers and on 5 memory nodes.
+macro_rules! on_both_node_kinds {
+    ($scenario:ident, $real:ident, $memory:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $real() {
+            $scenario(Nodes::real().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $memory() {
+            $scenario(Nodes::memory()).await;
+        }
+    };
 }
 
 /// How many SET commands node `i` has executed (INFO commandstats): each
@@ -324,14 +394,18 @@ async fn a_release_wakes_a_spinning_waiter_early() {
     assert!(waited < ms(2000), "waited {waited:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn results_expire_and_errors_are_not_cached() {
-    let cluster = cluster().await;
+on_both_node_kinds!(
+    results_expire_and_errors_are_not_cached_on,
+    results_expire_and_errors_are_not_cached,
+    in_memory_results_expire_and_errors_are_not_cached
+);
+
+async fn results_expire_and_errors_are_not_cached_on(nodes: Nodes) {
     let options = SpinOptions::new()
         .tries(5)
         .sleep(ms(100))
         .result_expiry(Expiry::After(ms(400)));
-    let spin = spin(&cluster, options).await;
+    let spin = nodes.spin(options).await;
     let runs = Arc::new(AtomicUsize::new(0));
 
     // an error: returned, not stored, lock released
@@ -347,7 +421,8 @@ async fn results_expire_and_errors_are_not_cached() {
         other => panic!("{other:?}"),
     }
     assert!(!spin.locked("daily").await.expect("locked"));
-    assert!(pttls(&cluster, &spin.result_key("daily"))
+    assert!(nodes
+        .pttls(&spin.result_key("daily"))
         .await
         .iter()
         .all(|&t| t == -2));
@@ -356,7 +431,7 @@ async fn results_expire_and_errors_are_not_cached() {
     assert_eq!(once(&spin, "daily", &runs, b"v1").await, b"v1");
     assert_eq!(once(&spin, "daily", &runs, b"v2").await, b"v1");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
-    let ttls = pttls(&cluster, &spin.result_key("daily")).await;
+    let ttls = nodes.pttls(&spin.result_key("daily")).await;
     assert!(
         ttls.iter().filter(|&&t| t > 0 && t <= 400).count() >= 3,
         "{ttls:?}"
@@ -364,7 +439,8 @@ async fn results_expire_and_errors_are_not_cached() {
 
     // after the expiry the servers dropped it, and the next call computes again
     let deadline = Instant::now() + ms(3000);
-    while pttls(&cluster, &spin.result_key("daily"))
+    while nodes
+        .pttls(&spin.result_key("daily"))
         .await
         .iter()
         .any(|&t| t != -2)
@@ -463,18 +539,18 @@ async fn lock_handle_acquire_locked_renew_release() {
     theirs.release().await.expect("release");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn locked_means_held_on_a_majority_not_a_leftover_on_a_minority() {
-    let cluster = cluster().await;
-    let spin = spin(&cluster, SpinOptions::new().tries(2).sleep(ms(50))).await;
+on_both_node_kinds!(
+    locked_means_held_on_a_majority,
+    locked_means_held_on_a_majority_not_a_leftover_on_a_minority,
+    in_memory_locked_means_held_on_a_majority_not_a_leftover_on_a_minority
+);
+
+async fn locked_means_held_on_a_majority(nodes: Nodes) {
+    let spin = nodes.spin(SpinOptions::new().tries(2).sleep(ms(50))).await;
     let key = spin.lock_key("leftover");
     // keys a release never reached (two nodes were partitioned away)
     for i in [0, 1] {
-        cluster
-            .server(i)
-            .command(&["SET", &key, "someone", "PX", "10000"])
-            .await
-            .expect("SET");
+        nodes.plant(i, &key, "someone", ms(10_000)).await;
     }
     assert!(!spin.locked("leftover").await.expect("locked"));
     let guard = spin
@@ -483,11 +559,7 @@ async fn locked_means_held_on_a_majority_not_a_leftover_on_a_minority() {
         .expect("a majority is free");
     guard.release().await.expect("release");
     // on a majority it is held, and an acquire fails
-    cluster
-        .server(2)
-        .command(&["SET", &key, "someone", "PX", "10000"])
-        .await
-        .expect("SET");
+    nodes.plant(2, &key, "someone", ms(10_000)).await;
     assert!(spin.locked("leftover").await.expect("locked"));
     assert!(matches!(
         spin.try_acquire("leftover").await,
@@ -703,16 +775,22 @@ fn futures_are_send(spin: Spinlock, mut lock: quorate_spinlock::Lock) {
     send(lock.release());
 }
 
-/// A spinlock on 5 memory nodes, which run the scripts' native twins.
-fn memory_spin(options: SpinOptions) -> (Vec<quorate_redlock::MemoryNode>, Spinlock) {
-    let nodes = quorate_redlock::MemoryNode::cluster(5);
+/// A spinlock on `nodes`, which run the scripts' native twins.
+fn memory_spin_on(nodes: &[MemoryNode], options: SpinOptions) -> Spinlock {
     let dyn_nodes = nodes
         .iter()
         .map(|m| Arc::new(m.clone()) as Arc<dyn quorate_redlock::Node>)
         .collect();
     let redlock =
         Redlock::from_nodes(dyn_nodes, quorate_redlock::LockOptions::new()).expect("redlock");
-    (nodes, Spinlock::new(&redlock, options).expect("options"))
+    Spinlock::new(&redlock, options).expect("options")
+}
+
+/// A spinlock on 5 new memory nodes.
+fn memory_spin(options: SpinOptions) -> (Vec<MemoryNode>, Spinlock) {
+    let nodes = MemoryNode::cluster(5);
+    let spin = memory_spin_on(&nodes, options);
+    (nodes, spin)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -726,34 +804,6 @@ async fn in_memory_twenty_concurrent_callers_compute_once() {
         .count();
     assert!(stored >= 3, "stored on {stored} nodes");
     assert!(!spin.locked("report").await.expect("locked"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_memory_results_expire_and_errors_are_not_cached() {
-    let options = SpinOptions::new()
-        .tries(5)
-        .sleep(ms(100))
-        .result_expiry(Expiry::After(ms(400)));
-    let (nodes, spin) = memory_spin(options);
-    let runs = Arc::new(AtomicUsize::new(0));
-    let failing = || std::future::ready(Err::<Vec<u8>, _>("database down".to_owned()));
-    assert!(matches!(
-        spin.compute_once("daily", failing).await,
-        Err(ComputeError::Compute(_))
-    ));
-    let result_key = spin.result_key("daily");
-    assert!(
-        nodes.iter().all(|n| n.ttl(&result_key).is_none()),
-        "an error was stored"
-    );
-    assert_eq!(once(&spin, "daily", &runs, b"v1").await, b"v1");
-    assert_eq!(once(&spin, "daily", &runs, b"v2").await, b"v1");
-    assert!(nodes
-        .iter()
-        .all(|n| n.ttl(&result_key).is_some_and(|t| t <= ms(400))));
-    tokio::time::sleep(ms(450)).await; // the expiry itself is what is tested
-    assert_eq!(once(&spin, "daily", &runs, b"v3").await, b"v3");
-    assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,8 +26,8 @@ static ACQUIRE: NodeScript =
 const SAMPLE: usize = 3;
 
 /// `acquire.lua` on a memory node: same keys, arguments and reply (see the
-/// script for the layout). Pruning samples the first entries instead of
-/// random ones; either keeps the indexes bounded.
+/// script for the layout), sampling for pruning at random as the script's
+/// `SRANDMEMBER` and `HRANDFIELD` do.
 fn acquire_in_memory(
     store: &mut MemoryStore,
     keys: &[String],
@@ -91,7 +91,7 @@ fn acquire_in_memory(
     store.set(&keys[depth - 1], token, Some(Duration::from_millis(ttl_ms)));
     for ancestor_index in &keys[depth..2 * depth - 1] {
         store.sadd(ancestor_index, node.as_bytes());
-        for member in store.smembers(ancestor_index).into_iter().take(SAMPLE) {
+        for member in store.srandmember(ancestor_index, SAMPLE) {
             let live = store.exists(&format!("{prefix}{}", String::from_utf8_lossy(&member)));
             if !live {
                 store.srem(ancestor_index, &member);
@@ -106,7 +106,7 @@ fn acquire_in_memory(
         entry.extend_from_slice(owner);
         store.hset(owners, node.as_bytes(), &entry);
     }
-    for (field, entry) in store.hgetall(owners).into_iter().take(SAMPLE) {
+    for (field, entry) in store.hrandfield(owners, SAMPLE) {
         let path = String::from_utf8_lossy(&field).into_owned();
         let current = match store.get(&format!("{prefix}{path}")) {
             Some(holder) => {

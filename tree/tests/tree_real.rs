@@ -69,6 +69,88 @@ macro_rules! on_both_backends {
     };
 }
 
+/// The nodes of a scenario that also looks at what they store.
+enum Nodes {
+    Real(Cluster),
+    Memory(Vec<MemoryNode>),
+}
+
+impl Nodes {
+    async fn real() -> Self {
+        Nodes::Real(Cluster::start(5).await.expect("cluster"))
+    }
+
+    fn memory() -> Self {
+        Nodes::Memory(MemoryNode::cluster(5))
+    }
+
+    /// A new client.
+    async fn client(&self) -> Redlock {
+        match self {
+            Nodes::Real(cluster) => redlock(cluster).await,
+            Nodes::Memory(nodes) => memory_client(nodes),
+        }
+    }
+
+    /// A new client's tree called `name`.
+    async fn tree(&self, name: &str) -> TreeLock {
+        TreeLock::new(&self.client().await, name).expect("tree")
+    }
+
+    /// The keys starting with `prefix`, node by node.
+    async fn keys(&self, prefix: &str) -> Vec<Vec<String>> {
+        match self {
+            Nodes::Real(cluster) => cluster.keys(&format!("{prefix}*")).await.expect("KEYS"),
+            Nodes::Memory(nodes) => nodes
+                .iter()
+                .map(|n| {
+                    let mut keys = n.keys();
+                    keys.retain(|k| k.starts_with(prefix));
+                    keys
+                })
+                .collect(),
+        }
+    }
+
+    /// `SCARD` or `HLEN` of `key`, node by node.
+    async fn collection_lens(&self, key: &str) -> Vec<usize> {
+        match self {
+            Nodes::Real(cluster) => {
+                let mut lens = Vec::new();
+                for i in 0..cluster.len() {
+                    let server = cluster.server(i);
+                    let kind = server.command(&["TYPE", key]).await.expect("TYPE");
+                    let command = if kind.as_string().as_deref() == Some("hash") {
+                        "HLEN"
+                    } else {
+                        "SCARD"
+                    };
+                    let len = server.command(&[command, key]).await.expect(command);
+                    lens.push(usize::try_from(len.as_i64().expect("a count")).expect("count"));
+                }
+                lens
+            }
+            Nodes::Memory(nodes) => nodes.iter().map(|n| n.collection_len(key)).collect(),
+        }
+    }
+}
+
+/// Runs a scenario that looks at the nodes on 5 real servers and on 5
+/// memory nodes.
+macro_rules! on_both_node_kinds {
+    ($scenario:ident, $real:ident, $memory:ident) => {
+        #[tokio::test]
+        async fn $real() {
+            $scenario(Nodes::real().await).await;
+        }
+
+        #[tokio::test]
+        async fn $memory() {
+            $scenario(Nodes::memory()).await;
+        }
+    };
+}
+
 fn path(segments: &[&str]) -> TreePath {
     TreePath::new(segments).expect("path")
 }
@@ -410,10 +492,14 @@ async fn two_of_five_nodes_killed_mid_run_stays_safe_and_live() {
     assert_eq!(tally.no_quorum, 0, "3 of 5 nodes are a majority");
 }
 
-#[tokio::test]
-async fn hostile_segments_never_collide_and_bad_ones_are_typed_errors() {
-    let cluster = Cluster::start(5).await.expect("cluster");
-    let tree = tree(&cluster, "hostile{tag}").await;
+on_both_node_kinds!(
+    hostile_segments,
+    hostile_segments_never_collide_and_bad_ones_are_typed_errors,
+    in_memory_hostile_segments_never_collide_and_bad_ones_are_typed_errors
+);
+
+async fn hostile_segments(nodes: Nodes) {
+    let tree = nodes.tree("hostile{tag}").await;
     let lock = |segments: Vec<&'static [u8]>| {
         let tree = tree.clone();
         async move { tree.try_lock(segments, TTL).await }
@@ -482,7 +568,7 @@ async fn hostile_segments_never_collide_and_bad_ones_are_typed_errors() {
         Err(TreeError::InvalidPath(PathError::Empty))
     ));
     assert!(matches!(
-        TreeLock::new(&redlock(&cluster).await, ""),
+        TreeLock::new(&nodes.client().await, ""),
         Err(TreeError::InvalidTreeName { .. })
     ));
     let bad_owner = tree.options().owner("");
@@ -492,7 +578,7 @@ async fn hostile_segments_never_collide_and_bad_ones_are_typed_errors() {
     ));
 
     // every key of the tree carries exactly one hash tag, the escaped name
-    for keys in cluster.keys("*").await.expect("KEYS") {
+    for keys in nodes.keys("").await {
         for key in keys {
             assert!(key.starts_with("quorate:tree:{hostile%7Btag%7D}:"), "{key}");
             assert_eq!(
@@ -503,7 +589,7 @@ async fn hostile_segments_never_collide_and_bad_ones_are_typed_errors() {
         }
     }
     // another tree with the same paths is independent
-    let other = TreeLock::new(&redlock(&cluster).await, "hostile").expect("tree");
+    let other = nodes.tree("hostile").await;
     lock_once(&other, &["a"]).await;
     for guard in [ab, slash, escaped, held, sibling] {
         guard.release().await.expect("release");
@@ -649,10 +735,14 @@ async fn an_abandoned_lock_call_leaves_no_lock_key_behind() {
     lock_once(&tree, &["A"]).await;
 }
 
-#[tokio::test]
-async fn indexes_stay_small_while_distinct_children_come_and_go() {
-    let cluster = Cluster::start(5).await.expect("cluster");
-    let tree = tree(&cluster, "churn").await;
+on_both_node_kinds!(
+    indexes_stay_small,
+    indexes_stay_small_while_distinct_children_come_and_go,
+    in_memory_indexes_stay_small_while_distinct_children_come_and_go
+);
+
+async fn indexes_stay_small(nodes: Nodes) {
+    let tree = nodes.tree("churn").await;
     let options = tree.options().ttl(TTL).owner("churner");
     for i in 0..100 {
         let child = tree
@@ -661,41 +751,21 @@ async fn indexes_stay_small_while_distinct_children_come_and_go() {
             .expect("lock");
         child.release().await.expect("release");
     }
-    // Each registration samples 3 entries and drops the dead: without that,
-    // 100 dead entries would sit in the set and the hash.
-    for i in 0..cluster.len() {
-        let server = cluster.server(i);
-        let entries = server
-            .command(&["SCARD", "quorate:tree:{churn}:desc:A"])
-            .await;
-        let owners = server
-            .command(&["HLEN", "quorate:tree:{churn}:owners"])
-            .await;
-        let (entries, owners) = (
-            entries.expect("SCARD").as_i64(),
-            owners.expect("HLEN").as_i64(),
-        );
-        println!(
-            "node {i}: {entries:?} index entries, {owners:?} owner entries after 100 children"
-        );
-        assert!(
-            entries.is_some_and(|n| n <= 20),
-            "node {i}: {entries:?} index entries"
-        );
-        assert!(
-            owners.is_some_and(|n| n <= 20),
-            "node {i}: {owners:?} owner entries"
-        );
+    // Each registration samples 3 entries at random and drops the dead:
+    // without that, 100 dead entries would sit in the set and the hash.
+    let entries = nodes.collection_lens("quorate:tree:{churn}:desc:A").await;
+    let owners = nodes.collection_lens("quorate:tree:{churn}:owners").await;
+    println!("after 100 children: index entries {entries:?}, owner entries {owners:?}");
+    for (i, (entries, owners)) in entries.into_iter().zip(owners).enumerate() {
+        assert!(entries <= 20, "node {i}: {entries} index entries");
+        assert!(owners <= 20, "node {i}: {owners} owner entries");
     }
     // Locking the parent checks (and so clears) its whole index; the round
     // returns at a majority, the other nodes follow at once.
     lock_once(&tree, &["A"]).await;
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let left = cluster
-            .keys("quorate:tree:{churn}:desc:*")
-            .await
-            .expect("KEYS");
+        let left = nodes.keys("quorate:tree:{churn}:desc:").await;
         if left.iter().all(Vec::is_empty) {
             break;
         }

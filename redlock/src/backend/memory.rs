@@ -111,6 +111,14 @@ impl MemoryNode {
         state.store.key_names()
     }
 
+    /// The members of the set or fields of the hash at `key` (as `SCARD`
+    /// or `HLEN`); 0 when absent or a string.
+    pub fn collection_len(&self, key: &str) -> usize {
+        let mut state = self.lock_state();
+        state.store.begin();
+        state.store.collection_len(key)
+    }
+
     /// The string value of `key` (as `GET`), `None` when absent.
     pub fn get(&self, key: &str) -> Option<String> {
         let mut state = self.lock_state();
@@ -130,6 +138,15 @@ impl MemoryNode {
             .store
             .ttl(key)
             .map(|left| left.unwrap_or(crate::options::MAX_TTL))
+    }
+
+    /// Sets `key` to `value` with an optional ttl (as `SET key value PX`),
+    /// behind every client's back: a key a lost release left behind, or a
+    /// foreign value.
+    pub fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) {
+        let mut state = self.lock_state();
+        state.store.begin();
+        state.store.set(key, value, ttl);
     }
 
     /// Forget every lock key and waiter queue (as if they were deleted

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
 /// The native twin of a script: what the Lua does, on a memory node's
@@ -193,6 +194,34 @@ impl MemoryStore {
             }) => s.iter().cloned().collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// `SCARD` or `HLEN`: the members of the set or fields of the hash at
+    /// `key`; 0 when absent or a string.
+    pub fn collection_len(&self, key: &str) -> usize {
+        match self.keys.get(key).map(|e| &e.value) {
+            Some(Value::Set(s)) => s.len(),
+            Some(Value::Hash(h)) => h.len(),
+            _ => 0,
+        }
+    }
+
+    /// `SRANDMEMBER key count` with a positive count: up to `count`
+    /// distinct members, picked at random as Redis does.
+    pub fn srandmember(&self, key: &str, count: usize) -> Vec<Vec<u8>> {
+        let mut members = self.smembers(key);
+        members.shuffle(&mut rand::rng());
+        members.truncate(count);
+        members
+    }
+
+    /// `HRANDFIELD key count WITHVALUES` with a positive count: up to
+    /// `count` distinct fields with their values, picked at random.
+    pub fn hrandfield(&self, key: &str, count: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut fields = self.hgetall(key);
+        fields.shuffle(&mut rand::rng());
+        fields.truncate(count);
+        fields
     }
 
     fn hash_mut(&mut self, key: &str) -> Option<&mut BTreeMap<Vec<u8>, Vec<u8>>> {
