@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 
-use quorate_redlock::quorum::{self, Decide, Reply};
-use quorate_redlock::{
-    Lease, LockOptions, MemoryStore, NodeOutcome, NodeScript, Redlock, ScriptValue, Token,
-};
+use quorate_redlock::raw::quorum::{self, Decide, Reply};
+use quorate_redlock::raw::{MemoryStore, NodeScript, ScriptValue, UndoGuard};
+use quorate_redlock::{Lease, LockOptions, NodeOutcome, Redlock, Token};
 use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
@@ -118,60 +117,6 @@ fn statuses(value: &ScriptValue, n: usize) -> Option<Vec<i64>> {
     statuses.filter(|s| s.len() == n)
 }
 
-/// Sends the undo of `keys` when dropped armed (a cancelled attempt).
-struct Undo<'a> {
-    redlock: &'a Redlock,
-    keys: Vec<String>,
-    token: String,
-    timeout: Duration,
-    armed: bool,
-}
-
-impl Undo<'_> {
-    /// Sends the undo of `keys`; returns once it is on every connection
-    /// (the next round on a connection comes after it).
-    async fn run(&mut self, keys: &[String]) {
-        self.redlock.undo(keys, &self.token, self.timeout).await;
-    }
-
-    /// Undoes every key of the attempt and waits until every node answered
-    /// (a stalled one only briefly, [`Decide::AllWithGrace`]): a failed
-    /// request holds nothing on the live nodes when its error is returned,
-    /// not merely soon after.
-    async fn finish(mut self) {
-        self.armed = false;
-        let nodes = self.redlock.nodes();
-        let (keys, token) = (&self.keys, &self.token);
-        quorum::round(
-            "release",
-            nodes,
-            self.timeout,
-            Decide::AllWithGrace,
-            |_| true,
-            |node| node.release(keys, token, None),
-        )
-        .await;
-    }
-}
-
-impl Drop for Undo<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (redlock, keys, token, timeout) = (
-            self.redlock.clone(),
-            std::mem::take(&mut self.keys),
-            std::mem::take(&mut self.token),
-            self.timeout,
-        );
-        // Outside a runtime nothing can be sent; the keys expire with their ttl.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { redlock.undo(&keys, &token, timeout).await });
-        }
-    }
-}
-
 /// How an attempt runs its rounds.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rounds {
@@ -201,13 +146,7 @@ pub(crate) async fn attempt(
     let timeout = options.effective_node_timeout();
     let quorum = redlock.quorum();
     let keys: Vec<String> = groups.iter().flat_map(|g| g.keys.clone()).collect();
-    let mut undo = Undo {
-        redlock,
-        keys: keys.clone(),
-        token: hex.clone(),
-        timeout,
-        armed: true,
-    };
+    let mut undo = UndoGuard::armed(redlock, keys.clone(), &hex, timeout);
     let mut args: Vec<Vec<u8>> = vec![
         hex.clone().into_bytes(),
         // whole ms, rounded up as the mutex does: never shorter than the lease
@@ -249,7 +188,7 @@ pub(crate) async fn attempt(
             .collect();
         let outcomes = round.outcomes(redlock.nodes(), |v| describe(v, groups));
         if round.successes < quorum {
-            undo.finish().await;
+            undo.send_and_wait().await;
             return Err(PoolError::NoQuorum {
                 answered: round.successes,
                 nodes: redlock.nodes().len(),
@@ -282,7 +221,7 @@ pub(crate) async fn attempt(
             .map(|i| keys[i].clone())
             .collect();
         if !extras.is_empty() {
-            undo.run(&extras).await;
+            undo.give_back(&extras).await;
         }
 
         match shortfall(groups, &kept) {
@@ -295,12 +234,12 @@ pub(crate) async fn attempt(
                             .filter(|&i| kept[i].is_none())
                             .map(|i| keys[i].clone())
                             .collect();
-                        undo.run(&unkept).await;
+                        undo.give_back(&unkept).await;
                     }
-                    undo.armed = false;
+                    undo.disarm();
                     return Ok((allocation(groups, &keys, kept), token));
                 }
-                undo.finish().await;
+                undo.send_and_wait().await;
                 return Err(PoolError::Expired);
             }
             Some((requirement, held)) => {
@@ -318,7 +257,7 @@ pub(crate) async fn attempt(
             break;
         }
     }
-    undo.finish().await;
+    undo.send_and_wait().await;
     Err(last_error.unwrap_or(PoolError::Expired))
 }
 

@@ -65,7 +65,6 @@
 
 mod allocate;
 mod error;
-mod local_queue;
 mod pool;
 mod rate_limit;
 mod requirement;

@@ -12,7 +12,6 @@ use tracing::Instrument;
 
 use crate::allocate::{groups, Rounds};
 use crate::error::{PoolError, RequestError};
-use crate::local_queue::LocalQueues;
 use crate::requirement::{validate, Requirement, Tags};
 use crate::retry::{self, Pause};
 use crate::usage::{self, Usage};
@@ -52,7 +51,6 @@ pub struct Pool {
     redlock: Redlock,
     name: Arc<str>,
     usage: Option<Usage>,
-    queues: Arc<LocalQueues>,
 }
 
 /// Names become hash tags: non-empty, without braces.
@@ -86,7 +84,6 @@ impl Pool {
             redlock: redlock.with_metric_label(label),
             name: name.into(),
             usage: None,
-            queues: Arc::default(),
         })
     }
 
@@ -205,7 +202,6 @@ impl Pool {
         );
         let result = retry::acquire(
             &self.redlock,
-            &self.queues,
             || groups(&prefixed),
             options,
             ROUNDS,
@@ -415,10 +411,5 @@ impl Pool {
     /// The Redlock the pool runs on (with the `pool` metric label).
     pub(crate) fn redlock(&self) -> &Redlock {
         &self.redlock
-    }
-
-    /// The pool's local waiter queues (shared by its clones).
-    pub(crate) fn queues(&self) -> &LocalQueues {
-        &self.queues
     }
 }

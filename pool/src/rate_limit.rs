@@ -13,7 +13,9 @@
 
 use std::time::Duration;
 
-use quorate_redlock::{drift_for, LockOptions, Redlock};
+use quorate_redlock::{LockOptions, Redlock};
+
+use quorate_redlock::raw::drift_for;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -162,7 +164,6 @@ impl RateLimit {
                 tracing::debug_span!("quorate.rate_limit.acquire", limit = %self.pool.name());
             let (allocation, _) = retry::acquire(
                 self.pool.redlock(),
-                self.pool.queues(),
                 || self.groups(),
                 options,
                 ROUNDS,

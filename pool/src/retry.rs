@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
-use quorate_redlock::{random_pause, LockOptions, Redlock, ReleaseWatch, Token};
+use quorate_redlock::{LockOptions, Redlock, Token};
+
+use quorate_redlock::raw::{random_pause, retry, Retry, WaitPolicy};
 use tokio::time::Instant;
 
 use crate::allocate::{self, Allocation, Group, Rounds};
 use crate::error::PoolError;
-use crate::local_queue::LocalQueues;
 
 /// How a waiter spends the pause between attempts.
 #[derive(Clone, Copy, Debug)]
@@ -32,15 +33,16 @@ fn pause(error: &PoolError, options: &LockOptions, mode: Pause) -> Duration {
     }
 }
 
-/// Attempts until granted, the acquire timeout or the attempt limit;
-/// returns the last attempt's error when it gives up. `groups` is called
-/// for every attempt (a fresh candidate order each time).
+/// Attempts until granted, the acquire timeout or the attempt limit
+/// (quorate-redlock's wait driver); returns the last attempt's error when
+/// it gives up. `groups` is called for every attempt (a fresh candidate
+/// order each time). Calls with unbounded attempts first wait for their
+/// turn among this client's requests for the same candidates.
 ///
 /// # Cancel safety
 /// Dropping the future spawns the undo of the attempt in flight.
 pub(crate) async fn acquire(
     redlock: &Redlock,
-    queues: &LocalQueues,
     groups: impl Fn() -> Vec<Group>,
     options: &LockOptions,
     rounds: Rounds,
@@ -48,64 +50,32 @@ pub(crate) async fn acquire(
 ) -> Result<(Allocation, Token), PoolError> {
     options.validate()?;
     redlock.check_ttl(options.get_ttl())?;
-    let deadline = options.get_acquire_timeout().map(|t| Instant::now() + t);
-    // A single try does not queue; a waiter that runs out of time in the
-    // queue still makes one attempt, so that it returns the servers' answer.
+    let policy = WaitPolicy::new(options, Instant::now());
     let keys: Vec<String> = groups().into_iter().flat_map(|g| g.keys).collect();
-    let _turn = match options.get_max_attempts() {
-        Some(1) => None,
-        _ => {
-            let queue = queues.queue(keys.clone());
-            match deadline {
-                Some(d) => tokio::time::timeout_at(d, queue.lock_owned()).await.ok(),
-                None => Some(queue.lock_owned().await),
-            }
-        }
+    let watch = match mode {
+        Pause::Poll => Some(keys.clone()),
+        Pause::UntilExpiry => None,
     };
-    let mut attempts = 0u32;
-    let mut watch: Option<ReleaseWatch> = None;
-    loop {
-        attempts += 1;
-        if let Some(watch) = watch.as_mut() {
-            watch.mark_seen();
-        }
-        let error = match allocate::attempt(redlock, &groups(), options, rounds).await {
-            Ok(granted) => return Ok(granted),
-            Err(e @ (PoolError::InvalidConfig(_) | PoolError::InvalidRequest(_))) => return Err(e),
-            Err(e) => e,
-        };
-        if options
-            .get_max_attempts()
-            .is_some_and(|max| attempts >= max)
-        {
-            return Err(error);
-        }
-        let wake = Instant::now() + pause(&error, options, mode);
-        if deadline.is_some_and(|d| wake > d) {
-            return Err(error);
-        }
-        tracing::debug!(%error, attempts, "pool attempt failed; retrying");
-        let Pause::Poll = mode else {
-            tokio::time::sleep_until(wake).await;
-            continue;
-        };
-        if watch.is_none() {
-            // Subscribe, then retry at once: a release may have come
-            // between the attempt and the subscription.
-            let timeout = options.effective_node_timeout();
-            watch = Some(redlock.watch_releases(&keys, timeout).await);
-            continue;
-        }
-        if let Some(watch) = watch.as_mut() {
-            tokio::select! {
-                () = tokio::time::sleep_until(wake) => {}
-                _ = watch.released() => {
-                    // Every waiter hears the release: spread their retries.
-                    tokio::time::sleep(random_pause(Duration::from_millis(2))).await;
-                }
+    retry(
+        redlock,
+        &policy,
+        Some(&keys),
+        |attempts| {
+            let groups = groups();
+            async move {
+                tracing::debug!(attempts, "pool attempt");
+                allocate::attempt(redlock, &groups, options, rounds).await
             }
-        }
-    }
+        },
+        |error| match error {
+            PoolError::InvalidConfig(_) | PoolError::InvalidRequest(_) => Retry::GiveUp,
+            _ => Retry::After {
+                pause: pause(error, options, mode),
+                watch: watch.clone(),
+            },
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::quorum::Reply;
-use quorate_redlock::{MemoryStore, NodeScript, Outcomes, Redlock, ScriptValue};
+use quorate_redlock::raw::quorum::Reply;
+use quorate_redlock::raw::{MemoryStore, NodeScript, ScriptValue};
+use quorate_redlock::{Outcomes, Redlock};
 
 use crate::requirement::Tags;
 
@@ -258,7 +259,7 @@ impl Usage {
 
     fn answers<'a>(
         &self,
-        round: &'a quorate_redlock::quorum::Round<ScriptValue>,
+        round: &'a quorate_redlock::raw::quorum::Round<ScriptValue>,
     ) -> Result<Vec<&'a [ScriptValue]>, UsageError> {
         if round.successes < self.redlock.quorum() {
             return Err(UsageError {

@@ -1,16 +1,18 @@
-//! One acquisition round, and the undo that follows a failed or abandoned one.
+//! One acquisition round of the mutex; a failed or abandoned one is undone
+//! by the shared [`UndoGuard`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backend::{AcquireReply, Node, QueueEntry};
+use crate::backend::{AcquireReply, QueueEntry};
+use crate::client_state::ClientState;
 use crate::error::{Error, NodeOutcome};
 use crate::lease::{Lease, Token};
-use crate::mutex::Inner;
+use crate::mutex::Redlock;
 use crate::options::LockOptions;
 use crate::quorum::{self, Decide, Reply};
+use crate::undo::UndoGuard;
 
 /// A granted round: the lease, and the ticket of the first waiter still
 /// queued on the granting nodes (the smallest they reported).
@@ -44,7 +46,7 @@ impl From<Error> for Refused {
 /// Dropping the future spawns the undo, so an abandoned round leaves no key
 /// behind longer than one round trip (or the ttl, on an unreachable node).
 pub(crate) async fn attempt(
-    inner: &Arc<Inner>,
+    inner: &Arc<ClientState>,
     keys: &Arc<[String]>,
     token: Token,
     options: &LockOptions,
@@ -52,7 +54,11 @@ pub(crate) async fn attempt(
 ) -> Result<Granted, Refused> {
     let ttl = options.get_ttl();
     let hex = token.to_hex();
-    let mut undo = Undo::armed(inner, keys, &hex);
+    let redlock = Redlock {
+        inner: Arc::clone(inner),
+    };
+    let node_timeout = options.effective_node_timeout();
+    let mut undo = UndoGuard::armed(&redlock, Arc::clone(keys), &hex, node_timeout);
     let started = Instant::now();
     crate::metrics::acquire_round(inner.primitive);
     let fenced = options.get_fencing();
@@ -72,7 +78,7 @@ pub(crate) async fn attempt(
             match raise_fence(inner, keys, &round, options).await {
                 Ok(fence) => lease = lease.with_fence(fence),
                 Err(error) => {
-                    undo.run(options).await;
+                    undo.send().await;
                     return Err(error.into());
                 }
             }
@@ -91,7 +97,7 @@ pub(crate) async fn attempt(
                 .min();
             return Ok(Granted { lease, next_waiter });
         }
-        undo.run(options).await;
+        undo.send().await;
         return Err(Error::Expired.into());
     }
 
@@ -100,7 +106,7 @@ pub(crate) async fn attempt(
         .iter()
         .map(|r| matches!(r, Reply::Answered(AcquireReply::Taken { .. })))
         .collect();
-    undo.run_except(options, &refused).await;
+    undo.send_except(&refused).await;
     let outcomes = round.outcomes(&inner.nodes, |reply| match reply {
         AcquireReply::Granted { .. } => NodeOutcome::Granted,
         AcquireReply::Taken {
@@ -146,7 +152,7 @@ pub(crate) async fn attempt(
 /// to a majority (counter = max(counter, fence)) before the lease is handed
 /// out, so that every later majority meets it and goes higher.
 async fn raise_fence(
-    inner: &Arc<Inner>,
+    inner: &Arc<ClientState>,
     keys: &Arc<[String]>,
     round: &quorum::Round<AcquireReply>,
     options: &LockOptions,
@@ -178,94 +184,4 @@ async fn raise_fence(
         quorum: inner.quorum,
         outcomes: raised.outcomes(&inner.nodes, |_| NodeOutcome::Granted),
     })
-}
-
-/// Compare-and-delete of a round's keys on every node, run when the round
-/// fails, or spawned from `Drop` when the round is abandoned mid-flight.
-struct Undo {
-    inner: Arc<Inner>,
-    keys: Arc<[String]>,
-    token: String,
-    armed: bool,
-}
-
-impl Undo {
-    fn armed(inner: &Arc<Inner>, keys: &Arc<[String]>, token: &str) -> Self {
-        Undo {
-            inner: Arc::clone(inner),
-            keys: Arc::clone(keys),
-            token: token.to_owned(),
-            armed: true,
-        }
-    }
-
-    fn disarm(&mut self) {
-        self.armed = false;
-    }
-
-    /// Sends the undo to every node. Waits only until every request is on
-    /// its connection, which orders it before our next round there; the
-    /// answers are collected in the background. Stays armed until sent, so
-    /// a cancellation in here still spawns it.
-    async fn run(&mut self, options: &LockOptions) {
-        self.run_except(options, &[]).await;
-    }
-
-    /// The undo, skipping the nodes that answered "taken": they set nothing.
-    /// (Under contention most losers are refused everywhere, so most undos
-    /// then send nothing at all.)
-    async fn run_except(&mut self, options: &LockOptions, skip: &[bool]) {
-        let nodes: Vec<Arc<dyn Node>> = self
-            .inner
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !skip.get(*i).copied().unwrap_or(false))
-            .map(|(_, node)| Arc::clone(node))
-            .collect();
-        if !nodes.is_empty() {
-            let timeout = options.effective_node_timeout();
-            silent_release(&nodes, &self.keys, &self.token, timeout).await;
-        }
-        self.armed = false;
-    }
-}
-
-impl Drop for Undo {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let inner = Arc::clone(&self.inner);
-        let keys = Arc::clone(&self.keys);
-        let token = std::mem::take(&mut self.token);
-        let timeout = inner.defaults.effective_node_timeout();
-        // Outside a runtime nothing can be sent; the keys expire with their ttl.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                silent_release(&inner.nodes, &keys, &token, timeout).await;
-            });
-        }
-    }
-}
-
-/// Compare-and-delete without announcement (nobody held the lock), returning
-/// once every request is handed to its connection. An undo may still reach
-/// a server late (fred re-sends a script after `NOSCRIPT`), which is why
-/// every round uses a fresh token: a late undo cannot touch a later grant.
-pub(crate) async fn silent_release(
-    nodes: &[Arc<dyn Node>],
-    keys: &[String],
-    token: &str,
-    timeout: Duration,
-) {
-    quorum::round(
-        "release",
-        nodes,
-        timeout,
-        Decide::Sent,
-        |_| true,
-        |node| node.release(keys, token, None),
-    )
-    .await;
 }

@@ -85,7 +85,7 @@ impl Handoffs {
 
     /// Registers the head of the local queue for `keys` (queue ticket
     /// `ticket`), accepting a lock with at least `min_remaining` validity.
-    pub fn wait(
+    pub(crate) fn wait(
         self: &Arc<Self>,
         keys: &[String],
         min_remaining: Duration,
@@ -112,7 +112,7 @@ impl Handoffs {
     /// The waiter for exactly `keys` that accepts `remaining` validity and
     /// whose ticket `may_have` allows, taken out of the registry (so one
     /// lock goes to one waiter).
-    pub fn take(
+    pub(crate) fn take(
         &self,
         keys: &[String],
         remaining: Duration,
@@ -135,7 +135,7 @@ impl Handoffs {
 
     /// Keeps `guard` (of `keys`) for the next call of this process; returns
     /// the id to take it back with.
-    pub fn linger(&self, keys: &[String], guard: LockGuard) -> u64 {
+    pub(crate) fn linger(&self, keys: &[String], guard: LockGuard) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let replaced = self
             .lingering()
@@ -148,7 +148,7 @@ impl Handoffs {
 
     /// The lingering lock of exactly `keys` (the one registered as `id`, if
     /// given) with at least `min_remaining` validity, taken out.
-    pub fn take_lingering(
+    pub(crate) fn take_lingering(
         &self,
         keys: &[String],
         id: Option<u64>,
@@ -166,7 +166,7 @@ impl Handoffs {
     }
 
     /// Every lingering lock, taken out.
-    pub fn take_all_lingering(&self) -> Vec<LockGuard> {
+    pub(crate) fn take_all_lingering(&self) -> Vec<LockGuard> {
         self.lingering()
             .drain()
             .map(|(_, (_, guard))| guard)
@@ -175,7 +175,7 @@ impl Handoffs {
 
     /// Registers a guard of this process holding `keys` (lease in `cell`);
     /// returns the id to end it with.
-    pub fn hold(&self, keys: &[String], cell: &LeaseCell) -> u64 {
+    pub(crate) fn hold(&self, keys: &[String], cell: &LeaseCell) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = (id, Arc::clone(cell));
         self.held().insert(sorted(keys).into_owned(), entry);
@@ -183,7 +183,7 @@ impl Handoffs {
     }
 
     /// The guard registered as `id` (if it was) ended without handing over.
-    pub fn ended(&self, keys: &[String], id: Option<u64>) {
+    pub(crate) fn ended(&self, keys: &[String], id: Option<u64>) {
         let Some(id) = id else {
             return;
         };
@@ -213,7 +213,7 @@ impl HandoffSlot {
     ///
     /// # Cancel safety
     /// Cancel safe, as [`handed_over`](Self::handed_over).
-    pub async fn while_held_here(&mut self, deadline: Option<Instant>) -> Option<LockGuard> {
+    pub(crate) async fn while_held_here(&mut self, deadline: Option<Instant>) -> Option<LockGuard> {
         let handoffs = Arc::clone(&self.handoffs);
         loop {
             // Listening before looking: an end between the two is not missed.
@@ -249,7 +249,7 @@ impl HandoffSlot {
     /// # Cancel safety
     /// Cancel safe: a lock that arrives is kept in the slot for the next
     /// call (and released by its own drop if the slot is dropped first).
-    pub async fn handed_over(&mut self) -> LockGuard {
+    pub(crate) async fn handed_over(&mut self) -> LockGuard {
         if let Some(receive) = self.receive.as_mut() {
             if let Ok(guard) = receive.await {
                 self.receive = None;

@@ -34,44 +34,68 @@
 //!   `InvalidConfig`, `Expired`, `Lost`.
 //! - Backends: [`FredNode`] (real servers) and [`MemoryNode`] (in-process).
 //! - [`metrics`]: the `quorate_*` metric names.
-//! - For primitives built on this crate: [`NodeScript`] and [`Node::eval`],
-//!   [`Redlock::eval_round`], [`Redlock::adopt`], [`Redlock::undo`], [`Redlock::watch_releases`] and the
-//!   [`quorum`] engine.
+//! - For primitives built on this crate: the [`raw`] module (scripts, the
+//!   quorum engine, the undo guard, release watches), [`Node::eval`],
+//!   [`Redlock::eval_round`], [`Redlock::adopt`], [`Redlock::undo`] and
+//!   [`Redlock::watch_releases`]. See ARCHITECTURE.md in the repository.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod acquire;
+mod announcements;
 mod backend;
+mod client_state;
 mod error;
-mod extension;
 mod guard;
 mod handoff;
 mod lease;
 mod local_queue;
 pub mod metrics;
 mod mutex;
-mod notify;
 mod options;
 mod pause;
 mod quarantine;
 mod queue;
-pub mod quorum;
+mod quorum;
+mod seam;
+mod undo;
+mod wait;
 mod watchdog;
 
-pub use backend::{
-    fence_key, AcquireReply, ExtendRequest, FredNode, FredSettings, MemoryNode, MemoryScript,
-    MemoryStore, Node, NodeError, NodeFuture, NodeScript, Released, ScriptValue,
-    RELEASE_CHANNEL_PREFIX,
-};
+pub use backend::{FredNode, FredSettings, MemoryNode, Node, NodeError, NodeFuture};
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
-pub use extension::ReleaseWatch;
 pub use guard::{LockGuard, ReleaseOutcome};
-pub use lease::{drift_for, Lease, Token, DRIFT_FLOOR};
+pub use lease::{Lease, Token};
 pub use mutex::{Redlock, RedlockBuilder};
 pub use options::{LockOptions, MAX_TTL};
-pub use pause::{random_pause, SPLIT_SPREAD};
 pub use quarantine::{DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
-pub use queue::{queue_keys, QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
+
+/// The seam for primitive and backend authors: what quorate-pool,
+/// quorate-tree and quorate-spinlock build on (see ARCHITECTURE.md, "The
+/// seam for primitives"), and what a [`Node`] implementation speaks.
+///
+/// **Not covered by semver the way the rest of the crate is: items here may
+/// change in minor versions.** Applications need none of it; the
+/// [`Redlock`] methods that belong to the seam (`eval_round`, `adopt`,
+/// `undo`, `watch_releases`) say so in their docs.
+pub mod raw {
+    pub use crate::backend::{
+        fence_key, AcquireReply, ExtendRequest, MemoryScript, MemoryStore, NodeScript, Released,
+        ScriptValue, RELEASE_CHANNEL_PREFIX,
+    };
+    pub use crate::lease::{drift_for, DRIFT_FLOOR};
+    pub use crate::pause::{random_pause, SPLIT_SPREAD};
+    pub use crate::queue::{queue_keys, QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
+    pub use crate::seam::ReleaseWatch;
+    pub use crate::undo::UndoGuard;
+    pub use crate::wait::{retry, Retry, WaitPolicy};
+
+    /// The quorum engine: one request to every node at once, decided as
+    /// soon as the answer is known.
+    pub mod quorum {
+        pub use crate::quorum::{majority, round, Decide, Reply, Round, MAX_ROUNDS_IN_FLIGHT};
+    }
+}
 
 /// fred, re-exported so callers build clients with the same version.
 pub use fred;

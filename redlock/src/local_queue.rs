@@ -32,7 +32,7 @@ impl LocalQueue {
     ///
     /// # Cancel safety
     /// Cancel safe: a dropped call gives up the positions it took.
-    pub async fn turn(self: &Arc<Self>, keys: &[String]) -> LocalTurn {
+    pub(crate) async fn turn(self: &Arc<Self>, keys: &[String]) -> LocalTurn {
         let mut sorted = keys.to_vec();
         sorted.sort();
         let mut turn = LocalTurn {

@@ -9,19 +9,20 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::acquire;
+use crate::announcements::{Notifier, Watch};
 use crate::backend::{FredNode, FredSettings, Node};
+use crate::client_state::ClientState;
 use crate::error::{ConfigError, Error, NodeOutcome, Outcomes};
 use crate::guard::LockGuard;
-use crate::handoff::{HandoffSlot, Handoffs};
+use crate::handoff::HandoffSlot;
 use crate::lease::{Lease, Token};
-use crate::local_queue::LocalQueue;
 use crate::metrics;
-use crate::notify::{Notifier, Watch};
 use crate::options::{LockOptions, MAX_TTL};
 use crate::pause::queued_pause;
 use crate::quarantine::DEFAULT_MAX_TTL;
 use crate::queue::{QueuePlace, Tickets};
-use crate::quorum::{self, Decide, Round};
+use crate::quorum::{self, Decide};
+use crate::wait::WaitPolicy;
 use crate::watchdog::Watchdog;
 
 /// A distributed mutex over N independent Redis-protocol nodes (the Redlock
@@ -48,26 +49,7 @@ use crate::watchdog::Watchdog;
 /// ```
 #[derive(Clone)]
 pub struct Redlock {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub nodes: Vec<Arc<dyn Node>>,
-    pub quorum: usize,
-    pub defaults: LockOptions,
-    /// The `primitive` metric label.
-    pub primitive: &'static str,
-    pub notifier: Arc<Notifier>,
-    pub local: Arc<LocalQueue>,
-    /// The heads of `local` that a release can hand the lock to.
-    pub handoffs: Arc<Handoffs>,
-    /// This client's entries in the servers' waiter queues.
-    pub tickets: Arc<Tickets>,
-    pub watchdog: Watchdog,
-    /// The longest ttl of any lease: a node that lost its data sits out this long.
-    pub max_ttl: Duration,
-    /// Prepended to every resource to make its lock key.
-    pub namespace: String,
+    pub(crate) inner: Arc<ClientState>,
 }
 
 impl fmt::Debug for Redlock {
@@ -116,7 +98,7 @@ impl Redlock {
     /// built on this one (`pool`, `tree`, `spinlock`).
     pub fn with_metric_label(&self, primitive: &'static str) -> Redlock {
         Redlock {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ClientState {
                 nodes: self.inner.nodes.clone(),
                 quorum: self.inner.quorum,
                 defaults: self.inner.defaults.clone(),
@@ -164,7 +146,7 @@ impl Redlock {
         let quorum = quorum::majority(nodes.len());
         let notifier = Notifier::new(nodes.clone());
         Ok(Redlock {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ClientState {
                 tickets: Arc::new(Tickets::new(notifier.id())),
                 notifier,
                 local: Arc::default(),
@@ -432,7 +414,8 @@ impl Redlock {
         self.check_ttl(options.get_ttl())?;
         let keys = validate_resources(resources)?;
         let keys = self.namespaced(keys);
-        let deadline = options.get_acquire_timeout().map(|t| called + t);
+        let policy = WaitPolicy::new(options, called);
+        let deadline = policy.deadline();
         let span = tracing::debug_span!("quorate.acquire", resource = %keys.join(","), attempt = tracing::field::Empty);
         if options.get_local_handoff() && !options.get_fair() {
             // the lock of a guard of this process dropped a moment ago
@@ -445,11 +428,14 @@ impl Redlock {
                 return Ok(handed_over(&span, guard, options));
             }
         }
-        // Bounded-round calls skip the local queue: waiting in it is not a round.
-        let local_turn = match (options.get_max_attempts(), deadline) {
-            (Some(_), _) => None,
-            (None, None) => Some(self.inner.local.turn(&keys).await),
-            (None, Some(deadline)) => {
+        // Bounded-round calls skip the local queue: waiting in it is not a
+        // round. Unlike the primitives' driver, a mutex call that runs out of
+        // time there returns `Taken` without a round: its queue's head is
+        // contending on the servers right now, so the answer is known.
+        let local_turn = match (policy.queues_locally(), deadline) {
+            (false, _) => None,
+            (true, None) => Some(self.inner.local.turn(&keys).await),
+            (true, Some(deadline)) => {
                 match tokio::time::timeout_at(deadline, self.inner.local.turn(&keys)).await {
                     Ok(turn) => Some(turn),
                     Err(_) => {
@@ -472,7 +458,7 @@ impl Redlock {
         let node_timeout = options.effective_node_timeout();
         // Calls bounded in rounds (try_lock, spinlocks) poll at the retry
         // delay instead of queueing: a place in line is no use to them.
-        let queues = options.get_max_attempts().is_none();
+        let queues = policy.queues_locally();
         // Our place in the servers' queues, once we queue.
         let mut place: Option<QueuePlace> = None;
         let join_queue = || {
@@ -538,10 +524,7 @@ impl Redlock {
                 self.inner.tickets.mark_contended(&keys);
             }
             tracing::debug!(parent: &span, %error, "round failed");
-            if options
-                .get_max_attempts()
-                .is_some_and(|max| attempts >= max)
-            {
+            if policy.attempts_spent(attempts) {
                 return Err(error);
             }
             if queues && place.is_none() && matches!(error, Error::Taken { .. }) {
@@ -560,27 +543,19 @@ impl Redlock {
             } else {
                 options.retry_pause(error.outcomes())
             };
-            let wake = Instant::now() + pause;
-            let until = deadline.map_or(wake, |d| d.min(wake));
-            let sleep = tokio::time::sleep_until(until);
-            let wait = async {
+            let woken = async {
                 match turn.as_mut() {
-                    Some(turn) => tokio::select! {
-                        () = sleep => false,
-                        () = turn.turn_came(majority, node_timeout) => true,
-                    },
-                    None => {
-                        sleep.await;
-                        false
-                    }
+                    Some(turn) => turn.turn_came(majority, node_timeout).await,
+                    None => std::future::pending().await,
                 }
             };
+            let wait = policy.pause(pause, woken);
             match unless_handed_over(&mut handoff, wait).await {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(guard) => return Ok(handed_over(&span, guard, options)),
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if policy.is_past_deadline() {
                 return Err(error);
             }
         }
@@ -606,33 +581,6 @@ fn handed_over(span: &tracing::Span, guard: LockGuard, options: &LockOptions) ->
     let guard = guard.taken_over(options);
     tracing::debug!(parent: span, remaining_ms = guard.remaining().as_millis() as u64, "handed over");
     guard
-}
-
-impl Inner {
-    /// Compare-and-delete of `keys` on every node: the undo of a failed
-    /// round and the body of a release.
-    /// Waiters everywhere are told (this is a release, not an undo).
-    ///
-    /// Decided once a majority answered: whatever those nodes held is gone,
-    /// so at most a minority can still hold the lock (and the stragglers
-    /// still get the request).
-    pub(crate) async fn release_round(
-        &self,
-        keys: &[String],
-        token: &str,
-        node_timeout: Duration,
-    ) -> Round<u64> {
-        let announce = Some(self.notifier.id());
-        quorum::round(
-            "release",
-            &self.nodes,
-            node_timeout,
-            Decide::Majority(self.quorum),
-            |_answered| true,
-            |node| node.release(keys, token, announce),
-        )
-        .await
-    }
 }
 
 /// A lease of `ttl` must not outlive the quarantine of a node that forgot it.

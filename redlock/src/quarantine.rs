@@ -94,17 +94,21 @@ impl Default for MemoryMarker {
 
 impl MemoryMarker {
     /// The node lost its data (the marker went with it).
-    pub fn lose(&mut self) {
+    pub(crate) fn lose(&mut self) {
         self.present = false;
     }
 
     /// Declares the node fresh if it has no marker; whether it did.
-    pub fn declare_fresh(&mut self) -> bool {
+    pub(crate) fn declare_fresh(&mut self) -> bool {
         !std::mem::replace(&mut self.present, true)
     }
 
     /// Before a granting call: `Err` while the node must not vote.
-    pub fn check(&mut self, now: tokio::time::Instant, max_ttl: Duration) -> Result<(), NodeError> {
+    pub(crate) fn check(
+        &mut self,
+        now: tokio::time::Instant,
+        max_ttl: Duration,
+    ) -> Result<(), NodeError> {
         if !self.present {
             self.present = true;
             self.quarantine = Some((now, now + max_ttl));

@@ -56,7 +56,7 @@ pub struct QueueEntry {
 }
 
 /// The queue and the entries' deadlines of `key` (sorted sets), with the
-/// key's hash tag as [`fence_key`](crate::fence_key).
+/// key's hash tag as [`fence_key`](crate::raw::fence_key).
 pub fn queue_keys(key: &str) -> (String, String) {
     (
         format!("quorate:queue:{{{key}}}"),
@@ -93,7 +93,7 @@ pub(crate) struct Tickets {
 }
 
 impl Tickets {
-    pub fn new(client: &str) -> Self {
+    pub(crate) fn new(client: &str) -> Self {
         Tickets {
             client: client.to_owned(),
             next: AtomicU64::new(0),
@@ -106,14 +106,14 @@ impl Tickets {
     }
 
     /// Whether this client found `keys` taken within the last second.
-    pub fn recently_contended(&self, keys: &[String]) -> bool {
+    pub(crate) fn recently_contended(&self, keys: &[String]) -> bool {
         self.contended_map()
             .get(keys)
             .is_some_and(|at| at.elapsed() < CONTENDED_FOR)
     }
 
     /// Remembers that `keys` were found taken now.
-    pub fn mark_contended(&self, keys: &Arc<[String]>) {
+    pub(crate) fn mark_contended(&self, keys: &Arc<[String]>) {
         let mut map = self.contended_map();
         if map.len() >= CONTENDED_MAX {
             map.retain(|_, at| at.elapsed() < CONTENDED_FOR);
@@ -123,14 +123,14 @@ impl Tickets {
 
     /// The ticket of a lock call that starts now: microseconds since the
     /// Unix epoch.
-    pub fn ticket() -> u64 {
+    pub(crate) fn ticket() -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }
 
     /// A new entry for a lock call with `ticket`.
-    pub fn entry(&self, ticket: u64, lifetime: Duration, fair: bool) -> QueueEntry {
+    pub(crate) fn entry(&self, ticket: u64, lifetime: Duration, fair: bool) -> QueueEntry {
         let sequence = self.next.fetch_add(1, Ordering::Relaxed);
         QueueEntry {
             member: format!("{}:{sequence}", self.client),
@@ -156,7 +156,7 @@ pub(crate) struct QueuePlace {
 }
 
 impl QueuePlace {
-    pub fn new(
+    pub(crate) fn new(
         entry: QueueEntry,
         nodes: &[Arc<dyn Node>],
         keys: &Arc<[String]>,
@@ -172,13 +172,13 @@ impl QueuePlace {
     }
 
     /// A refused queued round put the entry on the servers.
-    pub fn joined(&mut self) {
+    pub(crate) fn joined(&mut self) {
         self.joined = true;
     }
 
     /// A round granted the lock: the granting nodes removed the entry (the
     /// others drop it when it lapses).
-    pub fn granted(&mut self) {
+    pub(crate) fn granted(&mut self) {
         self.joined = false;
     }
 }

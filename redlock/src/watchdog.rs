@@ -74,7 +74,7 @@ struct Settled {
 }
 
 impl Watchdog {
-    pub fn new(nodes: Vec<Arc<dyn Node>>, quorum: usize, primitive: &'static str) -> Self {
+    pub(crate) fn new(nodes: Vec<Arc<dyn Node>>, quorum: usize, primitive: &'static str) -> Self {
         Watchdog {
             commands: OnceLock::new(),
             next_id: AtomicU64::new(0),
@@ -85,7 +85,7 @@ impl Watchdog {
     }
 
     /// Starts keeping `lock` alive; returns the id to stop with.
-    pub fn watch(&self, lock: Watched) -> u64 {
+    pub(crate) fn watch(&self, lock: Watched) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let commands = self.commands.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -103,7 +103,7 @@ impl Watchdog {
     }
 
     /// Stops extending lock `id`: no request for it is sent after this.
-    pub fn unwatch(&self, id: u64) {
+    pub(crate) fn unwatch(&self, id: u64) {
         if let Some(commands) = self.commands.get() {
             let _ = commands.send(Command::Unwatch(id));
         }

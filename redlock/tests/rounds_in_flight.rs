@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::quorum::{self, Decide, MAX_ROUNDS_IN_FLIGHT};
+use quorate_redlock::raw::quorum::{self, Decide, MAX_ROUNDS_IN_FLIGHT};
 use quorate_redlock::{MemoryNode, Node};
 
 #[tokio::test(start_paused = true)]

@@ -3,8 +3,9 @@
 
 use std::future::Future;
 
-use quorate_redlock::quorum::Reply;
-use quorate_redlock::{Error, LockGuard, MemoryStore, NodeOutcome, NodeScript, ScriptValue};
+use quorate_redlock::raw::quorum::Reply;
+use quorate_redlock::raw::{MemoryStore, NodeScript, ScriptValue};
+use quorate_redlock::{Error, LockGuard, NodeOutcome};
 use tokio::time::Instant;
 use tracing::Instrument;
 

@@ -5,12 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::quorum::{self, Decide, Reply};
-use quorate_redlock::random_pause;
-use quorate_redlock::{
-    Error, LockGuard, MemoryStore, NodeOutcome, NodeReport, NodeScript, Outcomes, Redlock,
-    ReleaseWatch, ScriptValue,
-};
+use quorate_redlock::raw::quorum::{self, Decide, Reply};
+use quorate_redlock::raw::random_pause;
+use quorate_redlock::raw::{MemoryStore, NodeScript, ReleaseWatch, ScriptValue};
+use quorate_redlock::{Error, LockGuard, NodeOutcome, NodeReport, Outcomes, Redlock};
 use tokio::time::Instant;
 use tracing::Instrument;
 

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::{
-    AcquireReply, FredNode, FredSettings, MemoryNode, Node, QueueEntry, Released,
-};
+use quorate_redlock::{FredNode, FredSettings, MemoryNode, Node};
+
+use quorate_redlock::raw::{AcquireReply, QueueEntry, Released};
 use quorate_testkit::Cluster;
 
 const TTL: Duration = Duration::from_secs(10);
@@ -353,7 +353,7 @@ async fn case_queue_serves_the_head_only(node: &dyn Node) {
             remaining: Some(claim),
             ..
         } => {
-            assert!(claim <= quorate_redlock::HEAD_CLAIM, "{claim:?}")
+            assert!(claim <= quorate_redlock::raw::HEAD_CLAIM, "{claim:?}")
         }
         other => panic!("expected the claim to refuse, got {other:?}"),
     }

@@ -1121,7 +1121,7 @@ async fn requests_made_together_are_sent_as_one_command() {
         assert!(
             replies
                 .iter()
-                .all(|r| matches!(r, Ok(quorate_redlock::AcquireReply::Granted { .. }))),
+                .all(|r| matches!(r, Ok(quorate_redlock::raw::AcquireReply::Granted { .. }))),
             "{replies:?}"
         );
         let sent = calls(&cluster, 0, "set").await
@@ -1345,7 +1345,7 @@ async fn a_user_with_only_the_documented_acl_locks_queues_fences_and_releases() 
     held.extend(Duration::from_secs(5)).await.expect("extend");
     // a waiter of another client queues, and the release wakes it
     let waiter = tokio::spawn(async move { b.lock("invoice:42", Duration::from_secs(5)).await });
-    let (queue, _) = quorate_redlock::queue_keys("app:lock:invoice:42");
+    let (queue, _) = quorate_redlock::raw::queue_keys("app:lock:invoice:42");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let queued = cluster.server(0).command(&["ZCARD", &queue]).await;
@@ -1379,7 +1379,7 @@ async fn a_user_with_only_the_documented_acl_locks_queues_fences_and_releases() 
 async fn ledger_with_a_high_counter_on_node_0() -> (Cluster, Vec<FaultProxy>, Redlock) {
     let cluster = Cluster::start(3).await.expect("cluster");
     let (proxies, redlock) = through_proxies(&cluster).await;
-    let counter = quorate_redlock::fence_key("ledger");
+    let counter = quorate_redlock::raw::fence_key("ledger");
     let set = ["SET", counter.as_str(), "100"];
     cluster.server(0).command(&set).await.expect("SET");
     (cluster, proxies, redlock)

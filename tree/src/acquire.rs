@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use quorate_redlock::quorum::{Reply, Round};
-use quorate_redlock::{
-    Error, Lease, LockGuard, MemoryStore, NodeOutcome, NodeScript, Outcomes, Redlock, ScriptValue,
-    Token,
-};
+use quorate_redlock::raw::quorum::{Reply, Round};
+use quorate_redlock::raw::{MemoryStore, NodeScript, ScriptValue, UndoGuard};
+use quorate_redlock::{Error, Lease, LockGuard, NodeOutcome, Outcomes, Redlock, Token};
 use tokio::time::Instant;
 
 use crate::error::{Conflict, Relation, TreeError};
@@ -277,13 +275,12 @@ pub(crate) async fn attempt(
     // later grant.
     let token = Token::random();
     let hex = token.to_hex();
-    let mut undo = Undo {
-        redlock: redlock.clone(),
-        key: keys.lock().to_owned(),
-        token: hex.clone(),
-        timeout: lock.effective_node_timeout(),
-        armed: true,
-    };
+    let mut undo = UndoGuard::armed(
+        redlock,
+        vec![keys.lock().to_owned()],
+        &hex,
+        lock.effective_node_timeout(),
+    );
     metrics::round();
     let started = Instant::now();
     let round = round(redlock, keys, lock_prefix, Mode::Lock, &hex, options).await;
@@ -291,7 +288,7 @@ pub(crate) async fn attempt(
         Verdict::Free => {
             let lease = Lease::new(token, lock.get_ttl(), started, lock.get_drift_factor());
             if lease.is_valid() {
-                undo.armed = false;
+                undo.disarm();
                 return Ok(redlock.adopt(vec![keys.lock().to_owned()], lease, lock));
             }
             TreeError::Lock(Error::Expired)
@@ -303,43 +300,8 @@ pub(crate) async fn attempt(
         },
         Verdict::NoQuorum(error) => TreeError::Lock(error),
     };
-    undo.run().await;
+    undo.send().await;
     Err(error)
-}
-
-/// Compare-and-delete of a round's lock key everywhere; spawned from `Drop`
-/// when the round is abandoned mid-flight.
-struct Undo {
-    redlock: Redlock,
-    key: String,
-    token: String,
-    timeout: Duration,
-    armed: bool,
-}
-
-impl Undo {
-    /// Returns once every request is on its connection, which orders it
-    /// before our next round there. Stays armed until then.
-    async fn run(&mut self) {
-        let keys = [self.key.clone()];
-        self.redlock.undo(&keys, &self.token, self.timeout).await;
-        self.armed = false;
-    }
-}
-
-impl Drop for Undo {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (redlock, timeout) = (self.redlock.clone(), self.timeout);
-        let keys = [std::mem::take(&mut self.key)];
-        let token = std::mem::take(&mut self.token);
-        // Outside a runtime nothing can be sent; the key expires with its ttl.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { redlock.undo(&keys, &token, timeout).await });
-        }
-    }
 }
 
 #[cfg(test)]

@@ -94,12 +94,12 @@ pub(crate) struct PathKeys {
 
 impl PathKeys {
     /// The node's own lock key.
-    pub fn lock(&self) -> &str {
+    pub(crate) fn lock(&self) -> &str {
         self.locks.last().map_or("", String::as_str)
     }
 
     /// Every key, as the script's KEYS: locks, then sets, then owners.
-    pub fn all(&self) -> Vec<String> {
+    pub(crate) fn all(&self) -> Vec<String> {
         let mut all = Vec::with_capacity(self.locks.len() * 2 + 1);
         all.extend(self.locks.iter().cloned());
         all.extend(self.descendants.iter().cloned());
@@ -111,7 +111,7 @@ impl PathKeys {
 impl TreeKeys {
     /// Keys for the tree called `name`; `None` if the name is empty or
     /// longer than [`MAX_TREE_NAME_LEN`].
-    pub fn new(name: &str) -> Option<TreeKeys> {
+    pub(crate) fn new(name: &str) -> Option<TreeKeys> {
         if name.is_empty() || name.len() > MAX_TREE_NAME_LEN {
             return None;
         }
@@ -122,12 +122,12 @@ impl TreeKeys {
     }
 
     /// What every lock key starts with; the rest is the escaped path.
-    pub fn lock_prefix(&self) -> String {
+    pub(crate) fn lock_prefix(&self) -> String {
         format!("{}lock:", self.base)
     }
 
     /// The keys for locking `path`.
-    pub fn for_path(&self, path: &TreePath) -> PathKeys {
+    pub(crate) fn for_path(&self, path: &TreePath) -> PathKeys {
         let lock_prefix = self.lock_prefix();
         let desc_prefix = format!("{}desc:", self.base);
         let escaped: Vec<String> = path.prefixes().map(escape_path).collect();

@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::{random_pause, Error, Lease, Redlock, ReleaseWatch, SPLIT_SPREAD};
+use quorate_redlock::{Error, Lease, Redlock};
+
+use quorate_redlock::raw::{retry, Retry, WaitPolicy};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -199,82 +201,51 @@ impl TreeLock {
             .check_ttl(lock.get_ttl())
             .map_err(Error::from)?;
         let keys = self.inner.keys.for_path(&path);
-        let deadline = lock.get_acquire_timeout().map(|t| called + t);
+        let policy = WaitPolicy::new(lock, called);
         let span = tracing::debug_span!("quorate.tree.acquire", tree = %self.inner.name, path = %path, attempt = tracing::field::Empty);
-        let mut attempts = 0u32;
-        // Release announcements of the node that blocked the last round.
-        let mut watch: Option<(String, ReleaseWatch)> = None;
-        loop {
-            attempts = attempts.saturating_add(1);
-            span.record("attempt", attempts);
-            if let Some((_, watch)) = watch.as_mut() {
-                watch.mark_seen();
-            }
-            let result = acquire::attempt(
-                &self.inner.redlock,
-                &path,
-                &keys,
-                &self.inner.lock_prefix,
-                options,
-            )
-            .instrument(span.clone())
-            .await;
-            let error = match result {
-                Ok(guard) => {
-                    tracing::debug!(parent: &span, remaining_ms = guard.remaining().as_millis() as u64, "granted");
-                    let owner = options.get_owner().map(str::to_owned);
-                    return Ok(TreeGuard::new(guard, path, owner));
-                }
-                Err(error) => error,
-            };
-            if let Some(conflict) = error.conflict() {
-                metrics::conflict(conflict.relation.as_str());
-            }
-            tracing::debug!(parent: &span, %error, "round failed");
-            if lock.get_max_attempts().is_some_and(|max| attempts >= max) {
-                return Err(error);
-            }
-            if let Some(conflict) = error.conflict() {
-                let blocker = self.inner.keys.for_path(&conflict.path).lock().to_owned();
-                if watch.as_ref().is_none_or(|(key, _)| *key != blocker) {
-                    let first = watch.is_none();
-                    let heard = self
-                        .inner
-                        .redlock
-                        .watch_releases(
-                            std::slice::from_ref(&blocker),
-                            lock.effective_node_timeout(),
-                        )
-                        .await;
-                    watch = Some((blocker, heard));
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(error);
-                    }
-                    if first {
-                        // Retry at once: the release may have come between
-                        // the round and the subscription.
-                        continue;
-                    }
-                }
-            }
-            let wake = Instant::now() + lock.retry_pause(error.outcomes());
-            let until = deadline.map_or(wake, |d| d.min(wake));
-            match watch.as_mut() {
-                Some((_, watch)) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(until) => {}
-                        _ = watch.released() => {
-                            // Every waiter hears it: spread their retries.
-                            tokio::time::sleep(random_pause(SPLIT_SPREAD)).await;
+        let guard = retry(
+            &self.inner.redlock,
+            &policy,
+            // No local queue: two tree waiters of one process rarely want
+            // exactly the same node, and a queue per node would not order
+            // an ancestor against its descendants.
+            None,
+            |attempts| {
+                span.record("attempt", attempts);
+                let attempt = acquire::attempt(
+                    &self.inner.redlock,
+                    &path,
+                    &keys,
+                    &self.inner.lock_prefix,
+                    options,
+                )
+                .instrument(span.clone());
+                async {
+                    let result = attempt.await;
+                    if let Err(error) = &result {
+                        if let Some(conflict) = error.conflict() {
+                            metrics::conflict(conflict.relation.as_str());
                         }
+                        tracing::debug!(parent: &span, %error, "round failed");
                     }
+                    result
                 }
-                None => tokio::time::sleep_until(until).await,
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(error);
-            }
-        }
+            },
+            |error: &TreeError| {
+                let blocker = error.conflict().map(|conflict| {
+                    vec![self.inner.keys.for_path(&conflict.path).lock().to_owned()]
+                });
+                Retry::After {
+                    pause: lock.retry_pause(error.outcomes()),
+                    // released, the node that blocked this round wakes us
+                    watch: blocker,
+                }
+            },
+        )
+        .await?;
+        tracing::debug!(parent: &span, remaining_ms = guard.remaining().as_millis() as u64, "granted");
+        let owner = options.get_owner().map(str::to_owned);
+        Ok(TreeGuard::new(guard, path, owner))
     }
 
     /// Runs `work` only while the node at `path` is held (the decorator and

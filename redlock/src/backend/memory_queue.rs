@@ -47,13 +47,13 @@ impl MemoryQueues {
     }
 
     /// Prunes `key`'s queue (as acquire.lua does before looking).
-    pub fn prune(&mut self, key: &str, now: Instant) {
+    pub(super) fn prune(&mut self, key: &str, now: Instant) {
         self.pruned_head(key, now);
     }
 
     /// Whether a fair request for `entry` must wait behind an earlier
     /// waiter of `key`.
-    pub fn behind(&mut self, key: &str, entry: &QueueEntry, now: Instant) -> bool {
+    pub(super) fn behind(&mut self, key: &str, entry: &QueueEntry, now: Instant) -> bool {
         self.pruned_head(key, now).is_some_and(|w| {
             w.member != entry.member
                 && (w.ticket, w.member.as_str()) < (entry.ticket, &entry.member)
@@ -61,7 +61,7 @@ impl MemoryQueues {
     }
 
     /// Adds or refreshes `entry` in `key`'s queue (its place is kept).
-    pub fn enqueue(&mut self, key: &str, entry: &QueueEntry, now: Instant) {
+    pub(super) fn enqueue(&mut self, key: &str, entry: &QueueEntry, now: Instant) {
         let deadline = expires_at(now, entry.lifetime);
         let queue = self.queues.entry(key.to_owned()).or_default();
         match queue.iter_mut().find(|w| w.member == entry.member) {
@@ -82,19 +82,19 @@ impl MemoryQueues {
     }
 
     /// How many waiters `key`'s queue holds.
-    pub fn len(&self, key: &str) -> usize {
+    pub(super) fn len(&self, key: &str) -> usize {
         self.queues.get(key).map_or(0, Vec::len)
     }
 
     /// `member`'s place in `key`'s queue (0: the head).
-    pub fn rank(&self, key: &str, member: &str) -> Option<u64> {
+    pub(super) fn rank(&self, key: &str, member: &str) -> Option<u64> {
         let queue = self.queues.get(key)?;
         let at = queue.iter().position(|w| w.member == member)?;
         u64::try_from(at).ok()
     }
 
     /// Removes `member` from `key`'s queue.
-    pub fn remove(&mut self, key: &str, member: &str) {
+    pub(super) fn remove(&mut self, key: &str, member: &str) {
         if let Some(queue) = self.queues.get_mut(key) {
             queue.retain(|w| w.member != member);
             if queue.is_empty() {
@@ -104,14 +104,14 @@ impl MemoryQueues {
     }
 
     /// The ticket of the first waiter of `key`.
-    pub fn first_ticket(&self, key: &str) -> Option<u64> {
+    pub(super) fn first_ticket(&self, key: &str) -> Option<u64> {
         self.queues.get(key)?.first().map(|w| w.ticket)
     }
 
     /// After the holder's delete: claims `key` for the head for `claim` and
     /// returns the head's member to wake, or deletes the key when nobody
     /// waits (as `pass_on` in queue.lua).
-    pub fn pass_on(
+    pub(super) fn pass_on(
         &mut self,
         store: &mut MemoryStore,
         key: &str,

@@ -4,7 +4,6 @@
 //! fred) and [`MemoryNode`] (in-process, same semantics, for unit tests and
 //! demos). A conformance suite in `tests/` runs the same cases on both.
 
-mod batch;
 mod fred;
 mod memory;
 mod memory_queue;

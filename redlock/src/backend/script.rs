@@ -10,7 +10,7 @@ use super::memory_store::MemoryScript;
 /// node. Declare it as a `static` so its SHA1 is computed once:
 ///
 /// ```
-/// use quorate_redlock::NodeScript;
+/// use quorate_redlock::raw::NodeScript;
 /// static GET: NodeScript = NodeScript::new("get", "return redis.call('GET', KEYS[1])");
 /// assert_eq!(GET.name(), "get");
 /// ```

@@ -13,12 +13,12 @@ use quorate_spinlock::{Expiry, SpinOptions, Spinlock};
 use quorate_testkit::HoldLog;
 use quorate_tree::TreeLock;
 
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// One hold as the caller saw it: from the grant to the release, cut at the
 /// end of its validity (a lease that ran out is not held any more).
 #[derive(Clone, Debug)]
-pub struct Record {
+pub(crate) struct Record {
     pub resource: String,
     pub start: Instant,
     pub end: Instant,
@@ -26,12 +26,12 @@ pub struct Record {
 }
 
 /// The ttl of every lease in the matrix, and how long one is held.
-pub const TTL: Duration = Duration::from_millis(1000);
-pub const HOLD: Duration = Duration::from_millis(20);
+pub(crate) const TTL: Duration = Duration::from_millis(1000);
+pub(crate) const HOLD: Duration = Duration::from_millis(20);
 
 /// The rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Row {
+pub(crate) enum Row {
     Mutex,
     Fenced,
     AutoExtended,
@@ -43,7 +43,7 @@ pub enum Row {
     Spinlock,
 }
 
-pub const ROWS: [Row; 9] = [
+pub(crate) const ROWS: [Row; 9] = [
     Row::Mutex,
     Row::Fenced,
     Row::AutoExtended,
@@ -56,10 +56,10 @@ pub const ROWS: [Row; 9] = [
 ];
 
 /// The rate limit's figures: at most 5 grants in any 500 ms.
-pub const RATE: (usize, Duration) = (5, Duration::from_millis(500));
+pub(crate) const RATE: (usize, Duration) = (5, Duration::from_millis(500));
 
 impl Row {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Row::Mutex => "mutex",
             Row::Fenced => "fenced mutex",
@@ -74,7 +74,7 @@ impl Row {
     }
 
     /// How many holders one resource may have at once.
-    pub fn capacity(self) -> usize {
+    pub(crate) fn capacity(self) -> usize {
         match self {
             Row::Semaphore => 2,
             _ => 1,
@@ -82,7 +82,7 @@ impl Row {
     }
 
     /// Whether two resources of this row exclude each other.
-    pub fn conflict(self, a: &str, b: &str) -> bool {
+    pub(crate) fn conflict(self, a: &str, b: &str) -> bool {
         match self {
             Row::Tree => {
                 let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
@@ -94,7 +94,7 @@ impl Row {
 }
 
 /// A client of one row's primitive, on its own Redlock.
-pub struct Client {
+pub(crate) struct Client {
     row: Row,
     redlock: Redlock,
     pool: Option<Pool>,
@@ -112,7 +112,7 @@ fn options() -> LockOptions {
 }
 
 impl Client {
-    pub fn new(row: Row, redlock: Redlock) -> Client {
+    pub(crate) fn new(row: Row, redlock: Redlock) -> Client {
         let mut client = Client {
             row,
             redlock: redlock.clone(),
@@ -145,7 +145,7 @@ impl Client {
     }
 
     /// Takes the primitive once, holds it, lets it go.
-    pub fn once(&self) -> BoxFuture<Result<Vec<Record>, String>> {
+    pub(crate) fn once(&self) -> BoxFuture<Result<Vec<Record>, String>> {
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let redlock = self.redlock.clone();
         match self.row {
@@ -289,7 +289,7 @@ fn held(
 
 /// Holds that began while `capacity` conflicting holds were still going
 /// (the test kit's counter, on these records).
-pub fn overlaps(row: Row, records: &[Record]) -> usize {
+pub(crate) fn overlaps(row: Row, records: &[Record]) -> usize {
     let log = HoldLog::new();
     for r in records {
         log.record(&r.resource, 0, r.start, r.end);
@@ -299,7 +299,7 @@ pub fn overlaps(row: Row, records: &[Record]) -> usize {
 
 /// Grants beyond the rate limit: grants that are the (limit+1)-th or later
 /// within one window after an earlier grant.
-pub fn over_rate(records: &[Record]) -> usize {
+pub(crate) fn over_rate(records: &[Record]) -> usize {
     let mut at: Vec<Instant> = records.iter().map(|r| r.start).collect();
     at.sort();
     let (limit, window) = RATE;
@@ -309,7 +309,7 @@ pub fn over_rate(records: &[Record]) -> usize {
 }
 
 /// Fences that did not grow (ordered by grant).
-pub fn fences_backwards(records: &[Record]) -> usize {
+pub(crate) fn fences_backwards(records: &[Record]) -> usize {
     let mut sorted: Vec<&Record> = records.iter().filter(|r| r.fence.is_some()).collect();
     sorted.sort_by_key(|r| r.start);
     sorted

@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::acquire::silent_release;
+use crate::announcements::Watch;
 use crate::backend::{Node, NodeScript, ScriptValue};
 use crate::guard::LockGuard;
 use crate::lease::Lease;
 use crate::mutex::Redlock;
-use crate::notify::Watch;
 use crate::options::LockOptions;
 use crate::quorum::{self, Decide, Round};
+use crate::undo::release_round;
 
 impl Redlock {
     /// The nodes, in order (the order of every [`Round`]'s replies).
@@ -35,7 +35,7 @@ impl Redlock {
     /// ```no_run
     /// # async fn demo(redlock: quorate_redlock::Redlock) {
     /// use std::time::Duration;
-    /// use quorate_redlock::{NodeScript, ScriptValue};
+    /// use quorate_redlock::raw::NodeScript;
     /// static EXISTS: NodeScript =
     ///     NodeScript::new("exists", "return redis.call('EXISTS', KEYS[1])");
     /// let round = redlock
@@ -84,7 +84,13 @@ impl Redlock {
     /// Cancel safe in effect: the requests are sent before the first await
     /// returns, and a key left behind expires with its ttl.
     pub async fn undo(&self, keys: &[String], token: &str, node_timeout: Duration) {
-        silent_release(&self.inner.nodes, keys, token, node_timeout).await;
+        release_round(&self.inner.nodes, keys, token, node_timeout, Decide::Sent).await;
+    }
+
+    /// Waits for this task's turn among this client's waiters for `keys`
+    /// (first come, first served); the turn ends when dropped.
+    pub(crate) async fn local_turn(&self, keys: &[String]) -> crate::local_queue::LocalTurn {
+        self.inner.local.turn(keys).await
     }
 
     /// Starts hearing release announcements of `keys` (a release by any

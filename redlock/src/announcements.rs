@@ -63,7 +63,7 @@ struct Announcement {
 const LINGER: Duration = Duration::from_secs(5);
 
 impl Notifier {
-    pub fn new(nodes: Vec<Arc<dyn Node>>) -> Arc<Self> {
+    pub(crate) fn new(nodes: Vec<Arc<dyn Node>>) -> Arc<Self> {
         Arc::new(Notifier {
             nodes,
             id: crate::lease::Token::random().to_hex(),
@@ -89,7 +89,7 @@ impl Notifier {
     /// of them as this process's turn. Subscribes this process's wake
     /// channel first if no majority confirmed it yet (waiting up to
     /// `timeout`); without it the waiter only wakes on its timers.
-    pub async fn await_turn(self: &Arc<Self>, keys: &[String], timeout: Duration) -> Watch {
+    pub(crate) async fn await_turn(self: &Arc<Self>, keys: &[String], timeout: Duration) -> Watch {
         self.start_dispatch();
         let watch = self.register(Kind::Turn, keys).0;
         if !self.wakes_subscribed.load(Ordering::Relaxed) {
@@ -166,7 +166,7 @@ impl Notifier {
     /// release deletes on a majority and announces there, so a majority of
     /// subscriptions always hears it; a node that does not confirm just
     /// costs latency (polling remains).
-    pub async fn watch(self: &Arc<Self>, keys: &[String], timeout: Duration) -> Watch {
+    pub(crate) async fn watch(self: &Arc<Self>, keys: &[String], timeout: Duration) -> Watch {
         self.start_dispatch();
         let (watch, new_keys) = self.register(Kind::Released, keys);
         if !new_keys.is_empty() {
@@ -211,12 +211,12 @@ impl Notifier {
     }
 
     /// The id this client announces its releases with.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
     /// Wakes local waiters of `keys` (a release by this process).
-    pub fn announce_all(&self, keys: &[String]) {
+    pub(crate) fn announce_all(&self, keys: &[String]) {
         for key in keys {
             self.announce(Kind::Released, key, true);
         }
@@ -308,7 +308,7 @@ pub(crate) struct Watch {
 impl Watch {
     /// Forgets the announcements seen so far (call before each round, so
     /// that only a release after it wakes the waiter).
-    pub fn mark_seen(&mut self) {
+    pub(crate) fn mark_seen(&mut self) {
         self.seen = self
             .receivers
             .iter_mut()
@@ -330,7 +330,7 @@ impl Watch {
     /// release reaches the nodes at slightly different moments, and a head
     /// that asks when only the first node has passed the key on is refused
     /// by the others (a split vote, undone and retried).
-    pub async fn turn_came(&mut self, needed: u64, grace: Duration) {
+    pub(crate) async fn turn_came(&mut self, needed: u64, grace: Duration) {
         let mut first: Option<Instant> = None;
         loop {
             let arrived = self.arrived();
@@ -354,7 +354,7 @@ impl Watch {
 
     /// Resolves at the next announcement of any watched key; `true` when
     /// it came from a release by this process.
-    pub async fn released(&mut self) -> bool {
+    pub(crate) async fn released(&mut self) -> bool {
         if self.receivers.is_empty() {
             return futures::future::pending().await;
         }

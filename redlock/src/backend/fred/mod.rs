@@ -1,5 +1,7 @@
 //! The real backend: one fred client per node, scripts by EVALSHA.
 
+mod batch;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,7 +19,6 @@ use futures::future::FutureExt;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::batch::{acquire_one, Batcher};
 use super::{
     fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript,
     QueueEntry, Released, ScriptValue, HEAD_CLAIM, RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
@@ -25,37 +26,42 @@ use super::{
 use crate::error::ConfigError;
 use crate::quarantine::{self, DEFAULT_MAX_TTL, MARKER_KEY};
 use crate::queue::with_queue_keys;
+use batch::{acquire_one, Batcher};
 
 static ACQUIRE: NodeScript = NodeScript::new(
     "acquire",
     concat!(
-        include_str!("../../scripts/queue.lua"),
-        include_str!("../../scripts/acquire.lua")
+        include_str!("../../../scripts/queue.lua"),
+        include_str!("../../../scripts/acquire.lua")
     ),
 )
 .granting();
 static RELEASE: NodeScript = NodeScript::new(
     "release",
     concat!(
-        include_str!("../../scripts/queue.lua"),
-        include_str!("../../scripts/release.lua")
+        include_str!("../../../scripts/queue.lua"),
+        include_str!("../../../scripts/release.lua")
     ),
 );
 static LEAVE: NodeScript = NodeScript::new(
     "leave",
     concat!(
-        include_str!("../../scripts/queue.lua"),
-        include_str!("../../scripts/leave.lua")
+        include_str!("../../../scripts/queue.lua"),
+        include_str!("../../../scripts/leave.lua")
     ),
 );
-static EXTEND: NodeScript = NodeScript::new("extend", include_str!("../../scripts/extend.lua"));
-static RAISE_FENCE: NodeScript =
-    NodeScript::new("raise_fence", include_str!("../../scripts/raise_fence.lua"));
-static EXTEND_MANY: NodeScript =
-    NodeScript::new("extend_many", include_str!("../../scripts/extend_many.lua"));
+static EXTEND: NodeScript = NodeScript::new("extend", include_str!("../../../scripts/extend.lua"));
+static RAISE_FENCE: NodeScript = NodeScript::new(
+    "raise_fence",
+    include_str!("../../../scripts/raise_fence.lua"),
+);
+static EXTEND_MANY: NodeScript = NodeScript::new(
+    "extend_many",
+    include_str!("../../../scripts/extend_many.lua"),
+);
 static DECLARE_FRESH: NodeScript = NodeScript::new(
     "declare_fresh",
-    include_str!("../../scripts/declare_fresh.lua"),
+    include_str!("../../../scripts/declare_fresh.lua"),
 );
 
 /// Client settings that quorate applies to the clients it builds from URLs.

@@ -16,8 +16,8 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::fred::{remaining_from_pttl, Link};
-use super::{
+use super::{remaining_from_pttl, Link};
+use crate::backend::{
     ttl_millis, AcquireReply, NodeError, NodeFuture, NodeScript, HEAD_CLAIM,
     RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
 };
@@ -26,8 +26,8 @@ use crate::queue::queue_keys;
 static BATCH: NodeScript = NodeScript::new(
     "batch",
     concat!(
-        include_str!("../../scripts/queue.lua"),
-        include_str!("../../scripts/batch.lua")
+        include_str!("../../../scripts/queue.lua"),
+        include_str!("../../../scripts/batch.lua")
     ),
 )
 .granting();
@@ -67,14 +67,19 @@ pub(super) struct Batcher {
 
 impl Batcher {
     /// Starts the draining task (inside a tokio runtime).
-    pub fn start(link: Link, max_batch: usize) -> Batcher {
+    pub(super) fn start(link: Link, max_batch: usize) -> Batcher {
         let (queue, requests) = mpsc::unbounded_channel();
         tokio::spawn(drain(link, requests, max_batch));
         Batcher { queue }
     }
 
     /// `SET key token NX PX ttl`, batched.
-    pub fn acquire(&self, key: String, token: String, ttl: Duration) -> NodeFuture<AcquireReply> {
+    pub(super) fn acquire(
+        &self,
+        key: String,
+        token: String,
+        ttl: Duration,
+    ) -> NodeFuture<AcquireReply> {
         self.submit(move |reply| {
             Request::Batchable(Batchable::Acquire {
                 key,
@@ -86,7 +91,7 @@ impl Batcher {
     }
 
     /// Compare-and-delete of `key`, batched.
-    pub fn release(&self, key: String, token: String, announce: String) -> NodeFuture<u64> {
+    pub(super) fn release(&self, key: String, token: String, announce: String) -> NodeFuture<u64> {
         self.submit(move |reply| {
             Request::Batchable(Batchable::Release {
                 key,
@@ -98,7 +103,7 @@ impl Batcher {
     }
 
     /// The command `command` makes, sent on its own in queue order.
-    pub fn in_order<T: Send + 'static>(
+    pub(super) fn in_order<T: Send + 'static>(
         &self,
         command: impl FnOnce(&Link) -> NodeFuture<T> + Send + 'static,
     ) -> NodeFuture<T> {

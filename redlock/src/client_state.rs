@@ -1,0 +1,62 @@
+//! The state one [`Redlock`](crate::Redlock) client and its clones share:
+//! the nodes and quorum, the defaults, and the machinery of waiting
+//! (announcements, local queue, hand-offs, server-queue tickets) and of
+//! holding (the watchdog).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::announcements::Notifier;
+use crate::backend::Node;
+use crate::handoff::Handoffs;
+use crate::local_queue::LocalQueue;
+use crate::options::LockOptions;
+use crate::queue::Tickets;
+use crate::quorum::{self, Decide, Round};
+use crate::watchdog::Watchdog;
+
+pub(crate) struct ClientState {
+    pub nodes: Vec<Arc<dyn Node>>,
+    pub quorum: usize,
+    pub defaults: LockOptions,
+    /// The `primitive` metric label.
+    pub primitive: &'static str,
+    pub notifier: Arc<Notifier>,
+    pub local: Arc<LocalQueue>,
+    /// The heads of `local` that a release can hand the lock to.
+    pub handoffs: Arc<Handoffs>,
+    /// This client's entries in the servers' waiter queues.
+    pub tickets: Arc<Tickets>,
+    pub watchdog: Watchdog,
+    /// The longest ttl of any lease: a node that lost its data sits out this long.
+    pub max_ttl: Duration,
+    /// Prepended to every resource to make its lock key.
+    pub namespace: String,
+}
+
+impl ClientState {
+    /// Compare-and-delete of `keys` on every node: the undo of a failed
+    /// round and the body of a release.
+    /// Waiters everywhere are told (this is a release, not an undo).
+    ///
+    /// Decided once a majority answered: whatever those nodes held is gone,
+    /// so at most a minority can still hold the lock (and the stragglers
+    /// still get the request).
+    pub(crate) async fn release_round(
+        &self,
+        keys: &[String],
+        token: &str,
+        node_timeout: Duration,
+    ) -> Round<u64> {
+        let announce = Some(self.notifier.id());
+        quorum::round(
+            "release",
+            &self.nodes,
+            node_timeout,
+            Decide::Majority(self.quorum),
+            |_answered| true,
+            |node| node.release(keys, token, announce),
+        )
+        .await
+    }
+}

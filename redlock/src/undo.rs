@@ -1,0 +1,187 @@
+//! The undo of a round that may have granted something: compare-and-delete
+//! by the round's token on every node, sent when the round fails, or
+//! spawned from `Drop` when the round is abandoned mid-flight (see
+//! ARCHITECTURE.md, "Acquire and undo"). One guard for the mutex and every
+//! primitive built on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::Node;
+use crate::mutex::Redlock;
+use crate::quorum::{self, Decide};
+
+/// Armed from the moment a round's requests may leave until the round's
+/// outcome is settled: a lease handed out ([`disarm`](Self::disarm)) or the
+/// undo sent ([`send`](Self::send), [`send_except`](Self::send_except),
+/// [`send_and_wait`](Self::send_and_wait)). Dropped while armed (a
+/// cancelled call), it spawns the undo, so nothing a late node grants
+/// outlives the round by more than a round trip (or its ttl, on a node
+/// that cannot be reached). It never blocks in `Drop`.
+///
+/// ```no_run
+/// # async fn demo(redlock: quorate_redlock::Redlock) {
+/// use std::time::Duration;
+/// use quorate_redlock::{raw::UndoGuard, Token};
+///
+/// let token = Token::random().to_hex();
+/// let keys = vec!["job:7".to_owned()];
+/// let mut undo = UndoGuard::armed(&redlock, keys, &token, Duration::from_millis(50));
+/// // ... a round of a script that sets the keys to `token` ...
+/// let granted = false;
+/// if granted {
+///     undo.disarm();
+/// } else {
+///     undo.send().await;
+/// }
+/// # }
+/// ```
+#[must_use = "an undo guard sends the undo when dropped armed"]
+#[derive(Debug)]
+pub struct UndoGuard {
+    redlock: Redlock,
+    keys: Arc<[String]>,
+    token: String,
+    node_timeout: Duration,
+    armed: bool,
+}
+
+impl UndoGuard {
+    /// An armed guard for `keys` set to `token`, each request bounded by
+    /// `node_timeout`.
+    pub fn armed(
+        redlock: &Redlock,
+        keys: impl Into<Arc<[String]>>,
+        token: &str,
+        node_timeout: Duration,
+    ) -> Self {
+        UndoGuard {
+            redlock: redlock.clone(),
+            keys: keys.into(),
+            token: token.to_owned(),
+            node_timeout,
+            armed: true,
+        }
+    }
+
+    /// The round's outcome is settled without an undo (a lease was handed
+    /// out): dropping the guard sends nothing.
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Whether dropping the guard would send the undo.
+    pub fn is_armed(&self) -> bool {
+        self.armed
+    }
+
+    /// Sends the undo to every node, returning once every request is on its
+    /// connection (which orders it before the next round there); the
+    /// answers are collected in the background.
+    ///
+    /// # Cancel safety
+    /// The guard stays armed until every request is sent: cancelled in
+    /// here, it still spawns the undo when dropped.
+    pub async fn send(&mut self) {
+        self.send_except(&[]).await;
+    }
+
+    /// [`send`](Self::send), skipping the nodes whose index is `true` in
+    /// `skip` (they answered that they set nothing).
+    ///
+    /// # Cancel safety
+    /// As [`send`](Self::send).
+    pub async fn send_except(&mut self, skip: &[bool]) {
+        let nodes: Vec<Arc<dyn Node>> = self
+            .redlock
+            .nodes()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.get(*i).copied().unwrap_or(false))
+            .map(|(_, node)| Arc::clone(node))
+            .collect();
+        if !nodes.is_empty() {
+            release_round(
+                &nodes,
+                &self.keys,
+                &self.token,
+                self.node_timeout,
+                Decide::Sent,
+            )
+            .await;
+        }
+        self.armed = false;
+    }
+
+    /// Gives back some of the keys now (what a round took but its caller
+    /// does not keep), returning once every request is on its connection;
+    /// the guard stays armed for all its keys.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the guard stays armed.
+    pub async fn give_back(&self, keys: &[String]) {
+        let nodes = self.redlock.nodes();
+        release_round(nodes, keys, &self.token, self.node_timeout, Decide::Sent).await;
+    }
+
+    /// Sends the undo and waits until every node answered (a stalled one
+    /// only briefly, [`Decide::AllWithGrace`]): the live nodes hold
+    /// nothing of the round when this returns, not merely soon after.
+    ///
+    /// # Cancel safety
+    /// Once called, the undo is sent even if the future is dropped (the
+    /// guard is consumed, so it is not sent twice).
+    pub async fn send_and_wait(mut self) {
+        self.armed = false;
+        let nodes = self.redlock.nodes().to_vec();
+        let (keys, token) = (Arc::clone(&self.keys), std::mem::take(&mut self.token));
+        release_round(
+            &nodes,
+            &keys,
+            &token,
+            self.node_timeout,
+            Decide::AllWithGrace,
+        )
+        .await;
+    }
+}
+
+impl Drop for UndoGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let nodes = self.redlock.nodes().to_vec();
+        let keys = Arc::clone(&self.keys);
+        let token = std::mem::take(&mut self.token);
+        let timeout = self.node_timeout;
+        // Outside a runtime nothing can be sent; the keys expire with their ttl.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                release_round(&nodes, &keys, &token, timeout, Decide::Sent).await;
+            });
+        }
+    }
+}
+
+/// Compare-and-delete without announcement (nobody held the lock). An undo
+/// may still reach a server late (fred re-sends a script after `NOSCRIPT`),
+/// which is why every round uses a fresh token: a late undo cannot touch a
+/// later grant.
+pub(crate) async fn release_round(
+    nodes: &[Arc<dyn Node>],
+    keys: &[String],
+    token: &str,
+    timeout: Duration,
+    decide: Decide,
+) {
+    quorum::round(
+        "release",
+        nodes,
+        timeout,
+        decide,
+        |_| true,
+        |node| node.release(keys, token, None),
+    )
+    .await;
+}
