@@ -1,6 +1,6 @@
 //! The mutex's semantics on in-memory nodes with paused time: fast and
 //! deterministic. The same claims are proved against real servers in
-//! `tests/tests/redlock_real.rs`.
+//! `redlock/tests/redlock_real.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //!
 //! Two implementations: [`FredNode`] (a real Redis-protocol server through
 //! fred) and [`MemoryNode`] (in-process, same semantics, for unit tests and
-//! demos). A conformance suite in `tests/` runs the same cases on both.
+//! demos). A conformance suite (`redlock/tests/conformance.rs`) runs the same cases on both.
 
 mod fred;
 mod memory;

@@ -4,11 +4,11 @@
 # mutant and the failing tests. Works in a scratch git worktree with its own target
 # directory, so the checkout you work in is never touched.
 #
-#   bash tests/mutants.sh                 # every mutant
-#   bash tests/mutants.sh majority        # the mutants whose name matches this (extended regex)
-#   bash tests/mutants.sh 'pool|tree'
+#   bash scripts/mutants.sh                 # every mutant
+#   bash scripts/mutants.sh majority        # the mutants whose name matches this (extended regex)
+#   bash scripts/mutants.sh 'pool|tree'
 #
-# Needs redis-server and faketime (bash tests/run.sh installs them). Takes a few minutes
+# Needs redis-server and faketime (bash scripts/test.sh installs them). Takes a few minutes
 # per mutant (a rebuild plus the suites below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,10 +50,10 @@ mutants=(
 # the conformance suite and the real-server mutex, queue and data-loss suites.
 redlock_suites=(
   "-p quorate-redlock"
-  "-p quorate-testkit --test conformance"
-  "-p quorate-testkit --test redlock_real"
-  "-p quorate-testkit --test queue_real"
-  "-p quorate-testkit --test data_loss_real"
+  "-p quorate-redlock --test conformance"
+  "-p quorate-redlock --test redlock_real"
+  "-p quorate-redlock --test queue_real"
+  "-p quorate-redlock --test data_loss_real"
 )
 
 rm -rf "$scratch"

@@ -203,7 +203,7 @@ async fn rolling_restarts_without_persistence_never_grant_twice_or_move_fences_b
 }
 
 /// The broken configuration of the test above, run by hand
-/// (`cargo test -p quorate-testkit --test data_loss_real -- --ignored`):
+/// (`cargo test -p quorate-redlock --test data_loss_real -- --ignored`):
 /// restarted nodes declared fresh at once. It prints how many overlaps the
 /// checker found; it fails if it found none (then the run proves nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
