@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use quorate_redlock::raw::quorum::{self, Decide, Reply};
 use quorate_redlock::raw::{MemoryStore, NodeScript, ScriptValue, UndoGuard};
-use quorate_redlock::{Lease, LockOptions, NodeOutcome, Redlock, Token};
+use quorate_redlock::{Error, Lease, LockOptions, NodeOutcome, Redlock, Token};
 use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
@@ -189,12 +189,12 @@ pub(crate) async fn attempt(
         let outcomes = round.outcomes(redlock.nodes(), |v| describe(v, groups));
         if round.successes < quorum {
             undo.send_and_wait().await;
-            return Err(PoolError::NoQuorum {
-                answered: round.successes,
+            return Err(PoolError::Lock(Error::NoQuorum {
+                granted: round.successes,
                 nodes: redlock.nodes().len(),
                 quorum,
                 outcomes,
-            });
+            }));
         }
 
         let grants: Vec<usize> = (0..n)
@@ -240,7 +240,7 @@ pub(crate) async fn attempt(
                     return Ok((allocation(groups, &keys, kept), token));
                 }
                 undo.send_and_wait().await;
-                return Err(PoolError::Expired);
+                return Err(PoolError::Lock(Error::Expired));
             }
             Some((requirement, held)) => {
                 let group = &groups[requirement];
@@ -258,7 +258,7 @@ pub(crate) async fn attempt(
         }
     }
     undo.send_and_wait().await;
-    Err(last_error.unwrap_or(PoolError::Expired))
+    Err(last_error.unwrap_or(PoolError::Lock(Error::Expired)))
 }
 
 /// The first requirement short of its need, and how many it holds.

@@ -6,6 +6,7 @@ use quorate_redlock::{ConfigError, Outcomes};
 
 /// A request that cannot be made, whatever the servers say.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestError {
     /// No requirement at all.
     #[error("the request has no requirement")]
@@ -68,6 +69,7 @@ pub enum RequestError {
 
 /// Why a pool request, semaphore acquire or rate-limit grant failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PoolError {
     /// The request itself is wrong.
     #[error("invalid request: {0}")]
@@ -95,22 +97,11 @@ pub enum PoolError {
         /// Every node's answer in the last round.
         outcomes: Outcomes,
     },
-    /// Too few nodes answered.
-    #[error("no quorum: {answered} of {nodes} nodes answered, {quorum} needed ({outcomes})")]
-    NoQuorum {
-        /// Nodes that answered.
-        answered: usize,
-        /// All nodes.
-        nodes: usize,
-        /// The majority needed.
-        quorum: usize,
-        /// Every node's outcome.
-        outcomes: Outcomes,
-    },
-    /// The grant came too late to be valid (slow rounds); nothing is held.
-    #[error("the grant had no validity left; nothing is held")]
-    Expired,
-    /// An extend or release of a held grant failed.
+    /// A quorum-level failure: too few nodes answered
+    /// ([`Error::NoQuorum`](quorate_redlock::Error::NoQuorum), `granted`
+    /// counting the nodes that answered), the grant came too late to be
+    /// valid ([`Error::Expired`](quorate_redlock::Error::Expired); nothing is
+    /// held), or an extend or release of a held grant failed.
     #[error(transparent)]
     Lock(#[from] quorate_redlock::Error),
 }

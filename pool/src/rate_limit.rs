@@ -123,7 +123,7 @@ impl RateLimit {
     /// Waits until a grant is possible and takes it; sleeps until the
     /// earliest slot expires rather than polling. Errors:
     /// [`PoolError::Unavailable`] when the acquire timeout would pass
-    /// first, [`PoolError::NoQuorum`] when too few nodes answer.
+    /// first, [`PoolError::Lock`] with [`Error::NoQuorum`](quorate_redlock::Error::NoQuorum) when too few nodes answer.
     ///
     /// # Cancel safety
     /// Cancel safe: a grant in flight is undone, so a cancelled call uses
@@ -194,7 +194,7 @@ impl RateLimit {
                 .get_acquire_timeout()
                 .is_some_and(|t| started.elapsed() >= t);
             if out_of_time || options.get_max_attempts() == Some(1) {
-                return Err(PoolError::Expired);
+                return Err(PoolError::Lock(quorate_redlock::Error::Expired));
             }
         }
     }

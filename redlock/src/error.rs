@@ -5,6 +5,7 @@ use std::time::Duration;
 
 /// What one node answered in one quorum round.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NodeOutcome {
     /// The node did what was asked (granted, released, extended).
     Granted,

@@ -35,6 +35,7 @@ const LINGER_YIELDS: usize = 3;
 
 /// What a release found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReleaseOutcome {
     /// The lock was held (our token on a majority) and is now deleted.
     Released,

@@ -11,6 +11,12 @@ pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Options for one lock call, or the defaults of a [`Redlock`](crate::Redlock).
 ///
+/// Each option is set by a method of its own name and read by `get_` and
+/// that name: the plain name is taken by the setter, so these getters keep
+/// the prefix, as std's builder-style `Command::get_program` does (the
+/// exception to API guideline C-GETTER). The option types of the other
+/// quorate crates follow the same rule.
+///
 /// ```
 /// use std::time::Duration;
 /// use quorate_redlock::LockOptions;

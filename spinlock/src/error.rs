@@ -70,10 +70,31 @@ pub enum SpinError {
     },
     /// Bad options; nothing was sent.
     #[error("invalid spinlock options: {0}")]
-    InvalidOptions(String),
+    InvalidOptions(#[from] OptionsError),
     /// The quorum lock or a quorum read failed (no quorum, lost, expired…).
     #[error(transparent)]
     Lock(#[from] quorate_redlock::Error),
+}
+
+/// Which spinlock option is wrong, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// `tries(0)`: at least one round is needed.
+    #[error("tries must be at least 1")]
+    ZeroTries,
+    /// `max_hold(Expiry::After(0))`.
+    #[error("max_hold must be positive")]
+    ZeroMaxHold,
+    /// A result expiry below the servers' 1 ms resolution.
+    #[error("result_expiry of {0:?} is below the servers' 1 ms resolution")]
+    ResultExpiryTooShort(Duration),
+    /// `max_hold` is not a valid lock ttl.
+    #[error("max_hold: {0}")]
+    MaxHold(quorate_redlock::ConfigError),
+    /// Another lock option (drift factor, node timeout) is wrong.
+    #[error(transparent)]
+    Lock(quorate_redlock::ConfigError),
 }
 
 fn held_for(remaining: Option<Duration>) -> String {
@@ -105,6 +126,7 @@ impl SpinError {
 /// Why [`compute_once`](crate::Spinlock::compute_once) failed: the
 /// computation's own error (never cached), or the spinlock's.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ComputeError<E> {
     /// The computation returned this error. Nothing was stored; the next
     /// call computes again.

@@ -55,7 +55,7 @@ mod single_flight;
 mod spinlock;
 pub mod stable_hash;
 
-pub use error::{ComputeError, SpinError};
+pub use error::{ComputeError, OptionsError, SpinError};
 pub use key::SpinKey;
 pub use lock::Lock;
 pub use options::{Expiry, SpinOptions};

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use quorate_redlock::{LockOptions, MAX_TTL};
 
-use crate::error::SpinError;
+use crate::error::{OptionsError, SpinError};
 
 /// How long something lasts on the servers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,27 +175,21 @@ impl SpinOptions {
     /// Checks every option; every call runs this before sending anything.
     pub fn validate(&self) -> Result<(), SpinError> {
         if self.tries == 0 {
-            return Err(SpinError::InvalidOptions("tries must be at least 1".into()));
+            return Err(OptionsError::ZeroTries.into());
         }
         if self.max_hold == Expiry::After(Duration::ZERO) {
-            return Err(SpinError::InvalidOptions(
-                "max_hold must be positive".into(),
-            ));
+            return Err(OptionsError::ZeroMaxHold.into());
         }
         if let Expiry::After(expiry) = self.result_expiry {
             if expiry < Duration::from_millis(1) {
-                return Err(SpinError::InvalidOptions(format!(
-                    "result_expiry of {expiry:?} is below the servers' 1 ms resolution"
-                )));
+                return Err(OptionsError::ResultExpiryTooShort(expiry).into());
             }
         }
         self.base_lock_options().validate().map_err(|e| {
             use quorate_redlock::ConfigError::{TtlTooLong, TtlTooShort, ZeroTtl};
             match e {
-                ZeroTtl | TtlTooShort { .. } | TtlTooLong { .. } => {
-                    SpinError::InvalidOptions(format!("max_hold: {e}"))
-                }
-                other => SpinError::InvalidOptions(other.to_string()),
+                ZeroTtl | TtlTooShort { .. } | TtlTooLong { .. } => OptionsError::MaxHold(e).into(),
+                other => OptionsError::Lock(other).into(),
             }
         })
     }
@@ -300,7 +294,9 @@ mod tests {
         ];
         for (options, name) in bad.iter().zip(names) {
             match options.validate() {
-                Err(SpinError::InvalidOptions(why)) => assert!(why.contains(name), "{why}"),
+                Err(SpinError::InvalidOptions(why)) => {
+                    assert!(why.to_string().contains(name), "{why}")
+                }
                 other => panic!("{name}: {other:?}"),
             }
         }

@@ -9,6 +9,7 @@ use crate::path::{PathError, TreePath};
 
 /// Where the conflicting lock sits, seen from the node asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Relation {
     /// An ancestor of the node is locked.
     Ancestor,
