@@ -88,6 +88,14 @@ impl Backend {
         }
     }
 
+    /// `SET key value PX ttl` on node `i`, behind the clients' backs.
+    async fn plant(&self, i: usize, key: &str, value: &str, ttl: Duration) {
+        match self {
+            Backend::Real(cluster) => cluster.plant(i, key, value, ttl).await.expect("SET"),
+            Backend::Memory(nodes) => nodes[i].set(key, value.as_bytes(), Some(ttl)),
+        }
+    }
+
     /// Kills node `i` (SIGKILL; a memory node goes down).
     fn kill(&mut self, i: usize) {
         match self {
@@ -538,6 +546,38 @@ async fn auto_extension_keeps_a_grant_past_its_ttl_and_release_stops_it() {
     );
     // a release returns at a majority; the other nodes follow at once
     assert_pool_keys_vanish(&backend, |_| false).await;
+}
+
+on_both_backends!(
+    split_grant_gives_back,
+    what_only_a_minority_granted_is_given_back_at_once,
+    in_memory_what_only_a_minority_granted_is_given_back_at_once
+);
+
+async fn split_grant_gives_back(backend: Backend) {
+    let redlock = backend.client().await;
+    let pool = Pool::new(&redlock, "lab").expect("pool");
+    // dev-0 is held by someone else on node 0 only (a leftover): node 0
+    // takes dev-1 instead, the other four take dev-0
+    let dev0 = "quorate:pool:{lab}:dev-0";
+    let dev1 = "quorate:pool:{lab}:dev-1";
+    backend
+        .plant(0, dev0, "someone", Duration::from_secs(30))
+        .await;
+    let need = Requirement::need(1, devices(3), |d| d.id.clone()).order(CandidateOrder::AsGiven);
+    let grant = pool
+        .acquire(vec![need], Duration::from_secs(30))
+        .await
+        .expect("dev-0 on a majority");
+    assert_eq!(grant.keys(0), ["dev-0"]);
+    // node 0's dev-1 was granted to nobody: it is given back at once, not
+    // left for its 30 s ttl
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while backend.pool_keys_on(0).await.contains(&dev1.to_owned()) {
+        assert!(Instant::now() < deadline, "dev-1 kept on node 0");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    grant.release().await.expect("release");
 }
 
 on_both_backends!(

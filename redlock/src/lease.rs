@@ -149,6 +149,24 @@ impl Lease {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_token_shows_in_full_only_as_its_stored_form() {
+        let token = Token::random();
+        let hex = token.to_hex();
+        assert_eq!(hex.len(), 32);
+        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(token.to_string(), hex);
+        // Debug (logs) shows the first half only
+        assert_eq!(format!("{token:?}"), format!("Token({}…)", &hex[..16]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_reports_the_ttl_it_was_granted_with() {
+        let ttl = Duration::from_millis(1500);
+        let lease = Lease::new(Token::random(), ttl, Instant::now(), 0.01);
+        assert_eq!(lease.ttl(), ttl);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn validity_is_ttl_minus_elapsed_minus_drift() {
         let lease = Lease::new(

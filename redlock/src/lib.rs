@@ -62,7 +62,9 @@ mod undo;
 mod wait;
 mod watchdog;
 
-pub use backend::{FredNode, FredSettings, MemoryNode, Node, NodeError, NodeFuture};
+#[cfg(feature = "memory")]
+pub use backend::MemoryNode;
+pub use backend::{FredNode, FredSettings, Node, NodeError, NodeFuture};
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use guard::{LockGuard, ReleaseOutcome};
 pub use lease::{Lease, Token};

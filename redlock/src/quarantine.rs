@@ -75,6 +75,7 @@ pub(crate) fn left(error: &str) -> Option<Duration> {
 }
 
 /// The memory node's marker: the same rules as `quarantine.lua`, on tokio time.
+#[cfg(feature = "memory")]
 #[derive(Debug)]
 pub(crate) struct MemoryMarker {
     present: bool,
@@ -82,6 +83,7 @@ pub(crate) struct MemoryMarker {
     quarantine: Option<(tokio::time::Instant, tokio::time::Instant)>,
 }
 
+#[cfg(feature = "memory")]
 impl Default for MemoryMarker {
     /// A new memory node cannot have lost anything: it starts declared fresh.
     fn default() -> Self {
@@ -92,6 +94,7 @@ impl Default for MemoryMarker {
     }
 }
 
+#[cfg(feature = "memory")]
 impl MemoryMarker {
     /// The node lost its data (the marker went with it).
     pub(crate) fn lose(&mut self) {
@@ -142,6 +145,7 @@ mod tests {
         assert_eq!(left("connection refused"), None);
     }
 
+    #[cfg(feature = "memory")]
     #[tokio::test(start_paused = true)]
     async fn memory_marker_quarantines_a_lost_node_for_the_longest_max_ttl_seen() {
         let mut marker = MemoryMarker::default();

@@ -216,7 +216,7 @@ pub async fn round<T: Send + 'static>(
     Round { replies, successes }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "memory"))]
 mod tests {
     use super::*;
     use crate::backend::MemoryNode;
@@ -321,6 +321,93 @@ mod tests {
             outcomes.failed_nodes(),
             ["memory-0", "memory-1", "memory-2"]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_count_against_the_majority_so_the_round_fails_fast() {
+        let memory = MemoryNode::cluster(5);
+        let nodes = nodes(&memory);
+        let keys = vec!["k".to_owned()];
+        let acquire = |n: &dyn Node, token: &str| {
+            n.acquire(&keys, token, Duration::from_secs(10), false, None)
+        };
+        let granted = |r: &crate::backend::AcquireReply| {
+            matches!(r, crate::backend::AcquireReply::Granted { .. })
+        };
+        // held on every node by someone else; then two nodes stall
+        let held = round(
+            "acquire",
+            &nodes,
+            Duration::from_secs(1),
+            Decide::Majority(3),
+            granted,
+            |n| acquire(n, "other"),
+        )
+        .await;
+        assert!(held.successes >= 3);
+        memory[3].set_stalled(true);
+        memory[4].set_stalled(true);
+        let started = Instant::now();
+        let refused = round(
+            "acquire",
+            &nodes,
+            Duration::from_secs(60),
+            Decide::Majority(3),
+            granted,
+            |n| acquire(n, "t"),
+        )
+        .await;
+        assert_eq!(refused.successes, 0);
+        // three refusals leave no majority: no wait for the stalled nodes
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn all_counts_every_answer_of_seven_nodes() {
+        let memory = MemoryNode::cluster(7);
+        for m in &memory[..3] {
+            m.set_down(true);
+        }
+        memory[6].set_latency(Duration::from_millis(50));
+        let nodes = nodes(&memory);
+        let keys = vec!["k".to_owned()];
+        let all = round(
+            "extend",
+            &nodes,
+            Duration::from_secs(1),
+            Decide::All,
+            |_| true,
+            |n| n.release(&keys, "t", None),
+        )
+        .await;
+        // 3 failed and 3 answered at once; the slow seventh still counts
+        assert_eq!(all.successes, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_grace_starts_once_a_majority_answered_failures_included() {
+        let memory = MemoryNode::cluster(5);
+        // two fail at once, one answers after 10 ms: a majority answered
+        memory[0].set_down(true);
+        memory[1].set_down(true);
+        memory[2].set_latency(Duration::from_millis(10));
+        memory[3].set_latency(Duration::from_millis(15));
+        memory[4].set_stalled(true);
+        let nodes = nodes(&memory);
+        let keys = vec!["k".to_owned()];
+        let started = Instant::now();
+        let graced = round(
+            "extend",
+            &nodes,
+            Duration::from_secs(60),
+            Decide::AllWithGrace,
+            |_| true,
+            |n| n.release(&keys, "t", None),
+        )
+        .await;
+        // the grace (10 ms + 1 ms) ends the wait for the stalled node
+        assert_eq!(started.elapsed(), Duration::from_millis(21));
+        assert_eq!(graced.successes, 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -70,11 +70,6 @@ impl UndoGuard {
         self.armed = false;
     }
 
-    /// Whether dropping the guard would send the undo.
-    pub fn is_armed(&self) -> bool {
-        self.armed
-    }
-
     /// Sends the undo to every node, returning once every request is on its
     /// connection (which orders it before the next round there); the
     /// answers are collected in the background.

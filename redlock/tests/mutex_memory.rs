@@ -32,6 +32,12 @@ async fn lock_sets_the_key_on_every_node_and_release_removes_it() {
     let guard = redlock.lock("r", TTL).await.expect("lock");
     assert!(memory.iter().all(|m| m.keys() == ["r"]));
     assert_eq!(guard.remaining(), TTL - Duration::from_millis(102));
+    // and it stays there while held: nothing of the round (an undo) follows
+    tokio::time::sleep(TTL / 2).await;
+    assert!(
+        memory.iter().all(|m| m.keys() == ["r"]),
+        "the grant was undone"
+    );
     assert_eq!(
         guard.release().await.expect("release"),
         ReleaseOutcome::Released

@@ -80,14 +80,7 @@ impl Nodes {
     /// `SET key value PX ttl` on node `i`, behind the clients' backs.
     async fn plant(&self, i: usize, key: &str, value: &str, ttl: Duration) {
         match self {
-            Nodes::Real(cluster) => {
-                let ttl = ttl.as_millis().to_string();
-                cluster
-                    .server(i)
-                    .command(&["SET", key, value, "PX", &ttl])
-                    .await
-                    .expect("SET");
-            }
+            Nodes::Real(cluster) => cluster.plant(i, key, value, ttl).await.expect("SET"),
             Nodes::Memory(nodes) => nodes[i].set(key, value.as_bytes(), Some(ttl)),
         }
     }

@@ -101,6 +101,22 @@ impl Cluster {
         }
     }
 
+    /// `SET key value PX ttl` on node `i`, behind every client's back: a
+    /// leftover that a lost release left on a minority, or a foreign value.
+    pub async fn plant(
+        &self,
+        i: usize,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), TestkitError> {
+        let ttl = ttl.as_millis().max(1).to_string();
+        self.servers[i]
+            .command(&["SET", key, value, "PX", &ttl])
+            .await
+            .map(drop)
+    }
+
     /// `KEYS pattern` on every node, in node order (sorted per node for
     /// stable assertions), leaving out quorate's node bookkeeping (its
     /// marker and quarantine keys). Killed and paused nodes yield an empty

@@ -61,6 +61,7 @@ pub(crate) fn expires_at(now: Instant, ttl: Duration) -> Instant {
 
 impl MemoryStore {
     /// Starts an atomic operation: fixes the time and drops expired keys.
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     pub(crate) fn begin(&mut self) {
         self.now = Instant::now();
         let now = self.now;
@@ -68,15 +69,18 @@ impl MemoryStore {
     }
 
     /// The time of the current atomic operation.
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     pub(crate) fn now(&self) -> Instant {
         self.now
     }
 
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     pub(crate) fn clear(&mut self) {
         self.keys.clear();
     }
 
     /// Every live key, sorted.
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     pub(crate) fn key_names(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.keys.keys().cloned().collect();
         keys.sort();

@@ -5,12 +5,15 @@
 //! demos). A conformance suite (`redlock/tests/conformance.rs`) runs the same cases on both.
 
 mod fred;
+#[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "memory")]
 mod memory_queue;
 mod memory_store;
 mod script;
 
 pub use self::fred::{FredNode, FredSettings};
+#[cfg(feature = "memory")]
 pub use self::memory::MemoryNode;
 pub use self::memory_store::{MemoryScript, MemoryStore};
 pub use self::script::{NodeScript, ScriptValue};
