@@ -33,6 +33,7 @@ mutants=(
   "fence write-back result ignored|redlock/src/acquire.rs|s/if raised.successes >= inner.quorum \{/if true {/"
   "quarantine refuses nothing|redlock/scripts/quarantine.lua|s/return redis.error_reply\('QUORATE_QUARANTINED ' .. left\)/-- refuses nothing/"
   "watchdog settles on the first majority|redlock/src/watchdog.rs|s/Decide::AllWithGrace,/Decide::Majority(self_quorum),/"
+  "round drops the requests still in flight|redlock/src/quorum.rs|s/if !pending.is_empty\(\) \{/if pending.is_empty() {/"
   "hand-off with a tenth of the ttl left|redlock/src/mutex.rs|s/options.get_ttl\(\) \/ 2;/options.get_ttl() \/ 10;/g"
   "acquire.lua grants over a held key|redlock/scripts/acquire.lua|s/if value and not \(queued and value == mine\) then/if false then/"
   "acquire.lua checks only the first key|redlock/scripts/acquire.lua|s/for i = 1, n do/for i = 1, 1 do/"
