@@ -16,9 +16,10 @@ use tokio::time::Instant;
 use crate::error::PoolError;
 use crate::requirement::{CandidateOrder, Requirement};
 
-static TAKE: NodeScript = NodeScript::new("pool_take", include_str!("../scripts/take.lua"))
-    .emulated(take_in_memory)
-    .granting();
+pub(crate) static TAKE: NodeScript =
+    NodeScript::new("pool_take", include_str!("../scripts/take.lua"))
+        .emulated(take_in_memory)
+        .granting();
 
 /// `take.lua` on a memory node (same keys, arguments and reply).
 fn take_in_memory(

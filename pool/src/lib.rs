@@ -70,6 +70,8 @@ mod rate_limit;
 mod requirement;
 mod retry;
 mod semaphore;
+#[cfg(test)]
+mod twins;
 mod usage;
 
 pub use error::{PoolError, RequestError};

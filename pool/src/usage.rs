@@ -19,15 +19,15 @@ use quorate_redlock::{Outcomes, Redlock};
 
 use crate::requirement::Tags;
 
-static RECORD: NodeScript = NodeScript::new(
+pub(crate) static RECORD: NodeScript = NodeScript::new(
     "pool_record_usage",
     include_str!("../scripts/record_usage.lua"),
 )
 .emulated(record_in_memory);
-static READ_SET: NodeScript =
+pub(crate) static READ_SET: NodeScript =
     NodeScript::new("pool_read_set", include_str!("../scripts/read_set.lua"))
         .emulated(read_set_in_memory);
-static READ_HASH: NodeScript =
+pub(crate) static READ_HASH: NodeScript =
     NodeScript::new("pool_read_hash", include_str!("../scripts/read_hash.lua"))
         .emulated(read_hash_in_memory);
 

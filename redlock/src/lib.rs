@@ -58,6 +58,8 @@ mod quarantine;
 mod queue;
 mod quorum;
 mod seam;
+#[cfg(feature = "memory")]
+mod twin_check;
 mod undo;
 mod wait;
 mod watchdog;
@@ -89,6 +91,8 @@ pub mod raw {
     pub use crate::pause::{random_pause, SPLIT_SPREAD};
     pub use crate::queue::{queue_keys, QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
     pub use crate::seam::ReleaseWatch;
+    #[cfg(feature = "memory")]
+    pub use crate::twin_check::{check_keys, check_twin, check_twin_unordered, TwinMismatch};
     pub use crate::undo::UndoGuard;
     pub use crate::wait::{retry, Retry, WaitPolicy};
 

@@ -54,6 +54,8 @@ mod serde_support;
 mod single_flight;
 mod spinlock;
 pub mod stable_hash;
+#[cfg(test)]
+mod twins;
 
 pub use error::{ComputeError, OptionsError, SpinError};
 pub use key::SpinKey;

@@ -14,12 +14,12 @@ use crate::key::SpinKey;
 use crate::metrics;
 use crate::spinlock::Spinlock;
 
-static GET_RESULT: NodeScript = NodeScript::new(
+pub(crate) static GET_RESULT: NodeScript = NodeScript::new(
     "spinlock_get_result",
     include_str!("../scripts/get_result.lua"),
 )
 .emulated(get_result_in_memory);
-static STORE_RESULT: NodeScript = NodeScript::new(
+pub(crate) static STORE_RESULT: NodeScript = NodeScript::new(
     "spinlock_store_result",
     include_str!("../scripts/store_result.lua"),
 )

@@ -19,7 +19,7 @@ use crate::metrics;
 use crate::options::SpinOptions;
 use crate::scheme::{DefaultScheme, Scheme};
 
-static LOCK_STATE: NodeScript = NodeScript::new(
+pub(crate) static LOCK_STATE: NodeScript = NodeScript::new(
     "spinlock_lock_state",
     include_str!("../scripts/lock_state.lua"),
 )

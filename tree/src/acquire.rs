@@ -15,7 +15,7 @@ use crate::options::TreeLockOptions;
 use crate::path::TreePath;
 
 /// The per-server check-and-lock; see the script's header.
-static ACQUIRE: NodeScript =
+pub(crate) static ACQUIRE: NodeScript =
     NodeScript::new("tree_acquire", include_str!("../scripts/acquire.lua"))
         .emulated(acquire_in_memory)
         .granting();

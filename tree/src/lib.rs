@@ -66,6 +66,8 @@ pub mod metrics;
 mod options;
 mod path;
 mod tree_lock;
+#[cfg(test)]
+mod twins;
 
 pub use error::{Conflict, Relation, TreeError};
 pub use guard::TreeGuard;

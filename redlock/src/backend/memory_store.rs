@@ -200,6 +200,16 @@ impl MemoryStore {
         }
     }
 
+    /// `TYPE`: `none`, `string`, `set` or `hash`.
+    pub fn type_name(&self, key: &str) -> &'static str {
+        match self.keys.get(key).map(|e| &e.value) {
+            None => "none",
+            Some(Value::Str(_)) => "string",
+            Some(Value::Set(_)) => "set",
+            Some(Value::Hash(_)) => "hash",
+        }
+    }
+
     /// `SCARD` or `HLEN`: the members of the set or fields of the hash at
     /// `key`; 0 when absent or a string.
     pub fn collection_len(&self, key: &str) -> usize {

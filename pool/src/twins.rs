@@ -1,0 +1,133 @@
+//! The scripts against their native twins: generated calls run on a real
+//! server and on a memory node must get the same replies and leave the
+//! same keys (`quorate_redlock::raw::check_twin`).
+
+use std::sync::Arc;
+
+use quorate_redlock::raw::{check_keys, check_twin, check_twin_unordered};
+use quorate_redlock::{MemoryNode, Node, Redlock};
+use quorate_testkit::Cluster;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::allocate::TAKE;
+use crate::usage::{READ_HASH, READ_SET, RECORD};
+
+/// A real server's node and a fresh memory node.
+async fn nodes(cluster: &Cluster) -> (Arc<dyn Node>, MemoryNode) {
+    let redlock = Redlock::connect(cluster.urls()).await.expect("connect");
+    (Arc::clone(&redlock.nodes()[0]), MemoryNode::new("twin"))
+}
+
+fn seeded() -> (u64, StdRng) {
+    let seed = rand::random();
+    println!("seed {seed}");
+    (seed, StdRng::seed_from_u64(seed))
+}
+
+#[tokio::test]
+async fn take_matches_its_twin_on_generated_requests() {
+    let cluster = Cluster::start(1).await.expect("redis-server");
+    let (real, memory) = nodes(&cluster).await;
+    let (seed, mut rng) = seeded();
+    for scenario in 0..40 {
+        let universe: Vec<String> = (0..6)
+            .map(|k| format!("twin:{seed}:{scenario}:k{k}"))
+            .collect();
+        // leftovers behind the scripts' backs: with a ttl, or without one
+        for key in &universe {
+            match rng.random_range(0..6) {
+                0 => {
+                    cluster
+                        .plant(0, key, "other", std::time::Duration::from_secs(40))
+                        .await
+                        .expect("SET");
+                    memory.set(key, b"other", Some(std::time::Duration::from_secs(40)));
+                }
+                1 => {
+                    cluster
+                        .server(0)
+                        .command(&["SET", key, "other"])
+                        .await
+                        .expect("SET");
+                    memory.set(key, b"other", None);
+                }
+                _ => {}
+            }
+        }
+        for _call in 0..8 {
+            let groups = rng.random_range(1..=2);
+            let mut keys = Vec::new();
+            let token = format!("token-{}", rng.random_range(0..3));
+            let ttl = [30_000, 60_000][rng.random_range(0..2)];
+            let mut args = vec![
+                token.into_bytes(),
+                ttl.to_string().into_bytes(),
+                groups.to_string().into_bytes(),
+            ];
+            let mut pool: Vec<&String> = universe.iter().collect();
+            for _ in 0..groups {
+                let count = rng.random_range(1..=pool.len().min(3));
+                let need = rng.random_range(1..=count);
+                for _ in 0..count {
+                    let i = rng.random_range(0..pool.len());
+                    keys.push(pool.remove(i).clone());
+                }
+                args.push(count.to_string().into_bytes());
+                args.push(need.to_string().into_bytes());
+            }
+            check_twin(&TAKE, real.as_ref(), &memory, keys, args)
+                .await
+                .unwrap_or_else(|m| panic!("seed {seed}: {m}"));
+        }
+        check_keys(real.as_ref(), &memory, &universe)
+            .await
+            .unwrap_or_else(|m| panic!("seed {seed}: {m}"));
+    }
+}
+
+#[tokio::test]
+async fn usage_scripts_match_their_twins_on_generated_figures() {
+    let cluster = Cluster::start(1).await.expect("redis-server");
+    let (real, memory) = nodes(&cluster).await;
+    let (seed, mut rng) = seeded();
+    let tags = format!("twin:{seed}:tags");
+    let mut touched = vec![tags.clone()];
+    for _call in 0..60 {
+        let figures = rng.random_range(1..=3);
+        let mut keys = vec![tags.clone()];
+        let mut args = Vec::new();
+        for _ in 0..figures {
+            let tag = format!("tag{}", rng.random_range(0..3));
+            let value = format!("v{}", rng.random_range(0..4));
+            keys.push(format!("twin:{seed}:values:{tag}"));
+            keys.push(format!("twin:{seed}:figures:{tag}:{value}"));
+            args.push(tag.into_bytes());
+            args.push(value.into_bytes());
+            args.push(
+                ["grants", "waited_ms", "held_ms"][rng.random_range(0..3)]
+                    .as_bytes()
+                    .to_vec(),
+            );
+            args.push(rng.random_range(-5..100i64).to_string().into_bytes());
+        }
+        touched.extend(keys.iter().cloned());
+        check_twin(&RECORD, real.as_ref(), &memory, keys.clone(), args)
+            .await
+            .unwrap_or_else(|m| panic!("seed {seed}: {m}"));
+        let read = keys[rng.random_range(0..keys.len())].clone();
+        let script = if read.contains(":figures:") {
+            &READ_HASH
+        } else {
+            &READ_SET
+        };
+        check_twin_unordered(script, real.as_ref(), &memory, vec![read], Vec::new())
+            .await
+            .unwrap_or_else(|m| panic!("seed {seed}: {m}"));
+    }
+    touched.sort();
+    touched.dedup();
+    check_keys(real.as_ref(), &memory, &touched)
+        .await
+        .unwrap_or_else(|m| panic!("seed {seed}: {m}"));
+}
