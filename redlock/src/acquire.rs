@@ -1,5 +1,7 @@
 //! One acquisition round of the mutex; a failed or abandoned one is undone
 //! by the shared [`UndoGuard`].
+//!
+//! See ARCHITECTURE.md, "Acquire and undo", for how this fits the whole.
 
 use std::sync::Arc;
 

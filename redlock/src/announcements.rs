@@ -5,6 +5,8 @@
 //! (for the mutex's queued waiters, see `queue.rs`): one channel per
 //! process, on which the servers name the key whose queue head is ours.
 //! Both over the one subscriber connection per node.
+//!
+//! See ARCHITECTURE.md, "Waiting: three queues, one order", for how this fits the whole.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,4 +1,6 @@
 //! The guard of a held lock: extend, release, and release on drop.
+//!
+//! See ARCHITECTURE.md, "Guards and the watchdog", for how this fits the whole.
 
 use std::sync::Arc;
 use std::task::Poll;

@@ -14,6 +14,8 @@
 //! the head sends nothing: the lock comes to it by hand, or it is told when
 //! that guard ends, is found lost, or runs out of validity, and tries the
 //! servers then.
+//!
+//! See ARCHITECTURE.md, "Waiting: three queues, one order", for how this fits the whole.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

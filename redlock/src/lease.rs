@@ -1,4 +1,6 @@
 //! The clock-drift-aware lease that every quorate primitive hands out.
+//!
+//! See ARCHITECTURE.md, "The lease", for how this fits the whole.
 
 use std::fmt;
 use std::time::Duration;

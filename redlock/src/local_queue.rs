@@ -7,6 +7,8 @@
 //! in-process vote splitting; the servers still decide everything: the
 //! queue orders waiters, it never guards the lock itself (a holder whose
 //! lease expired blocks nobody here).
+//!
+//! See ARCHITECTURE.md, "Waiting: three queues, one order", for how this fits the whole.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -17,6 +17,8 @@
 //!
 //! [`RedlockBuilder::max_ttl`]: crate::RedlockBuilder::max_ttl
 //! [`Redlock::declare_fresh`]: crate::Redlock::declare_fresh
+//!
+//! See ARCHITECTURE.md, "Quarantine after data loss", for how this fits the whole.
 
 use std::time::Duration;
 

@@ -20,6 +20,8 @@
 //! a claim for someone else is, and both expire; a split vote is undone and
 //! retried as in plain Redlock. A dead or stalled minority only misses
 //! entries and wake-ups: the head is woken by the first node that answers.
+//!
+//! See ARCHITECTURE.md, "Waiting: three queues, one order", for how this fits the whole.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,8 @@
 //! The quorum engine: one request to every node at once, decided as soon as
 //! the answer is known. Public for the primitives built on this crate
 //! (see also [`Redlock::eval_round`](crate::Redlock::eval_round)).
+//!
+//! See ARCHITECTURE.md, "The quorum round", for how this fits the whole.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! spinlock): their own scripts in quorum rounds, and guards for what those
 //! scripts granted, so that extension, auto-extension, release and the lost
 //! signal are this crate's and never a second implementation.
+//!
+//! See ARCHITECTURE.md, "The seam for primitives", for how this fits the whole.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! the extensions due in the same tick go out as one batched request per
 //! node, so 10,000 held locks cost one request per node per tick, not
 //! 10,000 timers and 10,000 round trips.
+//!
+//! See ARCHITECTURE.md, "Guards and the watchdog", for how this fits the whole.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

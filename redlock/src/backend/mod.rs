@@ -3,6 +3,8 @@
 //! Two implementations: [`FredNode`] (a real Redis-protocol server through
 //! fred) and [`MemoryNode`] (in-process, same semantics, for unit tests and
 //! demos). A conformance suite (`redlock/tests/conformance.rs`) runs the same cases on both.
+//!
+//! See ARCHITECTURE.md, "Backends", for how this fits the whole.
 
 mod fred;
 #[cfg(feature = "memory")]
