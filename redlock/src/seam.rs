@@ -26,8 +26,11 @@ impl Redlock {
     /// Runs `script` on every node at once, each bounded by `node_timeout`,
     /// decided as soon as a majority answered with `success` or can no
     /// longer do so. Nodes that had not answered by then are
-    /// [`Reply::Pending`](crate::quorum::Reply::Pending); their requests
+    /// [`Reply::Pending`](crate::raw::quorum::Reply::Pending); their requests
     /// still complete in the background.
+    ///
+    /// Part of the seam for primitive authors (see [`raw`](crate::raw)): may
+    /// change in minor versions.
     ///
     /// # Cancel safety
     /// Every request is handed to its connection before the first await
@@ -74,6 +77,9 @@ impl Redlock {
     ///
     /// Only for keys holding the token as a plain string value with a ttl,
     /// which is what the mutex's own extend and release scripts expect.
+    ///
+    /// Part of the seam for primitive authors (see [`raw`](crate::raw)): may
+    /// change in minor versions.
     pub fn adopt(&self, keys: Vec<String>, lease: Lease, options: &LockOptions) -> LockGuard {
         LockGuard::new(self.clone(), keys.into(), lease, options, None).without_local_handoff()
     }
@@ -81,6 +87,9 @@ impl Redlock {
     /// Deletes `keys` wherever they still hold `token` (no announcement),
     /// returning once every request is on its connection: the undo of a
     /// primitive's failed or abandoned grant.
+    ///
+    /// Part of the seam for primitive authors (see [`raw`](crate::raw)): may
+    /// change in minor versions.
     ///
     /// # Cancel safety
     /// Cancel safe in effect: the requests are sent before the first await
@@ -100,6 +109,9 @@ impl Redlock {
     /// and waiting up to `node_timeout` for a majority to confirm. The
     /// waiters of a primitive built on this crate retry when woken instead
     /// of polling; a missed announcement only costs latency.
+    ///
+    /// Part of the seam for primitive authors (see [`raw`](crate::raw)): may
+    /// change in minor versions.
     ///
     /// # Cancel safety
     /// Cancel safe: a cancelled call unregisters; subscriptions sent are
