@@ -141,7 +141,7 @@ pub(crate) async fn attempt(
     options: &LockOptions,
     rounds: Rounds,
 ) -> Result<(Allocation, Token), PoolError> {
-    let token = Token::random();
+    let token = redlock.fresh_token();
     let hex = token.to_hex();
     let ttl = options.get_ttl();
     let timeout = options.effective_node_timeout();

@@ -11,6 +11,7 @@ use crate::backend::Node;
 use crate::handoff::Handoffs;
 use crate::local_queue::LocalQueue;
 use crate::options::LockOptions;
+use crate::owner::Owner;
 use crate::queue::Tickets;
 use crate::quorum::{self, Decide, Round};
 use crate::watchdog::Watchdog;
@@ -32,6 +33,8 @@ pub(crate) struct ClientState {
     pub max_ttl: Duration,
     /// Prepended to every resource to make its lock key.
     pub namespace: String,
+    /// Who this client is (its id starts every token it hands out).
+    pub owner: Arc<Owner>,
 }
 
 impl ClientState {

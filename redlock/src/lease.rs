@@ -24,6 +24,12 @@ impl Token {
         Token(rand::rng().random())
     }
 
+    /// A fresh token of the client `client` (see [`Owner`](crate::Owner)):
+    /// its first half names the client, the second is random.
+    pub(crate) fn for_client(client: u64) -> Self {
+        Token(u128::from(client) << 64 | u128::from(rand::rng().random::<u64>()))
+    }
+
     /// The token as 32 lowercase hex digits, the form stored in Redis.
     pub fn to_hex(&self) -> String {
         format!("{:032x}", self.0)

@@ -48,11 +48,13 @@ mod client_state;
 mod error;
 mod guard;
 mod handoff;
+mod inspect;
 mod lease;
 mod local_queue;
 pub mod metrics;
 mod mutex;
 mod options;
+mod owner;
 mod pause;
 mod quarantine;
 mod queue;
@@ -69,9 +71,11 @@ pub use backend::MemoryNode;
 pub use backend::{FredNode, FredSettings, Node, NodeError, NodeFuture};
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use guard::{LockGuard, ReleaseOutcome};
+pub use inspect::{ForceUnlocked, Holder, Inspection, NodeState, NodeView};
 pub use lease::{Lease, Token};
 pub use mutex::{Redlock, RedlockBuilder};
 pub use options::{LockOptions, MAX_TTL};
+pub use owner::{Owner, OWNER_KEY_PREFIX};
 pub use quarantine::{DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
 
 /// The seam for primitive and backend authors: what quorate-pool,

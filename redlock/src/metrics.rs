@@ -31,6 +31,8 @@ pub const LOST_TOTAL: &str = "quorate_lost_total";
 pub const NODE_ERRORS_TOTAL: &str = "quorate_node_errors_total";
 /// Seconds per node call, by node and operation (answers and errors; not timeouts).
 pub const NODE_LATENCY_SECONDS: &str = "quorate_node_latency_seconds";
+/// Locks deleted by an operator whatever their holder ([`Redlock::force_unlock`](crate::Redlock::force_unlock)).
+pub const FORCE_UNLOCK_TOTAL: &str = "quorate_force_unlock_total";
 
 static DESCRIBE: Once = Once::new();
 
@@ -58,7 +60,15 @@ pub(crate) fn describe() {
             metrics::Unit::Seconds,
             "Latency of node calls by node and operation"
         );
+        describe_counter!(
+            FORCE_UNLOCK_TOTAL,
+            "Locks deleted by an operator (force_unlock)"
+        );
     });
+}
+
+pub(crate) fn force_unlocked(primitive: &'static str) {
+    metrics::counter!(FORCE_UNLOCK_TOTAL, "primitive" => primitive).increment(1);
 }
 
 pub(crate) fn acquire_round(primitive: &'static str) {

@@ -15,9 +15,10 @@ use crate::client_state::ClientState;
 use crate::error::{ConfigError, Error, NodeOutcome, Outcomes};
 use crate::guard::LockGuard;
 use crate::handoff::HandoffSlot;
-use crate::lease::{Lease, Token};
+use crate::lease::Lease;
 use crate::metrics;
 use crate::options::{LockOptions, MAX_TTL};
+use crate::owner::Owner;
 use crate::pause::queued_pause;
 use crate::quarantine::DEFAULT_MAX_TTL;
 use crate::queue::{QueuePlace, Tickets};
@@ -91,7 +92,18 @@ impl Redlock {
         nodes: Vec<Arc<dyn Node>>,
         defaults: LockOptions,
     ) -> Result<Redlock, ConfigError> {
-        Self::build(nodes, defaults, DEFAULT_MAX_TTL, String::new(), "mutex")
+        let owner = Owner::this_process(None);
+        let redlock = Self::build(
+            nodes,
+            defaults,
+            DEFAULT_MAX_TTL,
+            String::new(),
+            "mutex",
+            owner,
+        )?;
+        // No await here: the description goes out from a task, when there is a runtime.
+        redlock.keep_owner_registered(tokio::runtime::Handle::try_current().ok());
+        Ok(redlock)
     }
 
     /// The same nodes with another `primitive` metric label, for the crates
@@ -111,6 +123,7 @@ impl Redlock {
                 watchdog: Watchdog::new(self.inner.nodes.clone(), self.inner.quorum, primitive),
                 max_ttl: self.inner.max_ttl,
                 namespace: self.inner.namespace.clone(),
+                owner: Arc::clone(&self.inner.owner),
             }),
         }
     }
@@ -121,6 +134,7 @@ impl Redlock {
         max_ttl: Duration,
         namespace: String,
         primitive: &'static str,
+        owner: Owner,
     ) -> Result<Redlock, ConfigError> {
         if nodes.is_empty() {
             return Err(ConfigError::NoNodes);
@@ -158,6 +172,7 @@ impl Redlock {
                 primitive,
                 max_ttl,
                 namespace,
+                owner: Arc::new(owner),
             }),
         })
     }
@@ -493,7 +508,7 @@ impl Redlock {
             }
             // A fresh token per round: whatever a failed round left behind
             // (or its undo, arriving late) can never be mistaken for this one.
-            let token = Token::random();
+            let token = self.fresh_token();
             let entry = place.as_ref().map(|p| &p.entry);
             let attempt = acquire::attempt(&self.inner, &keys, token, options, entry)
                 .instrument(span.clone());
@@ -641,6 +656,7 @@ pub struct RedlockBuilder {
     max_ttl: Option<Duration>,
     lazy: bool,
     namespace: String,
+    owner: Option<String>,
 }
 
 impl fmt::Debug for RedlockBuilder {
@@ -652,6 +668,7 @@ impl fmt::Debug for RedlockBuilder {
             .field("max_ttl", &self.max_ttl)
             .field("lazy", &self.lazy)
             .field("namespace", &self.namespace)
+            .field("owner", &self.owner)
             .finish()
     }
 }
@@ -714,6 +731,15 @@ impl RedlockBuilder {
     /// Client settings for nodes added by URL. Default: [`FredSettings::default`].
     pub fn fred_settings(mut self, settings: FredSettings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// A label for this client in what operators see of its locks
+    /// ([`Redlock::inspect`], `quorate status`), e.g. `"billing-worker-3"`,
+    /// next to the host, the process id and a UUID v7 that every client
+    /// records anyway. Default: none.
+    pub fn owner(mut self, label: impl Into<String>) -> Self {
+        self.owner = Some(label.into());
         self
     }
 
@@ -780,8 +806,17 @@ impl RedlockBuilder {
         reject_same_server(&fred_nodes, timeout).await?;
         let nodes: Vec<Arc<dyn Node>> = slots.into_iter().flatten().collect();
         let max_ttl = self.max_ttl.unwrap_or(DEFAULT_MAX_TTL);
-        let redlock = Redlock::build(nodes, self.defaults, max_ttl, self.namespace, "mutex")?;
+        let owner = Owner::this_process(self.owner);
+        let redlock = Redlock::build(
+            nodes,
+            self.defaults,
+            max_ttl,
+            self.namespace,
+            "mutex",
+            owner,
+        )?;
         if self.lazy {
+            redlock.keep_owner_registered(tokio::runtime::Handle::try_current().ok());
             return Ok(redlock);
         }
         futures::future::join_all(fred_nodes.iter().map(|n| n.wait_connected(timeout))).await;
@@ -799,6 +834,14 @@ impl RedlockBuilder {
                 problems: problems.join("; "),
             });
         }
+        // On every connection before any lock of this client.
+        let node_timeout = redlock.inner.defaults.effective_node_timeout();
+        redlock
+            .inner
+            .owner
+            .register(&redlock.inner.nodes, node_timeout)
+            .await;
+        redlock.keep_owner_registered(None);
         Ok(redlock)
     }
 }

@@ -98,6 +98,49 @@ impl Redlock {
         release_round(&self.inner.nodes, keys, token, node_timeout, Decide::Sent).await;
     }
 
+    /// A fresh token for a round of this client: its first half is the
+    /// client's id (so operators can tell who holds a key, see
+    /// [`Owner`](crate::Owner)), its second half random.
+    ///
+    /// Part of the seam for primitive authors (see [`raw`](crate::raw)): may
+    /// change in minor versions.
+    pub fn fresh_token(&self) -> crate::Token {
+        crate::Token::for_client(self.inner.owner.client())
+    }
+
+    /// Who this client is, as recorded on the nodes.
+    pub fn owner(&self) -> &crate::Owner {
+        &self.inner.owner
+    }
+
+    /// Keeps this client's description on the nodes: refreshed every
+    /// few hours by a task that ends with the client. With `register_now`
+    /// (a runtime handle), the first registration is also that task's.
+    pub(crate) fn keep_owner_registered(&self, register_now: Option<tokio::runtime::Handle>) {
+        let Some(handle) = register_now
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        else {
+            return;
+        };
+        let state = Arc::downgrade(&self.inner);
+        let first = register_now.is_some();
+        handle.spawn(async move {
+            let mut wait = if first {
+                Duration::ZERO
+            } else {
+                crate::owner::OWNER_REFRESH
+            };
+            loop {
+                tokio::time::sleep(wait).await;
+                let Some(state) = state.upgrade() else { return };
+                let timeout = state.defaults.effective_node_timeout();
+                state.owner.register(&state.nodes, timeout).await;
+                wait = crate::owner::OWNER_REFRESH;
+            }
+        });
+    }
+
     /// Waits for this task's turn among this client's waiters for `keys`
     /// (first come, first served); the turn ends when dropped.
     pub(crate) async fn local_turn(&self, keys: &[String]) -> crate::local_queue::LocalTurn {

@@ -5,7 +5,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::{
-    RedisServer, Reply, ServerOptions, TestkitError, QUORATE_MARKER_KEY, QUORATE_QUARANTINE_KEY,
+    RedisServer, Reply, ServerOptions, TestkitError, QUORATE_MARKER_KEY, QUORATE_OWNER_PREFIX,
+    QUORATE_QUARANTINE_KEY,
 };
 
 /// `n` independent [`RedisServer`]s (not a Redis Cluster: no slots, no
@@ -133,7 +134,11 @@ impl Cluster {
                 .into_array()
                 .iter()
                 .filter_map(|k| k.as_string())
-                .filter(|k| k != QUORATE_MARKER_KEY && k != QUORATE_QUARANTINE_KEY)
+                .filter(|k| {
+                    k != QUORATE_MARKER_KEY
+                        && k != QUORATE_QUARANTINE_KEY
+                        && !k.starts_with(QUORATE_OWNER_PREFIX)
+                })
                 .collect();
             keys.sort();
             all.push(keys);

@@ -39,5 +39,5 @@ pub use proxy::{Fault, FaultProxy};
 pub use resp::Reply;
 pub use server::{
     RedisServer, ServerOptions, TestCertificates, TlsFiles, QUORATE_MARKER_KEY,
-    QUORATE_QUARANTINE_KEY,
+    QUORATE_OWNER_PREFIX, QUORATE_QUARANTINE_KEY,
 };

@@ -198,6 +198,10 @@ pub const QUORATE_MARKER_KEY: &str = "quorate:marker";
 /// The key of a running quarantine (quorate-redlock's `QUARANTINE_KEY`).
 pub const QUORATE_QUARANTINE_KEY: &str = "quorate:quarantine";
 
+/// What quorate clients' descriptions (for operators) start with: bookkeeping,
+/// not locks, so [`Cluster::keys`](crate::Cluster::keys) leaves them out.
+pub const QUORATE_OWNER_PREFIX: &str = "quorate:owner:";
+
 /// A `redis-server` process listening on `127.0.0.1:<free port>`.
 ///
 /// The process is SIGKILLed and its temporary directory removed on `Drop`, so

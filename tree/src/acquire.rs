@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use quorate_redlock::raw::quorum::{Reply, Round};
 use quorate_redlock::raw::{MemoryStore, NodeScript, ScriptValue, UndoGuard};
-use quorate_redlock::{Error, Lease, LockGuard, NodeOutcome, Outcomes, Redlock, Token};
+use quorate_redlock::{Error, Lease, LockGuard, NodeOutcome, Outcomes, Redlock};
 use tokio::time::Instant;
 
 use crate::error::{Conflict, Relation, TreeError};
@@ -273,7 +273,7 @@ pub(crate) async fn attempt(
     let lock = options.lock_options();
     // A fresh token per round: a late undo of this round can never touch a
     // later grant.
-    let token = Token::random();
+    let token = redlock.fresh_token();
     let hex = token.to_hex();
     let mut undo = UndoGuard::armed(
         redlock,

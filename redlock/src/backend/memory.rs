@@ -104,11 +104,14 @@ impl MemoryNode {
         self.lock_state().extends
     }
 
-    /// The live keys, sorted.
+    /// The live keys, sorted, without the clients' descriptions for
+    /// operators (`quorate:owner:*`, see [`Owner`](crate::Owner)).
     pub fn keys(&self) -> Vec<String> {
         let mut state = self.lock_state();
         state.store.begin();
-        state.store.key_names()
+        let mut keys = state.store.key_names();
+        keys.retain(|k| !k.starts_with(crate::owner::OWNER_KEY_PREFIX));
+        keys
     }
 
     /// The members of the set or fields of the hash at `key` (as `SCARD`

@@ -1,0 +1,355 @@
+//! Inspection and administration of locks, for operators: who holds a
+//! resource on each node, for how long, its fence counter and queued
+//! waiters, and the forced release of a lock whose holder is known dead.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::{fence_key, MemoryStore, NodeScript, ScriptValue};
+use crate::error::{ConfigError, Error};
+use crate::mutex::Redlock;
+use crate::owner::OWNER_KEY_PREFIX;
+use crate::queue::queue_keys;
+use crate::quorum::{self, Decide, Reply};
+
+static INSPECT: NodeScript =
+    NodeScript::new("inspect", include_str!("../scripts/inspect.lua")).emulated(inspect_in_memory);
+
+/// `inspect.lua` on a memory node. Memory nodes keep fence counters and
+/// waiter queues outside the keyspace a twin sees: they report neither.
+fn inspect_in_memory(
+    store: &mut MemoryStore,
+    keys: &[String],
+    args: &[Vec<u8>],
+) -> Result<ScriptValue, String> {
+    let key = keys.first().ok_or("no key")?;
+    let prefix = args.first().ok_or("no owner prefix")?;
+    let value = store.get(key).map(<[u8]>::to_vec);
+    let owner = match &value {
+        Some(v) if !v.starts_with(b"q:") && v.len() >= 16 => {
+            let mut owner_key = prefix.clone();
+            owner_key.extend_from_slice(&v[..16]);
+            let owner_key = String::from_utf8_lossy(&owner_key).into_owned();
+            store.get(&owner_key).map(<[u8]>::to_vec)
+        }
+        _ => None,
+    };
+    let bytes = |b: Option<Vec<u8>>| b.map_or(ScriptValue::Nil, ScriptValue::Bytes);
+    Ok(ScriptValue::Array(vec![
+        bytes(value),
+        ScriptValue::Int(store.pttl(key)),
+        ScriptValue::Nil,
+        ScriptValue::Int(0),
+        bytes(owner),
+    ]))
+}
+
+/// The client holding a lock: the first half of its token (which is its
+/// client id) and the description it recorded, if the node still has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// The holder's client id: 16 hex digits ([`Owner::client_id`](crate::Owner::client_id)).
+    pub client: String,
+    /// Its description ([`Owner`](crate::Owner)'s `Display`), `None` when
+    /// unknown (a client of an older version, or a description expired).
+    pub owner: Option<String>,
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.owner {
+            Some(owner) => write!(f, "{owner} [client {}]", self.client),
+            None => write!(f, "client {} (no description recorded)", self.client),
+        }
+    }
+}
+
+/// What one node holds for a lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeState {
+    /// No key.
+    Free,
+    /// Held by `holder`, for `remaining` more (`None`: no expiry).
+    Held {
+        /// Who.
+        holder: Holder,
+        /// The key's remaining ttl on this node.
+        remaining: Option<Duration>,
+    },
+    /// Passed to the head of the waiter queue, waiting for it to take it.
+    Claimed {
+        /// How long the claim lasts.
+        remaining: Option<Duration>,
+    },
+    /// The node did not answer usefully.
+    Failed(String),
+}
+
+/// One node's view of a lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeView {
+    /// The node's name (`host:port`).
+    pub node: String,
+    /// What it holds.
+    pub state: NodeState,
+    /// Its fence counter for the key, if it has one (fenced locks).
+    pub fence: Option<u64>,
+    /// Waiters in its queue for the key.
+    pub queued: u64,
+}
+
+/// Every node's view of one lock ([`Redlock::inspect`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    /// The lock key (the resource with the client's namespace).
+    pub key: String,
+    /// One view per node, in the client's node order.
+    pub nodes: Vec<NodeView>,
+    /// The majority needed.
+    pub quorum: usize,
+}
+
+impl Inspection {
+    /// The holder seen on a majority of nodes: the lock's holder. `None`
+    /// when no client holds it on a majority (free, expiring, or split).
+    pub fn holder(&self) -> Option<&Holder> {
+        let mut counts: Vec<(&Holder, usize)> = Vec::new();
+        for view in &self.nodes {
+            if let NodeState::Held { holder, .. } = &view.state {
+                match counts.iter_mut().find(|(h, _)| h.client == holder.client) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((holder, 1)),
+                }
+            }
+        }
+        counts
+            .into_iter()
+            .find(|(_, n)| *n >= self.quorum)
+            .map(|(h, _)| h)
+    }
+
+    /// The longest remaining ttl among the nodes that hold it for the
+    /// majority holder.
+    pub fn remaining(&self) -> Option<Duration> {
+        let holder = self.holder()?;
+        self.nodes
+            .iter()
+            .filter_map(|v| match &v.state {
+                NodeState::Held {
+                    holder: h,
+                    remaining,
+                } if h.client == holder.client => *remaining,
+                _ => None,
+            })
+            .max()
+    }
+
+    /// The highest fence counter on any node.
+    pub fn fence(&self) -> Option<u64> {
+        self.nodes.iter().filter_map(|v| v.fence).max()
+    }
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ttl = |r: &Option<Duration>| match r {
+            Some(r) => format!("{} ms left", r.as_millis()),
+            None => "no expiry".to_owned(),
+        };
+        match self {
+            NodeState::Free => f.write_str("free"),
+            NodeState::Held { holder, remaining } => {
+                write!(f, "held by {holder}, {}", ttl(remaining))
+            }
+            NodeState::Claimed { remaining } => {
+                write!(f, "claimed for the next queued waiter, {}", ttl(remaining))
+            }
+            NodeState::Failed(e) => write!(f, "no answer: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for Inspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.holder() {
+            Some(holder) => writeln!(f, "{}: held by {holder}", self.key)?,
+            None => writeln!(f, "{}: not held by any client on a majority", self.key)?,
+        }
+        for view in &self.nodes {
+            write!(f, "  {}: {}", view.node, view.state)?;
+            if let Some(fence) = view.fence {
+                write!(f, ", fence {fence}")?;
+            }
+            if view.queued > 0 {
+                write!(f, ", {} queued", view.queued)?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`Redlock::force_unlock`] removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForceUnlocked {
+    /// The lock as it was just before.
+    pub before: Inspection,
+    /// How many nodes deleted the key.
+    pub deleted: usize,
+}
+
+impl Redlock {
+    /// Every node's view of `resource`'s lock: holder (client id and
+    /// description), remaining ttl, fence counter, queued waiters; and the
+    /// majority view ([`Inspection::holder`]). Reads only; waits for every
+    /// node (each bounded by the default node timeout). Memory nodes report
+    /// no fence counter and no queue.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// let seen = redlock.inspect("invoice:42").await?;
+    /// match seen.holder() {
+    ///     Some(holder) => println!("held by {holder}, {:?} left", seen.remaining()),
+    ///     None => println!("free"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn inspect(&self, resource: &str) -> Result<Inspection, Error> {
+        Ok(self.inspect_with_tokens(resource).await?.0)
+    }
+
+    /// The inspection and, per node, the holder's whole token (kept
+    /// inside the crate: it is what a release needs).
+    async fn inspect_with_tokens(
+        &self,
+        resource: &str,
+    ) -> Result<(Inspection, Vec<Option<String>>), Error> {
+        if resource.is_empty() {
+            return Err(ConfigError::EmptyResource(0).into());
+        }
+        let key = format!("{}{resource}", self.namespace());
+        let (queue, _) = queue_keys(&key);
+        let keys = vec![key.clone(), fence_key(&key), queue];
+        let args = vec![OWNER_KEY_PREFIX.as_bytes().to_vec()];
+        let nodes = self.nodes();
+        let round = quorum::round(
+            "inspect",
+            nodes,
+            self.defaults().effective_node_timeout(),
+            Decide::All,
+            |_| true,
+            |node| node.eval(&INSPECT, keys.clone(), args.clone()),
+        )
+        .await;
+        let mut views = Vec::with_capacity(nodes.len());
+        let mut tokens = Vec::with_capacity(nodes.len());
+        for (node, reply) in nodes.iter().zip(round.replies) {
+            let (view, token) = read_view(node.name(), reply);
+            views.push(view);
+            tokens.push(token);
+        }
+        let inspection = Inspection {
+            key,
+            nodes: views,
+            quorum: self.quorum(),
+        };
+        Ok((inspection, tokens))
+    }
+
+    /// Deletes `resource`'s lock on every node whatever its token, and
+    /// tells the waiters (a release announcement; the queue's head gets
+    /// the key): for a lock whose holder is known to be dead. Returns what
+    /// was there and how many nodes deleted it; logs at warn and counts in
+    /// `quorate_force_unlock_total`.
+    ///
+    /// **The holder, if alive, is not told**: it keeps working until its
+    /// next extension or `lost()` check finds the lock gone. Use it only
+    /// when the holder is known dead, or with fencing downstream.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, some nodes may have deleted the key.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// let gone = redlock.force_unlock("invoice:42").await?;
+    /// println!("deleted on {} nodes: {}", gone.deleted, gone.before);
+    /// # Ok(()) }
+    /// ```
+    pub async fn force_unlock(&self, resource: &str) -> Result<ForceUnlocked, Error> {
+        let (before, tokens) = self.inspect_with_tokens(resource).await?;
+        let key = [before.key.clone()];
+        let announce = self.inner.notifier.id().to_owned();
+        let timeout = self.defaults().effective_node_timeout();
+        let releases = self
+            .nodes()
+            .iter()
+            .zip(&tokens)
+            .filter_map(|(node, token)| {
+                let token = token.clone()?;
+                let node = Arc::clone(node);
+                let (key, announce) = (key.clone(), announce.clone());
+                Some(async move {
+                    tokio::time::timeout(timeout, node.release(&key, &token, Some(&announce))).await
+                })
+            });
+        let deleted = futures::future::join_all(releases)
+            .await
+            .into_iter()
+            .filter(|r| matches!(r, Ok(Ok(n)) if *n > 0))
+            .count();
+        tracing::warn!(key = %before.key, deleted, holder = ?before.holder(), "lock force-unlocked");
+        crate::metrics::force_unlocked(self.inner.primitive);
+        Ok(ForceUnlocked { before, deleted })
+    }
+}
+
+/// One node's answer as a view, and the holder's token when held.
+fn read_view(node: &str, reply: Reply<ScriptValue>) -> (NodeView, Option<String>) {
+    let failed = |why: String| NodeView {
+        node: node.to_owned(),
+        state: NodeState::Failed(why),
+        fence: None,
+        queued: 0,
+    };
+    let items = match reply {
+        Reply::Answered(ScriptValue::Array(items)) if items.len() == 5 => items,
+        Reply::Answered(other) => return (failed(format!("unexpected reply {other:?}")), None),
+        Reply::Failed(e) => return (failed(e), None),
+        Reply::TimedOut => return (failed("timed out".to_owned()), None),
+        Reply::Pending => return (failed("no answer yet".to_owned()), None),
+    };
+    let value = items[0].as_str().map(str::to_owned);
+    let remaining = items[1]
+        .as_int()
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(Duration::from_millis);
+    let fence = items[2].as_str().and_then(|f| f.parse().ok());
+    let queued = items[3]
+        .as_int()
+        .and_then(|q| u64::try_from(q).ok())
+        .unwrap_or(0);
+    let owner = items[4].as_str().map(str::to_owned);
+    let (state, token) = match value {
+        None => (NodeState::Free, None),
+        Some(v) if v.starts_with("q:") => (NodeState::Claimed { remaining }, None),
+        Some(v) => {
+            let holder = Holder {
+                client: v.chars().take(16).collect(),
+                owner,
+            };
+            (NodeState::Held { holder, remaining }, Some(v))
+        }
+    };
+    let view = NodeView {
+        node: node.to_owned(),
+        state,
+        fence,
+        queued,
+    };
+    (view, token)
+}
