@@ -1,0 +1,180 @@
+//! `quorate`: the operator's command line for quorate locks.
+//!
+//! ```text
+//! quorate --nodes redis://a:6379,redis://b:6379,redis://c:6379 status invoice:42
+//! QUORATE_NODES=... quorate run nightly-report --ttl 30s --wait 10s -- ./report.sh
+//! ```
+//!
+//! Exit codes: 0 success (for `run`: the command's own status), 2 bad usage,
+//! 69 the nodes are unavailable (no quorum, unreachable), 75 `run` could not
+//! get the lock within `--wait`, 76 `run` lost the lock and stopped the
+//! command, 1 anything else (the message says what).
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod duration;
+mod nodes;
+mod run;
+mod status;
+mod unlock;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use quorate_redlock::{ConfigError, Error, Redlock};
+
+/// The nodes are unavailable (no quorum, unreachable).
+pub(crate) const EXIT_UNAVAILABLE: u8 = 69;
+/// `run`: the lock was not granted within `--wait`.
+pub(crate) const EXIT_BUSY: u8 = 75;
+/// `run`: the lock was lost while the command ran; the command was stopped.
+pub(crate) const EXIT_LOST: u8 = 76;
+
+/// Inspect and operate quorate locks on a set of Redis nodes.
+#[derive(Debug, Parser)]
+#[command(name = "quorate", version, about)]
+struct Cli {
+    /// The nodes, comma-separated URLs (`redis://host:port`, `rediss://` with TLS builds).
+    #[arg(long, env = "QUORATE_NODES", value_delimiter = ',', global = true)]
+    nodes: Vec<String>,
+    /// The key prefix the applications use (`RedlockBuilder::namespace`).
+    #[arg(long, env = "QUORATE_NAMESPACE", default_value = "", global = true)]
+    namespace: String,
+    /// How this client names itself in what others see of its locks.
+    #[arg(long, default_value = "quorate-cli", global = true)]
+    owner: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Who holds each KEY, on each node: holder, remaining ttl, fence, queued waiters.
+    Status {
+        /// The lock names (resources).
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// One JSON object per key instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a lock whatever its holder (for a holder known to be dead).
+    Unlock {
+        /// The lock name.
+        key: String,
+        /// Required: the holder, if alive, is not told and keeps working.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run a command while holding KEY (a distributed flock(1)): the lock is extended while
+    /// the command runs, released when it exits; if the lock is lost the command gets
+    /// SIGTERM, then SIGKILL after --grace.
+    Run {
+        /// The lock name.
+        key: String,
+        /// The lock's ttl (it is extended every third of it).
+        #[arg(long, default_value = "30s", value_parser = duration::parse)]
+        ttl: Duration,
+        /// How long to wait for the lock (0: try once).
+        #[arg(long, default_value = "0s", value_parser = duration::parse)]
+        wait: Duration,
+        /// How long the command gets between SIGTERM and SIGKILL when the lock is lost.
+        #[arg(long, default_value = "5s", value_parser = duration::parse)]
+        grace: Duration,
+        /// The command and its arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// Each node's reachability, latency, version, and the settings that matter for safety.
+    Nodes,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.nodes.is_empty() {
+        eprintln!("quorate: no nodes: give --nodes URL,URL,... or set QUORATE_NODES");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Nodes => nodes::run(&cli.nodes).await,
+        command => match connect(&cli.nodes, &cli.namespace, &cli.owner).await {
+            Err(error) => Err(error),
+            Ok(redlock) => match command {
+                Command::Status { keys, json } => status::run(&redlock, &keys, json).await,
+                Command::Unlock { key, force } => unlock::run(&redlock, &key, force).await,
+                Command::Run {
+                    key,
+                    ttl,
+                    wait,
+                    grace,
+                    command,
+                } => run::run(&redlock, &key, ttl, wait, grace, &command).await,
+                Command::Nodes => unreachable!("handled above"),
+            },
+        },
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("quorate: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// A failed command: what to print and the exit code.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    pub(crate) code: u8,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let code = match &error {
+            Error::NoQuorum { .. } => EXIT_UNAVAILABLE,
+            _ => 1,
+        };
+        Failure {
+            message: error.to_string(),
+            code,
+        }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(error: ConfigError) -> Self {
+        let code = match &error {
+            ConfigError::Unreachable { .. } => EXIT_UNAVAILABLE,
+            _ => 2,
+        };
+        Failure {
+            message: error.to_string(),
+            code,
+        }
+    }
+}
+
+async fn connect(urls: &[String], namespace: &str, owner: &str) -> Result<Redlock, Failure> {
+    let redlock = Redlock::builder()
+        .urls(urls)
+        .namespace(namespace)
+        .owner(owner)
+        // `run --ttl` may ask for up to the longest lease any client may use
+        .max_ttl(quorate_redlock::DEFAULT_MAX_TTL)
+        .build()
+        .await?;
+    Ok(redlock)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}
