@@ -12,11 +12,14 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod direct;
 mod duration;
+mod list;
 mod nodes;
 mod run;
 mod status;
 mod unlock;
+mod watch;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -86,6 +89,20 @@ enum Command {
         #[arg(required = true, last = true)]
         command: Vec<String>,
     },
+    /// The locks held on a majority of nodes (SCAN on each node, then each key inspected).
+    List {
+        /// Only lock names starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Print acquisitions and releases of KEY as they happen, until Ctrl-C.
+    Watch {
+        /// The lock name.
+        key: String,
+        /// Stop after this long.
+        #[arg(long = "for", value_parser = duration::parse)]
+        for_at_most: Option<Duration>,
+    },
     /// Each node's reachability, latency, version, and the settings that matter for safety.
     Nodes,
 }
@@ -111,6 +128,10 @@ async fn main() -> ExitCode {
                     grace,
                     command,
                 } => run::run(&redlock, &key, ttl, wait, grace, &command).await,
+                Command::List { prefix } => list::run(&redlock, &cli.nodes, &prefix).await,
+                Command::Watch { key, for_at_most } => {
+                    watch::run(&redlock, &key, for_at_most).await
+                }
                 Command::Nodes => unreachable!("handled above"),
             },
         },

@@ -3,13 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use quorate_redlock::fred::clients::Client;
-use quorate_redlock::fred::prelude::{ClientLike, Config, ConnectionConfig};
+use quorate_redlock::fred::prelude::ClientLike;
 use quorate_redlock::fred::types::InfoKind;
 
+use crate::direct::{connect, redacted, TIMEOUT};
 use crate::{Failure, EXIT_UNAVAILABLE};
-
-const TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) async fn run(urls: &[String]) -> Result<u8, Failure> {
     let mut reachable = 0;
@@ -51,31 +49,8 @@ struct Report {
     warnings: Vec<String>,
 }
 
-/// The URL without its password.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 async fn check(url: &str) -> Result<Report, String> {
-    let config = Config::from_url(url).map_err(|e| e.details().to_owned())?;
-    let connection = ConnectionConfig {
-        connection_timeout: TIMEOUT,
-        internal_command_timeout: TIMEOUT,
-        max_command_attempts: 1,
-        ..ConnectionConfig::default()
-    };
-    let client = Client::new(config, None, Some(connection), None);
-    let connected = tokio::time::timeout(TIMEOUT, client.init()).await;
-    match connected {
-        Ok(Ok(_task)) => {}
-        Ok(Err(e)) => return Err(e.details().to_owned()),
-        Err(_) => return Err(format!("no answer within {TIMEOUT:?}")),
-    }
+    let client = connect(url).await?;
     let result = async {
         let mut latency = Duration::MAX;
         for _ in 0..3 {

@@ -170,3 +170,67 @@ async fn nodes_reports_each_node_and_warns_about_what_breaks_safety() {
     let out = quorate(&cluster, &["nodes"]);
     assert_eq!(out.status.code(), Some(69), "{}", text(&out.stdout));
 }
+
+#[tokio::test]
+async fn list_shows_the_held_locks_and_watch_prints_acquisitions_and_releases() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    // an application's own key beside the locks is not a lock
+    for i in 0..3 {
+        cluster
+            .plant(i, "jobs:config", "some value", Duration::from_secs(60))
+            .await
+            .expect("SET");
+    }
+    let mut a = spawn_run(&cluster, "lister-a", "jobs:a", "10s", &["sleep", "3"]);
+    let mut b = spawn_run(&cluster, "lister-b", "jobs:b", "10s", &["sleep", "3"]);
+    wait_held(&cluster, "jobs:a", true);
+    wait_held(&cluster, "jobs:b", true);
+    let listed = quorate(&cluster, &["list", "--prefix", "jobs:"]);
+    let said = text(&listed.stdout);
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 2, "{said}");
+    assert!(
+        lines[0].starts_with("jobs:a\t") && lines[0].contains("lister-a"),
+        "{said}"
+    );
+    assert!(
+        lines[1].starts_with("jobs:b\t") && lines[1].contains("lister-b"),
+        "{said}"
+    );
+    let status = text(&quorate(&cluster, &["status", "jobs:config"]).stdout);
+    assert!(status.contains("not a quorate lock"), "{status}");
+    a.wait().expect("a");
+    b.wait().expect("b");
+
+    // watch for 4 s while one run comes and goes
+    let mut watcher = Command::new(BIN)
+        .arg("--nodes")
+        .arg(cluster.urls().join(","))
+        .args(["watch", "jobs:w", "--for", "4s"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("watch");
+    // the signal that it watches: its first line, the state it started from
+    let mut out = std::io::BufReader::new(watcher.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).expect("first line");
+    if !first.contains("jobs:w: free") {
+        let ended = watcher.wait_with_output().expect("watch");
+        panic!("watch said {first:?}, then {ended:?}");
+    }
+    let ran = quorate(
+        &cluster,
+        &["--owner", "watched", "run", "jobs:w", "--", "sleep", "1"],
+    );
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut out, &mut said).expect("the rest");
+    let status = watcher.wait().expect("watch");
+    assert_eq!(status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("jobs:w: acquired by watched (host "),
+        "{said}"
+    );
+    assert!(said.contains("jobs:w: released (announced)"), "{said}");
+}

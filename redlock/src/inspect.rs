@@ -78,6 +78,9 @@ pub enum NodeState {
         /// The key's remaining ttl on this node.
         remaining: Option<Duration>,
     },
+    /// The key holds something that is not a quorate token (an
+    /// application's own key of that name, or a namespace mix-up).
+    Foreign,
     /// Passed to the head of the waiter queue, waiting for it to take it.
     Claimed {
         /// How long the claim lasts.
@@ -166,6 +169,7 @@ impl fmt::Display for NodeState {
             NodeState::Claimed { remaining } => {
                 write!(f, "claimed for the next queued waiter, {}", ttl(remaining))
             }
+            NodeState::Foreign => f.write_str("not a quorate lock (another kind of value)"),
             NodeState::Failed(e) => write!(f, "no answer: {e}"),
         }
     }
@@ -337,6 +341,9 @@ fn read_view(node: &str, reply: Reply<ScriptValue>) -> (NodeView, Option<String>
     let (state, token) = match value {
         None => (NodeState::Free, None),
         Some(v) if v.starts_with("q:") => (NodeState::Claimed { remaining }, None),
+        Some(v) if v.len() != 32 || !v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (NodeState::Foreign, None)
+        }
         Some(v) => {
             let holder = Holder {
                 client: v.chars().take(16).collect(),
