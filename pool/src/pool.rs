@@ -80,6 +80,7 @@ impl Pool {
         label: &'static str,
     ) -> Result<Self, RequestError> {
         validate_name(name)?;
+        describe();
         Ok(Pool {
             redlock: redlock.with_metric_label(label),
             name: name.into(),
@@ -412,4 +413,19 @@ impl Pool {
     pub(crate) fn redlock(&self) -> &Redlock {
         &self.redlock
     }
+}
+
+/// Declares the pool's own always-on metrics once per process.
+fn describe() {
+    static DESCRIBE: std::sync::Once = std::sync::Once::new();
+    DESCRIBE.call_once(|| {
+        metrics::describe_counter!(
+            "quorate_pool_grants_total",
+            "Pool and semaphore requests by pool and outcome (granted, failed)"
+        );
+        metrics::describe_counter!(
+            "quorate_pool_rate_grants_total",
+            "Rate-limit permits granted, by limit"
+        );
+    });
 }
