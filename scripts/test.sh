@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: installs redis-server, faketime and openssl when missing (Debian/Ubuntu, via apt-get;
+# The test command: installs redis-server, faketime, openssl and prometheus when missing (Debian/Ubuntu, via apt-get;
 # sudo when not root), then runs every test of the workspace against real local servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,7 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   sudo=""
@@ -27,3 +28,6 @@ cargo test --workspace "$@"
 # (certificates made by openssl for the test).
 cargo test -p quorate-spinlock --features serde "$@"
 cargo test -p quorate-redlock --features tls --test tls_real "$@"
+# The dashboard: the metrics_server example scraped by a real prometheus, every panel's query
+# answered with data.
+cargo test -p quorate-examples --features prometheus --test dashboard "$@"
