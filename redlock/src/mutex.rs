@@ -834,12 +834,12 @@ impl RedlockBuilder {
                 problems: problems.join("; "),
             });
         }
-        // On every connection before any lock of this client.
+        // Done on every node (or timed out) before any lock of this client.
         let node_timeout = redlock.inner.defaults.effective_node_timeout();
         redlock
             .inner
             .owner
-            .register(&redlock.inner.nodes, node_timeout)
+            .register(&redlock.inner.nodes, node_timeout, quorum::Decide::All)
             .await;
         redlock.keep_owner_registered(None);
         Ok(redlock)

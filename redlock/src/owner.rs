@@ -104,16 +104,23 @@ impl Owner {
         format!("{OWNER_KEY_PREFIX}{}", self.client_id())
     }
 
-    /// Writes the description to every node, returning once each request
-    /// is on its connection (a lock taken afterwards comes after it).
-    pub(crate) async fn register(&self, nodes: &[Arc<dyn Node>], node_timeout: Duration) {
+    /// Writes the description to every node; returns as `decide` says
+    /// (`All`: once every node answered or timed out, so that the servers'
+    /// command statistics no longer change because of it; `Sent`: once each
+    /// request is on its connection).
+    pub(crate) async fn register(
+        &self,
+        nodes: &[Arc<dyn Node>],
+        node_timeout: Duration,
+        decide: Decide,
+    ) {
         let (key, description) = (self.key(), self.to_string());
         let ttl = OWNER_TTL.as_millis().to_string();
         quorum::round(
             "register_owner",
             nodes,
             node_timeout,
-            Decide::Sent,
+            decide,
             |_| true,
             |node| {
                 let args = vec![description.clone().into_bytes(), ttl.clone().into_bytes()];

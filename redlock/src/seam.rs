@@ -135,7 +135,8 @@ impl Redlock {
                 tokio::time::sleep(wait).await;
                 let Some(state) = state.upgrade() else { return };
                 let timeout = state.defaults.effective_node_timeout();
-                state.owner.register(&state.nodes, timeout).await;
+                let sent = crate::quorum::Decide::Sent;
+                state.owner.register(&state.nodes, timeout, sent).await;
                 wait = crate::owner::OWNER_REFRESH;
             }
         });
