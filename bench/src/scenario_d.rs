@@ -3,10 +3,7 @@
 use super::*;
 
 pub(crate) async fn scenario_d(cluster: &Cluster, args: &Args) -> Result<(), BoxError> {
-    let mut proxies = Vec::with_capacity(cluster.len());
-    for i in 0..cluster.len() {
-        proxies.push(FaultProxy::start(cluster.server(i).addr()).await?);
-    }
+    let proxies = cluster.proxies().await?;
     let urls: Vec<String> = proxies.iter().map(FaultProxy::url).collect();
     println!(
         "\n-- D: every client reconnected through 5 fault proxies ({}); warming up, then proxy {DEAD_NODE} black-holes",

@@ -68,11 +68,7 @@ impl Backend {
     async fn client_with_slow_majority(&self, delay: Duration) -> (Redlock, Vec<FaultProxy>) {
         match self {
             Backend::Real(cluster) => {
-                let mut proxies = Vec::new();
-                for i in 0..cluster.len() {
-                    let proxy = FaultProxy::start(cluster.server(i).addr()).await;
-                    proxies.push(proxy.expect("proxy"));
-                }
+                let proxies = cluster.proxies().await.expect("proxies");
                 let urls = proxies.iter().map(FaultProxy::url).collect::<Vec<_>>();
                 let redlock = Redlock::connect(urls).await.expect("connect");
                 // once connected: the connection handshake is not the test

@@ -64,11 +64,7 @@ async fn wait_until_node_grants(redlock: &Redlock, cluster: &Cluster, i: usize, 
 
 /// A fault proxy in front of every node, and a Redlock that goes through them.
 async fn through_proxies(cluster: &Cluster) -> (Vec<FaultProxy>, Redlock) {
-    let mut proxies = Vec::new();
-    for i in 0..cluster.len() {
-        let proxy = FaultProxy::start(cluster.server(i).addr()).await;
-        proxies.push(proxy.expect("proxy"));
-    }
+    let proxies = cluster.proxies().await.expect("proxies");
     let redlock = connect(proxies.iter().map(FaultProxy::url).collect()).await;
     (proxies, redlock)
 }

@@ -197,14 +197,7 @@ async fn a_dead_holder_is_taken_over_after_the_hold_time_and_not_before() {
         .max_hold(Expiry::After(hold));
     // The holder reaches the nodes through proxies, so that it can die
     // (be partitioned away) without its release ever arriving.
-    let mut proxies = Vec::new();
-    for i in 0..5 {
-        proxies.push(
-            FaultProxy::start(cluster.server(i).addr())
-                .await
-                .expect("proxy"),
-        );
-    }
+    let proxies = cluster.proxies().await.expect("proxies");
     let doomed = Redlock::connect(proxies.iter().map(FaultProxy::url))
         .await
         .expect("connect");

@@ -5,8 +5,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::{
-    RedisServer, Reply, ServerOptions, TestkitError, QUORATE_MARKER_KEY, QUORATE_OWNER_PREFIX,
-    QUORATE_QUARANTINE_KEY,
+    FaultProxy, RedisServer, Reply, ServerOptions, TestkitError, QUORATE_MARKER_KEY,
+    QUORATE_OWNER_PREFIX, QUORATE_QUARANTINE_KEY,
 };
 
 /// `n` independent [`RedisServer`]s (not a Redis Cluster: no slots, no
@@ -54,6 +54,16 @@ impl Cluster {
     /// The number of nodes (running or not).
     pub fn len(&self) -> usize {
         self.servers.len()
+    }
+
+    /// A [`FaultProxy`] in front of each node, in node order: connect
+    /// clients to their [`url`](FaultProxy::url)s to inject faults.
+    pub async fn proxies(&self) -> Result<Vec<FaultProxy>, TestkitError> {
+        let mut proxies = Vec::with_capacity(self.servers.len());
+        for server in &self.servers {
+            proxies.push(FaultProxy::start(server.addr()).await?);
+        }
+        Ok(proxies)
     }
 
     /// Whether the cluster has no nodes.

@@ -686,11 +686,7 @@ async fn the_scoped_work_is_cancelled_when_a_majority_stalls() {
 #[tokio::test]
 async fn an_abandoned_lock_call_leaves_no_lock_key_behind() {
     let cluster = Cluster::start(5).await.expect("cluster");
-    let mut proxies = Vec::new();
-    for i in 0..cluster.len() {
-        let proxy = FaultProxy::start(cluster.server(i).addr()).await;
-        proxies.push(proxy.expect("proxy"));
-    }
+    let proxies = cluster.proxies().await.expect("proxies");
     let redlock = Redlock::connect(proxies.iter().map(FaultProxy::url).collect::<Vec<_>>())
         .await
         .expect("connect");
