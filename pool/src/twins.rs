@@ -2,22 +2,13 @@
 //! server and on a memory node must get the same replies and leave the
 //! same keys (`quorate_redlock::raw::check_twin`).
 
-use std::sync::Arc;
-
-use quorate_redlock::raw::{check_keys, check_twin, check_twin_unordered};
-use quorate_redlock::{MemoryNode, Node, Redlock};
+use quorate_redlock::raw::{check_keys, check_twin, check_twin_unordered, twin_nodes};
 use quorate_testkit::Cluster;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::allocate::TAKE;
 use crate::usage::{READ_HASH, READ_SET, RECORD};
-
-/// A real server's node and a fresh memory node.
-async fn nodes(cluster: &Cluster) -> (Arc<dyn Node>, MemoryNode) {
-    let redlock = Redlock::connect(cluster.urls()).await.expect("connect");
-    (Arc::clone(&redlock.nodes()[0]), MemoryNode::new("twin"))
-}
 
 fn seeded() -> (u64, StdRng) {
     let seed = rand::random();
@@ -28,7 +19,7 @@ fn seeded() -> (u64, StdRng) {
 #[tokio::test]
 async fn take_matches_its_twin_on_generated_requests() {
     let cluster = Cluster::start(1).await.expect("redis-server");
-    let (real, memory) = nodes(&cluster).await;
+    let (real, memory) = twin_nodes(&cluster.urls()[0]).await.expect("connect");
     let (seed, mut rng) = seeded();
     for scenario in 0..40 {
         let universe: Vec<String> = (0..6)
@@ -89,7 +80,7 @@ async fn take_matches_its_twin_on_generated_requests() {
 #[tokio::test]
 async fn usage_scripts_match_their_twins_on_generated_figures() {
     let cluster = Cluster::start(1).await.expect("redis-server");
-    let (real, memory) = nodes(&cluster).await;
+    let (real, memory) = twin_nodes(&cluster.urls()[0]).await.expect("connect");
     let (seed, mut rng) = seeded();
     let tags = format!("twin:{seed}:tags");
     let mut touched = vec![tags.clone()];

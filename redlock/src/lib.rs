@@ -96,7 +96,9 @@ pub mod raw {
     pub use crate::queue::{queue_keys, QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
     pub use crate::seam::ReleaseWatch;
     #[cfg(feature = "memory")]
-    pub use crate::twin_check::{check_keys, check_twin, check_twin_unordered, TwinMismatch};
+    pub use crate::twin_check::{
+        check_keys, check_twin, check_twin_unordered, twin_nodes, TwinMismatch,
+    };
     pub use crate::undo::UndoGuard;
     pub use crate::wait::{retry, Retry, WaitPolicy};
 

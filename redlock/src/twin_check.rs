@@ -4,8 +4,11 @@
 //! generated calls through this (see ARCHITECTURE.md, "Scripts").
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::backend::{MemoryNode, MemoryStore, Node, NodeScript, ScriptValue};
+use crate::error::ConfigError;
+use crate::mutex::Redlock;
 
 /// How far apart two remaining ttls (in ms) may be and still match: the two
 /// nodes run the same call a moment apart.
@@ -75,6 +78,16 @@ impl fmt::Display for TwinMismatch {
 }
 
 impl std::error::Error for TwinMismatch {}
+
+/// The two sides of a twin check: the node of the server at `url` and a
+/// fresh memory node.
+///
+/// # Cancel safety
+/// Cancel safe: dropping the future drops the half-built client.
+pub async fn twin_nodes(url: &str) -> Result<(Arc<dyn Node>, MemoryNode), ConfigError> {
+    let redlock = Redlock::connect([url]).await?;
+    Ok((Arc::clone(&redlock.nodes()[0]), MemoryNode::new("twin")))
+}
 
 /// Whether two replies match: the same shape and values, except that
 /// integers that look like remaining ttls (both above 1000) may differ by

@@ -2,11 +2,9 @@
 //! server and on a memory node must get the same replies and leave the
 //! same keys (`quorate_redlock::raw::check_twin`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::raw::{check_keys, check_twin};
-use quorate_redlock::{MemoryNode, Node, Redlock};
+use quorate_redlock::raw::{check_keys, check_twin, twin_nodes};
 use quorate_testkit::Cluster;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -17,9 +15,7 @@ use crate::spinlock::LOCK_STATE;
 #[tokio::test]
 async fn result_and_lock_state_scripts_match_their_twins_on_generated_calls() {
     let cluster = Cluster::start(1).await.expect("redis-server");
-    let redlock = Redlock::connect(cluster.urls()).await.expect("connect");
-    let real: Arc<dyn Node> = Arc::clone(&redlock.nodes()[0]);
-    let memory = MemoryNode::new("twin");
+    let (real, memory) = twin_nodes(&cluster.urls()[0]).await.expect("connect");
     let seed = rand::random();
     println!("seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);

@@ -5,10 +5,8 @@
 //! conflict names when there are several (the server's set order is not
 //! the twin's), and the index and owner entries the random pruning samples.
 
-use std::sync::Arc;
-
-use quorate_redlock::raw::{check_keys, check_twin, ScriptValue};
-use quorate_redlock::{MemoryNode, Node, Redlock};
+use quorate_redlock::raw::{check_keys, check_twin, twin_nodes, ScriptValue};
+use quorate_redlock::Node;
 use quorate_testkit::Cluster;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -26,9 +24,7 @@ fn descendant_conflict(reply: &Result<ScriptValue, String>) -> bool {
 #[tokio::test]
 async fn acquire_matches_its_twin_on_generated_calls() {
     let cluster = Cluster::start(1).await.expect("redis-server");
-    let redlock = Redlock::connect(cluster.urls()).await.expect("connect");
-    let real: Arc<dyn Node> = Arc::clone(&redlock.nodes()[0]);
-    let memory = MemoryNode::new("twin");
+    let (real, memory) = twin_nodes(&cluster.urls()[0]).await.expect("connect");
     let seed = rand::random();
     println!("seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);
