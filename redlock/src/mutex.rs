@@ -102,7 +102,7 @@ impl Redlock {
             owner,
         )?;
         // No await here: the description goes out from a task, when there is a runtime.
-        redlock.keep_owner_registered(tokio::runtime::Handle::try_current().ok());
+        redlock.keep_owner_registered(true);
         Ok(redlock)
     }
 
@@ -816,7 +816,7 @@ impl RedlockBuilder {
             owner,
         )?;
         if self.lazy {
-            redlock.keep_owner_registered(tokio::runtime::Handle::try_current().ok());
+            redlock.keep_owner_registered(true);
             return Ok(redlock);
         }
         futures::future::join_all(fred_nodes.iter().map(|n| n.wait_connected(timeout))).await;
@@ -841,7 +841,7 @@ impl RedlockBuilder {
             .owner
             .register(&redlock.inner.nodes, node_timeout, quorum::Decide::All)
             .await;
-        redlock.keep_owner_registered(None);
+        redlock.keep_owner_registered(false);
         Ok(redlock)
     }
 }

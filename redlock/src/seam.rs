@@ -114,19 +114,16 @@ impl Redlock {
     }
 
     /// Keeps this client's description on the nodes: refreshed every
-    /// few hours by a task that ends with the client. With `register_now`
-    /// (a runtime handle), the first registration is also that task's.
-    pub(crate) fn keep_owner_registered(&self, register_now: Option<tokio::runtime::Handle>) {
-        let Some(handle) = register_now
-            .clone()
-            .or_else(|| tokio::runtime::Handle::try_current().ok())
-        else {
+    /// few hours by a task that ends with the client (none outside a
+    /// runtime). With `register_now`, the first registration is also that
+    /// task's.
+    pub(crate) fn keep_owner_registered(&self, register_now: bool) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let state = Arc::downgrade(&self.inner);
-        let first = register_now.is_some();
         handle.spawn(async move {
-            let mut wait = if first {
+            let mut wait = if register_now {
                 Duration::ZERO
             } else {
                 crate::owner::OWNER_REFRESH

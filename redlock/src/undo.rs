@@ -128,16 +128,9 @@ impl UndoGuard {
     /// guard is consumed, so it is not sent twice).
     pub async fn send_and_wait(mut self) {
         self.armed = false;
-        let nodes = self.redlock.nodes().to_vec();
-        let (keys, token) = (Arc::clone(&self.keys), std::mem::take(&mut self.token));
-        release_round(
-            &nodes,
-            &keys,
-            &token,
-            self.node_timeout,
-            Decide::AllWithGrace,
-        )
-        .await;
+        let nodes = self.redlock.nodes();
+        let decide = Decide::AllWithGrace;
+        release_round(nodes, &self.keys, &self.token, self.node_timeout, decide).await;
     }
 }
 
@@ -146,14 +139,14 @@ impl Drop for UndoGuard {
         if !self.armed {
             return;
         }
-        let nodes = self.redlock.nodes().to_vec();
+        let redlock = self.redlock.clone();
         let keys = Arc::clone(&self.keys);
         let token = std::mem::take(&mut self.token);
         let timeout = self.node_timeout;
         // Outside a runtime nothing can be sent; the keys expire with their ttl.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                release_round(&nodes, &keys, &token, timeout, Decide::Sent).await;
+                release_round(redlock.nodes(), &keys, &token, timeout, Decide::Sent).await;
             });
         }
     }
