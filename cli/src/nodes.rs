@@ -30,7 +30,7 @@ pub(crate) async fn run(urls: &[String]) -> Result<u8, Failure> {
             Err(why) => println!("{}: DOWN: {why}", redacted(url)),
         }
     }
-    let quorum = urls.len() / 2 + 1;
+    let quorum = quorate_redlock::raw::quorum::majority(urls.len());
     println!(
         "{reachable} of {} nodes reachable (a lock needs {quorum}); {warnings} warning(s)",
         urls.len()

@@ -16,7 +16,7 @@ pub(crate) async fn run(
     key: &str,
     for_at_most: Option<Duration>,
 ) -> Result<u8, Failure> {
-    let full_key = format!("{}{key}", redlock.namespace());
+    let full_key = redlock.lock_key(key);
     let timeout = redlock.defaults().effective_node_timeout();
     let mut releases = redlock
         .watch_releases(std::slice::from_ref(&full_key), timeout)

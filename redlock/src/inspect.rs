@@ -236,7 +236,7 @@ impl Redlock {
         if resource.is_empty() {
             return Err(ConfigError::EmptyResource(0).into());
         }
-        let key = format!("{}{resource}", self.namespace());
+        let key = self.lock_key(resource);
         let (queue, _) = queue_keys(&key);
         let keys = vec![key.clone(), fence_key(&key), queue];
         let args = vec![OWNER_KEY_PREFIX.as_bytes().to_vec()];

@@ -205,7 +205,13 @@ impl Redlock {
         if namespace.is_empty() {
             return keys;
         }
-        keys.iter().map(|k| format!("{namespace}{k}")).collect()
+        keys.iter().map(|k| self.lock_key(k)).collect()
+    }
+
+    /// The key a lock of `resource` uses on the nodes: the resource after
+    /// the namespace ([`RedlockBuilder::namespace`]), if any.
+    pub fn lock_key(&self, resource: &str) -> String {
+        format!("{}{resource}", self.inner.namespace)
     }
 
     /// The prefix of every lock key ([`RedlockBuilder::namespace`]).
