@@ -27,15 +27,11 @@ pub(crate) async fn run(
     }
     let guard = match redlock.lock_with([key], &options).await {
         Ok(guard) => guard,
-        Err(Error::Taken { .. }) => {
-            let holder = match redlock
-                .inspect(key)
-                .await
-                .ok()
-                .and_then(|s| s.holder().cloned())
-            {
+        Err(error @ Error::Taken { .. }) => {
+            // the refusing nodes named the holder; no second request
+            let holder = match error.holder() {
                 Some(holder) => format!("held by {holder}"),
-                None => "held (its holder is not known to a majority)".to_owned(),
+                None => "held (no node named its holder)".to_owned(),
             };
             return Err(Failure {
                 message: format!("`{key}` is {holder}; gave up after {wait:?}"),

@@ -6,11 +6,14 @@
 -- count first and get their ttl refreshed; then free candidates are taken in order until
 -- the requirement has `need`.
 -- Returns one number per key: -1 ours (held now), -2 not tried, -3 held by another without
--- expiry, >= 0 held by another with that many ms left.
+-- expiry, >= 0 held by another with that many ms left; then one holder per key (holder_of,
+-- prepended by quorate-redlock to granting scripts): who holds a key held by another, false
+-- for the others.
 local token = ARGV[1]
 local ttl = ARGV[2]
 local groups = tonumber(ARGV[3])
 local status = {}
+local holders = {}
 local first = 1
 for g = 0, groups - 1 do
   local count = tonumber(ARGV[4 + 2 * g])
@@ -19,6 +22,7 @@ for g = 0, groups - 1 do
   local held = 0
   for i = first, last do
     status[i] = -2
+    holders[i] = false
     if redis.call('GET', KEYS[i]) == token then
       redis.call('PEXPIRE', KEYS[i], ttl)
       status[i] = -1
@@ -33,6 +37,7 @@ for g = 0, groups - 1 do
           left = -3
         end
         status[i] = left
+        holders[i] = holder_of(redis.call('GET', KEYS[i]))
       elseif held < need then
         redis.call('SET', KEYS[i], token, 'PX', ttl)
         status[i] = -1
@@ -41,5 +46,8 @@ for g = 0, groups - 1 do
     end
   end
   first = last + 1
+end
+for i = 1, #KEYS do
+  status[#KEYS + i] = holders[i]
 end
 return status

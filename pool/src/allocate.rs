@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use quorate_redlock::raw::quorum::{self, Decide, Reply};
 use quorate_redlock::raw::{MemoryStore, NodeScript, ScriptValue, UndoGuard};
-use quorate_redlock::{Error, Lease, LockOptions, NodeOutcome, Redlock, Token};
+use quorate_redlock::{Error, Holder, Lease, LockOptions, NodeOutcome, Redlock, Token};
 use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
@@ -35,6 +35,7 @@ fn take_in_memory(
     let token = args.first().ok_or("no token")?.as_slice();
     let ttl = Duration::from_millis(int(1)?);
     let mut status = vec![-2i64; keys.len()];
+    let mut holders = vec![ScriptValue::Nil; keys.len()];
     let mut first = 0;
     for g in 0..usize::try_from(int(2)?).map_err(|e| e.to_string())? {
         let count = usize::try_from(int(3 + 2 * g)?).map_err(|e| e.to_string())?;
@@ -55,6 +56,7 @@ fn take_in_memory(
             if store.exists(&keys[i]) {
                 let left = store.pttl(&keys[i]);
                 status[i] = if left < 0 { -3 } else { left };
+                holders[i] = store.holder_of(store.get(&keys[i]));
             } else if held < need {
                 store.set(&keys[i], token, Some(ttl));
                 status[i] = -1;
@@ -63,9 +65,9 @@ fn take_in_memory(
         }
         first += count;
     }
-    Ok(ScriptValue::Array(
-        status.into_iter().map(ScriptValue::Int).collect(),
-    ))
+    let mut reply: Vec<ScriptValue> = status.into_iter().map(ScriptValue::Int).collect();
+    reply.extend(holders);
+    Ok(ScriptValue::Array(reply))
 }
 
 /// One requirement as sent: keys in the order to try, and where each came
@@ -113,9 +115,13 @@ pub(crate) struct Allocation {
 /// Per key: `-1` ours, `-2` not tried (free), `-3` taken without expiry,
 /// `>= 0` taken with that many ms left.
 fn statuses(value: &ScriptValue, n: usize) -> Option<Vec<i64>> {
-    let array = value.as_array()?;
-    let statuses: Option<Vec<i64>> = array.iter().map(ScriptValue::as_int).collect();
-    statuses.filter(|s| s.len() == n)
+    let array = value.as_array().filter(|a| a.len() == 2 * n)?;
+    array[..n].iter().map(ScriptValue::as_int).collect()
+}
+
+/// Who holds key `i` of `n`, when another client does.
+fn holder(value: &ScriptValue, n: usize, i: usize) -> Option<Holder> {
+    Holder::from_script(value.as_array()?.get(n + i)?)
 }
 
 /// How an attempt runs its rounds.
@@ -350,6 +356,7 @@ fn describe(value: &ScriptValue, groups: &[Group]) -> NodeOutcome {
                 return NodeOutcome::Taken {
                     resource: g.keys[j].clone(),
                     remaining: (part[j] >= 0).then(|| Duration::from_millis(part[j] as u64)),
+                    holder: holder(value, n, offset + j),
                 };
             }
         }
@@ -396,15 +403,30 @@ mod tests {
     #[test]
     fn a_node_that_gave_less_than_the_need_names_what_it_found_taken() {
         let groups = [group(&["a", "b"], 2)];
-        let reply = ScriptValue::Array(vec![ScriptValue::Int(-1), ScriptValue::Int(250)]);
+        let holder = "00000000000000bb worker-2 (host h, pid 2, id x)";
+        let reply = ScriptValue::Array(vec![
+            ScriptValue::Int(-1),
+            ScriptValue::Int(250),
+            ScriptValue::Nil,
+            ScriptValue::Bytes(holder.into()),
+        ]);
         assert_eq!(
             describe(&reply, &groups),
             NodeOutcome::Taken {
                 resource: "b".into(),
-                remaining: Some(Duration::from_millis(250))
+                remaining: Some(Duration::from_millis(250)),
+                holder: Some(Holder {
+                    client: "00000000000000bb".into(),
+                    owner: Some("worker-2 (host h, pid 2, id x)".into())
+                }),
             }
         );
-        let ok = ScriptValue::Array(vec![ScriptValue::Int(-1), ScriptValue::Int(-1)]);
+        let ok = ScriptValue::Array(vec![
+            ScriptValue::Int(-1),
+            ScriptValue::Int(-1),
+            ScriptValue::Nil,
+            ScriptValue::Nil,
+        ]);
         assert_eq!(describe(&ok, &groups), NodeOutcome::Granted);
     }
 }

@@ -631,6 +631,42 @@ async fn assert_pool_keys_vanish(backend: &Backend, kept: impl Fn(&str) -> bool)
 }
 
 #[tokio::test]
+async fn a_refused_request_names_the_client_holding_the_candidates() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let holder = Redlock::builder()
+        .urls(cluster.urls())
+        .owner("rig-owner")
+        .build()
+        .await
+        .expect("holder");
+    let other = Redlock::connect(cluster.urls()).await.expect("other");
+    let want = || Requirement::need(2, devices(2), |d| d.id.clone());
+    let _grant = Pool::new(&holder, "rig")
+        .expect("pool")
+        .acquire(vec![want()], Duration::from_secs(30))
+        .await
+        .expect("grant");
+    let refused = Pool::new(&other, "rig")
+        .expect("pool")
+        .try_acquire(vec![want()], Duration::from_secs(30))
+        .await
+        .expect_err("held by the other client");
+    let outcomes = match &refused {
+        PoolError::Unavailable { outcomes, .. } => outcomes,
+        other => panic!("expected Unavailable, got {other}"),
+    };
+    let named = outcomes.holder().expect("a holder");
+    assert_eq!(named.client, holder.owner().client_id());
+    assert_eq!(named.owner, Some(holder.owner().to_string()));
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("by client {}", named.client)),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
 async fn bad_input_gets_typed_errors() {
     // construction only: no script runs, so memory nodes do
     let nodes = MemoryNode::cluster(3)

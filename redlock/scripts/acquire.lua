@@ -7,9 +7,9 @@
 -- such a key is the leftover of a round being undone), except a claim for this waiter. A
 -- queued waiter that is refused is added to (or refreshed in) every key's queue; fair(true)
 -- also refuses a free key while an earlier waiter is queued.
--- Returns {1, fence or -1, the next waiter's ticket or -1} or {0, i, pttl, rank or -1}: the
--- first refusing key (1-based), its remaining ttl (-1 no expiry, -2 free but queued behind)
--- and our place in its queue (0 = head).
+-- Returns {1, fence or -1, the next waiter's ticket or -1} or {0, i, pttl, rank or -1,
+-- holder}: the first refusing key (1-based), its remaining ttl (-1 no expiry, -2 free but
+-- queued behind), our place in its queue (0 = head) and its holder (holder_of, prepended).
 local token, ttl = ARGV[1], ARGV[2]
 local fenced = ARGV[3] == '1'
 local member = ARGV[4]
@@ -23,14 +23,14 @@ local q0 = fenced and 2 * n or n
 local mine = 'q:' .. member
 local now = queued and server_ms() or 0
 
-local refused, pttl = nil, -2
+local refused, pttl, holder = nil, -2, false
 for i = 1, n do
   if queued then
     prune(KEYS[q0 + i], KEYS[q0 + n + i], now)
   end
   local value = redis.call('GET', KEYS[i])
   if value and not (queued and value == mine) then
-    refused, pttl = i, redis.call('PTTL', KEYS[i])
+    refused, pttl, holder = i, redis.call('PTTL', KEYS[i]), holder_of(value)
     break
   end
   if not value and queued and fair then
@@ -45,12 +45,12 @@ end
 
 if refused then
   if not queued then
-    return {0, refused, pttl, -1}
+    return {0, refused, pttl, -1, holder}
   end
   for i = 1, n do
     enqueue(KEYS[q0 + i], KEYS[q0 + n + i], member, ticket, lifetime, now)
   end
-  return {0, refused, pttl, redis.call('ZRANK', KEYS[q0 + refused], member)}
+  return {0, refused, pttl, redis.call('ZRANK', KEYS[q0 + refused], member), holder}
 end
 
 local next_ticket = -1

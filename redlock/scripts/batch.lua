@@ -4,8 +4,8 @@
 -- queued: SET NX PX, as the unbatched path; one key) or 'r', token, the releasing client's id
 -- ('' for an undo, which announces nothing) with three keys: the lock key, its queue and its
 -- queue deadlines (the key passes to the queue's head, as in release.lua).
--- Returns two integers per request: an acquire {1, 0} granted or {0, pttl} refused; a release
--- {deleted, 0}.
+-- Returns three values per request: an acquire {1, 0, false} granted or {0, pttl, holder}
+-- refused (holder_of, prepended); a release {deleted, 0, false}.
 local prefix, wake_prefix, claim_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
 local k = 1
@@ -17,9 +17,11 @@ for i = 1, requests do
   if kind == 'a' then
     k = k + 1
     if redis.call('SET', key, token, 'NX', 'PX', extra) then
-      out[2 * i - 1], out[2 * i] = 1, 0
+      out[3 * i - 2], out[3 * i - 1], out[3 * i] = 1, 0, false
     else
-      out[2 * i - 1], out[2 * i] = 0, redis.call('PTTL', key)
+      local value = redis.call('GET', key)
+      out[3 * i - 2], out[3 * i - 1] = 0, redis.call('PTTL', key)
+      out[3 * i] = holder_of(value)
     end
   else
     local deleted = 0
@@ -31,7 +33,7 @@ for i = 1, requests do
       end
     end
     k = k + 3
-    out[2 * i - 1], out[2 * i] = deleted, 0
+    out[3 * i - 2], out[3 * i - 1], out[3 * i] = deleted, 0, false
   end
 end
 return out

@@ -112,10 +112,14 @@ pub(crate) async fn attempt(
     let outcomes = round.outcomes(&inner.nodes, |reply| match reply {
         AcquireReply::Granted { .. } => NodeOutcome::Granted,
         AcquireReply::Taken {
-            index, remaining, ..
+            index,
+            remaining,
+            holder,
+            ..
         } => NodeOutcome::Taken {
             resource: keys.get(*index).cloned().unwrap_or_default(),
             remaining: *remaining,
+            holder: holder.clone(),
         },
     });
     let first_taken = round.replies.iter().find_map(|r| match r {

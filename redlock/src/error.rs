@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::owner::Holder;
+
 /// What one node answered in one quorum round.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -16,6 +18,9 @@ pub enum NodeOutcome {
         resource: String,
         /// The holder's remaining ttl on this node.
         remaining: Option<Duration>,
+        /// Who holds it on this node (`None`: claimed for or queued behind
+        /// a waiter, or not a quorate token).
+        holder: Option<Holder>,
     },
     /// The node answered, but not with the lock: for a release or extend,
     /// the key no longer held our token.
@@ -41,12 +46,18 @@ impl fmt::Display for NodeOutcome {
             NodeOutcome::Granted => f.write_str("granted"),
             NodeOutcome::Taken {
                 resource,
-                remaining: Some(ttl),
-            } => write!(f, "`{resource}` taken for {} ms more", ttl.as_millis()),
-            NodeOutcome::Taken {
-                resource,
-                remaining: None,
-            } => write!(f, "`{resource}` taken with no expiry"),
+                remaining,
+                holder,
+            } => {
+                write!(f, "`{resource}` taken")?;
+                if let Some(holder) = holder {
+                    write!(f, " by client {}", holder.client)?;
+                }
+                match remaining {
+                    Some(ttl) => write!(f, " for {} ms more", ttl.as_millis()),
+                    None => f.write_str(" with no expiry"),
+                }
+            }
             NodeOutcome::NotHeld => f.write_str("not held by us"),
             NodeOutcome::Quarantined { remaining } => write!(
                 f,
@@ -82,6 +93,30 @@ impl Outcomes {
             .filter(|r| pred(&r.outcome))
             .map(|r| r.node.as_str())
             .collect()
+    }
+
+    /// The holder named by the most nodes that refused: who has the lock
+    /// (ties go to the first node's). `None` when no refusing node could
+    /// name one.
+    pub fn holder(&self) -> Option<&Holder> {
+        let named: Vec<&Holder> = self
+            .0
+            .iter()
+            .filter_map(|r| match &r.outcome {
+                NodeOutcome::Taken {
+                    holder: Some(h), ..
+                } => Some(h),
+                _ => None,
+            })
+            .collect();
+        let votes = |h: &Holder| named.iter().filter(|o| o.client == h.client).count();
+        let mut best: Option<&Holder> = None;
+        for h in &named {
+            if best.is_none_or(|b| votes(h) > votes(b)) {
+                best = Some(h);
+            }
+        }
+        best
     }
 
     /// Nodes that failed (error, timeout or quarantine), by name.
@@ -224,7 +259,11 @@ pub enum Error {
     /// reach. `outcomes` names the holders' nodes and their remaining ttls;
     /// it is empty when the deadline passed while another task of this
     /// process was first in line (no round was sent).
-    #[error("`{resource}` is taken ({})", taken_detail(outcomes))]
+    #[error(
+        "`{resource}` is taken{} ({})",
+        taken_by(outcomes),
+        taken_detail(outcomes)
+    )]
     Taken {
         /// The (first) resource found taken.
         resource: String,
@@ -258,6 +297,14 @@ pub enum Error {
     },
 }
 
+/// ` by <holder>`, when the nodes named one.
+fn taken_by(outcomes: &Outcomes) -> String {
+    outcomes
+        .holder()
+        .map(|h| format!(" by {h}"))
+        .unwrap_or_default()
+}
+
 fn taken_detail(outcomes: &Outcomes) -> String {
     if outcomes.0.is_empty() {
         "another task of this process is first in line".to_owned()
@@ -267,6 +314,15 @@ fn taken_detail(outcomes: &Outcomes) -> String {
 }
 
 impl Error {
+    /// Who holds the lock, for [`Error::Taken`]: the holder most refusing
+    /// nodes named ([`Outcomes::holder`]).
+    pub fn holder(&self) -> Option<&Holder> {
+        match self {
+            Error::Taken { outcomes, .. } => outcomes.holder(),
+            _ => None,
+        }
+    }
+
     /// Every node's outcome, where the error came from a round.
     pub fn outcomes(&self) -> Option<&Outcomes> {
         match self {

@@ -9,60 +9,36 @@ use std::time::Duration;
 use crate::backend::{fence_key, MemoryStore, NodeScript, ScriptValue};
 use crate::error::{ConfigError, Error};
 use crate::mutex::Redlock;
-use crate::owner::OWNER_KEY_PREFIX;
+use crate::owner::Holder;
 use crate::queue::queue_keys;
 use crate::quorum::{self, Decide, Reply};
 
-static INSPECT: NodeScript =
-    NodeScript::new("inspect", include_str!("../scripts/inspect.lua")).emulated(inspect_in_memory);
+static INSPECT: NodeScript = NodeScript::new(
+    "inspect",
+    concat!(
+        include_str!("../scripts/holder.lua"),
+        include_str!("../scripts/inspect.lua")
+    ),
+)
+.emulated(inspect_in_memory);
 
 /// `inspect.lua` on a memory node. Memory nodes keep fence counters and
 /// waiter queues outside the keyspace a twin sees: they report neither.
 fn inspect_in_memory(
     store: &mut MemoryStore,
     keys: &[String],
-    args: &[Vec<u8>],
+    _args: &[Vec<u8>],
 ) -> Result<ScriptValue, String> {
     let key = keys.first().ok_or("no key")?;
-    let prefix = args.first().ok_or("no owner prefix")?;
     let value = store.get(key).map(<[u8]>::to_vec);
-    let owner = match &value {
-        Some(v) if !v.starts_with(b"q:") && v.len() >= 16 => {
-            let mut owner_key = prefix.clone();
-            owner_key.extend_from_slice(&v[..16]);
-            let owner_key = String::from_utf8_lossy(&owner_key).into_owned();
-            store.get(&owner_key).map(<[u8]>::to_vec)
-        }
-        _ => None,
-    };
-    let bytes = |b: Option<Vec<u8>>| b.map_or(ScriptValue::Nil, ScriptValue::Bytes);
+    let holder = store.holder_of(value.as_deref());
     Ok(ScriptValue::Array(vec![
-        bytes(value),
+        value.map_or(ScriptValue::Nil, ScriptValue::Bytes),
         ScriptValue::Int(store.pttl(key)),
         ScriptValue::Nil,
         ScriptValue::Int(0),
-        bytes(owner),
+        holder,
     ]))
-}
-
-/// The client holding a lock: the first half of its token (which is its
-/// client id) and the description it recorded, if the node still has it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Holder {
-    /// The holder's client id: 16 hex digits ([`Owner::client_id`](crate::Owner::client_id)).
-    pub client: String,
-    /// Its description ([`Owner`](crate::Owner)'s `Display`), `None` when
-    /// unknown (a client of an older version, or a description expired).
-    pub owner: Option<String>,
-}
-
-impl fmt::Display for Holder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.owner {
-            Some(owner) => write!(f, "{owner} [client {}]", self.client),
-            None => write!(f, "client {} (no description recorded)", self.client),
-        }
-    }
 }
 
 /// What one node holds for a lock.
@@ -239,7 +215,6 @@ impl Redlock {
         let key = self.lock_key(resource);
         let (queue, _) = queue_keys(&key);
         let keys = vec![key.clone(), fence_key(&key), queue];
-        let args = vec![OWNER_KEY_PREFIX.as_bytes().to_vec()];
         let nodes = self.nodes();
         let round = quorum::round(
             "inspect",
@@ -247,7 +222,7 @@ impl Redlock {
             self.defaults().effective_node_timeout(),
             Decide::All,
             |_| true,
-            |node| node.eval(&INSPECT, keys.clone(), args.clone()),
+            |node| node.eval(&INSPECT, keys.clone(), Vec::new()),
         )
         .await;
         let mut views = Vec::with_capacity(nodes.len());
@@ -337,20 +312,13 @@ fn read_view(node: &str, reply: Reply<ScriptValue>) -> (NodeView, Option<String>
         .as_int()
         .and_then(|q| u64::try_from(q).ok())
         .unwrap_or(0);
-    let owner = items[4].as_str().map(str::to_owned);
     let (state, token) = match value {
         None => (NodeState::Free, None),
         Some(v) if v.starts_with("q:") => (NodeState::Claimed { remaining }, None),
-        Some(v) if v.len() != 32 || !v.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            (NodeState::Foreign, None)
-        }
-        Some(v) => {
-            let holder = Holder {
-                client: v.chars().take(16).collect(),
-                owner,
-            };
-            (NodeState::Held { holder, remaining }, Some(v))
-        }
+        Some(v) => match Holder::from_script(&items[4]) {
+            Some(holder) => (NodeState::Held { holder, remaining }, Some(v)),
+            None => (NodeState::Foreign, None),
+        },
     };
     let view = NodeView {
         node: node.to_owned(),

@@ -71,11 +71,11 @@ pub use backend::MemoryNode;
 pub use backend::{FredNode, FredSettings, Node, NodeError, NodeFuture};
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use guard::{LockGuard, ReleaseOutcome};
-pub use inspect::{ForceUnlocked, Holder, Inspection, NodeState, NodeView};
+pub use inspect::{ForceUnlocked, Inspection, NodeState, NodeView};
 pub use lease::{Lease, Token};
 pub use mutex::{Redlock, RedlockBuilder};
 pub use options::{LockOptions, MAX_TTL};
-pub use owner::{Owner, OWNER_KEY_PREFIX};
+pub use owner::{Holder, Owner, OWNER_KEY_PREFIX};
 pub use quarantine::{DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
 
 /// The seam for primitive and backend authors: what quorate-pool,

@@ -109,6 +109,7 @@ mod tests {
             outcome: NodeOutcome::Taken {
                 resource: "r".into(),
                 remaining: Some(Duration::from_millis(ms)),
+                holder: None,
             },
         };
         let error = Error::Taken {

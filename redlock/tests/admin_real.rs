@@ -3,19 +3,24 @@
 
 use std::time::Duration;
 
-use quorate_redlock::{LockOptions, NodeState, Redlock};
+use quorate_redlock::{Error, LockOptions, NodeState, Redlock};
 use quorate_testkit::Cluster;
 use tokio::time::Instant;
+
+/// A client of `cluster` whose description carries `label`.
+async fn labelled(cluster: &Cluster, label: &str) -> Redlock {
+    Redlock::builder()
+        .urls(cluster.urls())
+        .owner(label)
+        .build()
+        .await
+        .expect("connect")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspect_names_the_holder_and_force_unlock_frees_the_lock_for_the_next_waiter() {
     let cluster = Cluster::start(5).await.expect("cluster");
-    let holder = Redlock::builder()
-        .urls(cluster.urls())
-        .owner("billing-worker-3")
-        .build()
-        .await
-        .expect("holder");
+    let holder = labelled(&cluster, "billing-worker-3").await;
     let operator = Redlock::connect(cluster.urls()).await.expect("operator");
     let ttl = Duration::from_secs(30);
     let fenced = LockOptions::new().ttl(ttl).fencing(true);
@@ -103,6 +108,56 @@ async fn inspect_names_the_holder_and_force_unlock_frees_the_lock_for_the_next_w
     granted.release().await.expect("release");
     let after = operator.inspect("invoice:42").await.expect("inspect");
     assert!(after.holder().is_none(), "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_lock_names_its_holder_on_every_path() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let holder = labelled(&cluster, "billing-worker-3").await;
+    let other = Redlock::connect(cluster.urls()).await.expect("other");
+    let ttl = Duration::from_secs(30);
+    let _one = holder.lock("single", ttl).await.expect("lock");
+    let _fenced = holder
+        .lock_with(["fenced"], &LockOptions::new().ttl(ttl).fencing(true))
+        .await
+        .expect("fenced lock");
+    let _both = holder
+        .lock_with(["left", "right"], &LockOptions::new().ttl(ttl))
+        .await
+        .expect("multi-key lock");
+    // the batched single-key path, the scripted fenced one, the multi-key one
+    let refusals = [
+        other.try_lock("single", ttl).await,
+        other
+            .lock_with(
+                ["fenced"],
+                &LockOptions::new()
+                    .ttl(ttl)
+                    .fencing(true)
+                    .max_attempts(Some(1)),
+            )
+            .await,
+        other
+            .lock_with(
+                ["right", "free"],
+                &LockOptions::new().ttl(ttl).max_attempts(Some(1)),
+            )
+            .await,
+    ];
+    for refusal in refusals {
+        let error = refusal.expect_err("held by the other client");
+        assert!(matches!(error, Error::Taken { .. }), "{error}");
+        let named = error.holder().expect("a holder").clone();
+        assert_eq!(named.client, holder.owner().client_id());
+        assert_eq!(named.owner, Some(holder.owner().to_string()));
+        let text = error.to_string();
+        assert!(
+            text.contains("is taken by billing-worker-3 (host "),
+            "{text}"
+        );
+        let outcomes = error.outcomes().expect("outcomes");
+        assert_eq!(outcomes.holder(), Some(&named));
+    }
 }
 
 #[tokio::test]

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::{FredNode, FredSettings, MemoryNode, Node};
+use quorate_redlock::{FredNode, FredSettings, Holder, MemoryNode, Node, OWNER_KEY_PREFIX};
 
-use quorate_redlock::raw::{AcquireReply, QueueEntry, Released};
+use quorate_redlock::raw::{
+    AcquireReply, MemoryStore, NodeScript, QueueEntry, Released, ScriptValue,
+};
 use quorate_testkit::Cluster;
 
 const TTL: Duration = Duration::from_secs(10);
@@ -46,6 +48,7 @@ async fn case_acquire_is_exclusive(node: &dyn Node) {
                 index: 0,
                 remaining: Some(ttl),
                 rank: None,
+                holder: None,
             } => {
                 assert!(ttl > Duration::from_secs(9) && ttl <= TTL, "{ttl:?}");
             }
@@ -58,9 +61,63 @@ async fn case_acquire_is_exclusive(node: &dyn Node) {
             index: 1,
             remaining: Some(ttl),
             rank: None,
+            holder: None,
         } => assert!(ttl <= TTL),
         other => panic!("expected Taken, got {other:?}"),
     }
+}
+
+/// Writes a plain string, as a client's description is written.
+static SET: NodeScript =
+    NodeScript::new("set", "return redis.call('SET', KEYS[1], ARGV[1])").emulated(set_in_memory);
+
+fn set_in_memory(
+    store: &mut MemoryStore,
+    keys: &[String],
+    args: &[Vec<u8>],
+) -> Result<ScriptValue, String> {
+    store.set(&keys[0], &args[0], None);
+    Ok(ScriptValue::Int(1))
+}
+
+fn holder_of(reply: &AcquireReply) -> Option<Holder> {
+    match reply {
+        AcquireReply::Taken { holder, .. } => holder.clone(),
+        other => panic!("expected Taken, got {other:?}"),
+    }
+}
+
+async fn case_a_refusal_names_the_holder(node: &dyn Node) {
+    let client = "00000000000000ab";
+    let token = format!("{client}0123456789abcdef");
+    assert_eq!(acquire(node, &["h"], &token, TTL).await, GRANTED);
+    // no description recorded: the client id alone, on both paths
+    let bare = Some(Holder {
+        client: client.into(),
+        owner: None,
+    });
+    assert_eq!(holder_of(&acquire(node, &["h"], "b", TTL).await), bare);
+    assert_eq!(
+        holder_of(&acquire(node, &["h2", "h"], "b", TTL).await),
+        bare
+    );
+    let description = "billing-3 (host web-1, pid 7, id 0190)";
+    let owner_key = format!("{OWNER_KEY_PREFIX}{client}");
+    node.eval(&SET, vec![owner_key], vec![description.into()])
+        .await
+        .expect("node answers");
+    let described = Some(Holder {
+        client: client.into(),
+        owner: Some(description.into()),
+    });
+    assert_eq!(holder_of(&acquire(node, &["h"], "b", TTL).await), described);
+    assert_eq!(
+        holder_of(&acquire(node, &["h2", "h"], "b", TTL).await),
+        described
+    );
+    // a value that is not a token names no one
+    assert_eq!(acquire(node, &["plain"], "not-a-token", TTL).await, GRANTED);
+    assert_eq!(holder_of(&acquire(node, &["plain"], "b", TTL).await), None);
 }
 
 async fn case_multi_key_is_all_or_nothing(node: &dyn Node) {
@@ -231,6 +288,7 @@ async fn case_requests_made_together_keep_their_order(node: &dyn Node) {
             index: 0,
             remaining: Some(ttl),
             rank: None,
+            holder: None,
         } => assert!(ttl > Duration::from_secs(9) && ttl <= TTL, "{ttl:?}"),
         other => panic!("expected Taken, got {other:?}"),
     }
@@ -395,6 +453,7 @@ async fn case_fair_waits_behind_earlier_waiters(node: &dyn Node) {
             index: 0,
             remaining: None,
             rank: Some(1),
+            holder: None,
         } => {}
         other => panic!("expected to queue behind a, got {other:?}"),
     }
@@ -571,6 +630,7 @@ macro_rules! conformance {
 
 conformance!(
     case_acquire_is_exclusive,
+    case_a_refusal_names_the_holder,
     case_multi_key_is_all_or_nothing,
     case_release_is_compare_and_delete,
     case_extend_needs_every_key,

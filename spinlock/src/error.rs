@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use quorate_redlock::{NodeOutcome, Outcomes};
+use quorate_redlock::{Holder, NodeOutcome, Outcomes};
 
 /// Why a spinlock call failed.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -12,10 +12,13 @@ pub enum SpinError {
     /// The key is held by someone else and the call was asked to fail at
     /// once ([`SpinOptions::fail_if_held`](crate::SpinOptions::fail_if_held),
     /// [`Spinlock::try_acquire`](crate::Spinlock::try_acquire)).
-    #[error("`{key}` is held{}", held_for(*remaining))]
+    #[error("`{key}` is held{}{}", held_by(holder.as_ref()), held_for(*remaining))]
     Held {
         /// The lock key on the nodes.
         key: String,
+        /// Who holds it: the client most refusing nodes named (its id and
+        /// the description it recorded); `None` when none could name one.
+        holder: Option<Holder>,
         /// The holder's remaining hold time: the longest any node reported,
         /// by which the key is free unless renewed. `None` when no node
         /// reported an expiry.
@@ -97,6 +100,10 @@ pub enum OptionsError {
     Lock(quorate_redlock::ConfigError),
 }
 
+fn held_by(holder: Option<&Holder>) -> String {
+    holder.map(|h| format!(" by {h}")).unwrap_or_default()
+}
+
 fn held_for(remaining: Option<Duration>) -> String {
     match remaining {
         Some(d) => format!(" for {} ms more", d.as_millis()),
@@ -117,6 +124,7 @@ impl SpinError {
             .max();
         SpinError::Held {
             key: key.to_owned(),
+            holder: outcomes.holder().cloned(),
             remaining,
             outcomes,
         }
@@ -165,19 +173,38 @@ mod tests {
     use quorate_redlock::NodeReport;
 
     #[test]
-    fn held_names_the_longest_remaining_time() {
-        let taken = |node: &str, ms| NodeReport {
+    fn held_names_the_longest_remaining_time_and_the_majority_holder() {
+        let holder = |client: &str| Holder {
+            client: client.into(),
+            owner: Some(format!("worker {client}")),
+        };
+        let taken = |node: &str, ms, client: Option<&str>| NodeReport {
             node: node.into(),
             outcome: NodeOutcome::Taken {
                 resource: "k".into(),
                 remaining: Some(Duration::from_millis(ms)),
+                holder: client.map(holder),
             },
         };
-        let error = SpinError::held("k", Outcomes(vec![taken("a", 900), taken("b", 950)]));
+        let error = SpinError::held(
+            "k",
+            Outcomes(vec![taken("a", 900, None), taken("b", 950, None)]),
+        );
         assert!(matches!(
             error,
-            SpinError::Held { remaining: Some(d), .. } if d == Duration::from_millis(950)
+            SpinError::Held { remaining: Some(d), holder: None, .. } if d == Duration::from_millis(950)
         ));
         assert_eq!(error.to_string(), "`k` is held for 950 ms more");
+        // a straggler of an older holder on one node does not outvote two
+        let outcomes = Outcomes(vec![
+            taken("a", 900, Some("000000000000000a")),
+            taken("b", 950, Some("000000000000000b")),
+            taken("c", 940, Some("000000000000000b")),
+        ]);
+        let error = SpinError::held("k", outcomes);
+        assert_eq!(
+            error.to_string(),
+            "`k` is held by worker 000000000000000b [client 000000000000000b] for 950 ms more"
+        );
     }
 }

@@ -242,6 +242,8 @@ impl Spinlock {
                             .as_int()
                             .and_then(|t| u64::try_from(t).ok())
                             .map(Duration::from_millis),
+                        // `locked` answers yes or no; `Spinlock::inspect` names holders
+                        holder: None,
                     }
                 }
                 Reply::Answered(_) => NodeOutcome::NotHeld,

@@ -439,10 +439,17 @@ async fn results_expire_and_errors_are_not_cached_on(nodes: Nodes) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fail_if_held_names_the_remaining_hold_time() {
+async fn fail_if_held_names_the_holder_and_its_remaining_hold_time() {
     let cluster = cluster().await;
     let hold = ms(5000);
-    let holder = spin(&cluster, SpinOptions::new().max_hold(Expiry::After(hold))).await;
+    let labelled = Redlock::builder()
+        .urls(cluster.urls())
+        .owner("report-builder-7")
+        .build()
+        .await
+        .expect("connect");
+    let holder = Spinlock::new(&labelled, SpinOptions::new().max_hold(Expiry::After(hold)))
+        .expect("options");
     let _guard = holder.acquire("taken").await.expect("holder");
     // A sleep of 5 s between tries: a call that slept even once would show.
     let impatient = spin(
@@ -461,12 +468,16 @@ async fn fail_if_held_names_the_remaining_hold_time() {
         match result {
             Err(SpinError::Held {
                 key,
+                holder: Some(who),
                 remaining: Some(left),
                 outcomes,
             }) => {
                 assert_eq!(key, impatient.lock_key("taken"));
+                assert_eq!(who.client, labelled.owner().client_id());
+                assert_eq!(who.owner, Some(labelled.owner().to_string()));
                 assert!(left <= hold && left > hold - ms(2000), "{left:?}");
-                assert!(outcomes.to_string().contains("taken for"), "{outcomes}");
+                let per_node = format!("taken by client {} for", who.client);
+                assert!(outcomes.to_string().contains(&per_node), "{outcomes}");
             }
             other => panic!("expected Held, got {other:?}"),
         }

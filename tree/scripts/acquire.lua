@@ -13,8 +13,9 @@
 -- ARGV[5]         owner id, '' for none
 --
 -- Returns 1 when locked (for 'check': when nothing conflicts), else
--- {relation, escaped path, remaining ttl in ms (-1: no expiry), owner or ''}
--- with relation 'ancestor', 'self' or 'descendant'.
+-- {relation, escaped path, remaining ttl in ms (-1: no expiry), owner or '', holder}
+-- with relation 'ancestor', 'self' or 'descendant' and the holder's client
+-- (holder_of, prepended to granting scripts by quorate-redlock).
 --
 -- An index entry is live exactly while the descendant's lock key exists, so
 -- it expires with the lock's own ttl, a release (deleting the lock key)
@@ -28,8 +29,7 @@ local owners = KEYS[#KEYS]
 local SAMPLE = 3
 
 -- The owner entry counts only while it names the current holder's token.
-local function owner_of(path)
-  local holder = redis.call('GET', prefix .. path)
+local function owner_of(path, holder)
   local entry = redis.call('HGET', owners, path)
   if holder and entry and string.sub(entry, 1, #holder + 1) == holder .. ':' then
     return string.sub(entry, #holder + 2)
@@ -38,7 +38,8 @@ local function owner_of(path)
 end
 
 local function conflict(relation, path, pttl)
-  return {relation, path, pttl, owner_of(path)}
+  local value = redis.call('GET', prefix .. path)
+  return {relation, path, pttl, owner_of(path, value), holder_of(value)}
 end
 
 for i = 1, depth do

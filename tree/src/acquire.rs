@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use quorate_redlock::raw::quorum::{Reply, Round};
 use quorate_redlock::raw::{MemoryStore, NodeScript, ScriptValue, UndoGuard};
-use quorate_redlock::{Error, Lease, LockGuard, NodeOutcome, Outcomes, Redlock};
+use quorate_redlock::{Error, Holder, Lease, LockGuard, NodeOutcome, Outcomes, Redlock};
 use tokio::time::Instant;
 
 use crate::error::{Conflict, Relation, TreeError};
@@ -56,11 +56,13 @@ fn acquire_in_memory(
     };
     let conflict = |store: &MemoryStore, relation: &str, path: String, pttl: i64| {
         let owner = owner_of(store, &path);
+        let holder = store.holder_of(store.get(&format!("{prefix}{path}")));
         ScriptValue::Array(vec![
             ScriptValue::Bytes(relation.as_bytes().to_vec()),
             ScriptValue::Bytes(path.into_bytes()),
             ScriptValue::Int(pttl),
             ScriptValue::Bytes(owner),
+            holder,
         ])
     };
 
@@ -147,7 +149,7 @@ fn parse(value: &ScriptValue) -> Answer {
     }
     let parsed = match value.as_array() {
         Some(
-            [ScriptValue::Bytes(relation), ScriptValue::Bytes(path), ScriptValue::Int(pttl), ScriptValue::Bytes(owner)],
+            [ScriptValue::Bytes(relation), ScriptValue::Bytes(path), ScriptValue::Int(pttl), ScriptValue::Bytes(owner), holder],
         ) => {
             Relation::parse(relation)
                 .zip(unescape_path(path))
@@ -157,6 +159,7 @@ fn parse(value: &ScriptValue) -> Answer {
                     // -1: the key has no expiry (set by something other than us)
                     remaining: u64::try_from(*pttl).ok().map(Duration::from_millis),
                     owner: (!owner.is_empty()).then(|| String::from_utf8_lossy(owner).into_owned()),
+                    holder: Holder::from_script(holder),
                 })
         }
         _ => None,
@@ -227,6 +230,7 @@ pub(crate) fn verdict(redlock: &Redlock, round: &Round<ScriptValue>) -> Verdict 
         Answer::Blocked(c) => NodeOutcome::Taken {
             resource: format!("{} {}", c.relation.as_str(), c.path),
             remaining: c.remaining,
+            holder: c.holder,
         },
         Answer::Unexpected(e) => NodeOutcome::Error(e),
     });
@@ -295,7 +299,7 @@ pub(crate) async fn attempt(
         }
         Verdict::Blocked { conflict, outcomes } => TreeError::Conflict {
             path: path.clone(),
-            conflict,
+            conflict: Box::new(conflict),
             outcomes,
         },
         Verdict::NoQuorum(error) => TreeError::Lock(error),
@@ -320,6 +324,7 @@ mod tests {
             bytes("A/B%2FC"),
             ScriptValue::Int(250),
             bytes("w1"),
+            bytes("00000000000000c7 indexer"),
         ]);
         let Answer::Blocked(c) = parse(&reply) else {
             panic!("not a conflict: {reply:?}");
@@ -328,16 +333,20 @@ mod tests {
         assert_eq!(c.path, TreePath::new(["A", "B/C"]).expect("path"));
         assert_eq!(c.remaining, Some(Duration::from_millis(250)));
         assert_eq!(c.owner.as_deref(), Some("w1"));
+        let holder = c.holder.expect("holder");
+        assert_eq!(holder.client, "00000000000000c7");
+        assert_eq!(holder.owner.as_deref(), Some("indexer"));
         let no_expiry = ScriptValue::Array(vec![
             bytes("self"),
             bytes("A"),
             ScriptValue::Int(-1),
             bytes(""),
+            ScriptValue::Nil,
         ]);
         let Answer::Blocked(c) = parse(&no_expiry) else {
             panic!("not a conflict");
         };
-        assert_eq!((c.remaining, c.owner), (None, None));
+        assert_eq!((c.remaining, c.owner, c.holder), (None, None, None));
         for odd in [
             ScriptValue::Nil,
             ScriptValue::Int(0),
@@ -346,12 +355,14 @@ mod tests {
                 bytes("A"),
                 ScriptValue::Int(1),
                 bytes(""),
+                ScriptValue::Nil,
             ]),
             ScriptValue::Array(vec![
                 bytes("self"),
                 bytes("%zz"),
                 ScriptValue::Int(1),
                 bytes(""),
+                ScriptValue::Nil,
             ]),
         ] {
             assert!(matches!(parse(&odd), Answer::Unexpected(_)), "{odd:?}");

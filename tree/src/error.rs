@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use quorate_redlock::Outcomes;
+use quorate_redlock::{Holder, Outcomes};
 
 use crate::path::{PathError, TreePath};
 
@@ -50,6 +50,9 @@ pub struct Conflict {
     pub remaining: Option<Duration>,
     /// Its holder's owner id, when the holder gave one.
     pub owner: Option<String>,
+    /// The client holding it (its id and the description it recorded),
+    /// when the server could name it.
+    pub holder: Option<Holder>,
 }
 
 impl fmt::Display for Conflict {
@@ -61,6 +64,9 @@ impl fmt::Display for Conflict {
         }
         if let Some(owner) = &self.owner {
             write!(f, " by {owner:?}")?;
+        }
+        if let Some(holder) = &self.holder {
+            write!(f, " (holder: {holder})")?;
         }
         match self.remaining {
             Some(ttl) => write!(f, " for {} ms more", ttl.as_millis()),
@@ -80,8 +86,8 @@ pub enum TreeError {
     Conflict {
         /// The node asked for.
         path: TreePath,
-        /// What blocks it.
-        conflict: Conflict,
+        /// What blocks it (boxed: it keeps every other result small).
+        conflict: Box<Conflict>,
         /// Every node's answer in the last round.
         outcomes: Outcomes,
     },
@@ -145,15 +151,19 @@ mod tests {
             relation: Relation::Ancestor,
             remaining: Some(Duration::from_millis(1500)),
             owner: Some("worker-7".into()),
+            holder: Some(Holder {
+                client: "00000000000000c7".into(),
+                owner: Some("indexer (host h, pid 7, id x)".into()),
+            }),
         };
         let error = TreeError::Conflict {
             path: TreePath::new(["A", "B", "D"]).expect("path"),
-            conflict,
+            conflict: Box::new(conflict),
             outcomes: Outcomes::default(),
         };
         assert_eq!(
             error.to_string(),
-            r#"["A", "B", "D"] is not available: its ancestor ["A"] is locked by "worker-7" for 1500 ms more (no node outcomes)"#
+            r#"["A", "B", "D"] is not available: its ancestor ["A"] is locked by "worker-7" (holder: indexer (host h, pid 7, id x) [client 00000000000000c7]) for 1500 ms more (no node outcomes)"#
         );
         assert_eq!(
             error.conflict().map(|c| c.relation),

@@ -195,6 +195,19 @@ async fn ancestors_and_descendants_block_each_other_siblings_do_not_on(tree: Tre
     assert_eq!(conflict.relation, Relation::Ancestor);
     assert_eq!(conflict.path, path(&["A"]));
     assert_eq!(conflict.owner.as_deref(), Some("holder-a"));
+    // and the client holding it, with the description its Redlock recorded
+    // (a memory client records it from a spawned task: maybe not yet)
+    let holder = conflict.holder.as_ref().expect("the holding client");
+    assert_eq!(holder.client.len(), 16);
+    let pid = format!("pid {}", std::process::id());
+    assert!(
+        holder.owner.as_deref().is_none_or(|d| d.contains(&pid)),
+        "{holder}"
+    );
+    assert!(
+        text.contains(&format!("client {}", holder.client)),
+        "{text}"
+    );
     assert!(conflict
         .remaining
         .is_some_and(|r| r <= TTL && r > Duration::ZERO));

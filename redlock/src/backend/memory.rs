@@ -13,6 +13,7 @@ use super::{
     fence_key, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript, QueueEntry,
     Released, ScriptValue, HEAD_CLAIM,
 };
+use crate::owner::Holder;
 use crate::quarantine::{MemoryMarker, DEFAULT_MAX_TTL};
 
 /// An in-memory node: for unit tests, users' own tests, deterministic fault
@@ -298,17 +299,18 @@ impl State {
                     .as_ref()
                     .is_some_and(|m| self.store.holds(key, m.as_bytes()));
                 if !claimed_for_us {
-                    refused = Some((index, remaining));
+                    let holder = Holder::from_script(&self.store.holder_of(self.store.get(key)));
+                    refused = Some((index, remaining, holder));
                     break;
                 }
             } else if let Some(entry) = queue.filter(|q| q.fair) {
                 if self.queues.behind(key, entry, now) {
-                    refused = Some((index, None));
+                    refused = Some((index, None, None));
                     break;
                 }
             }
         }
-        if let Some((index, remaining)) = refused {
+        if let Some((index, remaining, holder)) = refused {
             let rank = queue.and_then(|entry| {
                 for key in keys {
                     self.queues.enqueue(key, entry, now);
@@ -319,6 +321,7 @@ impl State {
                 index,
                 remaining,
                 rank,
+                holder,
             };
         }
         let mut fence = None;

@@ -27,6 +27,8 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::broadcast;
 
+use crate::owner::Holder;
+
 /// Releases are announced on this channel prefix plus the key.
 pub const RELEASE_CHANNEL_PREFIX: &str = "quorate:released:";
 
@@ -58,6 +60,9 @@ pub enum AcquireReply {
         /// Our place in that key's waiter queue (0: the head), for queued
         /// requests.
         rank: Option<u64>,
+        /// Who holds that key (`None`: claimed for a queued waiter, queued
+        /// behind one, or not a quorate token).
+        holder: Option<Holder>,
     },
 }
 

@@ -38,7 +38,9 @@ impl NodeScript {
     }
 
     /// The script can grant (its answer is a vote for a lock, a pool grant
-    /// or a tree node): a node that lost its data refuses it while in
+    /// or a tree node). Its refusals can name the holder: the Lua function
+    /// `holder_of(value)` ([`Holder::LUA`](crate::Holder::LUA)) is defined
+    /// before the script's code. A node that lost its data refuses it while in
     /// quarantine (see [`MARKER_KEY`](crate::MARKER_KEY)), failing the call
     /// with an error that says so. The node appends the longest ttl
     /// ([`RedlockBuilder::max_ttl`](crate::RedlockBuilder::max_ttl)) as an
@@ -77,12 +79,17 @@ impl NodeScript {
         self.lua
     }
 
-    /// The Lua source sent to servers: with the quarantine prelude when
-    /// [`granting`](Self::granting).
+    /// The Lua source sent to servers: with the quarantine prelude and
+    /// `holder_of` when [`granting`](Self::granting).
     pub fn source(&self) -> &str {
         self.source.get_or_init(|| {
             if self.granting {
-                format!("{}{}", crate::quarantine::QUARANTINE_LUA, self.lua)
+                format!(
+                    "{}{}{}",
+                    crate::quarantine::QUARANTINE_LUA,
+                    crate::owner::Holder::LUA,
+                    self.lua
+                )
             } else {
                 self.lua.to_owned()
             }

@@ -18,9 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{remaining_from_pttl, Link};
 use crate::backend::{
-    ttl_millis, AcquireReply, NodeError, NodeFuture, NodeScript, HEAD_CLAIM,
+    ttl_millis, AcquireReply, NodeError, NodeFuture, NodeScript, ScriptValue, HEAD_CLAIM,
     RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
 };
+use crate::owner::Holder;
 use crate::queue::queue_keys;
 
 static BATCH: NodeScript = NodeScript::new(
@@ -247,28 +248,29 @@ fn send(link: &Link, mut batch: Vec<Batchable>) -> BoxFuture<'static, ()> {
             }
         }
     }
-    link.run_script::<Vec<i64>>(&BATCH, keys, args)
+    link.run_script::<fred::types::Value>(&BATCH, keys, args)
         .map(move |answer| answer_each(batch, answer))
         .boxed()
 }
 
-fn answer_each(batch: Vec<Batchable>, answer: Result<Vec<i64>, NodeError>) {
-    let pairs = match answer {
-        Ok(values) if values.len() == 2 * batch.len() => values,
-        Ok(values) => {
+/// Three values per request (batch.lua): `{granted or deleted, pttl, holder}`.
+fn answer_each(batch: Vec<Batchable>, answer: Result<fred::types::Value, NodeError>) {
+    let values = match answer.and_then(|v| ScriptValue::from_fred(v).map_err(NodeError)) {
+        Ok(ScriptValue::Array(values)) if values.len() == 3 * batch.len() => values,
+        Ok(other) => {
             let error = NodeError(format!(
-                "unexpected batch reply: {} values for {} requests",
-                values.len(),
+                "unexpected batch reply for {} requests: {other:?}",
                 batch.len()
             ));
             return fail_all(batch, &error);
         }
         Err(error) => return fail_all(batch, &error),
     };
-    for (request, pair) in batch.into_iter().zip(pairs.chunks_exact(2)) {
+    for (request, triple) in batch.into_iter().zip(values.chunks_exact(3)) {
+        let done = triple[0].as_int() == Some(1);
         match request {
             Batchable::Acquire { reply, .. } => {
-                let answer = if pair[0] == 1 {
+                let answer = if done {
                     AcquireReply::Granted {
                         fence: None,
                         next: None,
@@ -276,14 +278,15 @@ fn answer_each(batch: Vec<Batchable>, answer: Result<Vec<i64>, NodeError>) {
                 } else {
                     AcquireReply::Taken {
                         index: 0,
-                        remaining: remaining_from_pttl(pair[1]),
+                        remaining: triple[1].as_int().and_then(remaining_from_pttl),
                         rank: None,
+                        holder: Holder::from_script(&triple[2]),
                     }
                 };
                 let _ = reply.send(Ok(answer));
             }
             Batchable::Release { reply, .. } => {
-                let _ = reply.send(Ok(u64::try_from(pair[0]).unwrap_or(0)));
+                let _ = reply.send(Ok(u64::from(done)));
             }
         }
     }

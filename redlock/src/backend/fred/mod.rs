@@ -24,6 +24,7 @@ use super::{
     QueueEntry, Released, ScriptValue, HEAD_CLAIM, RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
 };
 use crate::error::ConfigError;
+use crate::owner::Holder;
 use crate::quarantine::{self, DEFAULT_MAX_TTL, MARKER_KEY};
 use crate::queue::with_queue_keys;
 use batch::{acquire_one, Batcher};
@@ -554,6 +555,26 @@ impl Link {
 
 /// A `PTTL` answer as the holder's remaining time: -1 (no expiry) and -2
 /// (gone meanwhile) are unknown.
+/// acquire.lua's reply: `{1, fence, next}` or `{0, index, pttl, rank, holder}`.
+fn acquire_reply(reply: &ScriptValue) -> Option<AcquireReply> {
+    let int = |v: &ScriptValue| v.as_int();
+    match reply.as_array()? {
+        [granted, fence, next] if int(granted) == Some(1) => Some(AcquireReply::Granted {
+            fence: u64::try_from(int(fence)?).ok(),
+            next: u64::try_from(int(next)?).ok(),
+        }),
+        [refused, index, pttl, rank, holder] if int(refused) == Some(0) => {
+            Some(AcquireReply::Taken {
+                index: usize::try_from(int(index)? - 1).ok()?,
+                remaining: remaining_from_pttl(int(pttl)?),
+                rank: u64::try_from(int(rank)?).ok(),
+                holder: Holder::from_script(holder),
+            })
+        }
+        _ => None,
+    }
+}
+
 pub(super) fn remaining_from_pttl(pttl: i64) -> Option<Duration> {
     u64::try_from(pttl).ok().map(Duration::from_millis)
 }
@@ -718,18 +739,11 @@ impl Node for FredNode {
                 "0".to_owned(),
             ]),
         }
-        self.quorate_script::<Vec<i64>>(&ACQUIRE, &all_keys, args)
-            .map(|reply| match reply?.as_slice() {
-                [1, fence, next] => Ok(AcquireReply::Granted {
-                    fence: u64::try_from(*fence).ok(),
-                    next: u64::try_from(*next).ok(),
-                }),
-                [0, index, pttl, rank] => Ok(AcquireReply::Taken {
-                    index: usize::try_from(*index - 1).unwrap_or(0),
-                    remaining: remaining_from_pttl(*pttl),
-                    rank: u64::try_from(*rank).ok(),
-                }),
-                other => Err(NodeError(format!("unexpected acquire reply {other:?}"))),
+        self.quorate_script::<fred::types::Value>(&ACQUIRE, &all_keys, args)
+            .map(|reply| {
+                let reply = ScriptValue::from_fred(reply?).map_err(NodeError)?;
+                acquire_reply(&reply)
+                    .ok_or_else(|| NodeError(format!("unexpected acquire reply {reply:?}")))
             })
             .boxed()
     }
