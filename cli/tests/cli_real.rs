@@ -234,3 +234,30 @@ async fn list_shows_the_held_locks_and_watch_prints_acquisitions_and_releases() 
     );
     assert!(said.contains("jobs:w: released (announced)"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_unlock_work_on_a_pool_candidate_by_its_full_key() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let holder = quorate_redlock::Redlock::builder()
+        .urls(cluster.urls())
+        .owner("gpu-job-9")
+        .build()
+        .await
+        .expect("connect");
+    let pool = quorate_pool::Pool::new(&holder, "gpus").expect("pool");
+    let want = quorate_pool::Requirement::need(1, ["gpu-0"], |g| (*g).to_owned());
+    let _grant = pool
+        .acquire(vec![want], Duration::from_secs(30))
+        .await
+        .expect("grant");
+    let key = "quorate:pool:{gpus}:gpu-0";
+    let table = text(&quorate(&cluster, &["status", key]).stdout);
+    assert!(
+        table.contains(&format!("{key}: held by gpu-job-9 (host ")),
+        "{table}"
+    );
+    let freed = quorate(&cluster, &["unlock", "--force", key]);
+    assert_eq!(freed.status.code(), Some(0), "{}", text(&freed.stderr));
+    let after = pool.inspect("gpu-0").await.expect("inspect");
+    assert!(after.holder().is_none(), "{after}");
+}

@@ -65,6 +65,14 @@ pub enum RequestError {
     /// A rate-limit window of zero.
     #[error("the rate-limit window must be positive")]
     ZeroWindow,
+    /// A permit slot outside `0..permits`.
+    #[error("permit {slot} does not exist: the semaphore has permits 0..{permits}")]
+    NoSuchPermit {
+        /// The slot asked for.
+        slot: usize,
+        /// The semaphore's permits.
+        permits: usize,
+    },
 }
 
 /// Why a pool request, semaphore acquire or rate-limit grant failed.

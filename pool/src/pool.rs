@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{join_all, select_all};
-use quorate_redlock::{Error, LockGuard, LockOptions, Redlock, ReleaseOutcome};
+use quorate_redlock::{
+    Error, ForceUnlocked, Inspection, LockGuard, LockOptions, Redlock, ReleaseOutcome,
+};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -257,6 +259,44 @@ impl Pool {
             usage: self.usage.clone().map(|u| (u, held_tags)),
             granted_at: Instant::now(),
         })
+    }
+
+    /// Every node's view of candidate `key` (as given to a
+    /// [`Requirement`]): the client holding it, remaining ttl, queued
+    /// waiters, and the majority's view
+    /// ([`Redlock::inspect`](quorate_redlock::Redlock::inspect) on the
+    /// candidate's key).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: quorate_pool::Pool) -> Result<(), quorate_pool::PoolError> {
+    /// let seen = pool.inspect("gpu-3").await?;
+    /// println!("{seen}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn inspect(&self, key: &str) -> Result<Inspection, PoolError> {
+        Ok(self.redlock.inspect_key(&self.key(key)).await?)
+    }
+
+    /// Frees candidate `key` on every node whatever its holder, for a
+    /// holder known to be dead; waiters are woken
+    /// ([`Redlock::force_unlock`](quorate_redlock::Redlock::force_unlock)
+    /// on the candidate's key, counted with `primitive="pool"`). The
+    /// holder, if alive, is not told.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, some nodes may have deleted the key.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: quorate_pool::Pool) -> Result<(), quorate_pool::PoolError> {
+    /// let gone = pool.force_unlock("gpu-3").await?;
+    /// println!("deleted on {} nodes", gone.deleted);
+    /// # Ok(()) }
+    /// ```
+    pub async fn force_unlock(&self, key: &str) -> Result<ForceUnlocked, PoolError> {
+        Ok(self.redlock.force_unlock_key(&self.key(key)).await?)
     }
 
     pub(crate) fn key(&self, key: &str) -> String {

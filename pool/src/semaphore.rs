@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use quorate_redlock::{Error, LockOptions, Redlock, ReleaseOutcome};
+use quorate_redlock::{Error, ForceUnlocked, Inspection, LockOptions, Redlock, ReleaseOutcome};
 
 use crate::error::{PoolError, RequestError};
 use crate::pool::{validate_name, Pool, PoolGuard};
@@ -50,9 +50,48 @@ impl Semaphore {
     }
 
     fn slots(&self, k: usize) -> Vec<Requirement<usize>> {
-        vec![Requirement::need(k, 0..self.permits, |i| {
-            format!("permit:{i}")
-        })]
+        vec![Requirement::need(k, 0..self.permits, slot_key)]
+    }
+
+    /// Every permit's view on every node, in slot order: who holds each
+    /// ([`Inspection::holder`]), for how long. One read per permit.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    ///
+    /// ```no_run
+    /// # async fn demo(semaphore: quorate_pool::Semaphore) -> Result<(), quorate_pool::PoolError> {
+    /// for (slot, seen) in semaphore.inspect().await?.iter().enumerate() {
+    ///     println!("permit {slot}: {:?}", seen.holder());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn inspect(&self) -> Result<Vec<Inspection>, PoolError> {
+        let keys: Vec<String> = (0..self.permits).map(|slot| slot_key(&slot)).collect();
+        futures::future::try_join_all(keys.iter().map(|key| self.pool.inspect(key))).await
+    }
+
+    /// Frees permit `slot` (`0..permits`, as [`SemaphoreGuard::slots`]
+    /// names them) on every node whatever its holder, for a holder known
+    /// to be dead ([`Pool::force_unlock`]).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, some nodes may have deleted the key.
+    ///
+    /// ```no_run
+    /// # async fn demo(semaphore: quorate_pool::Semaphore) -> Result<(), quorate_pool::PoolError> {
+    /// semaphore.force_unlock(2).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn force_unlock(&self, slot: usize) -> Result<ForceUnlocked, PoolError> {
+        if slot >= self.permits {
+            return Err(RequestError::NoSuchPermit {
+                slot,
+                permits: self.permits,
+            }
+            .into());
+        }
+        self.pool.force_unlock(&slot_key(&slot)).await
     }
 
     /// Takes `k` permits for `ttl`, waiting up to the Redlock's default
@@ -174,4 +213,9 @@ impl SemaphoreGuard {
     pub async fn release(self) -> Result<ReleaseOutcome, PoolError> {
         self.inner.release().await
     }
+}
+
+/// Permit `slot`'s candidate key in the semaphore's pool.
+fn slot_key(slot: &usize) -> String {
+    format!("permit:{slot}")
 }

@@ -630,15 +630,20 @@ async fn assert_pool_keys_vanish(backend: &Backend, kept: impl Fn(&str) -> bool)
     }
 }
 
+/// A client of `cluster` whose description carries `label`.
+async fn labelled(cluster: &Cluster, label: &str) -> Redlock {
+    Redlock::builder()
+        .urls(cluster.urls())
+        .owner(label)
+        .build()
+        .await
+        .expect("connect")
+}
+
 #[tokio::test]
 async fn a_refused_request_names_the_client_holding_the_candidates() {
     let cluster = Cluster::start(5).await.expect("cluster");
-    let holder = Redlock::builder()
-        .urls(cluster.urls())
-        .owner("rig-owner")
-        .build()
-        .await
-        .expect("holder");
+    let holder = labelled(&cluster, "rig-owner").await;
     let other = Redlock::connect(cluster.urls()).await.expect("other");
     let want = || Requirement::need(2, devices(2), |d| d.id.clone());
     let _grant = Pool::new(&holder, "rig")
@@ -664,6 +669,59 @@ async fn a_refused_request_names_the_client_holding_the_candidates() {
             .contains(&format!("by client {}", named.client)),
         "{refused}"
     );
+}
+
+#[tokio::test]
+async fn inspect_and_force_unlock_of_pool_candidates_and_semaphore_permits() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let holder = labelled(&cluster, "encoder-1").await;
+    let operator = Redlock::connect(cluster.urls()).await.expect("operator");
+    let ttl = Duration::from_secs(30);
+
+    let pool = Pool::new(&holder, "rig").expect("pool");
+    let want = Requirement::need(1, devices(2), |d| d.id.clone()).order(CandidateOrder::AsGiven);
+    let _grant = pool.acquire(vec![want], ttl).await.expect("grant");
+    let seen = Pool::new(&operator, "rig").expect("pool");
+    let held = seen.inspect("dev-0").await.expect("inspect");
+    assert_eq!(
+        held.holder().map(|h| h.client.clone()),
+        Some(holder.owner().client_id())
+    );
+    assert!(held.remaining().is_some_and(|r| r <= ttl));
+    assert!(seen
+        .inspect("dev-1")
+        .await
+        .expect("inspect")
+        .holder()
+        .is_none());
+    let gone = seen.force_unlock("dev-0").await.expect("force");
+    assert_eq!(gone.deleted, 5);
+    assert!(seen
+        .inspect("dev-0")
+        .await
+        .expect("inspect")
+        .holder()
+        .is_none());
+
+    let semaphore = Semaphore::new(&holder, "encoders", 3).expect("semaphore");
+    let permit = semaphore.acquire(1, ttl).await.expect("permit");
+    let slot = permit.slots()[0];
+    let watched = Semaphore::new(&operator, "encoders", 3).expect("semaphore");
+    let views = watched.inspect().await.expect("inspect");
+    assert_eq!(views.len(), 3);
+    for (i, view) in views.iter().enumerate() {
+        assert_eq!(view.holder().is_some(), i == slot, "permit {i}: {view}");
+    }
+    assert!(matches!(
+        watched.force_unlock(3).await,
+        Err(PoolError::InvalidRequest(RequestError::NoSuchPermit {
+            slot: 3,
+            permits: 3
+        }))
+    ));
+    assert_eq!(watched.force_unlock(slot).await.expect("force").deleted, 5);
+    let views = watched.inspect().await.expect("inspect");
+    assert!(views.iter().all(|v| v.holder().is_none()));
 }
 
 #[tokio::test]

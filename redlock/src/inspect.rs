@@ -200,19 +200,45 @@ impl Redlock {
     /// # Ok(()) }
     /// ```
     pub async fn inspect(&self, resource: &str) -> Result<Inspection, Error> {
-        Ok(self.inspect_with_tokens(resource).await?.0)
+        self.inspect_key(&self.resource_key(resource)?).await
     }
 
-    /// The inspection and, per node, the holder's whole token (kept
-    /// inside the crate: it is what a release needs).
-    async fn inspect_with_tokens(
-        &self,
-        resource: &str,
-    ) -> Result<(Inspection, Vec<Option<String>>), Error> {
+    /// [`inspect`](Self::inspect) of a key by its full name on the nodes,
+    /// without this client's namespace: how quorate-pool, quorate-tree
+    /// and quorate-spinlock inspect their own keys (their `inspect`
+    /// methods name the key).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// let seen = redlock.inspect_key("quorate:spin:lock:s:nightly").await?;
+    /// println!("{seen}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn inspect_key(&self, key: &str) -> Result<Inspection, Error> {
+        Ok(self.inspect_with_tokens(key).await?.0)
+    }
+
+    /// `resource`'s lock key; an empty resource is an error.
+    fn resource_key(&self, resource: &str) -> Result<String, Error> {
         if resource.is_empty() {
             return Err(ConfigError::EmptyResource(0).into());
         }
-        let key = self.lock_key(resource);
+        Ok(self.lock_key(resource))
+    }
+
+    /// The inspection of `key` and, per node, the holder's whole token
+    /// (kept inside the crate: it is what a release needs).
+    async fn inspect_with_tokens(
+        &self,
+        key: &str,
+    ) -> Result<(Inspection, Vec<Option<String>>), Error> {
+        if key.is_empty() {
+            return Err(ConfigError::EmptyResource(0).into());
+        }
+        let key = key.to_owned();
         let (queue, _) = queue_keys(&key);
         let keys = vec![key.clone(), fence_key(&key), queue];
         let nodes = self.nodes();
@@ -260,7 +286,24 @@ impl Redlock {
     /// # Ok(()) }
     /// ```
     pub async fn force_unlock(&self, resource: &str) -> Result<ForceUnlocked, Error> {
-        let (before, tokens) = self.inspect_with_tokens(resource).await?;
+        self.force_unlock_key(&self.resource_key(resource)?).await
+    }
+
+    /// [`force_unlock`](Self::force_unlock) of a key by its full name on
+    /// the nodes, without this client's namespace (as
+    /// [`inspect_key`](Self::inspect_key)).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, some nodes may have deleted the key.
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// let gone = redlock.force_unlock_key("quorate:spin:lock:s:nightly").await?;
+    /// println!("deleted on {} nodes", gone.deleted);
+    /// # Ok(()) }
+    /// ```
+    pub async fn force_unlock_key(&self, key: &str) -> Result<ForceUnlocked, Error> {
+        let (before, tokens) = self.inspect_with_tokens(key).await?;
         let key = [before.key.clone()];
         let announce = self.inner.notifier.id().to_owned();
         let timeout = self.defaults().effective_node_timeout();

@@ -8,7 +8,9 @@ use std::time::Duration;
 use quorate_redlock::raw::quorum::{self, Decide, Reply};
 use quorate_redlock::raw::random_pause;
 use quorate_redlock::raw::{MemoryStore, NodeScript, ReleaseWatch, ScriptValue};
-use quorate_redlock::{Error, LockGuard, NodeOutcome, NodeReport, Outcomes, Redlock};
+use quorate_redlock::{
+    Error, ForceUnlocked, Inspection, LockGuard, NodeOutcome, NodeReport, Outcomes, Redlock,
+};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -116,7 +118,8 @@ impl Spinlock {
         &self.options
     }
 
-    /// The lock key of `key` on the nodes.
+    /// The lock key of `key`; on the nodes, the Redlock's namespace (if
+    /// any) goes before it.
     pub fn lock_key(&self, key: impl Into<SpinKey>) -> String {
         self.scheme.lock_key(&key.into())
     }
@@ -214,7 +217,43 @@ impl Spinlock {
         self.locked_key(&lock_key).await
     }
 
+    /// Every node's view of `key`'s lock: the client holding it, its
+    /// remaining hold time, and the majority's view ([`Redlock::inspect`]
+    /// on the lock key).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    ///
+    /// ```no_run
+    /// # async fn demo(spin: quorate_spinlock::Spinlock) -> Result<(), quorate_spinlock::SpinError> {
+    /// println!("{}", spin.inspect("invoice:42").await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn inspect(&self, key: impl Into<SpinKey>) -> Result<Inspection, SpinError> {
+        Ok(self.redlock.inspect(&self.lock_key(key)).await?)
+    }
+
+    /// Frees `key`'s lock on every node whatever its holder, for a holder
+    /// known to be dead ([`Redlock::force_unlock`] on the lock key;
+    /// waiting tries are woken). The holder, if alive, is not told. A
+    /// stored result is left alone.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, some nodes may have deleted the key.
+    ///
+    /// ```no_run
+    /// # async fn demo(spin: quorate_spinlock::Spinlock) -> Result<(), quorate_spinlock::SpinError> {
+    /// let gone = spin.force_unlock("invoice:42").await?;
+    /// println!("deleted on {} nodes", gone.deleted);
+    /// # Ok(()) }
+    /// ```
+    pub async fn force_unlock(&self, key: impl Into<SpinKey>) -> Result<ForceUnlocked, SpinError> {
+        Ok(self.redlock.force_unlock(&self.lock_key(key)).await?)
+    }
+
     pub(crate) async fn locked_key(&self, lock_key: &str) -> Result<bool, SpinError> {
+        // where lock_with put it: after the namespace
+        let lock_key = &self.redlock.lock_key(lock_key);
         // Every node's answer (each bounded by the node timeout, a stalled
         // one only briefly once a majority answered), not just the first
         // majority's: "held", "free" and "cannot tell" need them all.
@@ -242,7 +281,7 @@ impl Spinlock {
                             .as_int()
                             .and_then(|t| u64::try_from(t).ok())
                             .map(Duration::from_millis),
-                        // `locked` answers yes or no; `Spinlock::inspect` names holders
+                        // `locked` answers yes or no; `inspect` names holders
                         holder: None,
                     }
                 }

@@ -824,3 +824,42 @@ async fn in_memory_locked_and_fail_if_held_agree_with_the_servers() {
     assert!(spin.locked("printer").await.expect("locked"));
     drop(guard);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_names_the_holder_and_force_unlock_frees_a_namespaced_key() {
+    let cluster = cluster().await;
+    let namespaced = |label: &'static str| {
+        Redlock::builder()
+            .urls(cluster.urls())
+            .namespace("app1:")
+            .owner(label)
+            .build()
+    };
+    let holder = namespaced("nightly-holder").await.expect("connect");
+    let other = namespaced("other").await.expect("connect");
+    let hold = SpinOptions::new().max_hold(Expiry::After(ms(30_000)));
+    let held = Spinlock::new(&holder, hold.clone()).expect("options");
+    let _guard = held.acquire("nightly").await.expect("acquire");
+    let theirs = Spinlock::new(&other, hold.fail_if_held(true)).expect("options");
+    // the namespace is where the lock is, for every call
+    assert!(theirs.locked("nightly").await.expect("locked"));
+    let seen = theirs.inspect("nightly").await.expect("inspect");
+    assert_eq!(seen.key, format!("app1:{}", theirs.lock_key("nightly")));
+    let named = seen.holder().expect("held on a majority");
+    assert_eq!(named.client, holder.owner().client_id());
+    assert!(seen.to_string().contains("nightly-holder (host "), "{seen}");
+    assert!(matches!(
+        theirs.try_acquire("nightly").await,
+        Err(SpinError::Held { .. })
+    ));
+
+    let gone = theirs.force_unlock("nightly").await.expect("force");
+    assert_eq!(gone.deleted, 5);
+    assert_eq!(gone.before.holder(), Some(named));
+    assert!(!theirs.locked("nightly").await.expect("locked"));
+    let mine = theirs
+        .try_acquire("nightly")
+        .await
+        .expect("free after the force");
+    mine.release().await.expect("release");
+}

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::{Error, Lease, Redlock};
+use quorate_redlock::{Error, ForceUnlocked, Inspection, Lease, Redlock};
 
 use quorate_redlock::raw::{retry, Retry, WaitPolicy};
 use tokio::time::Instant;
@@ -321,6 +321,49 @@ impl TreeLock {
                 Ok(output)
             }
         }
+    }
+
+    /// Every server's view of the lock on node `path` itself (not its
+    /// ancestors or descendants: [`conflict`](Self::conflict) answers
+    /// "what blocks it"): the client holding it, its remaining ttl, and
+    /// the majority's view ([`Redlock::inspect`] on the node's lock key).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    ///
+    /// ```no_run
+    /// # async fn demo(tree: quorate_tree::TreeLock) -> Result<(), quorate_tree::TreeError> {
+    /// println!("{}", tree.inspect(["dc1", "rack4"]).await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn inspect(&self, path: impl IntoTreePath) -> Result<Inspection, TreeError> {
+        let key = self.node_key(path)?;
+        Ok(self.inner.redlock.inspect_key(&key).await?)
+    }
+
+    /// Frees node `path` on every server whatever its holder, for a holder
+    /// known to be dead ([`Redlock::force_unlock`] on the node's lock key;
+    /// its entries in the ancestors' indexes lapse with the key, and
+    /// waiters are woken). The holder, if alive, is not told.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, some servers may have deleted the key.
+    ///
+    /// ```no_run
+    /// # async fn demo(tree: quorate_tree::TreeLock) -> Result<(), quorate_tree::TreeError> {
+    /// let gone = tree.force_unlock(["dc1", "rack4"]).await?;
+    /// println!("deleted on {} servers", gone.deleted);
+    /// # Ok(()) }
+    /// ```
+    pub async fn force_unlock(&self, path: impl IntoTreePath) -> Result<ForceUnlocked, TreeError> {
+        let key = self.node_key(path)?;
+        Ok(self.inner.redlock.force_unlock_key(&key).await?)
+    }
+
+    /// The lock key of the node at `path`.
+    fn node_key(&self, path: impl IntoTreePath) -> Result<String, TreeError> {
+        let path = path.into_tree_path()?;
+        Ok(self.inner.keys.for_path(&path).lock().to_owned())
     }
 
     /// What would block a lock of `path` now, without locking anything:

@@ -883,3 +883,39 @@ async fn a_node_lock_forgotten_by_a_majority_is_not_granted_again_while_it_is_va
     );
     drop((guard, second));
 }
+
+#[tokio::test]
+async fn inspect_names_a_node_holder_and_force_unlock_frees_the_node() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let tree = tree(&cluster, "ops").await;
+    let _rack = tree.lock(["dc1", "rack4"], TTL).await.expect("lock");
+    let seen = tree.inspect(["dc1", "rack4"]).await.expect("inspect");
+    let holder = seen.holder().expect("held on a majority").clone();
+    assert!(
+        holder
+            .owner
+            .as_deref()
+            .is_some_and(|d| d.contains(&format!("pid {}", std::process::id()))),
+        "{seen}"
+    );
+    // only the node itself: its parent is not locked
+    assert!(tree
+        .inspect(["dc1"])
+        .await
+        .expect("inspect")
+        .holder()
+        .is_none());
+    let other = TreeLock::new(&redlock(&cluster).await, "ops").expect("tree");
+    let (conflict, _) = refused(other.try_lock(["dc1"], TTL).await);
+    assert_eq!(conflict.holder.map(|h| h.client), Some(holder.client));
+
+    let gone = other.force_unlock(["dc1", "rack4"]).await.expect("force");
+    assert_eq!(gone.deleted, 5);
+    // the ancestors' index entries lapsed with the key
+    let parent = other.try_lock(["dc1"], TTL).await.expect("dc1 is free now");
+    parent.release().await.expect("release");
+    assert!(matches!(
+        other.inspect(Vec::<String>::new()).await,
+        Err(TreeError::InvalidPath(_))
+    ));
+}
