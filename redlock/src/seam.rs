@@ -5,7 +5,7 @@
 //!
 //! See ARCHITECTURE.md, "The seam for primitives", for how this fits the whole.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::announcements::Watch;
@@ -114,14 +114,20 @@ impl Redlock {
     }
 
     /// Keeps this client's description on the nodes: refreshed every
-    /// few hours by a task that ends with the client (none outside a
-    /// runtime). With `register_now`, the first registration is also that
+    /// few hours by a task that ends with the client and every clone of
+    /// it ([`with_metric_label`](Self::with_metric_label)); none outside a
+    /// runtime. With `register_now`, the first registration is also that
     /// task's.
     pub(crate) fn keep_owner_registered(&self, register_now: bool) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let state = Arc::downgrade(&self.inner);
+        // Weak references to what every clone of this client shares (the
+        // pool's, the tree's…): the refresh lasts while any clone lives,
+        // not just this one, and keeps no connection open by itself.
+        let owner = Arc::downgrade(&self.inner.owner);
+        let nodes: Vec<Weak<dyn Node>> = self.inner.nodes.iter().map(Arc::downgrade).collect();
+        let timeout = self.inner.defaults.effective_node_timeout();
         handle.spawn(async move {
             let mut wait = if register_now {
                 Duration::ZERO
@@ -130,10 +136,11 @@ impl Redlock {
             };
             loop {
                 tokio::time::sleep(wait).await;
-                let Some(state) = state.upgrade() else { return };
-                let timeout = state.defaults.effective_node_timeout();
-                let sent = crate::quorum::Decide::Sent;
-                state.owner.register(&state.nodes, timeout, sent).await;
+                let Some(owner) = owner.upgrade() else { return };
+                let nodes: Vec<Arc<dyn Node>> = nodes.iter().filter_map(Weak::upgrade).collect();
+                owner
+                    .register(&nodes, timeout, crate::quorum::Decide::Sent)
+                    .await;
                 wait = crate::owner::OWNER_REFRESH;
             }
         });

@@ -1100,3 +1100,26 @@ async fn a_dropped_guard_passes_to_the_next_call_then_flushes() {
     drop(third);
     assert_eq!(redlock.flush_released().await, 0);
 }
+
+/// The description's lifetime on the nodes without a refresh (7 days) and
+/// the refresh period (6 h), as `owner.rs` sets them.
+const OWNER_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[tokio::test(start_paused = true)]
+async fn a_clone_keeps_the_description_fresh_after_the_original_client_is_dropped() {
+    let memory = MemoryNode::cluster(3);
+    let original = redlock(&memory);
+    let pool_side = original.with_metric_label("pool");
+    let client = original.owner().client_id();
+    drop(original);
+    // longer than the description lives unrefreshed
+    tokio::time::sleep(OWNER_TTL + Duration::from_secs(24 * 3600)).await;
+    let _guard = pool_side.lock("job", TTL).await.expect("lock");
+    let seen = pool_side.inspect("job").await.expect("inspect");
+    let holder = seen.holder().expect("held");
+    assert_eq!(holder.client, client);
+    assert!(
+        holder.owner.is_some(),
+        "the description expired: nobody refreshed it ({seen})"
+    );
+}
