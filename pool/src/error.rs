@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use quorate_redlock::{ConfigError, Outcomes};
+use quorate_redlock::{ConfigError, Holder, Outcomes};
 
 /// A request that cannot be made, whatever the servers say.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +115,17 @@ pub enum PoolError {
 }
 
 impl PoolError {
+    /// Who holds what was in the way, for [`Unavailable`](Self::Unavailable):
+    /// the client most nodes named for the first candidate each found
+    /// taken ([`Outcomes::holder`]).
+    pub fn holder(&self) -> Option<&Holder> {
+        match self {
+            PoolError::Unavailable { outcomes, .. } => outcomes.holder(),
+            PoolError::Lock(error) => error.holder(),
+            _ => None,
+        }
+    }
+
     /// How long to wait before a retry can succeed, when known: the
     /// [`Unavailable`](Self::Unavailable) `retry_after`.
     pub fn retry_after(&self) -> Option<Duration> {

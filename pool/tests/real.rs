@@ -661,6 +661,7 @@ async fn a_refused_request_names_the_client_holding_the_candidates() {
         other => panic!("expected Unavailable, got {other}"),
     };
     let named = outcomes.holder().expect("a holder");
+    assert_eq!(refused.holder(), Some(named));
     assert_eq!(named.client, holder.owner().client_id());
     assert_eq!(named.owner, Some(holder.owner().to_string()));
     assert!(
