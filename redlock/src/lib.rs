@@ -63,6 +63,7 @@ mod seam;
 #[cfg(feature = "memory")]
 mod twin_check;
 mod undo;
+mod verdict;
 mod wait;
 mod watchdog;
 
@@ -106,6 +107,7 @@ pub mod raw {
     /// soon as the answer is known.
     pub mod quorum {
         pub use crate::quorum::{majority, round, Decide, Reply, Round, MAX_ROUNDS_IN_FLIGHT};
+        pub use crate::verdict::{verdict, Answer, Verdict};
     }
 }
 

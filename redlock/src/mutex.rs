@@ -408,16 +408,8 @@ impl Redlock {
         S: Into<String>,
     {
         let called = Instant::now();
-        let primitive = self.inner.primitive;
         let result = self.lock_inner(resources, options, called).await;
-        let outcome = match &result {
-            Ok(_) => "granted",
-            Err(Error::Taken { .. }) => "taken",
-            Err(Error::NoQuorum { .. }) => "no_quorum",
-            Err(Error::Expired) => "expired",
-            Err(_) => "invalid",
-        };
-        metrics::acquire_done(primitive, outcome, called.elapsed());
+        self.count_acquire(&result, called.elapsed());
         result
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::announcements::Watch;
 use crate::backend::{Node, NodeScript, ScriptValue};
+use crate::error::Error;
 use crate::guard::LockGuard;
 use crate::lease::Lease;
 use crate::mutex::Redlock;
@@ -106,6 +107,26 @@ impl Redlock {
     /// change in minor versions.
     pub fn fresh_token(&self) -> crate::Token {
         crate::Token::for_client(self.inner.owner.client())
+    }
+
+    /// Counts one acquisition round of a primitive in
+    /// `quorate_acquire_rounds_total`, with this client's `primitive` label.
+    ///
+    /// Part of the seam for primitive authors (see [`raw`](crate::raw)): may
+    /// change in minor versions.
+    pub fn count_round(&self) {
+        crate::metrics::acquire_round(self.inner.primitive);
+    }
+
+    /// Counts a primitive's finished lock call in `quorate_acquire_total`
+    /// and `quorate_acquire_wait_seconds` by outcome (`granted`, `taken`,
+    /// `no_quorum`, `expired`, `invalid`, as the mutex's), with this
+    /// client's `primitive` label.
+    ///
+    /// Part of the seam for primitive authors (see [`raw`](crate::raw)): may
+    /// change in minor versions.
+    pub fn count_acquire<T>(&self, result: &Result<T, Error>, waited: Duration) {
+        crate::metrics::acquire_done(self.inner.primitive, outcome_of(result), waited);
     }
 
     /// Who this client is, as recorded on the nodes.
@@ -208,5 +229,16 @@ impl ReleaseWatch {
     /// Cancel safe: an announcement not yet seen stays pending.
     pub async fn released(&mut self) -> bool {
         self.0.released().await
+    }
+}
+
+/// A lock call's outcome label.
+fn outcome_of<T>(result: &Result<T, Error>) -> &'static str {
+    match result {
+        Ok(_) => "granted",
+        Err(Error::Taken { .. }) => "taken",
+        Err(Error::NoQuorum { .. }) => "no_quorum",
+        Err(Error::Expired) => "expired",
+        Err(_) => "invalid",
     }
 }

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use quorate_redlock::raw::quorum::{Reply, Round};
+use quorate_redlock::raw::quorum::{self, Answer, Round, Verdict};
 use quorate_redlock::raw::{MemoryStore, NodeScript, ScriptValue, UndoGuard};
-use quorate_redlock::{Error, Holder, Lease, LockGuard, NodeOutcome, Outcomes, Redlock};
+use quorate_redlock::{Error, Holder, Lease, LockGuard, NodeOutcome, Redlock};
 use tokio::time::Instant;
 
 use crate::error::{Conflict, Relation, TreeError};
@@ -132,20 +132,9 @@ pub(crate) enum Mode {
     Check,
 }
 
-/// One node's answer.
-#[derive(Debug)]
-enum Answer {
-    /// Locked (or, when checking, free).
-    Free,
-    /// Refused: this lock is in the way.
-    Blocked(Conflict),
-    /// A reply the script never gives (another script under our keys?).
-    Unexpected(String),
-}
-
-fn parse(value: &ScriptValue) -> Answer {
+fn parse(value: &ScriptValue) -> Answer<Conflict> {
     if value.as_int() == Some(1) {
-        return Answer::Free;
+        return Answer::Granted;
     }
     let parsed = match value.as_array() {
         Some(
@@ -168,21 +157,6 @@ fn parse(value: &ScriptValue) -> Answer {
         Some(conflict) => Answer::Blocked(conflict),
         None => Answer::Unexpected(format!("unexpected tree script reply {value:?}")),
     }
-}
-
-/// What the round's answers say when no majority answered "free".
-pub(crate) enum Verdict {
-    /// A majority answered "free" (checked or locked).
-    Free,
-    /// Refused by locks in the way.
-    Blocked {
-        /// The first conflict reported.
-        conflict: Conflict,
-        /// Every node's answer.
-        outcomes: Outcomes,
-    },
-    /// Too many nodes failed to decide anything.
-    NoQuorum(Error),
 }
 
 /// Runs the script once on every node, decided at a majority.
@@ -212,52 +186,18 @@ pub(crate) async fn round(
             keys.all(),
             args,
             lock.effective_node_timeout(),
-            |v| matches!(parse(v), Answer::Free),
+            |v| matches!(parse(v), Answer::Granted),
         )
         .await
 }
 
 /// Reads a decided round: free on a majority, blocked, or no quorum.
-/// Blocked only while the failed nodes alone could not have sunk the round
-/// (as quorate-redlock tells `Taken` from `NoQuorum`).
-pub(crate) fn verdict(redlock: &Redlock, round: &Round<ScriptValue>) -> Verdict {
-    let (n, quorum) = (redlock.nodes().len(), redlock.quorum());
-    if round.successes >= quorum {
-        return Verdict::Free;
-    }
-    let outcomes = round.outcomes(redlock.nodes(), |v| match parse(v) {
-        Answer::Free => NodeOutcome::Granted,
-        Answer::Blocked(c) => NodeOutcome::Taken {
-            resource: format!("{} {}", c.relation.as_str(), c.path),
-            remaining: c.remaining,
-            holder: c.holder,
-        },
-        Answer::Unexpected(e) => NodeOutcome::Error(e),
-    });
-    let mut first = None;
-    let mut failed = 0;
-    for reply in &round.replies {
-        match reply {
-            Reply::Answered(v) => match parse(v) {
-                Answer::Blocked(c) => {
-                    first.get_or_insert(c);
-                }
-                Answer::Unexpected(_) => failed += 1,
-                Answer::Free => {}
-            },
-            Reply::Failed(_) | Reply::TimedOut => failed += 1,
-            Reply::Pending => {}
-        }
-    }
-    match first {
-        Some(conflict) if failed <= n - quorum => Verdict::Blocked { conflict, outcomes },
-        _ => Verdict::NoQuorum(Error::NoQuorum {
-            granted: round.successes,
-            nodes: n,
-            quorum,
-            outcomes,
-        }),
-    }
+pub(crate) fn verdict(redlock: &Redlock, round: &Round<ScriptValue>) -> Verdict<Conflict> {
+    quorum::verdict(redlock, round, parse, |c| NodeOutcome::Taken {
+        resource: format!("{} {}", c.relation.as_str(), c.path),
+        remaining: c.remaining,
+        holder: c.holder.clone(),
+    })
 }
 
 /// One acquisition round: a guard when a majority locked the node in time,
@@ -289,7 +229,7 @@ pub(crate) async fn attempt(
     let started = Instant::now();
     let round = round(redlock, keys, lock_prefix, Mode::Lock, &hex, options).await;
     let error = match verdict(redlock, &round) {
-        Verdict::Free => {
+        Verdict::Granted => {
             let lease = Lease::new(token, lock.get_ttl(), started, lock.get_drift_factor());
             if lease.is_valid() {
                 undo.disarm();
@@ -297,9 +237,9 @@ pub(crate) async fn attempt(
             }
             TreeError::Lock(Error::Expired)
         }
-        Verdict::Blocked { conflict, outcomes } => TreeError::Conflict {
+        Verdict::Blocked { first, outcomes } => TreeError::Conflict {
             path: path.clone(),
-            conflict: Box::new(conflict),
+            conflict: Box::new(first),
             outcomes,
         },
         Verdict::NoQuorum(error) => TreeError::Lock(error),
@@ -318,7 +258,7 @@ mod tests {
 
     #[test]
     fn replies_are_parsed() {
-        assert!(matches!(parse(&ScriptValue::Int(1)), Answer::Free));
+        assert!(matches!(parse(&ScriptValue::Int(1)), Answer::Granted));
         let reply = ScriptValue::Array(vec![
             bytes("descendant"),
             bytes("A/B%2FC"),

@@ -10,13 +10,14 @@ use quorate_redlock::raw::{retry, Retry, WaitPolicy};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::acquire::{self, Mode, Verdict};
+use crate::acquire::{self, Mode};
 use crate::error::{Conflict, TreeError};
 use crate::guard::TreeGuard;
 use crate::keys::{TreeKeys, MAX_TREE_NAME_LEN};
 use crate::metrics;
 use crate::options::TreeLockOptions;
 use crate::path::{IntoTreePath, PathError, TreePath};
+use quorate_redlock::raw::quorum::Verdict;
 
 /// Locks on the nodes of one named tree, over a quorum of Redis servers.
 ///
@@ -397,8 +398,8 @@ impl TreeLock {
         )
         .await;
         match acquire::verdict(redlock, &round) {
-            Verdict::Free => Ok(None),
-            Verdict::Blocked { conflict, .. } => Ok(Some(conflict)),
+            Verdict::Granted => Ok(None),
+            Verdict::Blocked { first, .. } => Ok(Some(first)),
             Verdict::NoQuorum(error) => Err(TreeError::Lock(error)),
         }
     }

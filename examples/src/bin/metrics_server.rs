@@ -18,6 +18,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use quorate_pool::{Pool, RateLimit, Requirement, Semaphore};
 use quorate_redlock::{LockOptions, Redlock};
+use quorate_rwlock::RwLock;
 use quorate_spinlock::{SpinOptions, Spinlock};
 use quorate_tree::TreeLock;
 use tokio::time::Instant;
@@ -107,6 +108,13 @@ async fn workload(redlock: &Redlock, round: u64) -> Result<(), Box<dyn Error>> {
     let node = tree.lock(["dc1", "rack4"], ttl).await?;
     let _ = tree.try_lock(["dc1"], ttl).await;
     node.release().await?;
+    // read-write lock: two readers, a refused writer, then the writer
+    let table = RwLock::new(redlock, "metrics-table")?;
+    let (a, b) = (table.read(ttl).await?, table.read(ttl).await?);
+    let _ = table.try_write(ttl).await;
+    a.release().await?;
+    b.release().await?;
+    table.write(ttl).await?.release().await?;
     // spinlock single-flight: computed every 20th round, stored in between
     let spin = Spinlock::new(redlock, SpinOptions::new())?;
     let key = format!("metrics-report-{}", round / 20);
