@@ -14,6 +14,7 @@ use crate::options::LockOptions;
 use crate::owner::Owner;
 use crate::queue::Tickets;
 use crate::quorum::{self, Decide, Round};
+use crate::reentry::TaskHolds;
 use crate::watchdog::Watchdog;
 
 pub(crate) struct ClientState {
@@ -35,6 +36,8 @@ pub(crate) struct ClientState {
     pub namespace: String,
     /// Who this client is (its id starts every token it hands out).
     pub owner: Arc<Owner>,
+    /// The locks this client's tasks hold, for reentrancy detection.
+    pub task_holds: Arc<TaskHolds>,
 }
 
 impl ClientState {

@@ -282,6 +282,19 @@ pub enum Error {
         /// Every node's answer in the last round.
         outcomes: Outcomes,
     },
+    /// The calling task already holds `resource` through a guard it
+    /// acquired from this client: quorate's locks are not reentrant, and
+    /// waiting would only wait for itself (see
+    /// [`LockOptions::reentry_check`](crate::LockOptions::reentry_check)).
+    /// Nothing was sent.
+    #[error(
+        "`{resource}` is already held by a guard this task acquired: quorate locks are not \
+         reentrant (release the guard first, or pass it on instead of locking again)"
+    )]
+    Reentrant {
+        /// The resource held.
+        resource: String,
+    },
     /// The lease ran out: on extend, before the call; on acquire, the round
     /// took so long that the grant had no validity left (and was undone).
     #[error("the lease expired")]
@@ -329,7 +342,7 @@ impl Error {
             Error::Taken { outcomes, .. }
             | Error::NoQuorum { outcomes, .. }
             | Error::Lost { outcomes } => Some(outcomes),
-            Error::InvalidConfig(_) | Error::Expired => None,
+            Error::InvalidConfig(_) | Error::Reentrant { .. } | Error::Expired => None,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::metrics;
 use crate::mutex::Redlock;
 use crate::options::{validate_ttl, LockOptions};
 use crate::quorum::{self, Decide, Reply};
+use crate::reentry::{TaskHold, TaskHolds};
 use crate::watchdog::{LeaseCell, LeaseState, Watched};
 
 /// Most grants of one lock in a row inside one process (one from the
@@ -73,6 +74,9 @@ pub struct LockGuard {
     local_passes: u32,
     /// `fair(true)`: never passed over an earlier waiter of another process.
     fair: bool,
+    /// The record of the task whose lock call returned this guard
+    /// (reentrancy detection); ends with the guard.
+    task_hold: Option<TaskHold>,
 
     acquired: Instant,
     released: bool,
@@ -102,9 +106,15 @@ impl LockGuard {
             next_waiter,
             local_passes: 0,
             fair: options.get_fair(),
+            task_hold: None,
             acquired: Instant::now(),
             released: false,
         }
+    }
+
+    /// Records the current task as this lock's holder until the guard ends.
+    pub(crate) fn record_task(&mut self, holds: &Arc<TaskHolds>) {
+        self.task_hold = Some(holds.record(&self.keys));
     }
 
     /// The watchdog's id for the lease in `cell`, if `options` auto-extend.
@@ -237,6 +247,8 @@ impl LockGuard {
             next_waiter: self.next_waiter,
             local_passes: self.local_passes + 1,
             fair: self.fair,
+            // the receiving call records its own task
+            task_hold: None,
             acquired: Instant::now(),
             released: false,
         }

@@ -59,6 +59,7 @@ mod pause;
 mod quarantine;
 mod queue;
 mod quorum;
+mod reentry;
 mod seam;
 #[cfg(feature = "memory")]
 mod twin_check;

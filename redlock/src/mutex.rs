@@ -119,6 +119,7 @@ impl Redlock {
                 local: Arc::clone(&self.inner.local),
                 // its own: a guard hands over only to waiters of its own kind
                 handoffs: Arc::default(),
+                task_holds: Arc::default(),
                 tickets: Arc::clone(&self.inner.tickets),
                 watchdog: Watchdog::new(self.inner.nodes.clone(), self.inner.quorum, primitive),
                 max_ttl: self.inner.max_ttl,
@@ -165,6 +166,7 @@ impl Redlock {
                 notifier,
                 local: Arc::default(),
                 handoffs: Arc::default(),
+                task_holds: Arc::default(),
                 watchdog: Watchdog::new(nodes.clone(), quorum, primitive),
                 nodes,
                 quorum,
@@ -410,7 +412,10 @@ impl Redlock {
         let called = Instant::now();
         let result = self.lock_inner(resources, options, called).await;
         self.count_acquire(&result, called.elapsed());
-        result
+        result.map(|mut guard| {
+            guard.record_task(&self.inner.task_holds);
+            guard
+        })
     }
 
     async fn lock_inner<I, S>(
@@ -427,6 +432,11 @@ impl Redlock {
         self.check_ttl(options.get_ttl())?;
         let keys = validate_resources(resources)?;
         let keys = self.namespaced(keys);
+        if options.get_reentry_check() {
+            if let Some(resource) = self.inner.task_holds.held_by_this_task(&keys) {
+                return Err(Error::Reentrant { resource });
+            }
+        }
         let policy = WaitPolicy::new(options, called);
         let deadline = policy.deadline();
         let span = tracing::debug_span!("quorate.acquire", resource = %keys.join(","), attempt = tracing::field::Empty);

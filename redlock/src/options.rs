@@ -41,6 +41,7 @@ pub struct LockOptions {
     local_handoff: bool,
     fair: bool,
     waiter_ttl: Duration,
+    reentry_check: bool,
 }
 
 impl Default for LockOptions {
@@ -58,6 +59,7 @@ impl Default for LockOptions {
             local_handoff: true,
             fair: false,
             waiter_ttl: Duration::from_secs(1),
+            reentry_check: true,
         }
     }
 }
@@ -197,6 +199,23 @@ impl LockOptions {
     pub fn waiter_ttl(mut self, ttl: Duration) -> Self {
         self.waiter_ttl = ttl;
         self
+    }
+
+    /// Fail a lock call at once with [`Error::Reentrant`](crate::Error::Reentrant)
+    /// when the calling tokio task already holds one of its resources
+    /// through a guard it acquired from this client (the call would
+    /// otherwise wait for itself until its acquire timeout). Turn it off
+    /// when a task hands its guard to another task and then asks for the
+    /// same lock again, waiting for that task to release it: the check
+    /// cannot see the hand-over. Default: `true`.
+    pub fn reentry_check(mut self, on: bool) -> Self {
+        self.reentry_check = on;
+        self
+    }
+
+    /// Whether reentrant calls fail at once.
+    pub fn get_reentry_check(&self) -> bool {
+        self.reentry_check
     }
 
     /// Whether fairness is on.

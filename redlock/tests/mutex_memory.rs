@@ -15,12 +15,15 @@ fn redlock(memory: &[MemoryNode]) -> Redlock {
     redlock_with(memory, LockOptions::new())
 }
 
+/// A client whose lock calls skip the reentrancy check: these tests play
+/// the holder and its contenders from one task (the check has its own
+/// test, `a_task_locking_what_it_holds_fails_at_once_and_others_still_wait`).
 fn redlock_with(memory: &[MemoryNode], defaults: LockOptions) -> Redlock {
     let nodes = memory
         .iter()
         .map(|m| Arc::new(m.clone()) as Arc<dyn Node>)
         .collect();
-    Redlock::from_nodes(nodes, defaults).expect("valid config")
+    Redlock::from_nodes(nodes, defaults.reentry_check(false)).expect("valid config")
 }
 
 const TTL: Duration = Duration::from_secs(10);
@@ -88,7 +91,9 @@ async fn lock_waits_for_the_holder_and_gives_up_at_the_deadline() {
     );
     drop(held);
     // Now a waiter with a 1 s deadline gives up, with Taken.
-    let options = LockOptions::new().acquire_timeout(Some(Duration::from_secs(1)));
+    let options = LockOptions::new()
+        .reentry_check(false)
+        .acquire_timeout(Some(Duration::from_secs(1)));
     let started = Instant::now();
     let err = redlock
         .lock_with(["r"], &options)
@@ -105,6 +110,7 @@ async fn max_attempts_bounds_the_rounds() {
     let redlock = redlock(&memory);
     let _held = redlock.lock("r", TTL).await.expect("lock");
     let options = LockOptions::new()
+        .reentry_check(false)
         .acquire_timeout(None)
         .max_attempts(Some(4))
         .retry_delay(Duration::from_millis(100))
@@ -152,7 +158,9 @@ async fn several_resources_are_all_or_nothing() {
     let memory = MemoryNode::cluster(5);
     let redlock = redlock(&memory);
     let _b = redlock.lock("b", TTL).await.expect("lock b");
-    let options = LockOptions::new().max_attempts(Some(1));
+    let options = LockOptions::new()
+        .reentry_check(false)
+        .max_attempts(Some(1));
     let err = redlock
         .lock_with(["a", "b", "c"], &options)
         .await
@@ -516,7 +524,9 @@ async fn a_local_wait_respects_the_deadline() {
     let memory = MemoryNode::cluster(3);
     let redlock = redlock(&memory);
     let _held = redlock.lock("d", TTL).await.expect("lock");
-    let options = LockOptions::new().acquire_timeout(Some(Duration::from_millis(300)));
+    let options = LockOptions::new()
+        .reentry_check(false)
+        .acquire_timeout(Some(Duration::from_millis(300)));
     let first = tokio::spawn({
         let redlock = redlock.clone();
         let options = options.clone();
@@ -1122,4 +1132,66 @@ async fn a_clone_keeps_the_description_fresh_after_the_original_client_is_droppe
         holder.owner.is_some(),
         "the description expired: nobody refreshed it ({seen})"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_locking_what_it_holds_fails_at_once_and_others_still_wait() {
+    let memory = MemoryNode::cluster(3);
+    // the default options: the check is on
+    let nodes = memory
+        .iter()
+        .map(|m| Arc::new(m.clone()) as Arc<dyn Node>)
+        .collect();
+    let redlock = Redlock::from_nodes(nodes, LockOptions::new()).expect("redlock");
+    let guard = redlock.lock("job", TTL).await.expect("lock");
+    let began = Instant::now();
+    for again in [
+        redlock.lock("job", TTL).await,
+        redlock.try_lock("job", TTL).await,
+        redlock
+            .lock_with(["other", "job"], &LockOptions::new())
+            .await,
+    ] {
+        match again {
+            Err(Error::Reentrant { resource }) => assert_eq!(resource, "job"),
+            other => panic!("expected Reentrant, got {other:?}"),
+        }
+    }
+    // at once: no round, no wait for the acquire timeout
+    assert_eq!(began.elapsed(), Duration::ZERO);
+    // another resource is fine, and so is the same one once released
+    redlock
+        .lock("elsewhere", TTL)
+        .await
+        .expect("lock")
+        .release()
+        .await
+        .expect("release");
+    guard.release().await.expect("release");
+    let again = redlock.lock("job", TTL).await.expect("free again");
+
+    // another task of the same client still waits for it (not reentrant)
+    let waiter = {
+        let redlock = redlock.clone();
+        tokio::spawn(async move { redlock.lock("job", TTL).await.map(|g| g.lease().ttl()) })
+    };
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished());
+    again.release().await.expect("release");
+    assert_eq!(waiter.await.expect("task").expect("granted"), TTL);
+
+    // a guard handed to another task: the check cannot see that, so it is
+    // turned off for the caller that waits for the other task's release
+    let handed = redlock.lock("handed", TTL).await.expect("lock");
+    let worker = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        handed.release().await
+    });
+    let patient = LockOptions::new().ttl(TTL).reentry_check(false);
+    let mine = redlock
+        .lock_with(["handed"], &patient)
+        .await
+        .expect("after the worker");
+    worker.await.expect("worker").expect("release");
+    mine.release().await.expect("release");
 }

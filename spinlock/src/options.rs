@@ -196,6 +196,9 @@ impl SpinOptions {
 
     fn base_lock_options(&self) -> LockOptions {
         LockOptions::new()
+            // as in sherlock, a second Lock for a held key is refused like
+            // any other holder's (tries are bounded: nothing waits forever)
+            .reentry_check(false)
             .ttl(self.hold_ttl())
             .drift_factor(self.drift_factor)
             .node_timeout(self.node_timeout)
