@@ -24,10 +24,11 @@ fi
 redis-server --version
 
 cargo test --workspace "$@"
-# The optional features with tests of their own: serde results of compute_once, and TLS
-# (certificates made by openssl for the test).
+# The optional features with tests of their own: serde results of compute_once, TLS
+# (certificates made by openssl for the test), and the blocking API.
 cargo test -p quorate-spinlock --features serde "$@"
 cargo test -p quorate-redlock --features tls --test tls_real "$@"
+cargo test -p quorate-redlock --features blocking --test blocking_real "$@"
 # The dashboard: the metrics_server example scraped by a real prometheus, every panel's query
 # answered with data.
 cargo test -p quorate-examples --features prometheus --test dashboard "$@"

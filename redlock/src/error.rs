@@ -228,6 +228,9 @@ pub enum ConfigError {
         /// The Redlock's max_ttl.
         max_ttl: Duration,
     },
+    /// The blocking API's runtime could not be started (its thread).
+    #[error("the blocking client's runtime could not be started: {0}")]
+    Runtime(String),
     /// A drift factor outside `0.0..1.0`.
     #[error("drift factor {0} must be a finite number in 0.0..1.0")]
     BadDriftFactor(f64),

@@ -44,6 +44,8 @@
 mod acquire;
 mod announcements;
 mod backend;
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod client_state;
 mod error;
 mod guard;

@@ -75,10 +75,12 @@ async fn workload(redlock: &Redlock, round: u64) -> Result<(), Box<dyn Error>> {
     for task in tasks {
         task.await?;
     }
-    // a refused try_lock, then a forced unlock of a lock nobody releases
-    let held = redlock.lock("metrics:stuck", ttl).await?;
+    // a crashed holder (a client of its own, as another process would be:
+    // no release, no drop), a refused try_lock, then a forced unlock
+    let crashed = redlock.with_metric_label("mutex");
+    let held = crashed.lock("metrics:stuck", ttl).await?;
     let _ = redlock.try_lock("metrics:stuck", ttl).await;
-    std::mem::forget(held); // a crashed holder: no release, no drop
+    std::mem::forget(held);
     redlock.force_unlock("metrics:stuck").await?;
     // every 10th round, an auto-extended lock forced away: its watchdog finds it lost
     if round % 10 == 1 {
