@@ -452,7 +452,20 @@ impl Node for MemoryNode {
             return future::ready(Err(error)).boxed();
         };
         let name = self.name.clone();
-        let run = move |state: &mut State| emulation(&mut state.store, &keys, &args);
+        let announce = self.released.clone();
+        let run = move |state: &mut State| {
+            let answer = emulation(&mut state.store, &keys, &args);
+            for key in state.store.take_announced() {
+                // another client's announcement to every watcher; nobody
+                // listening is fine
+                let _ = announce.send(Released {
+                    key,
+                    by: String::new(),
+                    to: None,
+                });
+            }
+            answer
+        };
         let answer = if script.is_granting() {
             self.call_granting(run)
         } else {

@@ -42,6 +42,9 @@ struct Entry {
 pub struct MemoryStore {
     keys: HashMap<String, Entry>,
     now: Instant,
+    /// Keys a twin announced as released (its script's `PUBLISH` on the
+    /// release channel); the node sends them once the twin returns.
+    announced: Vec<String>,
 }
 
 impl Default for MemoryStore {
@@ -49,6 +52,7 @@ impl Default for MemoryStore {
         MemoryStore {
             keys: HashMap::new(),
             now: Instant::now(),
+            announced: Vec::new(),
         }
     }
 }
@@ -66,6 +70,19 @@ impl MemoryStore {
         self.now = Instant::now();
         let now = self.now;
         self.keys.retain(|_, e| e.expires.is_none_or(|t| t > now));
+    }
+
+    /// A twin's `PUBLISH` of a release announcement for `key` (on
+    /// [`RELEASE_CHANNEL_PREFIX`](crate::raw::RELEASE_CHANNEL_PREFIX)): the
+    /// node's watchers hear it once the twin returns.
+    pub fn announce_release(&mut self, key: &str) {
+        self.announced.push(key.to_owned());
+    }
+
+    /// The announcements a twin made, for its node to send.
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))]
+    pub(crate) fn take_announced(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.announced)
     }
 
     /// The time of the current atomic operation.
