@@ -6,11 +6,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quorate_redlock::raw::quorum::{self, Decide, Reply};
+use quorate_redlock::raw::quorum::{self, Decide, Reply, Round};
 use quorate_redlock::raw::{
     retry, MemoryStore, NodeScript, Retry, ScriptValue, WaitPolicy, RELEASE_CHANNEL_PREFIX,
 };
-use quorate_redlock::{Error, NodeOutcome, NodeReport, Outcomes, Redlock};
+use quorate_redlock::Redlock;
 use tokio::time::Instant;
 
 use crate::error::LatchError;
@@ -177,7 +177,7 @@ impl Latch {
     /// Redlock's acquire timeout), then announced so waiters read again.
     ///
     /// Errors: [`LatchError::CountMismatch`] when a node has another count
-    /// for this name; [`LatchError::Lock`] with [`Error::NoQuorum`] when no
+    /// for this name; [`LatchError::Lock`] with [`Error::NoQuorum`](quorate_redlock::Error::NoQuorum) when no
     /// majority recorded it in time (it may still count: see [`Latch`]).
     ///
     /// # Cancel safety
@@ -220,7 +220,7 @@ impl Latch {
                 if round.successes >= redlock.quorum() {
                     return Ok(());
                 }
-                Err(self.failed(&round.replies))
+                Err(self.failed(&round))
             },
             |error| match error {
                 LatchError::CountMismatch { .. } => Retry::GiveUp,
@@ -237,7 +237,7 @@ impl Latch {
     /// them (0: open).
     ///
     /// Errors: [`LatchError::CountMismatch`]; [`LatchError::Lock`] with
-    /// [`Error::NoQuorum`] when fewer than a majority answered.
+    /// [`Error::NoQuorum`](quorate_redlock::Error::NoQuorum) when fewer than a majority answered.
     ///
     /// # Cancel safety
     /// Cancel safe: it only reads.
@@ -286,7 +286,7 @@ impl Latch {
             }
         }
         if answered < redlock.quorum() {
-            return Err(self.failed(&round.replies));
+            return Err(self.failed(&round));
         }
         Ok(self.inner.count.saturating_sub(ids.len() as u64))
     }
@@ -350,36 +350,15 @@ impl Latch {
 
     /// The error of a round short of a majority: a count mismatch if a
     /// node reported one, else no quorum, naming every node's outcome.
-    fn failed<T>(&self, replies: &[Reply<T>]) -> LatchError {
-        let redlock = &self.inner.redlock;
-        let mut reports = Vec::new();
-        for (node, reply) in redlock.nodes().iter().zip(replies) {
-            let outcome = match reply {
-                Reply::Answered(_) => NodeOutcome::Granted,
-                Reply::Failed(e) => {
-                    if let Some(theirs) = e.split(MISMATCH).nth(1) {
-                        return self.mismatch(theirs);
-                    }
-                    NodeOutcome::Error(e.clone())
+    fn failed<T>(&self, round: &Round<T>) -> LatchError {
+        for reply in &round.replies {
+            if let Reply::Failed(e) = reply {
+                if let Some(theirs) = e.split(MISMATCH).nth(1) {
+                    return self.mismatch(theirs);
                 }
-                Reply::TimedOut => NodeOutcome::TimedOut,
-                Reply::Pending => NodeOutcome::Pending,
-            };
-            reports.push(NodeReport {
-                node: node.name().to_owned(),
-                outcome,
-            });
+            }
         }
-        let granted = replies
-            .iter()
-            .filter(|r| matches!(r, Reply::Answered(_)))
-            .count();
-        LatchError::Lock(Error::NoQuorum {
-            granted,
-            nodes: replies.len(),
-            quorum: redlock.quorum(),
-            outcomes: Outcomes(reports),
-        })
+        LatchError::Lock(quorum::no_quorum(&self.inner.redlock, round))
     }
 }
 

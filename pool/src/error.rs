@@ -65,6 +65,24 @@ pub enum RequestError {
     /// A rate-limit window of zero.
     #[error("the rate-limit window must be positive")]
     ZeroWindow,
+    /// `set_permits` or `add_permits` on a semaphore made with
+    /// `Semaphore::new` (fixed); make it with `Semaphore::resizable`.
+    #[error("semaphore `{name}` has a fixed number of permits: make it with Semaphore::resizable")]
+    NotResizable {
+        /// The semaphore.
+        name: String,
+    },
+    /// A permit id of another semaphore.
+    #[error("the permit id is of semaphore `{theirs}`, not `{ours}`")]
+    WrongSemaphore {
+        /// This semaphore.
+        ours: String,
+        /// The id's semaphore.
+        theirs: String,
+    },
+    /// Text that is not a permit id (`semaphore/slot/token`).
+    #[error("`{0}` is not a permit id (semaphore/slot/32 hex digits)")]
+    BadPermitId(String),
     /// A permit slot outside `0..permits`.
     #[error("permit {slot} does not exist: the semaphore has permits 0..{permits}")]
     NoSuchPermit {

@@ -70,6 +70,7 @@ mod rate_limit;
 mod requirement;
 mod retry;
 mod semaphore;
+mod size;
 #[cfg(test)]
 mod twins;
 mod usage;
@@ -78,5 +79,5 @@ pub use error::{PoolError, RequestError};
 pub use pool::{Pool, PoolGuard};
 pub use rate_limit::RateLimit;
 pub use requirement::{CandidateOrder, Requirement, Tags};
-pub use semaphore::{Semaphore, SemaphoreGuard};
+pub use semaphore::{PermitId, Semaphore, SemaphoreGuard};
 pub use usage::{Usage, UsageError, UsageFigures};

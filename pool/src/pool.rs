@@ -347,6 +347,12 @@ impl<T> PoolGuard<T> {
         self.keys.get(requirement).map_or(&[], Vec::as_slice)
     }
 
+    /// Every held key's lease, requirement after requirement, in the order
+    /// of [`keys`](Self::keys).
+    pub(crate) fn leases(&self) -> Vec<quorate_redlock::Lease> {
+        self.guards.iter().map(LockGuard::lease).collect()
+    }
+
     /// The number of requirements.
     pub fn len(&self) -> usize {
         self.granted.len()

@@ -4,11 +4,18 @@
 
 use std::time::Duration;
 
-use quorate_redlock::{Error, ForceUnlocked, Inspection, LockOptions, Redlock, ReleaseOutcome};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use quorate_redlock::{
+    Error, ForceUnlocked, Inspection, Lease, LockOptions, Redlock, ReleaseOutcome, Token,
+};
 
 use crate::error::{PoolError, RequestError};
 use crate::pool::{validate_name, Pool, PoolGuard};
 use crate::requirement::Requirement;
+use crate::size::Size;
 
 /// N permits shared by every client of the same name on the same nodes.
 ///
@@ -24,7 +31,10 @@ use crate::requirement::Requirement;
 #[derive(Clone, Debug)]
 pub struct Semaphore {
     pool: Pool,
+    name: Arc<str>,
     permits: usize,
+    /// Resizable: the number of permits lives on the nodes.
+    size: Option<Size>,
 }
 
 impl Semaphore {
@@ -40,17 +50,171 @@ impl Semaphore {
         }
         Ok(Semaphore {
             pool: Pool::labelled(redlock, &format!("semaphore:{name}"), "semaphore")?,
+            name: name.into(),
             permits,
+            size: None,
         })
     }
 
-    /// The number of permits.
-    pub fn permits(&self) -> usize {
-        self.permits
+    /// A semaphore whose number of permits can change at run time
+    /// ([`set_permits`](Self::set_permits), [`add_permits`](Self::add_permits)),
+    /// for every client at once: the number lives on the nodes (the newest
+    /// set, plus every add made since, each on a majority), and each
+    /// acquire call reads it first (one more round trip than a fixed
+    /// semaphore). `initial` is the number until the first set; every
+    /// client must give the same.
+    ///
+    /// Shrinking does not take permits away: holders of slots past the new
+    /// number keep them until they release (or their ttl ends); new grants
+    /// only use the slots below it.
+    ///
+    /// Errors: as [`new`](Self::new).
+    pub fn resizable(redlock: &Redlock, name: &str, initial: usize) -> Result<Self, RequestError> {
+        let mut semaphore = Self::new(redlock, name, initial)?;
+        semaphore.size = Some(Size::new(&format!("semaphore:{name}"), initial));
+        Ok(semaphore)
     }
 
-    fn slots(&self, k: usize) -> Vec<Requirement<usize>> {
-        vec![Requirement::need(k, 0..self.permits, slot_key)]
+    /// The number of permits now: the fixed number, or for a
+    /// [`resizable`](Self::resizable) semaphore what a majority of nodes
+    /// agree on.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    ///
+    /// ```no_run
+    /// # async fn demo(semaphore: quorate_pool::Semaphore) -> Result<(), quorate_pool::PoolError> {
+    /// println!("{} permits", semaphore.current_permits().await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn current_permits(&self) -> Result<usize, PoolError> {
+        match &self.size {
+            Some(size) => size.read(self.pool.redlock()).await,
+            None => Ok(self.permits),
+        }
+    }
+
+    /// Sets the number of permits of a [`resizable`](Self::resizable)
+    /// semaphore, for every client (the newest set wins; adds made before
+    /// it no longer count).
+    ///
+    /// Errors: [`RequestError::NotResizable`], [`RequestError::ZeroPermits`];
+    /// [`PoolError::Lock`] with `NoQuorum` when no majority recorded it.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, some nodes may have the new number
+    /// (a read then takes it if it is the newest a majority reports).
+    ///
+    /// ```no_run
+    /// # async fn demo(semaphore: quorate_pool::Semaphore) -> Result<(), quorate_pool::PoolError> {
+    /// semaphore.set_permits(8).await?; // more encoder licences bought
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_permits(&self, permits: usize) -> Result<(), PoolError> {
+        let size = self.resizable_size()?;
+        if permits == 0 {
+            return Err(RequestError::ZeroPermits {
+                name: self.name.to_string(),
+            }
+            .into());
+        }
+        size.set(self.pool.redlock(), permits).await
+    }
+
+    /// Adds `delta` permits (negative: removes) to a
+    /// [`resizable`](Self::resizable) semaphore, on top of the newest set;
+    /// concurrent adds all count, each once. Returns the number after it,
+    /// as this client saw it (0 at least).
+    ///
+    /// Errors: [`RequestError::NotResizable`]; [`PoolError::Lock`] with
+    /// `NoQuorum` when no majority recorded it within the acquire timeout.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, the add may have reached some nodes,
+    /// and then counts (once) wherever a read sees it.
+    ///
+    /// ```no_run
+    /// # async fn demo(semaphore: quorate_pool::Semaphore) -> Result<(), quorate_pool::PoolError> {
+    /// let now = semaphore.add_permits(-1).await?; // one licence revoked
+    /// # let _ = now; Ok(()) }
+    /// ```
+    pub async fn add_permits(&self, delta: i64) -> Result<usize, PoolError> {
+        self.resizable_size()?.add(self.pool.redlock(), delta).await
+    }
+
+    fn resizable_size(&self) -> Result<&Size, RequestError> {
+        self.size
+            .as_ref()
+            .ok_or_else(|| RequestError::NotResizable {
+                name: self.name.to_string(),
+            })
+    }
+
+    /// The slots to take `k` of now.
+    async fn request(&self, k: usize) -> Result<Vec<Requirement<usize>>, PoolError> {
+        let permits = self.current_permits().await?;
+        Ok(vec![Requirement::need(k, 0..permits, slot_key)])
+    }
+
+    /// Releases the permit `id` names, from any task or process (the
+    /// holder gave it away): compare-and-delete of its slot with its token,
+    /// announced to waiters. `NotHeld` when it had already ended.
+    ///
+    /// Errors: [`RequestError::WrongSemaphore`] for another semaphore's id;
+    /// [`PoolError::Lock`] with `NoQuorum` when too few nodes answered.
+    ///
+    /// # Cancel safety
+    /// Cancel safe in effect: the requests are sent at once; a slot not
+    /// reached expires with its ttl.
+    ///
+    /// ```no_run
+    /// # async fn demo(semaphore: quorate_pool::Semaphore, id: quorate_pool::PermitId) -> Result<(), quorate_pool::PoolError> {
+    /// semaphore.release_permit(&id).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn release_permit(&self, id: &PermitId) -> Result<ReleaseOutcome, PoolError> {
+        let key = self.permit_key(id)?;
+        Ok(self.pool.redlock().release_token(&[key], &id.token).await?)
+    }
+
+    /// Extends the permit `id` names to `ttl` from now, from any task or
+    /// process; the lease returned counts from this call.
+    ///
+    /// Errors: [`RequestError::WrongSemaphore`]; [`PoolError::Lock`] with
+    /// `Lost` (the permit ended) or `NoQuorum`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a dropped extension leaves the old ttl or the new.
+    ///
+    /// ```no_run
+    /// # async fn demo(semaphore: quorate_pool::Semaphore, id: quorate_pool::PermitId) -> Result<(), quorate_pool::PoolError> {
+    /// let lease = semaphore.extend_permit(&id, std::time::Duration::from_secs(30)).await?;
+    /// # let _ = lease; Ok(()) }
+    /// ```
+    pub async fn extend_permit(&self, id: &PermitId, ttl: Duration) -> Result<Lease, PoolError> {
+        let key = self.permit_key(id)?;
+        Ok(self
+            .pool
+            .redlock()
+            .extend_token(&[key], &id.token, ttl)
+            .await?)
+    }
+
+    fn permit_key(&self, id: &PermitId) -> Result<String, RequestError> {
+        if *id.semaphore != *self.name {
+            return Err(RequestError::WrongSemaphore {
+                ours: self.name.to_string(),
+                theirs: id.semaphore.clone(),
+            });
+        }
+        Ok(self.pool.key(&slot_key(&id.slot)))
+    }
+
+    /// The number of permits given when it was made: the fixed number, or
+    /// a [`resizable`](Self::resizable) semaphore's initial one (its number
+    /// now: [`current_permits`](Self::current_permits)).
+    pub fn permits(&self) -> usize {
+        self.permits
     }
 
     /// Every permit's view on every node, in slot order: who holds each
@@ -67,7 +231,8 @@ impl Semaphore {
     /// # Ok(()) }
     /// ```
     pub async fn inspect(&self) -> Result<Vec<Inspection>, PoolError> {
-        let keys: Vec<String> = (0..self.permits).map(|slot| slot_key(&slot)).collect();
+        let permits = self.current_permits().await?;
+        let keys: Vec<String> = (0..permits).map(|slot| slot_key(&slot)).collect();
         futures::future::try_join_all(keys.iter().map(|key| self.pool.inspect(key))).await
     }
 
@@ -84,12 +249,9 @@ impl Semaphore {
     /// # Ok(()) }
     /// ```
     pub async fn force_unlock(&self, slot: usize) -> Result<ForceUnlocked, PoolError> {
-        if slot >= self.permits {
-            return Err(RequestError::NoSuchPermit {
-                slot,
-                permits: self.permits,
-            }
-            .into());
+        let permits = self.current_permits().await?;
+        if slot >= permits {
+            return Err(RequestError::NoSuchPermit { slot, permits }.into());
         }
         self.pool.force_unlock(&slot_key(&slot)).await
     }
@@ -109,8 +271,11 @@ impl Semaphore {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self, k: usize, ttl: Duration) -> Result<SemaphoreGuard, PoolError> {
-        let inner = self.pool.acquire(self.slots(k), ttl).await?;
-        Ok(SemaphoreGuard { inner })
+        let inner = self.pool.acquire(self.request(k).await?, ttl).await?;
+        Ok(SemaphoreGuard {
+            inner,
+            name: Arc::clone(&self.name),
+        })
     }
 
     /// One attempt: `k` permits now, or [`PoolError::Unavailable`] with
@@ -127,8 +292,11 @@ impl Semaphore {
     /// # }
     /// ```
     pub async fn try_acquire(&self, k: usize, ttl: Duration) -> Result<SemaphoreGuard, PoolError> {
-        let inner = self.pool.try_acquire(self.slots(k), ttl).await?;
-        Ok(SemaphoreGuard { inner })
+        let inner = self.pool.try_acquire(self.request(k).await?, ttl).await?;
+        Ok(SemaphoreGuard {
+            inner,
+            name: Arc::clone(&self.name),
+        })
     }
 
     /// Takes `k` permits with explicit options (ttl, acquire timeout,
@@ -149,8 +317,14 @@ impl Semaphore {
         k: usize,
         options: &LockOptions,
     ) -> Result<SemaphoreGuard, PoolError> {
-        let inner = self.pool.acquire_with(self.slots(k), options).await?;
-        Ok(SemaphoreGuard { inner })
+        let inner = self
+            .pool
+            .acquire_with(self.request(k).await?, options)
+            .await?;
+        Ok(SemaphoreGuard {
+            inner,
+            name: Arc::clone(&self.name),
+        })
     }
 }
 
@@ -159,12 +333,29 @@ impl Semaphore {
 #[derive(Debug)]
 pub struct SemaphoreGuard {
     inner: PoolGuard<usize>,
+    name: Arc<str>,
 }
 
 impl SemaphoreGuard {
     /// Which permit slots are held (0-based).
     pub fn slots(&self) -> &[usize] {
         &self.inner[0]
+    }
+
+    /// One id per held permit, in the order of [`slots`](Self::slots): each
+    /// releases or extends its permit from any task or process
+    /// ([`Semaphore::release_permit`], [`Semaphore::extend_permit`]). It
+    /// carries the permit's token: whoever has it can release the permit.
+    pub fn permit_ids(&self) -> Vec<PermitId> {
+        self.slots()
+            .iter()
+            .zip(self.inner.leases())
+            .map(|(&slot, lease)| PermitId {
+                semaphore: self.name.to_string(),
+                slot,
+                token: lease.token().to_hex(),
+            })
+            .collect()
     }
 
     /// The validity left (the smallest of the permits' leases).
@@ -218,4 +409,67 @@ impl SemaphoreGuard {
 /// Permit `slot`'s candidate key in the semaphore's pool.
 fn slot_key(slot: &usize) -> String {
     format!("permit:{slot}")
+}
+
+/// One held permit of a [`Semaphore`], by name: `semaphore/slot/token`. Hand
+/// it to another task or process to release or extend the permit there
+/// ([`Semaphore::release_permit`], [`Semaphore::extend_permit`]); parse it
+/// back with `str::parse`. It carries the permit's token, so treat it as
+/// the permit itself.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PermitId {
+    semaphore: String,
+    slot: usize,
+    token: String,
+}
+
+impl PermitId {
+    /// The semaphore's name.
+    pub fn semaphore(&self) -> &str {
+        &self.semaphore
+    }
+
+    /// The permit's slot.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+}
+
+impl fmt::Display for PermitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.semaphore, self.slot, self.token)
+    }
+}
+
+impl fmt::Debug for PermitId {
+    // the token's secret half stays out of logs
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PermitId")
+            .field("semaphore", &self.semaphore)
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FromStr for PermitId {
+    type Err = RequestError;
+
+    /// `semaphore/slot/token`, as [`Display`](fmt::Display) writes it (the
+    /// name may hold `/`: the last two fields are the slot and token).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || RequestError::BadPermitId(text.chars().take(64).collect());
+        let mut fields = text.rsplitn(3, '/');
+        let (token, slot, semaphore) = (fields.next(), fields.next(), fields.next());
+        let (Some(token), Some(slot), Some(semaphore)) = (token, slot, semaphore) else {
+            return Err(bad());
+        };
+        if Token::from_hex(token).is_none() || semaphore.is_empty() {
+            return Err(bad());
+        }
+        Ok(PermitId {
+            semaphore: semaphore.to_owned(),
+            slot: slot.parse().map_err(|_| bad())?,
+            token: token.to_owned(),
+        })
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quorate_pool::{
-    CandidateOrder, Pool, PoolError, RateLimit, RequestError, Requirement, Semaphore,
+    CandidateOrder, PermitId, Pool, PoolError, RateLimit, RequestError, Requirement, Semaphore,
 };
 use quorate_redlock::{LockOptions, MemoryNode, Node, Redlock, ReleaseOutcome};
 use quorate_testkit::{Cluster, Fault, FaultProxy, HoldLog};
@@ -723,6 +723,154 @@ async fn inspect_and_force_unlock_of_pool_candidates_and_semaphore_permits() {
     assert_eq!(watched.force_unlock(slot).await.expect("force").deleted, 5);
     let views = watched.inspect().await.expect("inspect");
     assert!(views.iter().all(|v| v.holder().is_none()));
+}
+
+on_both_backends!(
+    resizable_semaphore,
+    a_resizable_semaphore_grows_and_shrinks_for_every_client,
+    in_memory_a_resizable_semaphore_grows_and_shrinks_for_every_client
+);
+
+async fn resizable_semaphore(backend: Backend) {
+    let ttl = Duration::from_secs(30);
+    let (a, b) = (backend.client().await, backend.client().await);
+    let sem_a = Semaphore::resizable(&a, "licences", 2).expect("semaphore");
+    let sem_b = Semaphore::resizable(&b, "licences", 2).expect("semaphore");
+    assert_eq!(sem_b.current_permits().await.expect("read"), 2);
+    let two = sem_a.acquire(2, ttl).await.expect("both permits");
+    assert!(matches!(
+        sem_b.try_acquire(1, ttl).await,
+        Err(PoolError::Unavailable { .. })
+    ));
+    // another client grows it: the new slot is free at once
+    sem_b.set_permits(3).await.expect("set");
+    assert_eq!(sem_a.current_permits().await.expect("read"), 3);
+    let third = sem_b.try_acquire(1, ttl).await.expect("the new permit");
+    assert_eq!(third.slots(), &[2]);
+    // concurrent adds all count, each once
+    let adds = (0..3).map(|_| {
+        let semaphore = sem_b.clone();
+        tokio::spawn(async move { semaphore.add_permits(1).await })
+    });
+    for add in adds {
+        add.await.expect("task").expect("add");
+    }
+    assert_eq!(sem_a.current_permits().await.expect("read"), 6);
+    // shrinking keeps what is held; new grants stay below the new number
+    assert_eq!(sem_a.add_permits(-5).await.expect("add"), 1);
+    assert_eq!(sem_b.current_permits().await.expect("read"), 1);
+    assert!(matches!(
+        sem_b.try_acquire(1, ttl).await,
+        Err(PoolError::Unavailable { .. })
+    ));
+    two.release().await.expect("release");
+    let again = sem_b.try_acquire(1, ttl).await.expect("slot 0 again");
+    assert_eq!(again.slots(), &[0]);
+    assert!(matches!(
+        sem_b.try_acquire(2, ttl).await,
+        Err(PoolError::InvalidRequest(RequestError::NeedTooMany { .. }))
+    ));
+    // a set drops the adds made before it
+    sem_a.set_permits(4).await.expect("set");
+    assert_eq!(sem_b.current_permits().await.expect("read"), 4);
+    // a fixed semaphore refuses
+    let fixed = Semaphore::new(&a, "fixed", 2).expect("semaphore");
+    assert!(matches!(
+        fixed.set_permits(3).await,
+        Err(PoolError::InvalidRequest(RequestError::NotResizable { .. }))
+    ));
+    third.release().await.expect("release");
+    again.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn a_resize_recorded_on_three_nodes_is_seen_with_two_of_them_stalled() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let writer = Semaphore::resizable(
+        &Redlock::connect(cluster.urls()).await.expect("connect"),
+        "gpus",
+        2,
+    )
+    .expect("semaphore");
+    let reader = Semaphore::resizable(
+        &Redlock::connect(cluster.urls()).await.expect("connect"),
+        "gpus",
+        2,
+    )
+    .expect("semaphore");
+    cluster.server(0).pause();
+    cluster.server(1).pause();
+    writer.set_permits(5).await.expect("on nodes 2-4");
+    writer.add_permits(2).await.expect("on nodes 2-4");
+    cluster.server(0).resume();
+    cluster.server(1).resume();
+    cluster.server(2).pause();
+    cluster.server(3).pause();
+    // nodes 0, 1 never saw it; node 4 did, and that is enough
+    assert_eq!(reader.current_permits().await.expect("read"), 7);
+    cluster.server(2).resume();
+    cluster.server(3).resume();
+}
+
+#[tokio::test]
+async fn a_permit_id_releases_or_extends_the_permit_from_another_client() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let holder = Redlock::connect(cluster.urls()).await.expect("connect");
+    let other = Redlock::connect(cluster.urls()).await.expect("connect");
+    let mine = Semaphore::new(&holder, "encoders", 2).expect("semaphore");
+    let theirs = Semaphore::new(&other, "encoders", 2).expect("semaphore");
+    let permit = mine
+        .acquire(1, Duration::from_secs(2))
+        .await
+        .expect("permit");
+    let text = permit.permit_ids()[0].to_string();
+    assert!(!format!("{:?}", permit.permit_ids()[0]).contains(&text[text.len() - 16..]));
+
+    // another process gets the id as text
+    let id: PermitId = text.parse().expect("a permit id");
+    assert_eq!((id.semaphore(), id.slot()), ("encoders", permit.slots()[0]));
+    let lease = theirs
+        .extend_permit(&id, Duration::from_secs(30))
+        .await
+        .expect("extended");
+    assert!(lease.remaining() > Duration::from_secs(25));
+    let seen = theirs.inspect().await.expect("inspect");
+    let held = &seen[id.slot()];
+    assert!(
+        held.remaining()
+            .is_some_and(|r| r > Duration::from_secs(25)),
+        "{held}"
+    );
+    assert_eq!(
+        theirs.release_permit(&id).await.expect("release"),
+        ReleaseOutcome::Released
+    );
+    assert_eq!(
+        theirs.release_permit(&id).await.expect("release"),
+        ReleaseOutcome::NotHeld
+    );
+    // the holder's guard finds it gone
+    assert_eq!(
+        permit.release().await.expect("release"),
+        ReleaseOutcome::NotHeld
+    );
+    assert!(matches!(
+        theirs.extend_permit(&id, Duration::from_secs(5)).await,
+        Err(PoolError::Lock(quorate_redlock::Error::Lost { .. }))
+    ));
+    let elsewhere = Semaphore::new(&other, "decoders", 2).expect("semaphore");
+    assert!(matches!(
+        elsewhere.release_permit(&id).await,
+        Err(PoolError::InvalidRequest(
+            RequestError::WrongSemaphore { .. }
+        ))
+    ));
+    for bad in ["", "encoders/0", "encoders/x/00", "encoders/0/not-a-token"] {
+        assert!(
+            matches!(bad.parse::<PermitId>(), Err(RequestError::BadPermitId(_))),
+            "{bad}"
+        );
+    }
 }
 
 #[tokio::test]

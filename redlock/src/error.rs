@@ -228,6 +228,9 @@ pub enum ConfigError {
         /// The Redlock's max_ttl.
         max_ttl: Duration,
     },
+    /// A token that is not 32 hex digits (a permit id or token passed in).
+    #[error("a token must be 32 hex digits")]
+    BadToken,
     /// The blocking API's runtime could not be started (its thread).
     #[error("the blocking client's runtime could not be started: {0}")]
     Runtime(String),

@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use tokio::sync::watch;
 
+use crate::client_state::ClientState;
 use crate::error::{Error, NodeOutcome, Outcomes};
 use crate::lease::Lease;
 use crate::metrics;
@@ -416,50 +417,27 @@ impl LockGuard {
         if !self.is_valid() {
             return Err(Error::Expired);
         }
-        let inner = &self.redlock.inner;
         let token = self.lease().token().to_hex();
-        let keys = &self.keys;
-        let started = Instant::now();
-        let span = tracing::debug_span!("quorate.extend", resource = %keys.join(","));
-        let round = quorum::round(
-            "extend",
-            &inner.nodes,
+        match extend_round(
+            &self.redlock.inner,
+            &self.keys,
+            &token,
+            ttl,
             self.node_timeout,
-            Decide::Majority(inner.quorum),
-            |extended| *extended,
-            |node| node.extend(keys, &token, ttl),
         )
-        .instrument(span)
-        .await;
-        if round.successes >= inner.quorum {
-            let mut renewed = self.lease();
-            renewed.renew(ttl, started, self.drift_factor);
-            if !renewed.is_valid() {
-                return Err(Error::Expired);
+        .await
+        {
+            Ok(started) => {
+                let mut renewed = self.lease();
+                renewed.renew(ttl, started, self.drift_factor);
+                if !renewed.is_valid() {
+                    return Err(Error::Expired);
+                }
+                self.cell.send_modify(|s| s.lease = renewed);
+                Ok(())
             }
-            self.cell.send_modify(|s| s.lease = renewed);
-            return Ok(());
-        }
-        if !self.is_valid() {
-            return Err(Error::Expired);
-        }
-        let outcomes = round.outcomes(&inner.nodes, |extended| {
-            if *extended {
-                NodeOutcome::Granted
-            } else {
-                NodeOutcome::NotHeld
-            }
-        });
-        let not_held = round.answered() - round.successes;
-        if not_held > inner.nodes.len() - inner.quorum {
-            Err(Error::Lost { outcomes })
-        } else {
-            Err(Error::NoQuorum {
-                granted: round.successes,
-                nodes: inner.nodes.len(),
-                quorum: inner.quorum,
-                outcomes,
-            })
+            Err(_) if !self.is_valid() => Err(Error::Expired),
+            Err(error) => Err(error),
         }
     }
 
@@ -608,5 +586,51 @@ impl Drop for LockGuard {
                 tracing::debug!("guard dropped outside a runtime; keys expire with their ttl")
             }
         }
+    }
+}
+
+/// One extension round: `keys` reset to `ttl` wherever they hold `token`.
+/// `Ok(started)` once a majority did (validity counts from `started`);
+/// [`Error::Lost`] when too many nodes no longer hold the token for a
+/// majority to be possible, else [`Error::NoQuorum`].
+pub(crate) async fn extend_round(
+    inner: &ClientState,
+    keys: &[String],
+    token: &str,
+    ttl: Duration,
+    node_timeout: Duration,
+) -> Result<Instant, Error> {
+    let started = Instant::now();
+    let span = tracing::debug_span!("quorate.extend", resource = %keys.join(","));
+    let round = quorum::round(
+        "extend",
+        &inner.nodes,
+        node_timeout,
+        Decide::Majority(inner.quorum),
+        |extended| *extended,
+        |node| node.extend(keys, token, ttl),
+    )
+    .instrument(span)
+    .await;
+    if round.successes >= inner.quorum {
+        return Ok(started);
+    }
+    let outcomes = round.outcomes(&inner.nodes, |extended| {
+        if *extended {
+            NodeOutcome::Granted
+        } else {
+            NodeOutcome::NotHeld
+        }
+    });
+    let not_held = round.answered() - round.successes;
+    if not_held > inner.nodes.len() - inner.quorum {
+        Err(Error::Lost { outcomes })
+    } else {
+        Err(Error::NoQuorum {
+            granted: round.successes,
+            nodes: inner.nodes.len(),
+            quorum: inner.quorum,
+            outcomes,
+        })
     }
 }

@@ -30,6 +30,15 @@ impl Token {
         Token(u128::from(client) << 64 | u128::from(rand::rng().random::<u64>()))
     }
 
+    /// A token back from its 32 hex digits ([`to_hex`](Self::to_hex));
+    /// `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<Token> {
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u128::from_str_radix(hex, 16).ok().map(Token)
+    }
+
     /// The token as 32 lowercase hex digits, the form stored in Redis.
     pub fn to_hex(&self) -> String {
         format!("{:032x}", self.0)

@@ -110,7 +110,7 @@ pub mod raw {
     /// soon as the answer is known.
     pub mod quorum {
         pub use crate::quorum::{majority, round, Decide, Reply, Round, MAX_ROUNDS_IN_FLIGHT};
-        pub use crate::verdict::{verdict, Answer, Verdict};
+        pub use crate::verdict::{no_quorum, verdict, Answer, Verdict};
     }
 }
 

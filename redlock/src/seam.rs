@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::announcements::Watch;
 use crate::backend::{Node, NodeScript, ScriptValue};
-use crate::error::Error;
+use crate::error::{ConfigError, Error};
 use crate::guard::LockGuard;
 use crate::lease::Lease;
 use crate::mutex::Redlock;
@@ -83,6 +83,67 @@ impl Redlock {
     /// change in minor versions.
     pub fn adopt(&self, keys: Vec<String>, lease: Lease, options: &LockOptions) -> LockGuard {
         LockGuard::new(self.clone(), keys.into(), lease, options, None).without_local_handoff()
+    }
+
+    /// Extends `keys` to `ttl` wherever they hold `token`, without a guard:
+    /// for a primitive whose holders hand their token to another task or
+    /// process (a semaphore's permit id). The lease returned counts its
+    /// validity from the start of this round.
+    ///
+    /// Errors: [`Error::Lost`] when too many nodes no longer hold the
+    /// token, [`Error::NoQuorum`] when too few answered, [`Error::InvalidConfig`]
+    /// for a bad token or ttl.
+    ///
+    /// Part of the seam for primitive authors (see [`raw`](crate::raw)): may
+    /// change in minor versions.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a dropped extension leaves the keys' old ttls or the new.
+    pub async fn extend_token(
+        &self,
+        keys: &[String],
+        token: &str,
+        ttl: Duration,
+    ) -> Result<Lease, Error> {
+        let drift = self.inner.defaults.get_drift_factor();
+        crate::options::validate_ttl(ttl, drift)?;
+        self.check_ttl(ttl)?;
+        let parsed = crate::Token::from_hex(token).ok_or(ConfigError::BadToken)?;
+        let node_timeout = self.inner.defaults.effective_node_timeout();
+        let started =
+            crate::guard::extend_round(&self.inner, keys, token, ttl, node_timeout).await?;
+        Ok(Lease::new(parsed, ttl, started, drift))
+    }
+
+    /// Releases `keys` wherever they hold `token`, without a guard
+    /// (compare-and-delete, announced to waiters): `Released` when a
+    /// majority answered and one of them deleted, `NotHeld` when none did.
+    ///
+    /// Part of the seam for primitive authors (see [`raw`](crate::raw)): may
+    /// change in minor versions.
+    ///
+    /// # Cancel safety
+    /// Cancel safe in effect: the requests are sent before the first await
+    /// returns; the keys not reached expire with their ttl.
+    pub async fn release_token(
+        &self,
+        keys: &[String],
+        token: &str,
+    ) -> Result<crate::ReleaseOutcome, Error> {
+        let node_timeout = self.inner.defaults.effective_node_timeout();
+        let round = self.inner.release_round(keys, token, node_timeout).await;
+        if round.answered() < self.inner.quorum {
+            return Err(crate::verdict::no_quorum(self, &round));
+        }
+        let deleted = round
+            .replies
+            .iter()
+            .any(|r| matches!(r, quorum::Reply::Answered(n) if *n > 0));
+        Ok(if deleted {
+            crate::ReleaseOutcome::Released
+        } else {
+            crate::ReleaseOutcome::NotHeld
+        })
     }
 
     /// Deletes `keys` wherever they still hold `token` (no announcement),

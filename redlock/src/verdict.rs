@@ -84,3 +84,15 @@ pub fn verdict<B>(
         }),
     }
 }
+
+/// A round short of a majority as [`Error::NoQuorum`]: every node's
+/// outcome named (an answer counts as granted; the caller decided it did
+/// not make a majority).
+pub fn no_quorum<T>(redlock: &Redlock, round: &Round<T>) -> Error {
+    Error::NoQuorum {
+        granted: round.answered(),
+        nodes: redlock.nodes().len(),
+        quorum: redlock.quorum(),
+        outcomes: round.outcomes(redlock.nodes(), |_| NodeOutcome::Granted),
+    }
+}

@@ -1,0 +1,40 @@
+-- A resizable semaphore's number of permits on this server (size.rs). KEYS[1] is a hash:
+-- 'epoch' (the last set_permits: '<ms, 15 digits>-<random>', compared as strings) and
+-- 'base' (the permits it set); KEYS[2] a hash of the adds made since: add id -> delta.
+-- ARGV[1]: 'set', 'add' or 'read'.
+--   set epoch base: applied when epoch is newer than this server's (the newest set wins
+--     everywhere); the adds of older epochs are dropped. Returns 1.
+--   add epoch base id delta: made under the caller's newest epoch; a server that missed
+--     that set catches up first (epoch, base); one that has a newer set refuses (the
+--     caller reads again and adds on top). Adding an id twice counts once. Returns 1, or
+--     the error 'QUORATE_STALE_EPOCH'.
+--   read: {epoch or false, base or false, id, delta, id, delta, ...}.
+-- The keys never expire: a semaphore's size is configuration.
+local size, adds, op = KEYS[1], KEYS[2], ARGV[1]
+local epoch = redis.call('HGET', size, 'epoch')
+
+local function catch_up(new_epoch, base)
+  if not epoch or new_epoch > epoch then
+    redis.call('HSET', size, 'epoch', new_epoch, 'base', base)
+    redis.call('DEL', adds)
+    epoch = new_epoch
+  end
+end
+
+if op == 'set' then
+  catch_up(ARGV[2], ARGV[3])
+  return 1
+end
+if op == 'add' then
+  catch_up(ARGV[2], ARGV[3])
+  if epoch ~= ARGV[2] then
+    return redis.error_reply('QUORATE_STALE_EPOCH')
+  end
+  redis.call('HSET', adds, ARGV[4], ARGV[5])
+  return 1
+end
+local out = {epoch or false, redis.call('HGET', size, 'base') or false}
+for _, v in ipairs(redis.call('HGETALL', adds)) do
+  out[#out + 1] = v
+end
+return out

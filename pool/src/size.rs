@@ -1,0 +1,244 @@
+//! The number of permits of a resizable semaphore, kept on the nodes: the
+//! newest `set_permits` (an epoch, ordered by time) plus every
+//! `add_permits` made under it, each recorded under an id of its own on a
+//! majority. A read takes the newest epoch a majority reports and unites
+//! its adds (any two majorities meet), as the latch does with count-downs.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use quorate_redlock::raw::quorum::{self, Decide, Reply};
+use quorate_redlock::raw::{retry, MemoryStore, NodeScript, Retry, ScriptValue, WaitPolicy};
+use quorate_redlock::Redlock;
+use tokio::time::Instant;
+
+use crate::error::PoolError;
+
+static SIZE: NodeScript = NodeScript::new("semaphore_size", include_str!("../scripts/size.lua"))
+    .emulated(size_in_memory)
+    .granting();
+
+/// What an `add` answers on a server that has a newer `set`.
+const STALE: &str = "QUORATE_STALE_EPOCH";
+
+/// The epoch of a semaphore nobody resized yet: older than any `set`.
+const INITIAL_EPOCH: &str = "000000000000000-initial";
+
+fn size_in_memory(
+    store: &mut MemoryStore,
+    keys: &[String],
+    args: &[Vec<u8>],
+) -> Result<ScriptValue, String> {
+    let [size, adds] = keys else {
+        return Err("expected 2 keys".to_owned());
+    };
+    let epoch = store.hget(size, b"epoch").map(<[u8]>::to_vec);
+    let catch_up = |store: &mut MemoryStore, new: &[u8], base: &[u8]| -> Vec<u8> {
+        match &epoch {
+            Some(current) if current.as_slice() >= new => current.clone(),
+            _ => {
+                store.hset(size, b"epoch", new);
+                store.hset(size, b"base", base);
+                store.del(adds);
+                new.to_vec()
+            }
+        }
+    };
+    match args {
+        [op, new, base, ..] if op.as_slice() == b"set" => {
+            catch_up(store, new, base);
+            Ok(ScriptValue::Int(1))
+        }
+        [op, new, base, id, delta, ..] if op.as_slice() == b"add" => {
+            if catch_up(store, new, base) != *new {
+                return Err(STALE.to_owned());
+            }
+            store.hset(adds, id, delta);
+            Ok(ScriptValue::Int(1))
+        }
+        [op, ..] if op.as_slice() == b"read" => {
+            let field =
+                |v: Option<&[u8]>| v.map_or(ScriptValue::Nil, |v| ScriptValue::Bytes(v.to_vec()));
+            let mut out = vec![field(epoch.as_deref()), field(store.hget(size, b"base"))];
+            for (id, delta) in store.hgetall(adds) {
+                out.extend([ScriptValue::Bytes(id), ScriptValue::Bytes(delta)]);
+            }
+            Ok(ScriptValue::Array(out))
+        }
+        _ => Err("expected set, add or read".to_owned()),
+    }
+}
+
+/// A semaphore's size record on the nodes.
+#[derive(Clone, Debug)]
+pub(crate) struct Size {
+    keys: Vec<String>,
+    /// The size before any `set_permits`.
+    initial: usize,
+}
+
+/// The newest epoch a majority reported, with its base and adds.
+struct Seen {
+    epoch: String,
+    base: i64,
+    adds: BTreeMap<Vec<u8>, i64>,
+}
+
+impl Seen {
+    fn permits(&self) -> usize {
+        let total = self.base + self.adds.values().sum::<i64>();
+        usize::try_from(total.max(0)).unwrap_or(usize::MAX)
+    }
+}
+
+impl Size {
+    pub(crate) fn new(hash_tag: &str, initial: usize) -> Size {
+        Size {
+            keys: vec![
+                format!("quorate:pool:{{{hash_tag}}}:size"),
+                format!("quorate:pool:{{{hash_tag}}}:size_adds"),
+            ],
+            initial,
+        }
+    }
+
+    /// The permits a majority of nodes agree on.
+    pub(crate) async fn read(&self, redlock: &Redlock) -> Result<usize, PoolError> {
+        Ok(self.seen(redlock).await?.permits())
+    }
+
+    /// Sets the permits to `permits` (the newest set wins everywhere; adds
+    /// made before it no longer count).
+    pub(crate) async fn set(&self, redlock: &Redlock, permits: usize) -> Result<(), PoolError> {
+        let epoch = new_epoch();
+        let args = vec![
+            b"set".to_vec(),
+            epoch.into_bytes(),
+            permits.to_string().into_bytes(),
+        ];
+        self.write(redlock, &args).await.map_err(|(error, _)| error)
+    }
+
+    /// Adds `delta` permits (negative: removes) on top of the newest set,
+    /// once even if sent again; the permits after it, as this client saw
+    /// them.
+    pub(crate) async fn add(&self, redlock: &Redlock, delta: i64) -> Result<usize, PoolError> {
+        let id = redlock.fresh_token().to_hex().into_bytes();
+        let policy = WaitPolicy::new(redlock.defaults(), Instant::now());
+        retry(
+            redlock,
+            &policy,
+            None,
+            |_| async {
+                let seen = self.seen(redlock).await.map_err(|e| (e, false))?;
+                let args = vec![
+                    b"add".to_vec(),
+                    seen.epoch.clone().into_bytes(),
+                    seen.base.to_string().into_bytes(),
+                    id.clone(),
+                    delta.to_string().into_bytes(),
+                ];
+                self.write(redlock, &args).await?;
+                let earlier = if seen.adds.contains_key(&id) {
+                    0
+                } else {
+                    delta
+                };
+                let total = seen.base + seen.adds.values().sum::<i64>() + earlier;
+                Ok(usize::try_from(total.max(0)).unwrap_or(usize::MAX))
+            },
+            // a newer set came between the read and the add (stale), or
+            // too few nodes answered: read again and add on top
+            |_| Retry::After {
+                pause: redlock.defaults().retry_pause(None),
+                watch: None,
+            },
+        )
+        .await
+        .map_err(|(error, _)| error)
+    }
+
+    /// One write on every node, decided at a majority; the error says
+    /// whether a node refused it as stale.
+    async fn write(&self, redlock: &Redlock, args: &[Vec<u8>]) -> Result<(), (PoolError, bool)> {
+        let round = redlock
+            .eval_round(
+                &SIZE,
+                self.keys.clone(),
+                args.to_vec(),
+                redlock.defaults().effective_node_timeout(),
+                |v| v.as_int() == Some(1),
+            )
+            .await;
+        if round.successes >= redlock.quorum() {
+            return Ok(());
+        }
+        let stale = round
+            .replies
+            .iter()
+            .any(|r| matches!(r, Reply::Failed(e) if e.contains(STALE)));
+        Err((quorum::no_quorum(redlock, &round).into(), stale))
+    }
+
+    /// Every node's record, united: the newest epoch a majority reported.
+    async fn seen(&self, redlock: &Redlock) -> Result<Seen, PoolError> {
+        let nodes = redlock.nodes();
+        let keys = self.keys.clone();
+        let round = quorum::round(
+            SIZE.name(),
+            nodes,
+            redlock.defaults().effective_node_timeout(),
+            Decide::AllWithGrace,
+            |_| true,
+            |node| node.eval(&SIZE, keys.clone(), vec![b"read".to_vec()]),
+        )
+        .await;
+        let mut records = Vec::new();
+        for reply in &round.replies {
+            if let Reply::Answered(ScriptValue::Array(items)) = reply {
+                records.push(items.as_slice());
+            }
+        }
+        if records.len() < redlock.quorum() {
+            return Err(quorum::no_quorum(redlock, &round).into());
+        }
+        let epoch_of =
+            |r: &[ScriptValue]| r.first().and_then(ScriptValue::as_str).map(str::to_owned);
+        let newest = records.iter().filter_map(|r| epoch_of(r)).max();
+        let Some(epoch) = newest else {
+            return Ok(Seen {
+                epoch: INITIAL_EPOCH.to_owned(),
+                base: i64::try_from(self.initial).unwrap_or(i64::MAX),
+                adds: BTreeMap::new(),
+            });
+        };
+        let mut seen = Seen {
+            epoch: epoch.clone(),
+            base: 0,
+            adds: BTreeMap::new(),
+        };
+        for record in records
+            .iter()
+            .filter(|r| epoch_of(r).as_deref() == Some(&epoch))
+        {
+            let number = |v: &ScriptValue| v.as_str().and_then(|s| s.parse::<i64>().ok());
+            seen.base = record.get(1).and_then(number).unwrap_or(0);
+            for pair in record.get(2..).unwrap_or_default().chunks_exact(2) {
+                if let (Some(id), Some(delta)) = (pair[0].as_bytes(), number(&pair[1])) {
+                    seen.adds.insert(id.to_vec(), delta);
+                }
+            }
+        }
+        Ok(seen)
+    }
+}
+
+/// A new epoch: the wall clock in ms (15 digits, so strings order as
+/// numbers) and a random tail that breaks ties.
+fn new_epoch() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis();
+    format!("{ms:015}-{:016x}", rand::random::<u64>())
+}
