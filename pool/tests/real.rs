@@ -783,6 +783,71 @@ async fn resizable_semaphore(backend: Backend) {
     again.release().await.expect("release");
 }
 
+/// 3 clients x 4 tasks on a resizable semaphore of 2 permits; another
+/// client grows it to 4 mid-run, then 2 of 5 nodes are killed: never more
+/// than 2 holders before the grow, never more than 4 after, and the new
+/// permits are used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_semaphore_grown_mid_run_by_another_client_keeps_its_bounds_with_two_nodes_killed() {
+    let mut cluster = Cluster::start(5).await.expect("cluster");
+    let log = HoldLog::new();
+    let stop = Instant::now() + Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for client in 0..3u64 {
+        let redlock = Redlock::connect(cluster.urls()).await.expect("connect");
+        let semaphore = Semaphore::resizable(&redlock, "render", 2).expect("semaphore");
+        for task in 0..4u64 {
+            let (semaphore, log) = (semaphore.clone(), log.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < stop {
+                    let options = LockOptions::new()
+                        .ttl(Duration::from_secs(2))
+                        .acquire_timeout(Some(Duration::from_secs(2)));
+                    let permit = match semaphore.acquire_with(1, &options).await {
+                        Ok(permit) => permit,
+                        Err(PoolError::Unavailable { .. }) => continue,
+                        Err(other) => panic!("unexpected error: {other}"),
+                    };
+                    let start = Instant::now();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    log.record("render", client * 4 + task, start, Instant::now());
+                    permit.release().await.expect("released by a majority");
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let operator = Redlock::connect(cluster.urls()).await.expect("connect");
+    let grown_at = Instant::now();
+    Semaphore::resizable(&operator, "render", 2)
+        .expect("semaphore")
+        .set_permits(4)
+        .await
+        .expect("grow");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    cluster.server_mut(1).kill();
+    cluster.server_mut(4).kill();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let before = HoldLog::new();
+    for hold in log.holds().iter().filter(|h| h.end <= grown_at) {
+        before.record(&hold.resource, hold.holder, hold.start, hold.end);
+    }
+    assert!(before.len() > 0, "nothing held before the grow");
+    assert!(
+        before.max_concurrency() <= 2,
+        "{} holders of 2 permits",
+        before.max_concurrency()
+    );
+    let max = log.max_concurrency();
+    assert!(max <= 4, "{max} holders of 4 permits");
+    assert!(
+        max >= 3,
+        "the grown permits were never used (at most {max} at once)"
+    );
+}
+
 #[tokio::test]
 async fn a_resize_recorded_on_three_nodes_is_seen_with_two_of_them_stalled() {
     let cluster = Cluster::start(5).await.expect("cluster");

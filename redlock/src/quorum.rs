@@ -97,9 +97,12 @@ pub enum Decide {
     /// every answer counts (a pool's candidates need a majority each, so
     /// the first majority to answer is not enough to count them).
     All,
-    /// As [`All`](Self::All), but once a majority has answered, the others
-    /// get only as long again as that took (plus 1 ms): a stalled node then
-    /// costs a round about one round trip, not the node timeout.
+    /// As [`All`](Self::All), but once a majority has answered with
+    /// success, the others get only as long again as that took (plus 1 ms):
+    /// a stalled node then costs a round about one round trip, not the node
+    /// timeout. Failures do not start the grace (they may come at once,
+    /// before any healthy node could answer); once so many failed that no
+    /// majority can answer well, the round is decided.
     AllWithGrace,
 }
 
@@ -108,7 +111,9 @@ impl Decide {
         match self {
             Decide::Majority(quorum) => successes >= quorum || failures > n - quorum,
             Decide::Sent => true,
-            Decide::All | Decide::AllWithGrace => successes + failures >= n,
+            Decide::All => successes + failures >= n,
+            // no majority can answer well any more: nothing to wait for
+            Decide::AllWithGrace => successes + failures >= n || failures > n - majority(n),
         }
     }
 }
@@ -175,10 +180,11 @@ pub async fn round<T: Send + 'static>(
         if decide.decided(n, successes, failures) {
             break;
         }
-        if matches!(decide, Decide::AllWithGrace)
-            && grace.is_none()
-            && successes + failures >= majority(n)
-        {
+        // The grace starts once a majority *answered well*: nodes that
+        // failed at once (refused connections) must not cut the healthy
+        // ones short, or a round with two of five nodes down would end
+        // before a majority of answers came in.
+        if matches!(decide, Decide::AllWithGrace) && grace.is_none() && successes >= majority(n) {
             let wait = started.elapsed() + Duration::from_millis(1);
             grace = Some(Box::pin(tokio::time::sleep(wait)));
         }
@@ -386,14 +392,49 @@ mod tests {
         assert_eq!(all.successes, 4);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_grace_starts_once_a_majority_answered_failures_included() {
+    /// `AllWithGrace` on 5 nodes: the first two fail at once, the others
+    /// as `set` says; how long the round took and how many answered well.
+    async fn graced_round(set: impl Fn(&[MemoryNode])) -> (Duration, usize) {
         let memory = MemoryNode::cluster(5);
-        // two fail at once, one answers after 10 ms: a majority answered
         memory[0].set_down(true);
         memory[1].set_down(true);
-        memory[2].set_latency(Duration::from_millis(10));
-        memory[3].set_latency(Duration::from_millis(15));
+        set(&memory);
+        let nodes = nodes(&memory);
+        let keys = vec!["k".to_owned()];
+        let started = Instant::now();
+        let graced = round(
+            "extend",
+            &nodes,
+            Duration::from_secs(60),
+            Decide::AllWithGrace,
+            |_| true,
+            |n| n.release(&keys, "t", None),
+        )
+        .await;
+        (started.elapsed(), graced.successes)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_at_once_do_not_cut_the_healthy_nodes_short() {
+        // two down (tolerated of five): the three healthy ones all count,
+        // the slowest 20 times slower than the first
+        let (took, answered) = graced_round(|m| {
+            m[2].set_latency(Duration::from_millis(1));
+            m[3].set_latency(Duration::from_millis(5));
+            m[4].set_latency(Duration::from_millis(20));
+        })
+        .await;
+        assert_eq!((took, answered), (Duration::from_millis(20), 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_grace_starts_once_a_majority_answered_well() {
+        // three answer well by 15 ms; the stalled one gets 15 ms + 1 ms more
+        let memory = MemoryNode::cluster(5);
+        memory[0].set_latency(Duration::from_millis(5));
+        memory[1].set_latency(Duration::from_millis(10));
+        memory[2].set_latency(Duration::from_millis(15));
+        memory[3].set_latency(Duration::from_millis(20));
         memory[4].set_stalled(true);
         let nodes = nodes(&memory);
         let keys = vec!["k".to_owned()];
@@ -407,9 +448,21 @@ mod tests {
             |n| n.release(&keys, "t", None),
         )
         .await;
-        // the grace (10 ms + 1 ms) ends the wait for the stalled node
-        assert_eq!(started.elapsed(), Duration::from_millis(21));
-        assert_eq!(graced.successes, 2);
+        assert_eq!(started.elapsed(), Duration::from_millis(31));
+        assert_eq!(graced.successes, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_that_can_no_longer_reach_a_majority_ends_at_once() {
+        // a third node down: no majority can answer well, so the slow and
+        // the stalled node are not waited for
+        let (took, answered) = graced_round(|m| {
+            m[2].set_latency(Duration::from_millis(10));
+            m[3].set_stalled(true);
+            m[4].set_down(true);
+        })
+        .await;
+        assert_eq!((took, answered), (Duration::ZERO, 0));
     }
 
     #[tokio::test(start_paused = true)]
