@@ -834,7 +834,7 @@ async fn a_semaphore_grown_mid_run_by_another_client_keeps_its_bounds_with_two_n
     for hold in log.holds().iter().filter(|h| h.end <= grown_at) {
         before.record(&hold.resource, hold.holder, hold.start, hold.end);
     }
-    assert!(before.len() > 0, "nothing held before the grow");
+    assert!(!before.is_empty(), "nothing held before the grow");
     assert!(
         before.max_concurrency() <= 2,
         "{} holders of 2 permits",
