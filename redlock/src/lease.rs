@@ -147,8 +147,13 @@ impl Lease {
         self.fence
     }
 
-    /// The lease with its fencing token.
-    pub(crate) fn with_fence(mut self, fence: u64) -> Self {
+    /// The lease with its fencing token: for a primitive that hands out
+    /// fences of its own (a fenced rwlock writer), before
+    /// [`Redlock::adopt`](crate::Redlock::adopt).
+    ///
+    /// Part of the seam for primitive authors (see [`raw`](crate::raw)): may
+    /// change in minor versions.
+    pub fn with_fence(mut self, fence: u64) -> Self {
         self.fence = Some(fence);
         self
     }

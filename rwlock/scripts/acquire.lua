@@ -14,8 +14,11 @@
 -- ARGV[4]   key prefix
 -- ARGV[5]   'write': the writer's member (the same for every round of one call)
 -- ARGV[6]   'write': how long its intent lives unless renewed, in milliseconds
+-- ARGV[7]   'write': '1' for a fenced writer: KEYS[5], the fence counter (no ttl, it only
+--           grows), is incremented with the grant
 --
--- Returns 1 when granted, else {what, key, remaining ttl in ms (-1: no expiry), holder}:
+-- Returns 1 when granted ({1, counter} for a fenced writer), else
+-- {what, key, remaining ttl in ms (-1: no expiry), holder}:
 -- what is 'writer' (the writer key is held or claimed), 'reader' (a reader holds key) or
 -- 'waiting' (a writer waits: its intent key); holder is holder_of (prepended to granting
 -- scripts by quorate-redlock).
@@ -73,4 +76,7 @@ end
 redis.call('SET', w, token, 'PX', ttl)
 redis.call('DEL', mine)
 redis.call('SREM', intents, ARGV[5])
+if ARGV[7] == '1' then
+  return {1, redis.call('INCR', KEYS[5])}
+end
 return 1

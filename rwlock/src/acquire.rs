@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use quorate_redlock::raw::quorum::{verdict, Answer, Verdict};
+use quorate_redlock::raw::quorum::{self, verdict, Answer, Reply, Round, Verdict};
 use quorate_redlock::raw::{MemoryStore, NodeScript, ScriptValue, UndoGuard};
 use quorate_redlock::{Error, Holder, Lease, LockGuard, LockOptions, NodeOutcome, Redlock};
 use tokio::time::Instant;
@@ -45,8 +45,8 @@ fn acquire_in_memory(
     keys: &[String],
     args: &[Vec<u8>],
 ) -> Result<ScriptValue, String> {
-    let [w, readers, intents, mine] = keys else {
-        return Err("expected 4 keys".to_owned());
+    let [w, readers, intents, mine, fence] = keys else {
+        return Err("expected 5 keys".to_owned());
     };
     let arg = |i: usize| args.get(i).map(Vec::as_slice).ok_or("too few arguments");
     let text = |i: usize| -> Result<&str, String> {
@@ -112,6 +112,43 @@ fn acquire_in_memory(
     store.set(w, token, Some(ttl));
     store.del(mine);
     store.srem(intents, arg(4)?);
+    if args.get(6).map(Vec::as_slice) == Some(b"1") {
+        let counter = counter(store, fence) + 1;
+        store.set(fence, counter.to_string().as_bytes(), None);
+        return Ok(ScriptValue::Array(vec![
+            ScriptValue::Int(1),
+            ScriptValue::Int(counter),
+        ]));
+    }
+    Ok(ScriptValue::Int(1))
+}
+
+/// A fence counter's value on a memory node (0 when absent).
+fn counter(store: &MemoryStore, key: &str) -> i64 {
+    store
+        .get(key)
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+static RAISE_FENCE: NodeScript =
+    NodeScript::new("rw_raise_fence", include_str!("../scripts/raise_fence.lua"))
+        .emulated(raise_fence_in_memory);
+
+/// `raise_fence.lua` on a memory node.
+fn raise_fence_in_memory(
+    store: &mut MemoryStore,
+    keys: &[String],
+    args: &[Vec<u8>],
+) -> Result<ScriptValue, String> {
+    let key = keys.first().ok_or("no key")?;
+    let fence: i64 = args
+        .first()
+        .and_then(|a| std::str::from_utf8(a).ok()?.parse().ok())
+        .ok_or("the fence is not a number")?;
+    if counter(store, key) < fence {
+        store.set(key, fence.to_string().as_bytes(), None);
+    }
     Ok(ScriptValue::Int(1))
 }
 
@@ -129,7 +166,7 @@ pub(crate) struct Blocker {
 }
 
 fn parse(value: &ScriptValue) -> Answer<Blocker> {
-    if value.as_int() == Some(1) {
+    if value.as_int() == Some(1) || fence_of(value).is_some() {
         return Answer::Granted;
     }
     match value.as_array() {
@@ -143,6 +180,14 @@ fn parse(value: &ScriptValue) -> Answer<Blocker> {
             _ => Answer::Unexpected(format!("unexpected rwlock reply {value:?}")),
         },
         _ => Answer::Unexpected(format!("unexpected rwlock reply {value:?}")),
+    }
+}
+
+/// A fenced writer's grant: `{1, counter}`.
+fn fence_of(value: &ScriptValue) -> Option<u64> {
+    match value.as_array()? {
+        [granted, counter] if granted.as_int() == Some(1) => u64::try_from(counter.as_int()?).ok(),
+        _ => None,
     }
 }
 
@@ -194,6 +239,7 @@ pub(crate) async fn attempt(
         Access::Read => held.clone(),
         Access::Write => keys.intent(&call.member),
     };
+    let fenced = call.access == Access::Write && options.get_fencing();
     let mut undo = UndoGuard::armed(
         redlock,
         vec![held.clone()],
@@ -210,11 +256,18 @@ pub(crate) async fn attempt(
         keys.prefix().as_bytes().to_vec(),
         call.member.as_bytes().to_vec(),
         ms(options.get_waiter_ttl()),
+        if fenced { b"1".to_vec() } else { b"0".to_vec() },
     ];
     let round = redlock
         .eval_round(
             &ACQUIRE,
-            vec![keys.writer(), keys.readers(), keys.intents(), mine],
+            vec![
+                keys.writer(),
+                keys.readers(),
+                keys.intents(),
+                mine,
+                keys.fence(),
+            ],
             args,
             options.effective_node_timeout(),
             |v| matches!(parse(v), Answer::Granted),
@@ -222,19 +275,29 @@ pub(crate) async fn attempt(
         .await;
     let refused = match verdict(redlock, &round, parse, describe) {
         Verdict::Granted => {
-            let lease = Lease::new(
+            let mut lease = Lease::new(
                 token,
                 options.get_ttl(),
                 started,
                 options.get_drift_factor(),
             );
-            if lease.is_valid() {
-                undo.disarm();
-                return Ok(redlock.adopt(vec![held], lease, options));
-            }
-            Refused {
-                error: Error::Expired,
-                watch: None,
+            let fence = match fenced {
+                true => raise_fence(redlock, keys, &round, options).await.map(Some),
+                false => Ok(None),
+            };
+            match fence {
+                Ok(fence) if lease.is_valid() => {
+                    if let Some(fence) = fence {
+                        lease = lease.with_fence(fence);
+                    }
+                    undo.disarm();
+                    return Ok(redlock.adopt(vec![held], lease, options));
+                }
+                Ok(_) => Refused {
+                    error: Error::Expired,
+                    watch: None,
+                },
+                Err(error) => Refused { error, watch: None },
             }
         }
         Verdict::Blocked { first, outcomes } => Refused {
@@ -252,6 +315,40 @@ pub(crate) async fn attempt(
     };
     undo.send().await;
     Err(refused)
+}
+
+/// A fenced writer's fence: the largest counter among the granting
+/// nodes, written back to a majority before the lease is handed out, so
+/// that every later majority meets it and goes higher (as the mutex does).
+async fn raise_fence(
+    redlock: &Redlock,
+    keys: &RwKeys,
+    round: &Round<ScriptValue>,
+    options: &LockOptions,
+) -> Result<u64, Error> {
+    let fence = round
+        .replies
+        .iter()
+        .filter_map(|r| match r {
+            Reply::Answered(v) => fence_of(v),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let raised = redlock
+        .eval_round(
+            &RAISE_FENCE,
+            vec![keys.fence()],
+            vec![fence.to_string().into_bytes()],
+            options.effective_node_timeout(),
+            |v| v.as_int() == Some(1),
+        )
+        .await;
+    if raised.successes >= redlock.quorum() {
+        Ok(fence)
+    } else {
+        Err(quorum::no_quorum(redlock, &raised))
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! - `quorate:rw:{N}:readers`: the set of reader ids;
 //! - `quorate:rw:{N}:i:<member>`: one key per waiting writer (lives
 //!   `waiter_ttl` unless the writer tries again);
-//! - `quorate:rw:{N}:intents`: the set of waiting writers.
+//! - `quorate:rw:{N}:intents`: the set of waiting writers;
+//! - `quorate:rw:{N}:fence`: the fenced writers' counter.
 
 /// The keys of one read-write lock.
 #[derive(Clone, Debug)]
@@ -34,6 +35,11 @@ impl RwKeys {
 
     pub(crate) fn readers(&self) -> String {
         format!("{}readers", self.prefix)
+    }
+
+    /// The writers' fence counter (no ttl: it only grows).
+    pub(crate) fn fence(&self) -> String {
+        format!("{}fence", self.prefix)
     }
 
     pub(crate) fn intents(&self) -> String {

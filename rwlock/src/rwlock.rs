@@ -27,6 +27,8 @@ use crate::keys::RwKeys;
 ///
 /// Readers and writers are leases like the mutex's: they end at their ttl
 /// if their holder dies, extend, auto-extend and signal loss the same way.
+/// A writer locked with `fencing(true)` gets a fencing token, strictly
+/// larger than any earlier writer's.
 /// Not reentrant, and no upgrade: a holder of a read lock asking for the
 /// write lock waits for itself.
 #[derive(Clone)]

@@ -32,14 +32,18 @@ async fn acquire_matches_its_twin_on_generated_calls() {
     let keys = RwKeys::new(&format!("twin{seed}"));
     let ids = ["r0", "r1", "r2"];
     let members = ["m0", "m1"];
-    let mut tracked = vec![keys.writer()];
+    let mut tracked = vec![keys.writer(), keys.fence()];
     tracked.extend(ids.iter().map(|id| keys.reader(id)));
     tracked.extend(members.iter().map(|m| keys.intent(m)));
     for call in 0..300 {
         let token = format!("t{}", rng.random_range(0..3));
         if rng.random_range(0..3) == 0 {
             // a release of the writer key or of a reader's key
-            let key = [tracked[rng.random_range(0..1 + ids.len())].clone()];
+            let releasable = [
+                keys.writer(),
+                keys.reader(ids[rng.random_range(0..ids.len())]),
+            ];
+            let key = [releasable[rng.random_range(0..2)].clone()];
             let on_server = real.release(&key, &token, None).await.expect("release");
             let in_memory = memory.release(&key, &token, None).await.expect("release");
             assert_eq!(on_server, in_memory, "seed {seed}: release of {key:?}");
@@ -52,6 +56,11 @@ async fn acquire_matches_its_twin_on_generated_calls() {
         } else {
             keys.reader(ids[rng.random_range(0..ids.len())])
         };
+        let fenced = if rng.random_range(0..2) == 0 {
+            "1"
+        } else {
+            "0"
+        };
         let args = vec![
             (if write { "write" } else { "read" }).as_bytes().to_vec(),
             token.into_bytes(),
@@ -61,8 +70,15 @@ async fn acquire_matches_its_twin_on_generated_calls() {
             keys.prefix().as_bytes().to_vec(),
             member.as_bytes().to_vec(),
             b"60000".to_vec(),
+            fenced.as_bytes().to_vec(),
         ];
-        let all = vec![keys.writer(), keys.readers(), keys.intents(), mine];
+        let all = vec![
+            keys.writer(),
+            keys.readers(),
+            keys.intents(),
+            mine,
+            keys.fence(),
+        ];
         match check_twin(&ACQUIRE, real.as_ref(), &memory, all, args).await {
             Ok(()) => {}
             Err(m) if refusal(&m.real).is_some() && refusal(&m.real) == refusal(&m.memory) => {}

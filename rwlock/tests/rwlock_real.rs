@@ -9,7 +9,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use quorate_redlock::{Error, LockOptions, MemoryNode, Node, Redlock};
 use quorate_rwlock::{Access, NameError, RwLock};
-use quorate_testkit::{Cluster, HoldLog};
+use quorate_testkit::{Cluster, FenceLog, HoldLog};
 
 const TTL: Duration = Duration::from_secs(5);
 
@@ -171,13 +171,14 @@ async fn waiting_writer_keeps_new_readers_out(backend: Backend) {
 }
 
 /// `clients` separate clients, each with 2 tasks doing `rounds` reads or
-/// writes (every third a write), recorded in `holds`.
-async fn workload(clients: Vec<Redlock>, rounds: usize, holds: &HoldLog) {
+/// writes (every third a write, fenced), recorded in `holds` and, for the
+/// writers, their fences in `fences`.
+async fn workload(clients: Vec<Redlock>, rounds: usize, holds: &HoldLog, fences: &FenceLog) {
     let mut tasks = Vec::new();
     for (c, redlock) in clients.into_iter().enumerate() {
         for t in 0..2 {
             let lock = RwLock::new(&redlock, "table").expect("name");
-            let holds = holds.clone();
+            let (holds, fences) = (holds.clone(), fences.clone());
             let id = (c * 2 + t) as u64;
             tasks.push(tokio::spawn(async move {
                 for i in 0..rounds {
@@ -185,6 +186,7 @@ async fn workload(clients: Vec<Redlock>, rounds: usize, holds: &HoldLog) {
                     let options = lock
                         .options()
                         .ttl(Duration::from_secs(2))
+                        .fencing(true)
                         .acquire_timeout(Some(Duration::from_secs(30)));
                     let guard = if write {
                         lock.write_with(&options).await
@@ -193,6 +195,11 @@ async fn workload(clients: Vec<Redlock>, rounds: usize, holds: &HoldLog) {
                     }
                     .unwrap_or_else(|e| panic!("client {c} task {t}: {e}"));
                     let start = StdInstant::now();
+                    match (write, guard.lease().fence()) {
+                        (true, Some(fence)) => fences.record(id, fence, start),
+                        (true, None) => panic!("a fenced writer without a fence"),
+                        (false, fence) => assert_eq!(fence, None, "a reader with a fence"),
+                    }
                     tokio::time::sleep(Duration::from_millis(3)).await;
                     let kind = if write { "write" } else { "read" };
                     // only what was held while the lease was valid counts
@@ -217,22 +224,26 @@ fn conflicting(a: &str, b: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_clients_never_see_a_writer_beside_anyone_even_with_two_nodes_killed() {
     let mut cluster = Cluster::start(5).await.expect("cluster");
-    let holds = HoldLog::new();
+    let (holds, fences) = (HoldLog::new(), FenceLog::new());
     let mut clients = Vec::new();
     for c in 0..3 {
         clients.push(client(cluster.urls(), &format!("client-{c}")).await);
     }
-    workload(clients.clone(), 10, &holds).await;
+    workload(clients.clone(), 10, &holds, &fences).await;
     let before = holds.len();
     cluster.server_mut(1).kill();
     cluster.server_mut(3).kill();
-    workload(clients, 10, &holds).await;
+    workload(clients, 10, &holds, &fences).await;
     assert_eq!(holds.len(), before * 2);
     assert!(holds.holds().iter().any(|h| h.resource == "read"));
     assert!(holds.holds().iter().any(|h| h.resource == "write"));
     holds
         .check_exclusive_by(conflicting)
         .expect("a writer beside another holder");
+    assert!(fences.len() >= 20, "{} fenced writes", fences.len());
+    fences
+        .check_strictly_increasing()
+        .expect("a later writer with a smaller fence");
 }
 
 /// The checker above, seen failing: each client alone on its own server
@@ -240,12 +251,16 @@ async fn separate_clients_never_see_a_writer_beside_anyone_even_with_two_nodes_k
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_checker_fires_when_each_client_has_a_quorum_of_one() {
     let cluster = Cluster::start(3).await.expect("cluster");
-    let holds = HoldLog::new();
+    let (holds, fences) = (HoldLog::new(), FenceLog::new());
     let mut clients = Vec::new();
     for (c, url) in cluster.urls().into_iter().enumerate() {
         clients.push(client(vec![url], &format!("split-{c}")).await);
     }
-    workload(clients, 10, &holds).await;
+    workload(clients, 10, &holds, &fences).await;
+    assert!(
+        fences.check_strictly_increasing().is_err(),
+        "the fence checker saw nothing"
+    );
     assert!(
         holds.check_exclusive_by(conflicting).is_err(),
         "the checker saw nothing"
