@@ -84,6 +84,23 @@ impl Redlock {
         })
     }
 
+    /// A client over nodes built by the caller (e.g.
+    /// [`MemoryNode`](crate::MemoryNode)s), as
+    /// [`Redlock::from_nodes`](crate::Redlock::from_nodes), on this
+    /// client's own runtime.
+    pub fn from_nodes(
+        nodes: Vec<Arc<dyn crate::Node>>,
+        defaults: LockOptions,
+    ) -> Result<Redlock, ConfigError> {
+        let runtime = runtime().map_err(|e| ConfigError::Runtime(e.to_string()))?;
+        // its background work starts on this runtime
+        let inner = runtime.block_on(async { crate::Redlock::from_nodes(nodes, defaults) })?;
+        Ok(Redlock {
+            inner,
+            runtime: Arc::new(runtime),
+        })
+    }
+
     /// [`Redlock::lock`](crate::Redlock::lock), blocking: waits for the
     /// lock up to the default acquire timeout.
     pub fn lock(&self, resource: &str, ttl: Duration) -> Result<LockGuard, Error> {

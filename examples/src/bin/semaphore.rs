@@ -1,5 +1,6 @@
 //! 10 jobs share 3 encoder licences through a distributed semaphore; prints how many run at
-//! once (never more than 3).
+//! once (never more than 3). Then the semaphore grows to 5 at run time (`set_permits`, for
+//! every client), and a permit is released through its id, as another process would.
 //!
 //! Run: `cargo run -p quorate-examples --bin semaphore`
 
@@ -13,7 +14,8 @@ use quorate_pool::Semaphore;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let (redlock, _servers) = quorate_examples::example_nodes().await?;
-    let licences = Semaphore::new(&redlock, "example-encoders", 3)?;
+    let name = format!("example-encoders-{}", std::process::id());
+    let licences = Semaphore::resizable(&redlock, &name, 3)?;
     let running = Arc::new(AtomicUsize::new(0));
     let mut jobs = Vec::new();
     for job in 0..10 {
@@ -34,5 +36,18 @@ async fn main() -> Result<(), Box<dyn Error>> {
     for job in jobs {
         job.await??;
     }
+    // more licences bought: every client sees 5 from now on
+    licences.set_permits(5).await?;
+    let held = licences.acquire(5, Duration::from_secs(10)).await?;
+    println!(
+        "grown to {} permits; holding slots {:?}",
+        licences.current_permits().await?,
+        held.slots()
+    );
+    // a permit's id, as text, releases it from anywhere (another process, a queue consumer)
+    let id: quorate_pool::PermitId = held.permit_ids()[4].to_string().parse()?;
+    licences.release_permit(&id).await?;
+    println!("released slot {} by its id", id.slot());
+    held.release().await?;
     Ok(())
 }
