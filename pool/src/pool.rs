@@ -475,3 +475,11 @@ fn describe() {
         );
     });
 }
+
+impl<T: Send + Sync + 'static> quorate_redlock::Release for PoolGuard<T> {
+    fn release_now(self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let _ = self.release().await;
+        })
+    }
+}

@@ -473,3 +473,11 @@ impl FromStr for PermitId {
         })
     }
 }
+
+impl quorate_redlock::Release for SemaphoreGuard {
+    fn release_now(self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let _ = self.release().await;
+        })
+    }
+}

@@ -32,6 +32,7 @@ use crate::inspect::{ForceUnlocked, Inspection};
 use crate::lease::Lease;
 use crate::options::LockOptions;
 use crate::owner::Owner;
+use crate::release::Release;
 
 /// A blocking [`Redlock`](crate::Redlock): the same calls, each blocking
 /// the calling thread. Cloning shares the client and its runtime.
@@ -47,8 +48,7 @@ pub struct Redlock {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard {
-    inner: Option<crate::LockGuard>,
-    runtime: Arc<Runtime>,
+    inner: Held<crate::LockGuard>,
 }
 
 fn runtime() -> std::io::Result<Runtime> {
@@ -134,6 +134,35 @@ impl Redlock {
         self.runtime.block_on(self.inner.force_unlock(resource))
     }
 
+    /// Runs `future` on this client's runtime, blocking the calling
+    /// thread: any call of the crates built on quorate-redlock (a pool,
+    /// semaphore, rwlock, latch, tree lock or spinlock made from
+    /// [`as_async`](Self::as_async)). Keep the guards it returns with
+    /// [`hold`](Self::hold).
+    ///
+    /// ```no_run
+    /// # fn demo(redlock: quorate_redlock::blocking::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// # use std::time::Duration;
+    /// let guard = redlock.block_on(redlock.as_async().lock("job", Duration::from_secs(5)))?;
+    /// let guard = redlock.hold(guard);
+    /// println!("{:?} left", guard.remaining());
+    /// # Ok(()) }
+    /// ```
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Keeps an async guard (a [`LockGuard`](crate::LockGuard), a pool's,
+    /// an rwlock's…) for code that is not async: it derefs to the guard,
+    /// and dropping it releases the lock on this client's runtime (the drop
+    /// returns once the release round is done).
+    pub fn hold<G: Release>(&self, guard: G) -> Held<G> {
+        Held {
+            guard: Some(guard),
+            runtime: Arc::clone(&self.runtime),
+        }
+    }
+
     /// Who this client is, as recorded on the nodes.
     pub fn owner(&self) -> &Owner {
         self.inner.owner()
@@ -147,64 +176,92 @@ impl Redlock {
 
     fn guard(&self, result: Result<crate::LockGuard, Error>) -> Result<LockGuard, Error> {
         result.map(|guard| LockGuard {
-            inner: Some(guard),
-            runtime: Arc::clone(&self.runtime),
+            inner: self.hold(guard),
         })
     }
 }
 
-impl LockGuard {
-    fn guard(&self) -> &crate::LockGuard {
-        // only `release` and `drop` take it, and both consume the guard
-        self.inner.as_ref().expect("a live guard holds its lock")
-    }
+/// An async guard kept by blocking code ([`Redlock::hold`]): derefs to the
+/// guard; dropping it releases the lock on the client's runtime, returning
+/// once the release round is done (dropped inside some runtime by mistake,
+/// it spawns the release there instead of blocking). Call its async
+/// methods with [`Redlock::block_on`]; take it back with
+/// [`into_inner`](Self::into_inner) (for a `release` that reports).
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct Held<G: Release> {
+    guard: Option<G>,
+    runtime: Arc<Runtime>,
+}
 
+impl<G: Release> Held<G> {
+    /// The guard itself (its drop then needs a runtime again).
+    pub fn into_inner(mut self) -> G {
+        self.guard.take().expect("a held guard")
+    }
+}
+
+impl<G: Release> std::ops::Deref for Held<G> {
+    type Target = G;
+
+    fn deref(&self) -> &G {
+        self.guard.as_ref().expect("a held guard")
+    }
+}
+
+impl<G: Release> std::ops::DerefMut for Held<G> {
+    fn deref_mut(&mut self) -> &mut G {
+        self.guard.as_mut().expect("a held guard")
+    }
+}
+
+impl<G: Release> Drop for Held<G> {
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // inside some runtime (misuse): never block it; the release runs
+            // on ours
+            drop(self.runtime.spawn(guard.release_now()));
+        } else {
+            // Run to completion: a release merely spawned could be cut off
+            // if the client (and its runtime) went away right after.
+            self.runtime.block_on(guard.release_now());
+        }
+    }
+}
+
+impl LockGuard {
     /// The current lease (token, ttl, validity, fence).
     pub fn lease(&self) -> Lease {
-        self.guard().lease()
+        self.inner.lease()
     }
 
     /// The validity left; act under the lock only while this is positive.
     pub fn remaining(&self) -> Duration {
-        self.guard().remaining()
+        self.inner.remaining()
     }
 
     /// Whether validity is left.
     pub fn is_valid(&self) -> bool {
-        self.guard().is_valid()
+        self.inner.is_valid()
     }
 
     /// The locked resources.
     pub fn resources(&self) -> &[String] {
-        self.guard().resources()
+        self.inner.resources()
     }
 
     /// [`LockGuard::extend`](crate::LockGuard::extend), blocking.
     pub fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
-        let runtime = Arc::clone(&self.runtime);
-        let guard = self.inner.as_mut().expect("a live guard holds its lock");
-        runtime.block_on(guard.extend(ttl))
+        let runtime = Arc::clone(&self.inner.runtime);
+        runtime.block_on(self.inner.extend(ttl))
     }
 
     /// [`LockGuard::release`](crate::LockGuard::release), blocking.
-    pub fn release(mut self) -> Result<ReleaseOutcome, Error> {
-        let guard = self.inner.take().expect("a live guard holds its lock");
-        self.runtime.block_on(guard.release())
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        let Some(guard) = self.inner.take() else {
-            return;
-        };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // inside some runtime (misuse): never block it; the async
-            // guard's own drop spawns the release on ours
-            let _entered = self.runtime.enter();
-            drop(guard);
-        } else if let Err(error) = self.runtime.block_on(guard.release()) {
-            tracing::warn!(%error, "release of a dropped blocking guard failed; the lock expires at its ttl");
-        }
+    pub fn release(self) -> Result<ReleaseOutcome, Error> {
+        let runtime = Arc::clone(&self.inner.runtime);
+        runtime.block_on(self.inner.into_inner().release())
     }
 }

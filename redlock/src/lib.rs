@@ -62,6 +62,7 @@ mod quarantine;
 mod queue;
 mod quorum;
 mod reentry;
+mod release;
 mod seam;
 #[cfg(feature = "memory")]
 mod twin_check;
@@ -81,6 +82,7 @@ pub use mutex::{Redlock, RedlockBuilder};
 pub use options::{LockOptions, MAX_TTL};
 pub use owner::{Holder, Owner, OWNER_KEY_PREFIX};
 pub use quarantine::{DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
+pub use release::Release;
 
 /// The seam for primitive and backend authors: what quorate-pool,
 /// quorate-tree and quorate-spinlock build on (see ARCHITECTURE.md, "The

@@ -107,3 +107,11 @@ impl RwLockGuard {
         self.guard.lost().await
     }
 }
+
+impl quorate_redlock::Release for RwLockGuard {
+    fn release_now(self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let _ = self.release().await;
+        })
+    }
+}

@@ -138,3 +138,11 @@ impl TreeGuard {
         self.guard.lost().await
     }
 }
+
+impl quorate_redlock::Release for TreeGuard {
+    fn release_now(self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let _ = self.release().await;
+        })
+    }
+}
