@@ -15,16 +15,17 @@ use tokio::time::Instant;
 
 use crate::error::LatchError;
 
-static COUNT_DOWN: NodeScript = NodeScript::new(
+pub(crate) static COUNT_DOWN: NodeScript = NodeScript::new(
     "latch_count_down",
     include_str!("../scripts/count_down.lua"),
 )
 .emulated(count_down_in_memory)
 .granting();
 
-static READ: NodeScript = NodeScript::new("latch_read", include_str!("../scripts/read.lua"))
-    .emulated(read_in_memory)
-    .granting();
+pub(crate) static READ: NodeScript =
+    NodeScript::new("latch_read", include_str!("../scripts/read.lua"))
+        .emulated(read_in_memory)
+        .granting();
 
 /// What a count-down's error reply starts with when the server has
 /// another count for the latch.

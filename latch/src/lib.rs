@@ -32,6 +32,8 @@
 
 mod error;
 mod latch;
+#[cfg(all(test, feature = "memory"))]
+mod twins;
 
 pub use error::LatchError;
 pub use latch::{Latch, DEFAULT_EXPIRE_AFTER};

@@ -14,9 +14,10 @@ use tokio::time::Instant;
 
 use crate::error::PoolError;
 
-static SIZE: NodeScript = NodeScript::new("semaphore_size", include_str!("../scripts/size.lua"))
-    .emulated(size_in_memory)
-    .granting();
+pub(crate) static SIZE: NodeScript =
+    NodeScript::new("semaphore_size", include_str!("../scripts/size.lua"))
+        .emulated(size_in_memory)
+        .granting();
 
 /// What an `add` answers on a server that has a newer `set`.
 const STALE: &str = "QUORATE_STALE_EPOCH";

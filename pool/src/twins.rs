@@ -122,3 +122,71 @@ async fn usage_scripts_match_their_twins_on_generated_figures() {
         .await
         .unwrap_or_else(|m| panic!("seed {seed}: {m}"));
 }
+
+/// A size read with its adds in id order (`HGETALL` has no order).
+fn size_read(
+    reply: Result<quorate_redlock::raw::ScriptValue, quorate_redlock::NodeError>,
+) -> Result<Vec<quorate_redlock::raw::ScriptValue>, String> {
+    use quorate_redlock::raw::ScriptValue;
+    match reply.map_err(|e| e.0)? {
+        ScriptValue::Array(items) if items.len() >= 2 => {
+            let mut pairs: Vec<Vec<ScriptValue>> =
+                items[2..].chunks(2).map(<[ScriptValue]>::to_vec).collect();
+            pairs.sort_by_key(|pair| format!("{pair:?}"));
+            let mut out = items[..2].to_vec();
+            out.extend(pairs.into_iter().flatten());
+            Ok(out)
+        }
+        other => Err(format!("unexpected read {other:?}")),
+    }
+}
+
+#[tokio::test]
+async fn size_matches_its_twin_on_generated_sets_adds_and_reads() {
+    use crate::size::SIZE;
+    use quorate_redlock::Node;
+
+    let cluster = Cluster::start(1).await.expect("redis-server");
+    let (real, memory) = twin_nodes(&cluster.urls()[0]).await.expect("connect");
+    let (seed, mut rng) = seeded();
+    let keys = vec![format!("twin:{seed}:size"), format!("twin:{seed}:adds")];
+    let epochs = [
+        "000000000000001-a",
+        "000000000000002-b",
+        "000000000000003-c",
+    ];
+    for call in 0..200 {
+        let epoch = epochs[rng.random_range(0..epochs.len())]
+            .as_bytes()
+            .to_vec();
+        let base = rng.random_range(1..9u32).to_string().into_bytes();
+        let args = match rng.random_range(0..4) {
+            0 => vec![b"set".to_vec(), epoch, base],
+            1 => {
+                let on_server =
+                    size_read(real.eval(&SIZE, keys.clone(), vec![b"read".to_vec()]).await);
+                let in_memory = size_read(
+                    memory
+                        .eval(&SIZE, keys.clone(), vec![b"read".to_vec()])
+                        .await,
+                );
+                assert_eq!(on_server, in_memory, "seed {seed}, call {call}: read");
+                continue;
+            }
+            // an add under some epoch: applied, caught up, or refused as stale
+            _ => vec![
+                b"add".to_vec(),
+                epoch,
+                base,
+                format!("id{}", rng.random_range(0..4)).into_bytes(),
+                rng.random_range(-3..4i32).to_string().into_bytes(),
+            ],
+        };
+        check_twin(&SIZE, real.as_ref(), &memory, keys.clone(), args)
+            .await
+            .unwrap_or_else(|m| panic!("seed {seed}, call {call}: {m}"));
+    }
+    check_keys(real.as_ref(), &memory, &keys)
+        .await
+        .unwrap_or_else(|m| panic!("seed {seed}: {m}"));
+}
