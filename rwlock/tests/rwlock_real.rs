@@ -9,7 +9,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use quorate_redlock::{Error, LockOptions, MemoryNode, Node, Redlock};
 use quorate_rwlock::{Access, NameError, RwLock};
-use quorate_testkit::{Cluster, FenceLog, HoldLog};
+use quorate_testkit::{Cluster, Fault, FaultProxy, FenceLog, HoldLog};
 
 const TTL: Duration = Duration::from_secs(5);
 
@@ -320,4 +320,29 @@ async fn auto_extension_keeps_a_reader_past_its_ttl_and_bad_names_are_refused() 
         lock.read(Duration::ZERO).await,
         Err(Error::InvalidConfig(_))
     ));
+}
+
+/// The writers' fence write-back: of 3 nodes, node 0 alone has a high
+/// counter. The first writer (nodes 0 and 1; node 2's connections reset)
+/// takes it and writes it back to node 1; then node 0 drops out, and the
+/// next writer, granted by nodes 1 and 2, must still get a larger fence.
+/// Without the write-back it would restart from their own low counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_fences_stay_ahead_when_the_node_with_the_highest_counter_drops_out() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let proxies = cluster.proxies().await.expect("proxies");
+    let redlock = client(proxies.iter().map(FaultProxy::url).collect(), "fenced").await;
+    let set = ["SET", "quorate:rw:{ledger}:fence", "100"];
+    cluster.server(0).command(&set).await.expect("SET");
+    let lock = RwLock::new(&redlock, "ledger").expect("name");
+    let options = lock.options().ttl(TTL).fencing(true);
+    proxies[2].set(Fault::Reset);
+    let first = lock.write_with(&options).await.expect("write");
+    assert_eq!(first.lease().fence(), Some(101));
+    first.release().await.expect("release");
+    proxies[2].set(Fault::Pass);
+    proxies[0].set(Fault::Reset);
+    let second = lock.write_with(&options).await.expect("write");
+    assert_eq!(second.lease().fence(), Some(102), "the token stays ahead");
+    second.release().await.expect("release");
 }
