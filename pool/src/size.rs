@@ -86,8 +86,9 @@ struct Seen {
 }
 
 impl Seen {
-    fn permits(&self) -> usize {
-        let total = self.base + self.adds.values().sum::<i64>();
+    /// The permits, plus `more` not yet seen (0 at least).
+    fn permits_plus(&self, more: i64) -> usize {
+        let total = self.base + self.adds.values().sum::<i64>() + more;
         usize::try_from(total.max(0)).unwrap_or(usize::MAX)
     }
 }
@@ -105,7 +106,7 @@ impl Size {
 
     /// The permits a majority of nodes agree on.
     pub(crate) async fn read(&self, redlock: &Redlock) -> Result<usize, PoolError> {
-        Ok(self.seen(redlock).await?.permits())
+        Ok(self.seen(redlock).await?.permits_plus(0))
     }
 
     /// Sets the permits to `permits` (the newest set wins everywhere; adds
@@ -117,7 +118,7 @@ impl Size {
             epoch.into_bytes(),
             permits.to_string().into_bytes(),
         ];
-        self.write(redlock, &args).await.map_err(|(error, _)| error)
+        self.write(redlock, &args).await
     }
 
     /// Adds `delta` permits (negative: removes) on top of the newest set,
@@ -131,7 +132,7 @@ impl Size {
             &policy,
             None,
             |_| async {
-                let seen = self.seen(redlock).await.map_err(|e| (e, false))?;
+                let seen = self.seen(redlock).await?;
                 let args = vec![
                     b"add".to_vec(),
                     seen.epoch.clone().into_bytes(),
@@ -140,13 +141,13 @@ impl Size {
                     delta.to_string().into_bytes(),
                 ];
                 self.write(redlock, &args).await?;
-                let earlier = if seen.adds.contains_key(&id) {
+                // the read already counts it if an earlier try reached a majority
+                let unseen = if seen.adds.contains_key(&id) {
                     0
                 } else {
                     delta
                 };
-                let total = seen.base + seen.adds.values().sum::<i64>() + earlier;
-                Ok(usize::try_from(total.max(0)).unwrap_or(usize::MAX))
+                Ok(seen.permits_plus(unseen))
             },
             // a newer set came between the read and the add (stale), or
             // too few nodes answered: read again and add on top
@@ -156,12 +157,11 @@ impl Size {
             },
         )
         .await
-        .map_err(|(error, _)| error)
     }
 
-    /// One write on every node, decided at a majority; the error says
-    /// whether a node refused it as stale.
-    async fn write(&self, redlock: &Redlock, args: &[Vec<u8>]) -> Result<(), (PoolError, bool)> {
+    /// One write on every node, decided at a majority (an add refused as
+    /// stale by nodes with a newer set counts as not written).
+    async fn write(&self, redlock: &Redlock, args: &[Vec<u8>]) -> Result<(), PoolError> {
         let round = redlock
             .eval_round(
                 &SIZE,
@@ -174,11 +174,7 @@ impl Size {
         if round.successes >= redlock.quorum() {
             return Ok(());
         }
-        let stale = round
-            .replies
-            .iter()
-            .any(|r| matches!(r, Reply::Failed(e) if e.contains(STALE)));
-        Err((quorum::no_quorum(redlock, &round).into(), stale))
+        Err(quorum::no_quorum(redlock, &round).into())
     }
 
     /// Every node's record, united: the newest epoch a majority reported.
