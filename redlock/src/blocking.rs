@@ -76,12 +76,7 @@ impl Redlock {
     /// (options, owner label, namespace, settings), built on this client's
     /// own runtime.
     pub fn build(builder: crate::RedlockBuilder) -> Result<Redlock, ConfigError> {
-        let runtime = runtime().map_err(|e| ConfigError::Runtime(e.to_string()))?;
-        let inner = runtime.block_on(builder.build())?;
-        Ok(Redlock {
-            inner,
-            runtime: Arc::new(runtime),
-        })
+        Self::on_own_runtime(builder.build())
     }
 
     /// A client over nodes built by the caller (e.g.
@@ -92,9 +87,16 @@ impl Redlock {
         nodes: Vec<Arc<dyn crate::Node>>,
         defaults: LockOptions,
     ) -> Result<Redlock, ConfigError> {
+        Self::on_own_runtime(async { crate::Redlock::from_nodes(nodes, defaults) })
+    }
+
+    /// A client made by `make` on a new runtime of its own, where its
+    /// background work then runs.
+    fn on_own_runtime(
+        make: impl std::future::Future<Output = Result<crate::Redlock, ConfigError>>,
+    ) -> Result<Redlock, ConfigError> {
         let runtime = runtime().map_err(|e| ConfigError::Runtime(e.to_string()))?;
-        // its background work starts on this runtime
-        let inner = runtime.block_on(async { crate::Redlock::from_nodes(nodes, defaults) })?;
+        let inner = runtime.block_on(make)?;
         Ok(Redlock {
             inner,
             runtime: Arc::new(runtime),
