@@ -375,17 +375,22 @@ impl LockGuard {
         &self.keys
     }
 
-    /// Resets the ttl to `ttl` on every node that still holds our token;
-    /// the new validity counts from the start of this call.
+    /// Extends the keys to at least `ttl` from now on every node that still
+    /// holds our token. An extension never shortens: a node whose key has
+    /// longer left keeps it (end a lock early with [`release`](Self::release)).
+    /// Once a majority confirmed, the validity is the later of the old one
+    /// and `ttl` counted from the start of this call.
     ///
     /// Errors: [`Error::Expired`] when the lease ran out before (or during)
     /// the call; [`Error::Lost`] when a majority answered that the lock is
     /// no longer ours; [`Error::NoQuorum`] when too few nodes answered.
-    /// After an error the old lease still stands (it may still be valid).
+    /// After an error the lease is in doubt: its validity becomes the
+    /// earlier of the old one and `ttl` from the start of this call (it never
+    /// grows without a majority's confirmation).
     ///
     /// # Cancel safety
-    /// Cancel safe: if dropped mid-flight the lease keeps its old validity,
-    /// which is never longer than what the servers hold.
+    /// Cancel safe: if dropped mid-flight the lease is in doubt, as after an
+    /// error.
     ///
     /// ```no_run
     /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
@@ -418,24 +423,27 @@ impl LockGuard {
             return Err(Error::Expired);
         }
         let token = self.lease().token().to_hex();
-        match extend_round(
+        // Until a majority confirms, the request is in doubt: if this future is
+        // dropped mid-round, the lease shrinks as for a failed round.
+        let mut in_doubt = DoubtfulExtension {
+            cell: &self.cell,
+            ttl,
+            started: Instant::now(),
+            drift_factor: self.drift_factor,
+            settled: false,
+        };
+        let result = extend_round(
             &self.redlock.inner,
             &self.keys,
             &token,
             ttl,
             self.node_timeout,
         )
-        .await
-        {
-            Ok(started) => {
-                let mut renewed = self.lease();
-                renewed.renew(ttl, started, self.drift_factor);
-                if !renewed.is_valid() {
-                    return Err(Error::Expired);
-                }
-                self.cell.send_modify(|s| s.lease = renewed);
-                Ok(())
-            }
+        .await;
+        in_doubt.settle(result.as_ref().ok().copied());
+        match result {
+            Ok(_) if !self.is_valid() => Err(Error::Expired),
+            Ok(_) => Ok(()),
             Err(_) if !self.is_valid() => Err(Error::Expired),
             Err(error) => Err(error),
         }
@@ -585,6 +593,45 @@ impl Drop for LockGuard {
                 inner.handoffs.ended(&keys, held_here);
                 tracing::debug!("guard dropped outside a runtime; keys expire with their ttl")
             }
+        }
+    }
+}
+
+/// An extension round in flight on a guard's lease: settled with the
+/// round's start when a majority confirmed, else (error, or dropped
+/// mid-round) the lease is put in doubt (see [`Lease::doubt`]).
+struct DoubtfulExtension<'a> {
+    cell: &'a LeaseCell,
+    ttl: Duration,
+    started: Instant,
+    drift_factor: f64,
+    settled: bool,
+}
+
+impl DoubtfulExtension<'_> {
+    /// `Some(started)` of a confirmed round, `None` for a failed one.
+    fn settle(&mut self, confirmed: Option<Instant>) {
+        self.settled = true;
+        let (ttl, drift_factor) = (self.ttl, self.drift_factor);
+        match confirmed {
+            Some(started) => self
+                .cell
+                .send_modify(|s| s.lease.confirm(ttl, started, drift_factor)),
+            None => self.doubt(),
+        }
+    }
+
+    fn doubt(&self) {
+        let (ttl, started, drift_factor) = (self.ttl, self.started, self.drift_factor);
+        self.cell
+            .send_modify(|s| s.lease.doubt(ttl, started, drift_factor));
+    }
+}
+
+impl Drop for DoubtfulExtension<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.doubt();
         }
     }
 }

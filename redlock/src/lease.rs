@@ -80,23 +80,33 @@ pub fn drift_for(ttl: Duration, drift_factor: f64) -> Duration {
 /// validity = ttl − (now − started) − drift, where drift is
 /// ttl × drift_factor plus 2 ms. All arithmetic saturates: a ttl shorter than the drift gives a
 /// lease that is already invalid, never a panic.
+///
+/// After extensions the validity follows one rule (see ARCHITECTURE.md, "The lease"): it
+/// grows only on a majority's confirmation ([`confirm`](Self::confirm)); on any doubt
+/// (an error, a timeout, a cancelled or concurrent extension) it becomes the smaller of
+/// what it was and what the doubtful request could have set ([`doubt`](Self::doubt)).
 #[derive(Clone, Copy, Debug)]
 pub struct Lease {
     token: Token,
     ttl: Duration,
     started: Instant,
     drift: Duration,
+    /// Stored, not derived: after a doubtful extension it is capped below
+    /// what `started + ttl − drift` would say.
+    valid_until: Instant,
     fence: Option<u64>,
 }
 
 impl Lease {
     /// A lease for `token` granted by a round that started at `started`.
     pub fn new(token: Token, ttl: Duration, started: Instant, drift_factor: f64) -> Self {
+        let drift = drift_for(ttl, drift_factor);
         Lease {
             token,
             ttl,
             started,
-            drift: drift_for(ttl, drift_factor),
+            drift,
+            valid_until: valid_until(started, ttl, drift),
             fence: None,
         }
     }
@@ -123,13 +133,7 @@ impl Lease {
 
     /// The last instant at which the lease is still safe to rely on.
     pub fn valid_until(&self) -> Instant {
-        let validity = self.ttl.saturating_sub(self.drift);
-        // Options cap ttls far below overflow; the fallback keeps a hand-made
-        // lease with an absurd ttl from panicking.
-        self.started
-            .checked_add(validity)
-            .or_else(|| self.started.checked_add(crate::options::MAX_TTL))
-            .unwrap_or(self.started)
+        self.valid_until
     }
 
     /// How much validity is left; zero once the lease expired.
@@ -158,13 +162,45 @@ impl Lease {
         self
     }
 
-    /// After an extension: validity is recomputed from the extension's own
-    /// start instant and ttl.
-    pub(crate) fn renew(&mut self, ttl: Duration, started: Instant, drift_factor: f64) {
-        self.ttl = ttl;
-        self.started = started;
-        self.drift = drift_for(ttl, drift_factor);
+    /// A majority confirmed an extension to `ttl` sent at `started`: the
+    /// validity becomes the later of the old one and `started + ttl − drift`.
+    ///
+    /// Keeping the later one is sound because the extension scripts never
+    /// shorten a key's ttl (`extend.lua`): the majority that confirmed the old
+    /// validity still holds the keys at least that long.
+    pub(crate) fn confirm(&mut self, ttl: Duration, started: Instant, drift_factor: f64) {
+        let drift = drift_for(ttl, drift_factor);
+        let until = valid_until(started, ttl, drift);
+        if until >= self.valid_until {
+            self.ttl = ttl;
+            self.started = started;
+            self.drift = drift;
+            self.valid_until = until;
+        }
     }
+
+    /// An extension to `ttl` sent at `started` was not confirmed (error,
+    /// timeout, cancellation): some nodes may have applied it, so the validity
+    /// becomes the earlier of the old one and `started + ttl − drift`.
+    ///
+    /// With scripts that never shorten this only matters for a shorter ttl;
+    /// it is kept as the one rule so that no request in doubt can leave the
+    /// holder believing more than some node might hold.
+    pub(crate) fn doubt(&mut self, ttl: Duration, started: Instant, drift_factor: f64) {
+        let until = valid_until(started, ttl, drift_for(ttl, drift_factor));
+        self.valid_until = self.valid_until.min(until);
+    }
+}
+
+/// `started + ttl − drift`, saturating.
+fn valid_until(started: Instant, ttl: Duration, drift: Duration) -> Instant {
+    let validity = ttl.saturating_sub(drift);
+    // Options cap ttls far below overflow; the fallback keeps a hand-made
+    // lease with an absurd ttl from panicking.
+    started
+        .checked_add(validity)
+        .or_else(|| started.checked_add(crate::options::MAX_TTL))
+        .unwrap_or(started)
 }
 
 #[cfg(test)]
@@ -241,13 +277,51 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn renew_measures_from_the_extension_start() {
+    async fn a_confirmed_extension_measures_from_its_start() {
         let mut lease = Lease::new(Token::random(), Duration::from_secs(1), Instant::now(), 0.0);
         tokio::time::advance(Duration::from_millis(900)).await;
         let extend_started = Instant::now();
         tokio::time::advance(Duration::from_millis(10)).await;
-        lease.renew(Duration::from_secs(2), extend_started, 0.0);
+        lease.confirm(Duration::from_secs(2), extend_started, 0.0);
         assert_eq!(lease.remaining(), Duration::from_millis(2000 - 10 - 2));
+        assert_eq!(lease.ttl(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_confirmed_shorter_extension_keeps_the_longer_validity() {
+        // the scripts never shorten: the old majority still holds the keys
+        let mut lease = Lease::new(
+            Token::random(),
+            Duration::from_secs(10),
+            Instant::now(),
+            0.0,
+        );
+        let before = lease.valid_until();
+        lease.confirm(Duration::from_millis(300), Instant::now(), 0.0);
+        assert_eq!(lease.valid_until(), before);
+        assert_eq!(lease.ttl(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_doubtful_extension_only_ever_shrinks_the_validity() {
+        let mut lease = Lease::new(
+            Token::random(),
+            Duration::from_secs(10),
+            Instant::now(),
+            0.0,
+        );
+        tokio::time::advance(Duration::from_millis(700)).await;
+        let before = lease.valid_until();
+        // a longer ttl in doubt grows nothing
+        lease.doubt(Duration::from_secs(30), Instant::now(), 0.0);
+        assert_eq!(lease.valid_until(), before);
+        // a shorter one in doubt caps it at what it could have set
+        let started = Instant::now();
+        lease.doubt(Duration::from_millis(300), started, 0.0);
+        assert_eq!(lease.valid_until(), started + Duration::from_millis(298));
+        // and a later confirmation of the old length grows it again
+        lease.confirm(Duration::from_secs(10), started, 0.0);
+        assert_eq!(lease.valid_until(), started + Duration::from_millis(9_998));
     }
 
     #[test]

@@ -98,7 +98,8 @@ impl Redlock {
     /// change in minor versions.
     ///
     /// # Cancel safety
-    /// Cancel safe: a dropped extension leaves the keys' old ttls or the new.
+    /// Cancel safe: a dropped extension leaves each node's ttl as it was or
+    /// longer (extensions never shorten).
     pub async fn extend_token(
         &self,
         keys: &[String],

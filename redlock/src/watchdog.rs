@@ -263,14 +263,19 @@ impl Task {
             }
             let lock = &entry.lock;
             if extended >= self.quorum {
-                let mut renewed = lock.cell.borrow().lease;
-                renewed.renew(lock.ttl, settled.started, lock.drift_factor);
-                if renewed.is_valid() {
-                    lock.cell.send_modify(|s| s.lease = renewed);
+                lock.cell.send_modify(|s| {
+                    s.lease
+                        .confirm(lock.ttl, settled.started, lock.drift_factor)
+                });
+                if lock.cell.borrow().lease.is_valid() {
                     entry.next_due = settled.started + lock.ttl / EXTEND_AT;
                     metrics::extended(self.primitive, "extended");
                     continue;
                 }
+            } else {
+                // Some nodes may have applied it: the lease's one rule for doubt.
+                lock.cell
+                    .send_modify(|s| s.lease.doubt(lock.ttl, settled.started, lock.drift_factor));
             }
             let valid = lock.cell.borrow().lease.is_valid();
             if valid && not_held <= n - self.quorum {

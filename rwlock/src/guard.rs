@@ -51,7 +51,8 @@ impl RwLockGuard {
     /// [`Error::NoQuorum`] when too few nodes answered.
     ///
     /// # Cancel safety
-    /// Cancel safe: if dropped mid-flight, the lease keeps its old validity.
+    /// Cancel safe: if dropped mid-flight, the validity is the earlier of the
+    /// old one and `ttl` from the call's start (never longer).
     ///
     /// ```no_run
     /// # async fn demo(lock: quorate_rwlock::RwLock) -> Result<(), quorate_redlock::Error> {

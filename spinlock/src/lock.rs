@@ -128,7 +128,8 @@ impl Lock {
     /// `Lost` or `NoQuorum`.
     ///
     /// # Cancel safety
-    /// Cancel safe: the hold keeps its old validity if dropped mid-flight.
+    /// Cancel safe: if dropped mid-flight, the validity is the earlier of the
+    /// old one and the new hold counted from the call's start (never longer).
     ///
     /// ```no_run
     /// # async fn demo(mut lock: quorate_spinlock::Lock) -> Result<(), quorate_spinlock::SpinError> {

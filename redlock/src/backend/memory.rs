@@ -347,8 +347,12 @@ impl State {
         if !keys.iter().all(|k| self.holds(k, token)) {
             return false;
         }
+        // never shortens (extend.lua's twin)
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         for key in keys {
-            self.store.pexpire(key, ttl);
+            if self.store.pttl(key) < ms {
+                self.store.pexpire(key, ttl);
+            }
         }
         true
     }
