@@ -18,6 +18,8 @@ mod list;
 mod nodes;
 mod run;
 mod status;
+#[cfg(target_os = "linux")]
+mod supervise;
 mod unlock;
 mod watch;
 
@@ -70,9 +72,12 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Run a command while holding KEY (a distributed flock(1)): the lock is extended while
-    /// the command runs, released when it exits; if the lock is lost the command gets
-    /// SIGTERM, then SIGKILL after --grace.
+    /// Run a command while holding KEY (a distributed flock(1)), in a process group of its
+    /// own (Linux only): the lock is extended while the command runs, released once the
+    /// command exited and what it left in its group was killed. If no extension is
+    /// confirmed in time the group gets SIGTERM at the lock's validity minus --grace and
+    /// SIGKILL at the validity (exit 76). SIGINT, SIGHUP and SIGTERM are forwarded to the
+    /// group; if quorate dies, even of SIGKILL, the group is killed.
     Run {
         /// The lock name.
         key: String,
@@ -82,9 +87,11 @@ enum Command {
         /// How long to wait for the lock (0: try once).
         #[arg(long, default_value = "0s", value_parser = duration::parse)]
         wait: Duration,
-        /// How long the command gets between SIGTERM and SIGKILL when the lock is lost.
-        #[arg(long, default_value = "5s", value_parser = duration::parse)]
-        grace: Duration,
+        /// How long before the lock's validity ends the command's group gets SIGTERM
+        /// (SIGKILL comes at the end); part of the validity, shorter than half of --ttl
+        /// [default: 5s, or a quarter of --ttl when shorter].
+        #[arg(long, value_parser = duration::parse)]
+        grace: Option<Duration>,
         /// The command and its arguments.
         #[arg(required = true, last = true)]
         command: Vec<String>,
@@ -105,11 +112,56 @@ enum Command {
     },
     /// Each node's reachability, latency, version, and the settings that matter for safety.
     Nodes,
+    /// Internal: `run`'s command, started by the supervisor with the signals unblocked.
+    #[command(name = "__exec", hide = true)]
+    Exec {
+        /// The command and its arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// Internal: `run`'s supervisor of the command's process group.
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        /// The `quorate run` process whose death kills the group.
+        #[arg(long)]
+        parent: u32,
+        /// The command and its arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any runtime: the supervisor blocks signals in its only thread.
+    match &cli.command {
+        #[cfg(target_os = "linux")]
+        Command::Supervise { parent, command } => {
+            return ExitCode::from(supervise::supervise(*parent, command));
+        }
+        #[cfg(target_os = "linux")]
+        Command::Exec { command } => return ExitCode::from(supervise::exec(command)),
+        #[cfg(not(target_os = "linux"))]
+        Command::Supervise { .. } | Command::Exec { .. } => {
+            eprintln!("quorate: `run` needs Linux");
+            return ExitCode::from(1);
+        }
+        _ => {}
+    }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        // `run` relies on its future being polled on this (the main) thread
+        Ok(runtime) => runtime.block_on(run_cli(cli)),
+        Err(e) => {
+            eprintln!("quorate: cannot start the runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_cli(cli: Cli) -> ExitCode {
     if cli.nodes.is_empty() {
         eprintln!("quorate: no nodes: give --nodes URL,URL,... or set QUORATE_NODES");
         return ExitCode::from(2);
@@ -132,7 +184,9 @@ async fn main() -> ExitCode {
                 Command::Watch { key, for_at_most } => {
                     watch::run(&redlock, &key, for_at_most).await
                 }
-                Command::Nodes => unreachable!("handled above"),
+                Command::Nodes | Command::Supervise { .. } | Command::Exec { .. } => {
+                    unreachable!("handled above")
+                }
             },
         },
     };

@@ -1,8 +1,11 @@
 //! The `quorate` binary against real redis-server processes.
 
-use std::process::{Child, Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use quorate_testkit::Cluster;
 
 const BIN: &str = env!("CARGO_BIN_EXE_quorate");
@@ -17,17 +20,104 @@ fn quorate(cluster: &Cluster, args: &[&str]) -> Output {
         .expect("run quorate")
 }
 
-/// `quorate … run` in the background, in a process group of its own.
-fn spawn_run(cluster: &Cluster, owner: &str, key: &str, ttl: &str, command: &[&str]) -> Child {
+/// `quorate --nodes <cluster> args…` in the background, its stderr piped.
+fn spawn_quorate(cluster: &Cluster, args: &[&str]) -> Child {
     Command::new(BIN)
         .arg("--nodes")
         .arg(cluster.urls().join(","))
-        .args(["--owner", owner, "run", key, "--ttl", ttl, "--"])
-        .args(command)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn quorate run")
+        .expect("spawn quorate")
+}
+
+/// `quorate … run` in the background.
+fn spawn_run(cluster: &Cluster, owner: &str, key: &str, ttl: &str, command: &[&str]) -> Child {
+    let mut args = vec!["--owner", owner, "run", key, "--ttl", ttl, "--"];
+    args.extend_from_slice(command);
+    spawn_quorate(cluster, &args)
+}
+
+/// The exit status of `child`, which must end within `within`.
+fn exit_within(child: &mut Child, within: Duration) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "still running after {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What `child` wrote to its (piped) stderr, once it has exited.
+fn stderr_of(child: &mut Child) -> String {
+    let mut said = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut stderr, &mut said).expect("read stderr");
+    }
+    said
+}
+
+/// A fresh directory for one test's files, under the system's temporary one.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("quorate-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// The pid a command wrote (a line) to `path`, once it has (bounded).
+fn read_pid(path: &Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(line) = std::fs::read_to_string(path) {
+            if line.ends_with('\n') {
+                return line.trim().parse().expect("a pid");
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing written to {path:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `pid` runs. A zombie does not (this machine's pid 1 may never reap it).
+fn running(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // the state follows the command name, which is in parentheses
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
+}
+
+/// When `pid` was seen not running, polled until `deadline`; `None` if it still ran.
+fn gone_by(pid: i32, deadline: Instant) -> Option<Instant> {
+    loop {
+        if !running(pid) {
+            return Some(Instant::now());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// SIGKILLs the pids still running when the test ends, failed or not.
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if running(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -89,7 +179,7 @@ async fn a_held_key_makes_run_give_up_or_wait_as_asked_and_status_names_the_hold
 #[tokio::test]
 async fn unlock_force_frees_a_key_whose_holder_was_killed() {
     let cluster = Cluster::start(3).await.expect("cluster");
-    // its command outlives it by at most 5 s, holding nothing
+    // its command dies with it (see a_killed_quorate_takes_its_commands_whole_group_with_it)
     let mut holder = spawn_run(&cluster, "dead-worker", "nightly", "30s", &["sleep", "5"]);
     wait_held(&cluster, "nightly", true);
     holder.kill().expect("SIGKILL: no release");
@@ -124,7 +214,7 @@ async fn run_stops_the_command_when_the_lock_is_lost() {
     for i in 0..3 {
         cluster.server(i).pause();
     }
-    // lost within the lease's 2 s validity, then SIGTERM to `sleep`
+    // SIGTERM to `sleep` 0.5 s (the default grace for a 2 s ttl) before the validity ends
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(status) = holder.try_wait().expect("wait") {
@@ -260,4 +350,156 @@ async fn status_and_unlock_work_on_a_pool_candidate_by_its_full_key() {
     assert_eq!(freed.status.code(), Some(0), "{}", text(&freed.stderr));
     let after = pool.inspect("gpu-0").await.expect("inspect");
     assert!(after.holder().is_none(), "{after}");
+}
+
+#[tokio::test]
+async fn run_stops_the_commands_whole_group_before_the_lease_ends() {
+    let cluster = Cluster::start(5).await.expect("cluster");
+    let dir = scratch("lease-end");
+    let pidfile = dir.join("grandchild");
+    let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+    let asked = Instant::now();
+    let mut holder = spawn_quorate(
+        &cluster,
+        &[
+            "run", "fading", "--ttl", "4s", "--grace", "1900ms", "--", "bash", "-c", &script,
+        ],
+    );
+    let grandchild = read_pid(&pidfile);
+    let _cleanup = KillOnDrop(vec![grandchild]);
+    wait_held(&cluster, "fading", true);
+    for i in 0..3 {
+        cluster.server(i).pause();
+    }
+    let paused = asked.elapsed();
+    // The lock was asked for after `asked`, and extensions only move its
+    // validity later: it ends no earlier than the ttl less the drift
+    // allowance (4 s × 0.01 + 2 ms) after `asked`.
+    let validity_ends_after = asked + Duration::from_millis(4000 - 42);
+    let gone = gone_by(grandchild, asked + Duration::from_secs(20));
+    let status = exit_within(&mut holder, Duration::from_secs(20));
+    for i in 0..3 {
+        cluster.server(i).resume();
+    }
+    let stderr = stderr_of(&mut holder);
+    let gone = gone.unwrap_or_else(|| panic!("the grandchild outlived quorate run: {stderr}"));
+    assert!(
+        gone < validity_ends_after,
+        "the grandchild ran until {:?} after the lock was asked for, past the validity \
+         (nodes paused at {paused:?})",
+        gone - asked
+    );
+    assert_eq!(status.code(), Some(76), "{stderr}");
+    assert!(stderr.contains("lost `fading`"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_killed_quorate_takes_its_commands_whole_group_with_it() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let dir = scratch("killed");
+    let (shellfile, pidfile) = (dir.join("shell"), dir.join("grandchild"));
+    let script = format!(
+        "echo $$ > {}; sleep 60 & echo $! > {}; wait",
+        shellfile.display(),
+        pidfile.display()
+    );
+    let mut holder = spawn_run(
+        &cluster,
+        "doomed",
+        "orphans",
+        "2s",
+        &["bash", "-c", &script],
+    );
+    let (shell, grandchild) = (read_pid(&shellfile), read_pid(&pidfile));
+    let _cleanup = KillOnDrop(vec![shell, grandchild]);
+    wait_held(&cluster, "orphans", true);
+    holder
+        .kill()
+        .expect("SIGKILL: quorate can clean nothing up");
+    let killed = Instant::now();
+    holder.wait().expect("the killed holder");
+    // The servers hold the lock for at least 2 s after its last extension,
+    // at most ttl/3 before the kill: gone within 1 s, no later holder
+    // overlaps them.
+    let within = killed + Duration::from_secs(1);
+    assert!(
+        gone_by(grandchild, within).is_some(),
+        "the grandchild outlived quorate"
+    );
+    assert!(
+        gone_by(shell, within).is_some(),
+        "the command outlived quorate"
+    );
+    let next = quorate(&cluster, &["run", "orphans", "--wait", "10s", "--", "true"]);
+    assert_eq!(next.status.code(), Some(0), "{}", text(&next.stderr));
+}
+
+#[tokio::test]
+async fn signals_to_quorate_reach_the_commands_group_and_the_lock_is_released_after() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let cases = [
+        (Signal::SIGINT, "INT", true),
+        (Signal::SIGHUP, "HUP", true),
+        (Signal::SIGTERM, "TERM", true),
+        // no trap: ended by the signal, quorate exits 128 + 15
+        (Signal::SIGTERM, "TERM", false),
+    ];
+    for (signal, name, trapped) in cases {
+        let dir = scratch(&format!("signal-{name}-{trapped}"));
+        let (seen, pidfile) = (dir.join("seen"), dir.join("grandchild"));
+        let trap = if trapped {
+            format!("trap 'echo {name} > {}; exit 7' {name}; ", seen.display())
+        } else {
+            String::new()
+        };
+        // (bash starts background jobs with SIGINT ignored: that grandchild
+        // is left over, and killed before the lock is released)
+        let script = format!("{trap}sleep 60 & echo $! > {}; wait", pidfile.display());
+        let mut holder = spawn_run(
+            &cluster,
+            "signalled",
+            "signals",
+            "30s",
+            &["bash", "-c", &script],
+        );
+        let grandchild = read_pid(&pidfile);
+        let _cleanup = KillOnDrop(vec![grandchild]);
+        let pid = Pid::from_raw(i32::try_from(holder.id()).expect("pid"));
+        kill(pid, signal).expect("signal quorate");
+        let status = exit_within(&mut holder, Duration::from_secs(10));
+        let stderr = stderr_of(&mut holder);
+        let want = if trapped { 7 } else { 128 + signal as i32 };
+        assert_eq!(status.code(), Some(want), "{name}: {status:?} {stderr}");
+        if trapped {
+            let said = std::fs::read_to_string(&seen).unwrap_or_default();
+            assert_eq!(said.trim(), name, "{name}: the command's trap did not run");
+        }
+        // SIGKILL, sent before the release, takes effect within microseconds
+        let soon = Instant::now() + Duration::from_millis(200);
+        assert!(
+            gone_by(grandchild, soon).is_some(),
+            "{name}: the grandchild outlived quorate run"
+        );
+        // released at once, not one 30 s ttl later
+        let json = text(&quorate(&cluster, &["status", "--json", "signals"]).stdout);
+        assert!(json.contains("\"held\":false"), "{name}: {json}");
+    }
+}
+
+#[tokio::test]
+async fn a_grace_as_long_as_half_the_ttl_is_a_usage_error() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let out = quorate(
+        &cluster,
+        &["run", "early", "--ttl", "2s", "--grace", "1s", "--", "true"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--grace"),
+        "{}",
+        text(&out.stderr)
+    );
+    // nothing was taken
+    let json = text(&quorate(&cluster, &["status", "--json", "early"]).stdout);
+    assert!(json.contains("\"held\":false"), "{json}");
 }
