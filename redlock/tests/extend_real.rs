@@ -163,14 +163,14 @@ async fn a_confirmed_shorter_extension_shortens_nothing() {
 #[tokio::test]
 async fn watchdog_and_manual_extensions_racing_never_overclaim() {
     let cluster = Cluster::start(5).await.expect("cluster");
-    let (proxies, a) = through_proxies(&cluster, Duration::from_millis(200)).await;
+    let (proxies, a) = through_proxies(&cluster, Duration::from_secs(1)).await;
     let options = LockOptions::new()
         .ttl(Duration::from_millis(900))
         .auto_extend(true);
     let mut guard = a.lock_with(["race"], &options).await.expect("lock");
     // uneven delays, so the rounds land in different orders on different nodes
     for (i, p) in proxies.iter().enumerate() {
-        p.set(Fault::Delay(Duration::from_millis(20 * i as u64)));
+        p.set(Fault::Delay(Duration::from_millis(5 * i as u64)));
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut steps = 0;
