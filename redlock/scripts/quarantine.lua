@@ -1,19 +1,51 @@
 -- Quarantine (redlock/src/quarantine.rs), prepended to every script that can grant: a node
--- that lost its data (restart without persistence, FLUSHALL, failover to an empty replica)
--- has forgotten leases that other clients still count on, so it must not vote until every
--- one of them has expired. The loss is seen by the marker key (no ttl) vanishing with the
--- data; the quarantine then lasts the longest ttl any client may use, which the caller
--- appends as the last ARGV (ms). A client with a longer maximum stretches a running
--- quarantine to its own. Refusals are the error 'QUORATE_QUARANTINED <ms left>'. The usual
--- case (marker present, no quarantine) costs two EXISTS.
+-- that lost its data or part of it has forgotten leases (and fence counts) that other clients
+-- still count on, so it must not vote until every one of them has expired. Two signs:
+--  * the marker key (no ttl) is gone with the data (restart without persistence, FLUSHALL,
+--    failover to an empty replica): 'lost';
+--  * the marker was written under another server process: it ends with the run_id of the
+--    process that wrote it, and every restart (or a replica's promotion) brings a new one,
+--    while an RDB snapshot or a lagging replica brings back the marker without the writes
+--    made after it: 'restarted'. Persistence cannot be trusted from here (a script cannot
+--    read appendfsync), so every restart counts.
+-- The quarantine then lasts the longest ttl any client may use, which the caller appends as
+-- the last ARGV (ms); the marker becomes '<why>:<ms>:<run_id>'. A client with a longer
+-- maximum stretches a running quarantine to its own. Refusals are the error
+-- 'QUORATE_QUARANTINED <ms left>'. The usual case costs INFO server, a GET and an EXISTS.
 do
   local max_ms = tonumber(table.remove(ARGV))
-  local lost = redis.call('EXISTS', 'quorate:marker') == 0
-  if lost or redis.call('EXISTS', 'quorate:quarantine') == 1 then
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    if lost then
-      redis.call('SET', 'quorate:marker', 'lost:' .. now)
+  local info = redis.call('INFO', 'server')
+  -- a plain find: a pattern match over INFO costs as much again as INFO itself
+  local at = string.find(info, 'run_id:', 1, true)
+  local run = string.sub(info, at + 7, at + 46)
+  local marker = redis.call('GET', 'quorate:marker')
+  local t = nil
+  local function now_ms()
+    t = t or redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  local why = false
+  if not marker then
+    why = 'lost'
+  elseif string.sub(marker, -41) ~= ':' .. run then
+    why = 'restarted'
+    -- A marker without a run_id ('fresh:<s>', 'lost:<ms>': quorate before run_ids) is kept
+    -- if it was surely written by this process (after its start, by uptime): upgrading must
+    -- not quarantine every node at once. Anything else from an earlier process counts.
+    local written = tonumber(string.match(marker, '^%a+:(%d+)$') or '')
+    if written then
+      if written < 1e11 then written = written * 1000 end
+      local up = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
+      if written >= now_ms() - up * 1000 then
+        redis.call('SET', 'quorate:marker', marker .. ':' .. run)
+        why = false
+      end
+    end
+  end
+  if why or redis.call('EXISTS', 'quorate:quarantine') == 1 then
+    local now = now_ms()
+    if why then
+      redis.call('SET', 'quorate:marker', why .. ':' .. now .. ':' .. run)
       redis.call('SET', 'quorate:quarantine', now, 'PX', max_ms)
     end
     local left = redis.call('PTTL', 'quorate:quarantine')

@@ -72,7 +72,7 @@ mod wait;
 mod watchdog;
 
 #[cfg(feature = "memory")]
-pub use backend::MemoryNode;
+pub use backend::{MemoryNode, MemorySnapshot};
 pub use backend::{FredNode, FredSettings, Node, NodeError, NodeFuture};
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use guard::{LockGuard, ReleaseOutcome};

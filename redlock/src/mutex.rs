@@ -228,16 +228,19 @@ impl Redlock {
         check_ttl(ttl, self.inner.max_ttl)
     }
 
-    /// Declares every node without a quarantine marker fresh, so that
-    /// servers that never held a lock vote at once instead of sitting out a
-    /// quarantine of [`max_ttl`](Self::max_ttl) (see [`MARKER_KEY`](crate::MARKER_KEY)).
+    /// Declares fresh every node without a quarantine marker, or with one
+    /// from before its server's last restart, so that servers that never
+    /// held a lock vote at once instead of sitting out a quarantine of
+    /// [`max_ttl`](Self::max_ttl) (see [`MARKER_KEY`](crate::MARKER_KEY)).
     ///
     /// Only for servers you know are new and empty (just created for a
-    /// test, a demo or a new deployment). A server that lost its data
-    /// looks the same until a lock call finds it: declaring it fresh skips
-    /// the quarantine that keeps two holders apart, which is Redlock's
-    /// hole this crate closes. A node already marked (or in quarantine) is
-    /// left as it is.
+    /// test, a demo or a new deployment), or that restarted with every
+    /// acknowledged write kept (AOF with `appendfsync always`), declared
+    /// before a lock call reaches them. A server that lost its data, or
+    /// came back from an RDB snapshot, looks the same until a lock call
+    /// finds it: declaring it fresh skips the quarantine that keeps two
+    /// holders apart, which is Redlock's hole this crate closes. A node
+    /// marked by its running server, or in quarantine, is left as it is.
     ///
     /// Returns every node's outcome: [`NodeOutcome::Granted`] marked now,
     /// [`NodeOutcome::NotHeld`] already marked, otherwise why not.

@@ -3,17 +3,26 @@
 //! Redlock's known hole: a node restarted without persistence (or flushed,
 //! or failed over to an empty replica) has forgotten the leases it granted,
 //! and can vote for a second holder while the first still has validity.
+//! A node restarted from an RDB snapshot, or a promoted replica that missed
+//! the last writes, is the same hole with the marker kept: it has forgotten
+//! what was written after the snapshot (leases, fence counts).
 //! Every script that can grant (`acquire.lua`, `batch.lua`, the pool's and
 //! the tree's) starts with `scripts/quarantine.lua`: each node keeps a
-//! marker key without ttl ([`MARKER_KEY`]) that vanishes with its data; a
-//! granting script that finds it gone sets it again and refuses every vote
-//! for the longest ttl any client may use ([`RedlockBuilder::max_ttl`],
-//! default [`DEFAULT_MAX_TTL`]), by which time every forgotten lease has
-//! expired. The state is on the server, so clients agree without talking
-//! to each other.
+//! marker key without ttl ([`MARKER_KEY`]) naming the server process
+//! (`run_id`) it was written under. A granting script that finds it gone,
+//! or written under another process (the node restarted, or a replica was
+//! promoted), marks it again and refuses every vote for the longest ttl any
+//! client may use ([`RedlockBuilder::max_ttl`], default
+//! [`DEFAULT_MAX_TTL`]), by which time every forgotten lease has expired.
+//! Every restart counts, whatever the persistence: a script cannot read
+//! `appendfsync`, and a flag kept in the data would follow it to a replica.
+//! The state is on the server, so clients agree without talking to each
+//! other.
 //!
 //! A server that never held a lock has no marker either: declare it fresh
-//! ([`Redlock::declare_fresh`]) and it votes at once.
+//! ([`Redlock::declare_fresh`]) and it votes at once; the same call, made
+//! before any lock call reaches it, spares a restarted server that kept
+//! every write (AOF with `appendfsync always`) its quarantine.
 //!
 //! [`RedlockBuilder::max_ttl`]: crate::RedlockBuilder::max_ttl
 //! [`Redlock::declare_fresh`]: crate::Redlock::declare_fresh
@@ -24,8 +33,10 @@ use std::time::Duration;
 
 use crate::backend::NodeError;
 
-/// The marker key every node keeps (no ttl): `fresh:<ms>` when declared
-/// fresh, `lost:<ms>` when a quarantine began (server time).
+/// The marker key every node keeps (no ttl): `<why>:<ms>:<run_id>`, with
+/// `why` `fresh` when declared fresh, `lost` or `restarted` when a
+/// quarantine began, the server's time, and the `run_id` of the server
+/// process that wrote it (a restart or a replica's promotion changes it).
 pub const MARKER_KEY: &str = "quorate:marker";
 
 /// The key that exists (with a ttl) while a node is quarantined.
@@ -47,9 +58,9 @@ const MESSAGE: &str = "quarantined for ";
 /// The error of a node that refused to vote for `left` more.
 pub(crate) fn refusal(left: Duration) -> NodeError {
     NodeError(format!(
-        "{MESSAGE}{} ms more: the node lost its data (restart without persistence, \
-         FLUSHALL or failover to an empty replica) and votes again once every lease it \
-         may have forgotten has expired",
+        "{MESSAGE}{} ms more: the node lost its data or restarted (restart without \
+         persistence or from an RDB snapshot, FLUSHALL, failover) and votes again once \
+         every lease it may have forgotten has expired",
         left.as_millis()
     ))
 }
@@ -76,11 +87,15 @@ pub(crate) fn left(error: &str) -> Option<Duration> {
     Some(Duration::from_millis(ms))
 }
 
-/// The memory node's marker: the same rules as `quarantine.lua`, on tokio time.
+/// The memory node's marker: the same rules as `quarantine.lua`, on tokio
+/// time, with a counter standing for the server's `run_id`.
 #[cfg(feature = "memory")]
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct MemoryMarker {
-    present: bool,
+    /// The node's current run; a simulated restart begins the next one.
+    run: u64,
+    /// The run the marker was written in; `None`: no marker.
+    marked: Option<u64>,
     /// When the running quarantine began, and when it ends.
     quarantine: Option<(tokio::time::Instant, tokio::time::Instant)>,
 }
@@ -90,7 +105,8 @@ impl Default for MemoryMarker {
     /// A new memory node cannot have lost anything: it starts declared fresh.
     fn default() -> Self {
         MemoryMarker {
-            present: true,
+            run: 0,
+            marked: Some(0),
             quarantine: None,
         }
     }
@@ -100,12 +116,26 @@ impl Default for MemoryMarker {
 impl MemoryMarker {
     /// The node lost its data (the marker went with it).
     pub(crate) fn lose(&mut self) {
-        self.present = false;
+        self.marked = None;
     }
 
-    /// Declares the node fresh if it has no marker; whether it did.
-    pub(crate) fn declare_fresh(&mut self) -> bool {
-        !std::mem::replace(&mut self.present, true)
+    /// The node's process restarted (a new `run_id`) with `data`'s marker
+    /// and quarantine: what its persistence kept.
+    pub(crate) fn restart_with(&mut self, data: &MemoryMarker) {
+        self.marked = data.marked;
+        self.quarantine = data.quarantine;
+        self.run += 1;
+    }
+
+    /// Declares the node fresh if its marker is missing or from an earlier
+    /// run and no quarantine is running; whether it did.
+    pub(crate) fn declare_fresh(&mut self, now: tokio::time::Instant) -> bool {
+        let running = self.quarantine.is_some_and(|(_, ends)| ends > now);
+        if self.marked == Some(self.run) || running {
+            return false;
+        }
+        self.marked = Some(self.run);
+        true
     }
 
     /// Before a granting call: `Err` while the node must not vote.
@@ -114,8 +144,9 @@ impl MemoryMarker {
         now: tokio::time::Instant,
         max_ttl: Duration,
     ) -> Result<(), NodeError> {
-        if !self.present {
-            self.present = true;
+        // lost or written by an earlier run (restart, promoted replica)
+        if self.marked != Some(self.run) {
+            self.marked = Some(self.run);
             self.quarantine = Some((now, now + max_ttl));
         }
         let Some((began, mut ends)) = self.quarantine else {
@@ -162,6 +193,28 @@ mod tests {
         let e = marker.check(later, 2 * max).expect_err("still quarantined");
         assert_eq!(left(&e.0), Some(Duration::from_secs(15)));
         assert!(marker.check(now + 2 * max, max).is_ok(), "votes again");
-        assert!(!marker.declare_fresh(), "already marked");
+        assert!(!marker.declare_fresh(now + 2 * max), "already marked");
+    }
+
+    #[cfg(feature = "memory")]
+    #[tokio::test(start_paused = true)]
+    async fn memory_marker_quarantines_a_node_restarted_with_its_marker() {
+        let mut marker = MemoryMarker::default();
+        let now = tokio::time::Instant::now();
+        let max = Duration::from_secs(10);
+        let snapshot = marker.clone();
+        marker.restart_with(&snapshot);
+        let e = marker.check(now, max).expect_err("restarted: quarantined");
+        assert_eq!(left(&e.0), Some(max));
+        assert!(
+            !marker.declare_fresh(now),
+            "a quarantine is never cut short"
+        );
+        assert!(marker.check(now + max, max).is_ok(), "votes again");
+        // restarted and declared fresh before any granting call: votes
+        let snapshot = marker.clone();
+        marker.restart_with(&snapshot);
+        assert!(marker.declare_fresh(now + max), "declared");
+        assert!(marker.check(now + max, max).is_ok());
     }
 }

@@ -591,6 +591,114 @@ async fn redis_case_a_node_that_lost_its_data_sits_out_its_quarantine() {
     case_a_node_that_lost_its_data_sits_out_its_quarantine(node.as_ref(), lose).await;
 }
 
+/// A node that restarted from a snapshot older than its last grant (RDB
+/// persistence): it still has its marker, but not the lock granted after
+/// the snapshot. It refuses to vote for its max_ttl, and declaring it fresh
+/// then does not cut the quarantine short; a restart declared fresh before
+/// any granting call (the operator knows nothing was lost) votes at once.
+async fn case_a_node_restarted_from_an_older_snapshot_sits_out_its_quarantine<S, R, SF, RF>(
+    node: &dyn Node,
+    snapshot: S,
+    restart: R,
+) where
+    S: Fn() -> SF,
+    SF: std::future::Future<Output = ()>,
+    R: Fn() -> RF,
+    RF: std::future::Future<Output = ()>,
+{
+    let max_ttl = Duration::from_millis(400);
+    node.set_max_ttl(max_ttl);
+    snapshot().await;
+    assert_eq!(acquire(node, &["held"], "a", max_ttl).await, GRANTED);
+    restart().await;
+    let restarted_at = std::time::Instant::now();
+    // a real server's client reconnects first
+    loop {
+        match node
+            .acquire(&keys(&["held"]), "b", max_ttl, false, None)
+            .await
+        {
+            Ok(reply) => panic!("a restarted node voted at once: {reply:?}"),
+            Err(e) if e.to_string().starts_with("quarantined for ") => break,
+            Err(e) => assert!(restarted_at.elapsed() < Duration::from_secs(5), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !node.declare_fresh().await.expect("answers"),
+        "in quarantine"
+    );
+    loop {
+        match node
+            .acquire(&keys(&["held"]), "c", max_ttl, false, None)
+            .await
+        {
+            Ok(reply) => {
+                assert_eq!(reply, GRANTED);
+                break;
+            }
+            Err(e) => assert!(restarted_at.elapsed() < 2 * max_ttl, "still {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(restarted_at.elapsed() >= max_ttl - Duration::from_millis(20));
+
+    snapshot().await;
+    restart().await;
+    let declared = loop {
+        match node.declare_fresh().await {
+            Ok(declared) => break declared,
+            Err(e) => assert!(restarted_at.elapsed() < Duration::from_secs(10), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(declared, "a restart is declared fresh");
+    assert!(!node.declare_fresh().await.expect("answers"), "marked");
+    assert_eq!(acquire(node, &["next"], "d", max_ttl).await, GRANTED);
+}
+
+#[tokio::test]
+async fn memory_case_a_node_restarted_from_an_older_snapshot_sits_out_its_quarantine() {
+    let memory = MemoryNode::new("memory");
+    let node: Arc<dyn Node> = Arc::new(memory.clone());
+    let saved = std::sync::Mutex::new(memory.snapshot());
+    let snapshot = || {
+        *saved.lock().expect("snapshot") = memory.snapshot();
+        std::future::ready(())
+    };
+    let restart = || {
+        memory.restart_from(&saved.lock().expect("snapshot"));
+        std::future::ready(())
+    };
+    case_a_node_restarted_from_an_older_snapshot_sits_out_its_quarantine(
+        node.as_ref(),
+        snapshot,
+        restart,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn redis_case_a_node_restarted_from_an_older_snapshot_sits_out_its_quarantine() {
+    let (cluster, node) = real_node().await;
+    let cluster = tokio::sync::Mutex::new(cluster);
+    let snapshot = || async {
+        let cluster = cluster.lock().await;
+        cluster.server(0).command(&["SAVE"]).await.expect("SAVE");
+    };
+    // SIGKILL, then the server loads the last SAVE's dump.rdb
+    let restart = || async {
+        let mut cluster = cluster.lock().await;
+        cluster.server_mut(0).restart().await.expect("restart");
+    };
+    case_a_node_restarted_from_an_older_snapshot_sits_out_its_quarantine(
+        node.as_ref(),
+        snapshot,
+        restart,
+    )
+    .await;
+}
+
 async fn memory_node() -> Arc<dyn Node> {
     Arc::new(MemoryNode::new("memory"))
 }

@@ -1,15 +1,16 @@
 //! Data loss on the servers: nodes killed with -9 and restarted empty (no
-//! persistence). quorate's quarantine must keep two holders apart and the
-//! fencing tokens moving forward. The same overlap checker is shown finding
-//! the overlap once the quarantine is skipped (restarted nodes declared
-//! fresh), so a 0 here means something.
+//! persistence) or from an older RDB snapshot (the marker comes back, the
+//! later writes do not). quorate's quarantine must keep two holders apart
+//! and the fencing tokens moving forward. The same overlap checker is shown
+//! finding the overlap once the quarantine is skipped (restarted nodes
+//! declared fresh), so a 0 here means something.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quorate_redlock::{LockOptions, NodeOutcome, Redlock};
-use quorate_testkit::{Cluster, FenceLog, HoldLog, QUORATE_MARKER_KEY};
+use quorate_testkit::{Cluster, FenceLog, HoldLog, ServerOptions, QUORATE_MARKER_KEY};
 
 async fn connect(urls: Vec<String>, max_ttl: Duration) -> Redlock {
     let builder = Redlock::builder()
@@ -99,16 +100,37 @@ struct Rolling {
     restarts: usize,
 }
 
+/// How the servers of a rolling restart come back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Comeback {
+    /// Empty (no persistence).
+    Empty,
+    /// Empty, and declared fresh at once (the broken configuration).
+    DeclaredFresh,
+    /// From an RDB snapshot taken once, after the servers were marked
+    /// fresh and before any lock (`save 60 1`, as a server that has run a
+    /// while): the marker comes back, later locks and fence counts do not.
+    Snapshot,
+}
+
 /// 8 clients (each its own Redlock) contend for one fenced lock (ttl 1 s),
 /// holding it 400 ms or until its validity ends, while nodes are killed
-/// with -9 and restarted empty one at a time, for `run`: in waves of 3
-/// restarts 150 ms apart (so that a lock held across a wave has been
-/// forgotten by a majority), then 2 s without faults, the next wave
-/// starting at the next node. With `declare_fresh`, every restarted node is
-/// declared fresh at once (the broken configuration).
-async fn rolling_restarts(run: Duration, declare_fresh: bool) -> Rolling {
+/// with -9 and restarted one at a time as `comeback` says, for `run`: in
+/// waves of 3 restarts 150 ms apart (so that a lock held across a wave has
+/// been forgotten by a majority), then 2 s without faults, the next wave
+/// starting at the next node.
+async fn rolling_restarts(run: Duration, comeback: Comeback) -> Rolling {
     let max_ttl = Duration::from_secs(1);
-    let mut cluster = Cluster::start(5).await.expect("cluster");
+    let options = ServerOptions {
+        save: (comeback == Comeback::Snapshot).then(|| "60 1".to_owned()),
+        ..ServerOptions::default()
+    };
+    let mut cluster = Cluster::start_with(5, options).await.expect("cluster");
+    if comeback == Comeback::Snapshot {
+        for server in cluster.servers() {
+            server.command(&["SAVE"]).await.expect("SAVE");
+        }
+    }
     let holds = HoldLog::new();
     let fences = FenceLog::new();
     let failed = Arc::new(AtomicU64::new(0));
@@ -152,10 +174,17 @@ async fn rolling_restarts(run: Duration, declare_fresh: bool) -> Rolling {
         for _ in 0..3 {
             let node = restarts % cluster.len();
             cluster.server_mut(node).restart().await.expect("restart");
-            if declare_fresh {
+            if comeback == Comeback::DeclaredFresh {
                 // what Redlock::declare_fresh does, before any client is back
-                let mark = ["SET", QUORATE_MARKER_KEY, "fresh:test", "NX"];
-                cluster.server(node).command(&mark).await.expect("SET");
+                let server = cluster.server(node);
+                let run_id = server.run_id().await.expect("run_id");
+                let mark = [
+                    "SET",
+                    QUORATE_MARKER_KEY,
+                    &format!("fresh:test:{run_id}"),
+                    "NX",
+                ];
+                server.command(&mark).await.expect("SET");
             }
             restarts += 1;
             tokio::time::sleep(Duration::from_millis(150)).await;
@@ -179,7 +208,7 @@ async fn rolling_restarts(run: Duration, declare_fresh: bool) -> Rolling {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restarts_without_persistence_never_grant_twice_or_move_fences_back() {
-    let run = rolling_restarts(Duration::from_secs(40), false).await;
+    let run = rolling_restarts(Duration::from_secs(40), Comeback::Empty).await;
     let holds = run.holds.holds();
     println!(
         "rolling restarts: {} restarts, {} grants, {} failed calls, {} overlaps",
@@ -209,7 +238,7 @@ async fn rolling_restarts_without_persistence_never_grant_twice_or_move_fences_b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "negative control, run by hand: the same scenario with the quarantine skipped"]
 async fn rolling_restarts_declared_fresh_do_grant_twice() {
-    let run = rolling_restarts(Duration::from_secs(40), true).await;
+    let run = rolling_restarts(Duration::from_secs(40), Comeback::DeclaredFresh).await;
     let holds = run.holds.holds();
     let found = overlaps(&run.holds);
     let backwards = run.fences.check_strictly_increasing();
@@ -220,4 +249,89 @@ async fn rolling_restarts_declared_fresh_do_grant_twice() {
         run.failed,
     );
     assert!(found > 0 || backwards.is_err(), "no overlap found");
+}
+
+/// The reported hole: a server restarted from an RDB snapshot gets its
+/// marker back, but not the locks and fence counts written after the
+/// snapshot. It must sit out its quarantine as one that lost everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restarts_from_an_rdb_snapshot_never_grant_twice_or_move_fences_back() {
+    let run = rolling_restarts(Duration::from_secs(15), Comeback::Snapshot).await;
+    let holds = run.holds.holds();
+    let backwards = run.fences.check_strictly_increasing();
+    println!(
+        "rolling restarts from a snapshot: {} restarts, {} grants, {} failed calls, \
+         {} overlaps, fences: {backwards:?}",
+        run.restarts,
+        holds.len(),
+        run.failed,
+        overlaps(&run.holds)
+    );
+    assert!(run.restarts >= 15, "{} restarts", run.restarts);
+    assert!(holds.len() >= 8, "only {} grants: no progress", holds.len());
+    run.holds
+        .check_exclusive()
+        .expect("one holder with validity at a time");
+    backwards.expect("fencing tokens never go backwards");
+}
+
+/// A snapshot, then a fenced lock on all 3 nodes, then 2 of them restarted
+/// from the snapshot: they have their marker back but neither the lock nor
+/// its fence count. They refuse to vote (quarantined) until `max_ttl` has
+/// passed, so the lock is not granted again while valid.
+#[tokio::test]
+async fn nodes_restarted_from_an_older_snapshot_sit_out_their_quarantine() {
+    let max_ttl = Duration::from_secs(2);
+    let mut cluster = Cluster::start(3).await.expect("cluster");
+    for server in cluster.servers() {
+        server.command(&["SAVE"]).await.expect("SAVE");
+    }
+    let holder = connect(cluster.urls(), max_ttl).await;
+    let fenced = LockOptions::new().ttl(max_ttl).fencing(true);
+    let first = holder.lock_with(["acct"], &fenced).await.expect("lock");
+    let restarted = Instant::now();
+    for i in 0..2 {
+        let server = cluster.server_mut(i);
+        let before = server.run_id().await.expect("run_id");
+        server.restart().await.expect("restart");
+        assert_ne!(server.run_id().await.expect("run_id"), before);
+        let marker = server.command(&["GET", QUORATE_MARKER_KEY]).await;
+        let marker = marker.expect("GET").as_string().unwrap_or_default();
+        assert!(
+            marker.ends_with(&before),
+            "node {i}: the snapshot's marker {marker}"
+        );
+        let keys = server.command(&["DBSIZE"]).await.expect("DBSIZE");
+        assert_eq!(
+            keys.as_i64(),
+            Some(1),
+            "node {i}: only the marker came back"
+        );
+    }
+
+    let rival = connect(cluster.urls(), max_ttl).await;
+    // a free resource, so that the round waits for both restarted nodes
+    let refused = rival.try_lock("other", Duration::from_secs(1)).await;
+    let refused = refused.expect_err("the 2 restarted nodes are quarantined");
+    let outcomes = refused.outcomes().expect("per-node outcomes");
+    let quarantined = outcomes.nodes_where(|o| matches!(o, NodeOutcome::Quarantined { .. }));
+    assert_eq!(quarantined.len(), 2, "{outcomes}");
+    for i in 0..2 {
+        let marker = cluster
+            .server(i)
+            .command(&["GET", QUORATE_MARKER_KEY])
+            .await;
+        let marker = marker.expect("GET").as_string().unwrap_or_default();
+        assert!(marker.starts_with("restarted:"), "node {i}: {marker}");
+    }
+
+    let patient = fenced
+        .clone()
+        .ttl(Duration::from_secs(1))
+        .acquire_timeout(Some(Duration::from_secs(10)));
+    let second = rival.lock_with(["acct"], &patient).await;
+    let second = second.expect("granted once the quarantines ended");
+    assert!(!first.is_valid(), "granted while the first lease was valid");
+    assert!(restarted.elapsed() >= max_ttl, "voted before max_ttl");
+    drop(second);
 }

@@ -1307,7 +1307,8 @@ async fn auto_extension_counts_only_confirmations_not_fast_not_held_answers() {
 /// commands, pub/sub on quorate's channels, its own keys only.
 const QUORATE_ACL: &str = "on >lockpass resetkeys ~app:lock:* ~quorate:* resetchannels \
     &quorate:* -@all +eval +evalsha +get +set +del +exists +incr +pexpire +pttl +publish \
-    +time +zadd +zrange +zrangebyscore +zrank +zrem +subscribe +unsubscribe +ping +auth +hello";
+    +time +info +zadd +zrange +zrangebyscore +zrank +zrem +subscribe +unsubscribe +ping +auth \
+    +hello";
 
 #[tokio::test]
 async fn a_user_with_only_the_documented_acl_locks_queues_fences_and_releases() {

@@ -44,6 +44,11 @@ pub struct ServerOptions {
     /// ([`RedisServer::tls_url`]), with these files; the plain port stays
     /// open for the kit's own commands.
     pub tls: Option<TlsFiles>,
+    /// RDB snapshots: the server's `save` setting (e.g. `"60 1"`, Redis's
+    /// kind of default); `None` (the default) saves nothing. A
+    /// [`RedisServer::restart`] loads the last snapshot (`dump.rdb` in
+    /// [`RedisServer::dir`]), also one made by the `SAVE` command.
+    pub save: Option<String>,
     /// Leave a new server without quorate's marker key, as a server quorate
     /// has never seen: its first granting call then quarantines it (see
     /// [`QUORATE_MARKER_KEY`]). By default a new server is declared fresh.
@@ -191,8 +196,8 @@ impl Drop for TestCertificates {
 /// checks they agree). A server that lost its data loses it and is
 /// quarantined by quorate. [`RedisServer::start_with`] sets it on a new
 /// server (as `Redlock::declare_fresh` would, unless
-/// [`ServerOptions::unmarked`]); [`RedisServer::restart`] does not, so a
-/// restart without the AOF is a data loss quorate sees.
+/// [`ServerOptions::unmarked`]), naming the process's `run_id`;
+/// [`RedisServer::restart`] does not, so quorate sees every restart.
 pub const QUORATE_MARKER_KEY: &str = "quorate:marker";
 
 /// The key of a running quarantine (quorate-redlock's `QUARANTINE_KEY`).
@@ -274,8 +279,7 @@ impl RedisServer {
             match server.launch().await {
                 Ok(()) => {
                     if !server.options.unmarked {
-                        let mark = ["SET", QUORATE_MARKER_KEY, "fresh:testkit", "NX"];
-                        server.command(&mark).await?;
+                        server.mark_fresh().await?;
                     }
                     return Ok(server);
                 }
@@ -284,6 +288,29 @@ impl RedisServer {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Marks the server fresh as `Redlock::declare_fresh` does, if it has
+    /// no marker: `fresh:testkit:<run_id>`, naming the running process, so
+    /// that a restart (a new `run_id`) still counts as one.
+    async fn mark_fresh(&self) -> Result<(), TestkitError> {
+        let run_id = self.run_id().await?;
+        let marker = format!("fresh:testkit:{run_id}");
+        self.command(&["SET", QUORATE_MARKER_KEY, &marker, "NX"])
+            .await?;
+        Ok(())
+    }
+
+    /// The running process's `run_id` (`INFO server`): new at every start.
+    pub async fn run_id(&self) -> Result<String, TestkitError> {
+        let info = self.command(&["INFO", "server"]).await?;
+        info.as_string()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|line| line.strip_prefix("run_id:"))
+                    .map(|id| id.trim().to_owned())
+            })
+            .ok_or_else(|| TestkitError::Resp("INFO server has no run_id".into()))
     }
 
     /// The TCP port the server listens on (stable across restarts).
@@ -511,8 +538,9 @@ impl RedisServer {
         };
         let port = self.port.to_string();
         let appendonly = if self.options.appendonly { "yes" } else { "no" };
+        let save = self.options.save.as_deref().unwrap_or("");
         command
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", save])
             .args(["--appendonly", appendonly]);
         if self.options.appendonly {
             command.args(["--appendfsync", "always"]);

@@ -47,10 +47,23 @@ struct State {
     /// Batched extension requests served (each counts once, however many
     /// locks it carried).
     extends: u64,
-    /// Quarantine after a data loss ([`forget_all`](MemoryNode::forget_all)).
+    /// Quarantine after a data loss or restart ([`forget_all`](MemoryNode::forget_all),
+    /// [`restart_from`](MemoryNode::restart_from)).
     marker: MemoryMarker,
     /// The quarantine's length; `None` until a Redlock sets it.
     max_ttl: Option<Duration>,
+}
+
+/// What a [`MemoryNode`]'s persistence kept at one moment
+/// ([`MemoryNode::snapshot`]), to restart it with
+/// ([`MemoryNode::restart_from`]). The default is an empty data set.
+#[derive(Clone, Debug, Default)]
+pub struct MemorySnapshot {
+    store: MemoryStore,
+    fences: HashMap<String, u64>,
+    queues: MemoryQueues,
+    /// `None`: no marker (nothing was kept).
+    marker: Option<MemoryMarker>,
 }
 
 enum Fault {
@@ -167,10 +180,40 @@ impl MemoryNode {
     /// grant starts the node's quarantine (see
     /// [`MARKER_KEY`](crate::MARKER_KEY)).
     pub fn forget_all(&self) {
-        self.flush();
+        self.restart_from(&MemorySnapshot::default());
+    }
+
+    /// A copy of the node's data as a server's persistence would keep it
+    /// (lock keys with their expiry times, fence counters, queues, the
+    /// quarantine marker): an RDB snapshot, for
+    /// [`restart_from`](Self::restart_from).
+    pub fn snapshot(&self) -> MemorySnapshot {
+        let state = self.lock_state();
+        MemorySnapshot {
+            store: state.store.clone(),
+            fences: state.fences.clone(),
+            queues: state.queues.clone(),
+            marker: Some(state.marker.clone()),
+        }
+    }
+
+    /// Simulates a crash and a restart that loads `snapshot`: everything
+    /// written since it is gone, and the node runs as a new server process
+    /// (a new `run_id`). Keys whose expiry passed meanwhile are gone too.
+    /// The next call that could grant starts the node's quarantine, as
+    /// `quarantine.lua` does on a restarted server, unless the node is
+    /// declared fresh first. A snapshot taken just before is a restart
+    /// that kept every write (AOF with `appendfsync always`).
+    pub fn restart_from(&self, snapshot: &MemorySnapshot) {
         let mut state = self.lock_state();
-        state.fences.clear();
-        state.marker.lose();
+        state.store = snapshot.store.clone();
+        state.fences = snapshot.fences.clone();
+        state.queues = snapshot.queues.clone();
+        let mut kept = snapshot.marker.clone().unwrap_or_default();
+        if snapshot.marker.is_none() {
+            kept.lose();
+        }
+        state.marker.restart_with(&kept);
     }
 
     /// How many waiters the queue of `key` holds, after dropping lapsed
@@ -491,7 +534,10 @@ impl Node for MemoryNode {
     }
 
     fn declare_fresh(&self) -> NodeFuture<bool> {
-        self.call(|state| state.marker.declare_fresh())
+        self.call(|state| {
+            let now = state.store.now();
+            state.marker.declare_fresh(now)
+        })
     }
 
     fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool> {

@@ -19,7 +19,7 @@ struct Waiter {
 }
 
 /// Every key's queue on one memory node.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct MemoryQueues {
     queues: HashMap<String, Vec<Waiter>>,
 }

@@ -29,7 +29,7 @@ enum Value {
     Hash(BTreeMap<Vec<u8>, Vec<u8>>),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     value: Value,
     /// `None`: no expiry.
@@ -37,8 +37,8 @@ struct Entry {
 }
 
 /// A memory node's keys. Time is tokio's, fixed for the duration of one
-/// atomic operation.
-#[derive(Debug)]
+/// atomic operation. Cloning copies the keys (a snapshot).
+#[derive(Clone, Debug)]
 pub struct MemoryStore {
     keys: HashMap<String, Entry>,
     now: Instant,

@@ -16,7 +16,7 @@ mod script;
 
 pub use self::fred::{FredNode, FredSettings};
 #[cfg(feature = "memory")]
-pub use self::memory::MemoryNode;
+pub use self::memory::{MemoryNode, MemorySnapshot};
 pub use self::memory_store::{MemoryScript, MemoryStore};
 pub use self::script::{NodeScript, ScriptValue};
 pub(crate) use crate::queue::{QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
@@ -214,9 +214,11 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
         let _ = max_ttl;
     }
 
-    /// Declares the node fresh: sets its marker if it has none, so a
-    /// server that never held a lock votes at once instead of serving a
-    /// quarantine. `true` if it set it. The default does nothing.
+    /// Declares the node fresh: sets its marker if it has none or has one
+    /// from before the server's last restart, and no quarantine is
+    /// running, so a server that never held a lock (or restarted with
+    /// every write kept) votes at once instead of serving a quarantine.
+    /// `true` if it set it. The default does nothing.
     fn declare_fresh(&self) -> NodeFuture<bool> {
         futures::future::ready(Ok(false)).boxed()
     }

@@ -25,7 +25,7 @@ use super::{
 };
 use crate::error::ConfigError;
 use crate::owner::Holder;
-use crate::quarantine::{self, DEFAULT_MAX_TTL, MARKER_KEY};
+use crate::quarantine::{self, DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
 use crate::queue::with_queue_keys;
 use batch::{acquire_one, Batcher};
 
@@ -843,7 +843,8 @@ impl Node for FredNode {
     }
 
     fn declare_fresh(&self) -> NodeFuture<bool> {
-        self.quorate_script::<i64>(&DECLARE_FRESH, &[MARKER_KEY.to_owned()], Vec::new())
+        let keys = [MARKER_KEY.to_owned(), QUARANTINE_KEY.to_owned()];
+        self.quorate_script::<i64>(&DECLARE_FRESH, &keys, Vec::new())
             .map(|reply| Ok(reply? == 1))
             .boxed()
     }
