@@ -3,13 +3,17 @@
 -- 'base' (the permits it set); KEYS[2] a hash of the adds made since: add id -> delta.
 -- ARGV[1]: 'set', 'add' or 'read'.
 --   set epoch base: applied when epoch is newer than this server's (the newest set wins
---     everywhere); the adds of older epochs are dropped. Returns 1.
---   add epoch base id delta: made under the caller's newest epoch; a server that missed
---     that set catches up first (epoch, base); one that has a newer set refuses (the
---     caller reads again and adds on top). Adding an id twice counts once. Returns 1, or
---     the error 'QUORATE_STALE_EPOCH'.
+--     everywhere); the adds of older epochs are dropped. Returns 1 when this server now
+--     has that epoch, else the error 'QUORATE_STALE_EPOCH' (a newer set is here: the
+--     caller reads again and sets with a newer epoch, so a set is never silently lost).
+--   add epoch base id delta [id delta ...]: made under the caller's newest epoch; a server
+--     that missed that set catches up first (epoch, base); one that has a newer set
+--     refuses (the caller reads again and adds on top). Adding an id twice counts once.
+--     A read writes back what it united with several pairs. Returns 1, or the error
+--     'QUORATE_STALE_EPOCH'.
 --   read: {epoch or false, base or false, id, delta, id, delta, ...}.
--- The keys never expire: a semaphore's size is configuration.
+-- The keys never expire: a semaphore's size is configuration. take.lua reads the same
+-- record to refuse slots at or above this server's number.
 local size, adds, op = KEYS[1], KEYS[2], ARGV[1]
 local epoch = redis.call('HGET', size, 'epoch')
 
@@ -21,16 +25,14 @@ local function catch_up(new_epoch, base)
   end
 end
 
-if op == 'set' then
-  catch_up(ARGV[2], ARGV[3])
-  return 1
-end
-if op == 'add' then
+if op == 'set' or op == 'add' then
   catch_up(ARGV[2], ARGV[3])
   if epoch ~= ARGV[2] then
     return redis.error_reply('QUORATE_STALE_EPOCH')
   end
-  redis.call('HSET', adds, ARGV[4], ARGV[5])
+  for i = 4, #ARGV - 1, 2 do
+    redis.call('HSET', adds, ARGV[i], ARGV[i + 1])
+  end
   return 1
 end
 local out = {epoch or false, redis.call('HGET', size, 'base') or false}

@@ -2,16 +2,44 @@
 -- ARGV[3] = number of requirements g, then per requirement: its candidate count, its need.
 -- KEYS = every requirement's candidate keys, requirement after requirement, in the order
 -- to try them.
+-- A resizable semaphore adds a limit: after the requirements, ARGV 'limit', the initial
+-- number of permits, then each candidate key's slot number; KEYS ends with the semaphore's
+-- size record (size.lua: hash 'epoch'/'base', hash of adds). A slot at or above this
+-- server's number of permits is never taken, and one of ours from an earlier round is
+-- given back: a grant needs a majority that allowed the slot in the granting round, and
+-- a set_permits that returned is on a majority, so no round started after it can grant a
+-- slot beyond it.
 -- Candidates already holding our token (kept from an earlier round of the same request)
 -- count first and get their ttl refreshed; then free candidates are taken in order until
 -- the requirement has `need`.
--- Returns one number per key: -1 ours (held now), -2 not tried, -3 held by another without
--- expiry, >= 0 held by another with that many ms left; then one holder per key (holder_of,
--- prepended by quorate-redlock to granting scripts): who holds a key held by another, false
--- for the others.
+-- Returns one number per candidate key: -1 ours (held now), -2 not tried, -3 held by
+-- another without expiry, -4 beyond the semaphore's size here, >= 0 held by another with
+-- that many ms left; then one holder per candidate key (holder_of, prepended by
+-- quorate-redlock to granting scripts): who holds a key held by another, false for the
+-- others.
 local token = ARGV[1]
 local ttl = ARGV[2]
 local groups = tonumber(ARGV[3])
+local n = #KEYS
+local slots = nil
+local permits = nil
+local limit_at = 4 + 2 * groups
+if ARGV[limit_at] == 'limit' then
+  n = #KEYS - 2
+  slots = limit_at + 1
+  local base = redis.call('HGET', KEYS[n + 1], 'base')
+  if base then
+    permits = tonumber(base)
+    for _, delta in ipairs(redis.call('HVALS', KEYS[n + 2])) do
+      permits = permits + tonumber(delta)
+    end
+  else
+    permits = tonumber(ARGV[slots])
+  end
+end
+local function beyond(i)
+  return permits ~= nil and tonumber(ARGV[slots + i]) >= permits
+end
 local status = {}
 local holders = {}
 local first = 1
@@ -23,7 +51,12 @@ for g = 0, groups - 1 do
   for i = first, last do
     status[i] = -2
     holders[i] = false
-    if redis.call('GET', KEYS[i]) == token then
+    if beyond(i) then
+      status[i] = -4
+      if redis.call('GET', KEYS[i]) == token then
+        redis.call('DEL', KEYS[i])
+      end
+    elseif redis.call('GET', KEYS[i]) == token then
       redis.call('PEXPIRE', KEYS[i], ttl)
       status[i] = -1
       held = held + 1
@@ -47,7 +80,7 @@ for g = 0, groups - 1 do
   end
   first = last + 1
 end
-for i = 1, #KEYS do
-  status[#KEYS + i] = holders[i]
+for i = 1, n do
+  status[n + i] = holders[i]
 end
 return status

@@ -34,16 +34,41 @@ fn take_in_memory(
     };
     let token = args.first().ok_or("no token")?.as_slice();
     let ttl = Duration::from_millis(int(1)?);
+    let groups = usize::try_from(int(2)?).map_err(|e| e.to_string())?;
+    let limit_at = 3 + 2 * groups;
+    let (keys, permits) = match (args.get(limit_at), keys) {
+        (Some(word), [candidates @ .., size, adds]) if word.as_slice() == b"limit" => {
+            let permits = match store.hget(size, b"base") {
+                Some(base) => store.hgetall(adds).iter().fold(number(base)?, |total, (_, d)| {
+                    total + number(d).unwrap_or(0)
+                }),
+                None => i64::try_from(int(limit_at + 1)?).map_err(|e| e.to_string())?,
+            };
+            (candidates, Some(permits))
+        }
+        _ => (keys, None),
+    };
+    let beyond = |i: usize| -> Result<bool, String> {
+        Ok(match permits {
+            Some(permits) => i64::try_from(int(limit_at + 2 + i)?).map_err(|e| e.to_string())? >= permits,
+            None => false,
+        })
+    };
     let mut status = vec![-2i64; keys.len()];
     let mut holders = vec![ScriptValue::Nil; keys.len()];
     let mut first = 0;
-    for g in 0..usize::try_from(int(2)?).map_err(|e| e.to_string())? {
+    for g in 0..groups {
         let count = usize::try_from(int(3 + 2 * g)?).map_err(|e| e.to_string())?;
         let need = usize::try_from(int(4 + 2 * g)?).map_err(|e| e.to_string())?;
         let group = first..(first + count).min(keys.len());
         let mut held = 0;
         for i in group.clone() {
-            if store.holds(&keys[i], token) {
+            if beyond(i)? {
+                status[i] = -4;
+                if store.holds(&keys[i], token) {
+                    store.del(&keys[i]);
+                }
+            } else if store.holds(&keys[i], token) {
                 store.pexpire(&keys[i], ttl);
                 status[i] = -1;
                 held += 1;
@@ -70,6 +95,23 @@ fn take_in_memory(
     Ok(ScriptValue::Array(reply))
 }
 
+fn number(bytes: &[u8]) -> Result<i64, String> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "not a number".to_owned())
+}
+
+/// A resizable semaphore's size record, which every node checks before it
+/// lets a slot be taken (take.lua's limit).
+#[derive(Clone, Debug)]
+pub(crate) struct Limit {
+    /// The size hash and the adds hash (size.lua).
+    pub keys: [String; 2],
+    /// The number of permits before any set.
+    pub initial: usize,
+}
+
 /// One requirement as sent: keys in the order to try, and where each came
 /// from in the caller's candidate list.
 #[derive(Debug)]
@@ -77,21 +119,25 @@ pub(crate) struct Group {
     pub keys: Vec<String>,
     pub positions: Vec<usize>,
     pub need: usize,
+    /// A semaphore's slots: candidate `p` is slot `p`, refused by a node at
+    /// or above its number of permits.
+    pub limit: Option<Limit>,
 }
 
 /// Groups for one attempt, each in its requirement's candidate order.
-pub(crate) fn groups<T>(requirements: &[Requirement<T>]) -> Vec<Group> {
+pub(crate) fn groups<T>(requirements: &[Requirement<T>], limit: Option<&Limit>) -> Vec<Group> {
     requirements
         .iter()
         .map(|r| {
             let mut positions: Vec<usize> = (0..r.keys.len()).collect();
             if r.order == CandidateOrder::Random {
-                positions.shuffle(&mut rand::rng());
+                quorate_redlock::raw::randomness::with_rng(|rng| positions.shuffle(rng));
             }
             Group {
                 keys: positions.iter().map(|&p| r.keys[p].clone()).collect(),
                 positions,
                 need: r.need,
+                limit: limit.cloned(),
             }
         })
         .collect()
@@ -164,6 +210,18 @@ pub(crate) async fn attempt(
         args.push(g.keys.len().to_string().into_bytes());
         args.push(g.need.to_string().into_bytes());
     }
+    let mut script_keys = keys.clone();
+    if let Some(limit) = groups.iter().find_map(|g| g.limit.as_ref()) {
+        args.push(b"limit".to_vec());
+        args.push(limit.initial.to_string().into_bytes());
+        for g in groups {
+            for &p in &g.positions {
+                let slot = if g.limit.is_some() { p as i64 } else { -1 };
+                args.push(slot.to_string().into_bytes());
+            }
+        }
+        script_keys.extend(limit.keys.iter().cloned());
+    }
 
     // kept[i]: the lease of key i once a majority granted it.
     let mut kept: Vec<Option<Lease>> = vec![None; keys.len()];
@@ -182,7 +240,7 @@ pub(crate) async fn attempt(
             timeout,
             decide,
             |v| statuses(v, n).is_some(),
-            |node| node.eval(&TAKE, keys.clone(), args.clone()),
+            |node| node.eval(&TAKE, script_keys.clone(), args.clone()),
         )
         .await;
         let answers: Vec<Option<Vec<i64>>> = round
@@ -374,6 +432,7 @@ mod tests {
             keys: keys.iter().map(|k| (*k).to_owned()).collect(),
             positions: (0..keys.len()).collect(),
             need,
+            limit: None,
         }
     }
 

@@ -12,7 +12,7 @@ use quorate_redlock::{
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::allocate::{groups, Rounds};
+use crate::allocate::{groups, Limit, Rounds};
 use crate::error::{PoolError, RequestError};
 use crate::requirement::{validate, Requirement, Tags};
 use crate::retry::{self, Pause};
@@ -186,6 +186,17 @@ impl Pool {
         requirements: Vec<Requirement<T>>,
         options: &LockOptions,
     ) -> Result<PoolGuard<T>, PoolError> {
+        self.acquire_limited(requirements, options, None).await
+    }
+
+    /// [`acquire_with`](Self::acquire_with), each node refusing candidates
+    /// beyond a resizable semaphore's number of permits (`limit`).
+    pub(crate) async fn acquire_limited<T>(
+        &self,
+        requirements: Vec<Requirement<T>>,
+        options: &LockOptions,
+        limit: Option<&Limit>,
+    ) -> Result<PoolGuard<T>, PoolError> {
         validate(&requirements)?;
         let asked = Instant::now();
         let prefixed: Vec<Requirement<()>> = requirements
@@ -205,7 +216,7 @@ impl Pool {
         );
         let result = retry::acquire(
             &self.redlock,
-            || groups(&prefixed),
+            || groups(&prefixed, limit),
             options,
             ROUNDS,
             Pause::Poll,
@@ -394,13 +405,14 @@ impl<T> PoolGuard<T> {
         select_all(watches).await.0
     }
 
-    /// Extends every granted candidate to `ttl` from now (in parallel).
+    /// Extends every granted candidate to at least `ttl` from now (in
+    /// parallel; as [`LockGuard::extend`]).
     /// Fails if any candidate could not be extended; the others keep the
     /// new ttl.
     ///
     /// # Cancel safety
-    /// Cancel safe: every lease keeps a validity no longer than the servers
-    /// hold.
+    /// Cancel safe: a lease in doubt only shrinks, so none claims more than
+    /// a majority holds.
     ///
     /// ```no_run
     /// # async fn demo(mut grant: quorate_pool::PoolGuard<String>) -> Result<(), quorate_pool::PoolError> {

@@ -117,7 +117,7 @@ impl RateLimit {
     fn groups(&self) -> Vec<Group> {
         let slots = Requirement::need(1, 0..self.limit, |i| self.pool.key(&format!("slot:{i}")))
             .order(CandidateOrder::Random);
-        crate::allocate::groups(&[slots])
+        crate::allocate::groups(&[slots], None)
     }
 
     /// Waits until a grant is possible and takes it; sleeps until the

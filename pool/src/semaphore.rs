@@ -66,7 +66,11 @@ impl Semaphore {
     ///
     /// Shrinking does not take permits away: holders of slots past the new
     /// number keep them until they release (or their ttl ends); new grants
-    /// only use the slots below it.
+    /// only use the slots below it. Every node checks its own number before
+    /// it lets a slot be taken, so once [`set_permits`](Self::set_permits)
+    /// or [`add_permits`](Self::add_permits) returned, no acquire round that
+    /// starts afterwards (a waiter's next round included) grants a slot at or
+    /// above the new number.
     ///
     /// Errors: as [`new`](Self::new).
     pub fn resizable(redlock: &Redlock, name: &str, initial: usize) -> Result<Self, RequestError> {
@@ -101,9 +105,16 @@ impl Semaphore {
     /// Errors: [`RequestError::NotResizable`], [`RequestError::ZeroPermits`];
     /// [`PoolError::Lock`] with `NoQuorum` when no majority recorded it.
     ///
+    /// A set whose epoch lost to a concurrent newer set on a majority is
+    /// made again on top of it, so `Ok` always means this number is the
+    /// newest on a majority. What an error (or a drop midway) may leave:
+    /// the new number on a minority of nodes, which the next read that sees
+    /// it completes on a majority; until then those nodes refuse slots
+    /// beyond it (grants can only be delayed, never added).
+    ///
     /// # Cancel safety
-    /// Not cancel safe: dropped midway, some nodes may have the new number
-    /// (a read then takes it if it is the newest a majority reports).
+    /// Not cancel safe: dropped midway, the set is in the state an error
+    /// leaves.
     ///
     /// ```no_run
     /// # async fn demo(semaphore: quorate_pool::Semaphore) -> Result<(), quorate_pool::PoolError> {
@@ -177,14 +188,16 @@ impl Semaphore {
         Ok(self.pool.redlock().release_token(&[key], &id.token).await?)
     }
 
-    /// Extends the permit `id` names to `ttl` from now, from any task or
+    /// Extends the permit `id` names to at least `ttl` from now (never
+    /// shorter than it has: the holder's own lease stays true), from any task or
     /// process; the lease returned counts from this call.
     ///
     /// Errors: [`RequestError::WrongSemaphore`]; [`PoolError::Lock`] with
     /// `Lost` (the permit ended) or `NoQuorum`.
     ///
     /// # Cancel safety
-    /// Cancel safe: a dropped extension leaves the old ttl or the new.
+    /// Cancel safe: a dropped extension leaves each node's ttl as it was or
+    /// longer.
     ///
     /// ```no_run
     /// # async fn demo(semaphore: quorate_pool::Semaphore, id: quorate_pool::PermitId) -> Result<(), quorate_pool::PoolError> {
@@ -317,9 +330,10 @@ impl Semaphore {
         k: usize,
         options: &LockOptions,
     ) -> Result<SemaphoreGuard, PoolError> {
+        let limit = self.size.as_ref().map(Size::limit);
         let inner = self
             .pool
-            .acquire_with(self.request(k).await?, options)
+            .acquire_limited(self.request(k).await?, options, limit.as_ref())
             .await?;
         Ok(SemaphoreGuard {
             inner,
@@ -377,10 +391,12 @@ impl SemaphoreGuard {
         self.inner.lost().await
     }
 
-    /// Extends every permit to `ttl` from now.
+    /// Extends every permit to at least `ttl` from now (as
+    /// [`LockGuard::extend`](quorate_redlock::LockGuard::extend)).
     ///
     /// # Cancel safety
-    /// Cancel safe: leases never claim more than the servers hold.
+    /// Cancel safe: a lease in doubt only shrinks, so it never claims more
+    /// than a majority holds.
     ///
     /// ```no_run
     /// # async fn demo(mut permit: quorate_pool::SemaphoreGuard) -> Result<(), quorate_pool::PoolError> {

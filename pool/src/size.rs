@@ -2,7 +2,19 @@
 //! newest `set_permits` (an epoch, ordered by time) plus every
 //! `add_permits` made under it, each recorded under an id of its own on a
 //! majority. A read takes the newest epoch a majority reports and unites
-//! its adds (any two majorities meet), as the latch does with count-downs.
+//! its adds (any two majorities meet), as the latch does with count-downs,
+//! and writes what it united back to a majority when the answers disagreed
+//! (so a set or add that reached only a minority is either completed by the
+//! first read that sees it or never seen at all).
+//!
+//! Every node also enforces its own number: take.lua refuses slots at or
+//! above it ([`Limit`]). A set or add that returned is on a majority, so no
+//! acquire round started after it can grant a slot beyond the new number.
+//!
+//! What a failed `set_permits`/`add_permits` (an error) may leave behind:
+//! the new number on a minority of nodes. A later read that sees it writes
+//! it back and it then applies everywhere; until then those nodes refuse
+//! slots beyond it, which can only delay grants, never add one.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +24,7 @@ use quorate_redlock::raw::{retry, MemoryStore, NodeScript, Retry, ScriptValue, W
 use quorate_redlock::Redlock;
 use tokio::time::Instant;
 
+use crate::allocate::Limit;
 use crate::error::PoolError;
 
 pub(crate) static SIZE: NodeScript =
@@ -46,15 +59,13 @@ fn size_in_memory(
         }
     };
     match args {
-        [op, new, base, ..] if op.as_slice() == b"set" => {
-            catch_up(store, new, base);
-            Ok(ScriptValue::Int(1))
-        }
-        [op, new, base, id, delta, ..] if op.as_slice() == b"add" => {
+        [op, new, base, pairs @ ..] if op.as_slice() == b"set" || op.as_slice() == b"add" => {
             if catch_up(store, new, base) != *new {
                 return Err(STALE.to_owned());
             }
-            store.hset(adds, id, delta);
+            for pair in pairs.chunks_exact(2) {
+                store.hset(adds, &pair[0], &pair[1]);
+            }
             Ok(ScriptValue::Int(1))
         }
         [op, ..] if op.as_slice() == b"read" => {
@@ -104,21 +115,35 @@ impl Size {
         }
     }
 
+    /// The record every node checks in take.lua.
+    pub(crate) fn limit(&self) -> Limit {
+        Limit {
+            keys: [self.keys[0].clone(), self.keys[1].clone()],
+            initial: self.initial,
+        }
+    }
+
     /// The permits a majority of nodes agree on.
     pub(crate) async fn read(&self, redlock: &Redlock) -> Result<usize, PoolError> {
         Ok(self.seen(redlock).await?.permits_plus(0))
     }
 
     /// Sets the permits to `permits` (the newest set wins everywhere; adds
-    /// made before it no longer count).
+    /// made before it no longer count). Returns once a majority has this set
+    /// as its newest: its epoch is newer than any this client read (whatever
+    /// its clock says), and a set that lost to a concurrent newer one on a
+    /// majority is made again on top of it, never reported as done.
     pub(crate) async fn set(&self, redlock: &Redlock, permits: usize) -> Result<(), PoolError> {
-        let epoch = new_epoch();
-        let args = vec![
-            b"set".to_vec(),
-            epoch.into_bytes(),
-            permits.to_string().into_bytes(),
-        ];
-        self.write(redlock, &args).await
+        until_written(redlock, || async {
+            let seen = self.seen(redlock).await?;
+            let args = vec![
+                b"set".to_vec(),
+                epoch_after(&seen.epoch).into_bytes(),
+                permits.to_string().into_bytes(),
+            ];
+            self.write(redlock, &args).await
+        })
+        .await
     }
 
     /// Adds `delta` permits (negative: removes) on top of the newest set,
@@ -126,36 +151,24 @@ impl Size {
     /// them.
     pub(crate) async fn add(&self, redlock: &Redlock, delta: i64) -> Result<usize, PoolError> {
         let id = redlock.fresh_token().to_hex().into_bytes();
-        let policy = WaitPolicy::new(redlock.defaults(), Instant::now());
-        retry(
-            redlock,
-            &policy,
-            None,
-            |_| async {
-                let seen = self.seen(redlock).await?;
-                let args = vec![
-                    b"add".to_vec(),
-                    seen.epoch.clone().into_bytes(),
-                    seen.base.to_string().into_bytes(),
-                    id.clone(),
-                    delta.to_string().into_bytes(),
-                ];
-                self.write(redlock, &args).await?;
-                // the read already counts it if an earlier try reached a majority
-                let unseen = if seen.adds.contains_key(&id) {
-                    0
-                } else {
-                    delta
-                };
-                Ok(seen.permits_plus(unseen))
-            },
-            // a newer set came between the read and the add (stale), or
-            // too few nodes answered: read again and add on top
-            |_| Retry::After {
-                pause: redlock.defaults().retry_pause(None),
-                watch: None,
-            },
-        )
+        until_written(redlock, || async {
+            let seen = self.seen(redlock).await?;
+            let args = vec![
+                b"add".to_vec(),
+                seen.epoch.clone().into_bytes(),
+                seen.base.to_string().into_bytes(),
+                id.clone(),
+                delta.to_string().into_bytes(),
+            ];
+            self.write(redlock, &args).await?;
+            // the read already counts it if an earlier try reached a majority
+            let unseen = if seen.adds.contains_key(&id) {
+                0
+            } else {
+                delta
+            };
+            Ok(seen.permits_plus(unseen))
+        })
         .await
     }
 
@@ -177,8 +190,29 @@ impl Size {
         Err(quorum::no_quorum(redlock, &round).into())
     }
 
-    /// Every node's record, united: the newest epoch a majority reported.
+    /// Every node's record, united (the newest epoch any of a majority
+    /// reported, with every add of it), written back to a majority when the
+    /// answers were not all the same.
     async fn seen(&self, redlock: &Redlock) -> Result<Seen, PoolError> {
+        let (seen, agreed) = self.united(redlock).await?;
+        if agreed < redlock.quorum() {
+            let mut args = vec![
+                b"add".to_vec(),
+                seen.epoch.clone().into_bytes(),
+                seen.base.to_string().into_bytes(),
+            ];
+            for (id, delta) in &seen.adds {
+                args.extend([id.clone(), delta.to_string().into_bytes()]);
+            }
+            // Stale: a newer set arrived meanwhile, which the caller's next
+            // read sees; the caller retries.
+            self.write(redlock, &args).await?;
+        }
+        Ok(seen)
+    }
+
+    /// The united record, and how many nodes reported exactly it.
+    async fn united(&self, redlock: &Redlock) -> Result<(Seen, usize), PoolError> {
         let nodes = redlock.nodes();
         let keys = self.keys.clone();
         let round = quorum::round(
@@ -203,39 +237,75 @@ impl Size {
             |r: &[ScriptValue]| r.first().and_then(ScriptValue::as_str).map(str::to_owned);
         let newest = records.iter().filter_map(|r| epoch_of(r)).max();
         let Some(epoch) = newest else {
-            return Ok(Seen {
+            let initial = Seen {
                 epoch: INITIAL_EPOCH.to_owned(),
                 base: i64::try_from(self.initial).unwrap_or(i64::MAX),
                 adds: BTreeMap::new(),
-            });
+            };
+            return Ok((initial, records.len()));
         };
         let mut seen = Seen {
             epoch: epoch.clone(),
             base: 0,
             adds: BTreeMap::new(),
         };
-        for record in records
+        let number = |v: &ScriptValue| v.as_str().and_then(|s| s.parse::<i64>().ok());
+        let adds_of = |record: &[ScriptValue]| -> BTreeMap<Vec<u8>, i64> {
+            let pairs = record.get(2..).unwrap_or_default().chunks_exact(2);
+            pairs
+                .filter_map(|pair| Some((pair[0].as_bytes()?.to_vec(), number(&pair[1])?)))
+                .collect()
+        };
+        let newest: Vec<&[ScriptValue]> = records
             .iter()
+            .copied()
             .filter(|r| epoch_of(r).as_deref() == Some(&epoch))
-        {
-            let number = |v: &ScriptValue| v.as_str().and_then(|s| s.parse::<i64>().ok());
+            .collect();
+        for record in &newest {
             seen.base = record.get(1).and_then(number).unwrap_or(0);
-            for pair in record.get(2..).unwrap_or_default().chunks_exact(2) {
-                if let (Some(id), Some(delta)) = (pair[0].as_bytes(), number(&pair[1])) {
-                    seen.adds.insert(id.to_vec(), delta);
-                }
-            }
+            seen.adds.extend(adds_of(record));
         }
-        Ok(seen)
+        let agreed = newest.iter().filter(|r| adds_of(r) == seen.adds).count();
+        Ok((seen, agreed))
     }
 }
 
-/// A new epoch: the wall clock in ms (15 digits, so strings order as
-/// numbers) and a random tail that breaks ties.
-fn new_epoch() -> String {
+/// Runs `write` (a read, then a write on top of what it saw) again until it
+/// succeeds or the acquire timeout ends: a newer set came between the read
+/// and the write (stale), or too few nodes answered.
+async fn until_written<T, F, Fut>(redlock: &Redlock, mut write: F) -> Result<T, PoolError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PoolError>>,
+{
+    let policy = WaitPolicy::new(redlock.defaults(), Instant::now());
+    retry(
+        redlock,
+        &policy,
+        None,
+        |_| write(),
+        |_| Retry::After {
+            pause: redlock.defaults().retry_pause(None),
+            watch: None,
+        },
+    )
+    .await
+}
+
+/// A new epoch newer than `seen`: the wall clock in ms, or one more than
+/// `seen`'s when this clock is behind (15 digits, so strings order as
+/// numbers), and a random tail that breaks ties.
+fn epoch_after(seen: &str) -> String {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_millis();
-    format!("{ms:015}-{:016x}", rand::random::<u64>())
+    let seen_ms = seen
+        .split('-')
+        .next()
+        .and_then(|ms| ms.parse::<u128>().ok())
+        .unwrap_or(0);
+    let ms = ms.max(seen_ms + 1);
+    let tail = quorate_redlock::raw::randomness::with_rng(|rng| rng.next_u64());
+    format!("{ms:015}-{tail:016x}")
 }

@@ -1136,3 +1136,140 @@ async fn a_grant_forgotten_by_a_majority_is_not_granted_again_while_it_is_valid(
     assert!(Instant::now() >= valid_until, "granted twice");
     drop((grant, second));
 }
+
+/// Another client extends a semaphore permit by its id with a short ttl:
+/// the holder's own lease stays true (the servers keep the longer ttl;
+/// before extensions stopped shortening, every node held it for 300 ms
+/// while the holder claimed 10 s).
+#[tokio::test]
+async fn a_permit_extended_shorter_by_another_client_keeps_the_holders_lease_true() {
+    let (cluster, mine) = cluster().await;
+    let theirs = Redlock::connect(cluster.urls()).await.expect("connect");
+    let semaphore = Semaphore::new(&mine, "encoders", 1).expect("semaphore");
+    let permit = semaphore
+        .acquire(1, Duration::from_secs(10))
+        .await
+        .expect("permit");
+    let id = permit.permit_ids().remove(0);
+    let other = Semaphore::new(&theirs, "encoders", 1).expect("semaphore");
+    let lease = other
+        .extend_permit(&id, Duration::from_millis(300))
+        .await
+        .expect("extend");
+    assert!(lease.remaining() <= Duration::from_millis(300));
+    let key = semaphore.inspect().await.expect("inspect")[0].key.clone();
+    let claimed = permit.remaining();
+    assert!(claimed > Duration::from_secs(9), "{claimed:?}");
+    // every node still holds the permit at least as long as the holder claims
+    let claimed_ms = i64::try_from(claimed.as_millis()).expect("ms");
+    for server in cluster.servers() {
+        let pttl = server.command(&["PTTL", &key]).await.expect("PTTL");
+        assert!(
+            pttl.as_i64().is_some_and(|ms| ms >= claimed_ms),
+            "{pttl:?} < {claimed:?}"
+        );
+    }
+}
+
+/// The reported hole: 4 permits all held, a waiter waiting, `set_permits(2)`
+/// returns, the holder of slot 2 releases: the waiter must not get slot 2.
+/// Before the nodes checked their number (take.lua's limit) the waiter's
+/// next round took slot 2 at once (seen failing: granted slot 2).
+#[tokio::test]
+async fn after_a_shrink_returned_a_waiter_gets_no_slot_beyond_it() {
+    let (cluster, mine) = cluster().await;
+    let theirs = Redlock::connect(cluster.urls()).await.expect("connect");
+    let holders = Semaphore::resizable(&mine, "shrink", 4).expect("semaphore");
+    let ttl = Duration::from_secs(20);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(holders.acquire(1, ttl).await.expect("permit"));
+    }
+    held.sort_by_key(|p| p.slots()[0]);
+    let waiting = Semaphore::resizable(&theirs, "shrink", 4).expect("semaphore");
+    let options = LockOptions::new()
+        .ttl(ttl)
+        .acquire_timeout(Some(Duration::from_secs(15)));
+    let waiter = tokio::spawn(async move { waiting.acquire_with(1, &options).await });
+    holders.set_permits(2).await.expect("set");
+    let slot3 = held.pop().expect("slot 3");
+    let slot2 = held.pop().expect("slot 2");
+    slot2.release().await.expect("release");
+    slot3.release().await.expect("release");
+    // The waiter is woken by each release and tries again; for 1 s (several
+    // of its rounds) slots 2 and 3 must stay free.
+    let watch_until = Instant::now() + Duration::from_secs(1);
+    let all_four = Semaphore::new(&mine, "shrink", 4).expect("semaphore");
+    while Instant::now() < watch_until {
+        let seen = all_four.inspect().await.expect("inspect");
+        assert!(
+            seen[2].holder().is_none() && seen[3].holder().is_none(),
+            "a slot beyond the new size was granted: {} / {}",
+            seen[2],
+            seen[3]
+        );
+        assert!(!waiter.is_finished(), "the waiter got a permit beyond 2");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A slot below the new number frees: that one is granted.
+    held.remove(0).release().await.expect("release");
+    let granted = waiter.await.expect("join").expect("granted");
+    assert_eq!(granted.slots(), &[0]);
+}
+
+/// A setter whose clock is behind the last setter's: its set must win
+/// (it returned last). The nodes hold a set made by a clock 60 s ahead.
+/// Before sets were made on top of the newest epoch read, the older epoch
+/// was refused by every node and `set_permits` still returned Ok (seen
+/// failing: 9 permits after set_permits(2) returned).
+#[tokio::test]
+async fn a_set_from_a_clock_behind_the_last_setters_still_wins() {
+    let (cluster, redlock) = cluster().await;
+    let key = "quorate:pool:{semaphore:behind}:size";
+    let ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+        + 60_000;
+    let epoch = format!("{ahead:015}-00000000000000aa");
+    for server in cluster.servers() {
+        let set = ["HSET", key, "epoch", &epoch, "base", "9"];
+        server.command(&set).await.expect("HSET");
+    }
+    let semaphore = Semaphore::resizable(&redlock, "behind", 1).expect("semaphore");
+    assert_eq!(semaphore.current_permits().await.expect("read"), 9);
+    for permits in [2, 3, 2] {
+        semaphore.set_permits(permits).await.expect("set");
+        assert_eq!(semaphore.current_permits().await.expect("read"), permits);
+    }
+}
+
+/// A set that reached only a minority (written here on 2 of 5 nodes, as a
+/// set whose other requests were lost leaves it): the first read that sees
+/// it completes it, so every later reader agrees, even with the 2 nodes
+/// that had it gone. Before reads wrote back, a reader without those 2
+/// nodes saw the old number (seen failing: 4 after 7 was read).
+#[tokio::test]
+async fn a_partial_set_seen_by_one_reader_is_seen_by_every_later_one() {
+    let (mut cluster, redlock) = cluster().await;
+    let key = "quorate:pool:{semaphore:partial}:size";
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    let epoch = format!("{ms:015}-00000000000000aa");
+    for i in 0..2 {
+        let set = ["HSET", key, "epoch", &epoch, "base", "7"];
+        cluster.server(i).command(&set).await.expect("HSET");
+    }
+    let reader = Semaphore::resizable(&redlock, "partial", 4).expect("semaphore");
+    let first = reader.current_permits().await.expect("read");
+    assert_eq!(first, 7, "the newest set any node has");
+    cluster.server_mut(0).kill();
+    cluster.server_mut(1).kill();
+    let other = Redlock::connect(cluster.urls()[2..].to_vec())
+        .await
+        .expect("connect");
+    let other = Semaphore::resizable(&other, "partial", 4).expect("semaphore");
+    assert_eq!(other.current_permits().await.expect("read"), first);
+}

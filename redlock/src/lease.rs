@@ -5,7 +5,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::time::Instant;
 
 /// The fixed part of the clock-drift allowance: covers timer resolution and
@@ -21,13 +20,13 @@ pub struct Token(u128);
 impl Token {
     /// A fresh random token.
     pub fn random() -> Self {
-        Token(rand::rng().random())
+        Token(crate::randomness::random())
     }
 
     /// A fresh token of the client `client` (see [`Owner`](crate::Owner)):
     /// its first half names the client, the second is random.
     pub(crate) fn for_client(client: u64) -> Self {
-        Token(u128::from(client) << 64 | u128::from(rand::rng().random::<u64>()))
+        Token(u128::from(client) << 64 | u128::from(crate::randomness::random::<u64>()))
     }
 
     /// A token back from its 32 hex digits ([`to_hex`](Self::to_hex));

@@ -61,6 +61,7 @@ mod pause;
 mod quarantine;
 mod queue;
 mod quorum;
+mod randomness;
 mod reentry;
 mod release;
 mod seam;
@@ -107,6 +108,12 @@ pub mod raw {
     };
     pub use crate::undo::UndoGuard;
     pub use crate::wait::{retry, Retry, WaitPolicy};
+
+    /// Seeded randomness for deterministic simulations (tests only: seeded
+    /// tokens are predictable).
+    pub mod randomness {
+        pub use crate::randomness::{seed_thread, unseed_thread, with_rng};
+    }
 
     /// The quorum engine: one request to every node at once, decided as
     /// soon as the answer is known.

@@ -241,7 +241,7 @@ impl MemoryStore {
     /// distinct members, picked at random as Redis does.
     pub fn srandmember(&self, key: &str, count: usize) -> Vec<Vec<u8>> {
         let mut members = self.smembers(key);
-        members.shuffle(&mut rand::rng());
+        crate::randomness::with_rng(|rng| members.shuffle(rng));
         members.truncate(count);
         members
     }
@@ -250,7 +250,7 @@ impl MemoryStore {
     /// `count` distinct fields with their values, picked at random.
     pub fn hrandfield(&self, key: &str, count: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut fields = self.hgetall(key);
-        fields.shuffle(&mut rand::rng());
+        crate::randomness::with_rng(|rng| fields.shuffle(rng));
         fields.truncate(count);
         fields
     }
