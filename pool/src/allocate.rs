@@ -39,9 +39,12 @@ fn take_in_memory(
     let (keys, permits) = match (args.get(limit_at), keys) {
         (Some(word), [candidates @ .., size, adds]) if word.as_slice() == b"limit" => {
             let permits = match store.hget(size, b"base") {
-                Some(base) => store.hgetall(adds).iter().fold(number(base)?, |total, (_, d)| {
-                    total + number(d).unwrap_or(0)
-                }),
+                Some(base) => store
+                    .hgetall(adds)
+                    .iter()
+                    .fold(number(base)?, |total, (_, d)| {
+                        total + number(d).unwrap_or(0)
+                    }),
                 None => i64::try_from(int(limit_at + 1)?).map_err(|e| e.to_string())?,
             };
             (candidates, Some(permits))
@@ -50,7 +53,9 @@ fn take_in_memory(
     };
     let beyond = |i: usize| -> Result<bool, String> {
         Ok(match permits {
-            Some(permits) => i64::try_from(int(limit_at + 2 + i)?).map_err(|e| e.to_string())? >= permits,
+            Some(permits) => {
+                i64::try_from(int(limit_at + 2 + i)?).map_err(|e| e.to_string())? >= permits
+            }
             None => false,
         })
     };

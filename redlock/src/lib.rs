@@ -72,9 +72,9 @@ mod verdict;
 mod wait;
 mod watchdog;
 
+pub use backend::{FredNode, FredSettings, Node, NodeError, NodeFuture};
 #[cfg(feature = "memory")]
 pub use backend::{MemoryNode, MemorySnapshot};
-pub use backend::{FredNode, FredSettings, Node, NodeError, NodeFuture};
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use guard::{LockGuard, ReleaseOutcome};
 pub use inspect::{ForceUnlocked, Inspection, NodeState, NodeView};

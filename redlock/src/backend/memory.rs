@@ -40,6 +40,10 @@ struct State {
     stalled: bool,
     latency: Duration,
     request_delay: Duration,
+    /// When the last delayed request arrives and the last answer leaves: a
+    /// later one never overtakes them (one connection, in order, as TCP).
+    last_arrival: Option<tokio::time::Instant>,
+    last_answer: Option<tokio::time::Instant>,
     /// Fence counters by counter key; they never expire.
     fences: HashMap<String, u64>,
     /// Waiter queues by lock key.
@@ -266,19 +270,24 @@ impl MemoryNode {
                 future::ready(Err(err)).boxed()
             }
             Fault::None if !state.request_delay.is_zero() => {
-                let (delay, latency) = (state.request_delay, state.latency);
+                let now = tokio::time::Instant::now();
+                let arrival = (now + state.request_delay).max(state.last_arrival.unwrap_or(now));
+                state.last_arrival = Some(arrival);
+                let answer_at = arrival + state.latency;
+                let answer_at = answer_at.max(state.last_answer.unwrap_or(answer_at));
+                state.last_answer = Some(answer_at);
                 drop(state);
                 let node = self.clone();
                 let (answer_tx, answer_rx) = futures::channel::oneshot::channel();
                 // On its way whatever the caller does.
                 tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
+                    tokio::time::sleep_until(arrival).await;
                     let answer = {
                         let mut state = node.lock_state();
                         state.store.begin();
                         op(&mut state)
                     };
-                    tokio::time::sleep(latency).await;
+                    tokio::time::sleep_until(answer_at).await;
                     let _ = answer_tx.send(answer);
                 });
                 async move {
@@ -291,12 +300,14 @@ impl MemoryNode {
             Fault::None => {
                 state.store.begin();
                 let answer = op(&mut state);
-                let latency = state.latency;
-                if latency.is_zero() {
+                if state.latency.is_zero() {
                     future::ready(Ok(answer)).boxed()
                 } else {
+                    let now = tokio::time::Instant::now();
+                    let answer_at = (now + state.latency).max(state.last_answer.unwrap_or(now));
+                    state.last_answer = Some(answer_at);
                     async move {
-                        tokio::time::sleep(latency).await;
+                        tokio::time::sleep_until(answer_at).await;
                         Ok(answer)
                     }
                     .boxed()

@@ -1,0 +1,519 @@
+//! A seeded, deterministic simulation of whole histories: several clients
+//! (each its own [`Redlock`]) run a random mix of mutex and semaphore
+//! operations against 5 memory nodes while a fault task delays, stalls,
+//! downs and crashes them (a crash comes back with an older snapshot of its
+//! data), and checkers look at every event.
+//!
+//! One thread, tokio's paused clock, one seed for every random choice (the
+//! library's own too, through `raw::randomness::seed_thread`): a history is
+//! replayed exactly from its seed (`QUORATE_SIM_SEED=<seed>`).
+//!
+//! Checkers:
+//! - no two holders' guards report validity left on a shared resource at
+//!   the same instant (checked whenever a guard is granted or its validity
+//!   changes);
+//! - fences strictly increase per resource, in grant order;
+//! - no semaphore grant at or above the number a returned `set_permits`
+//!   set, for an acquire call that no set ran beside;
+//! - every lock call ends within its acquire timeout plus a bound;
+//! - after the faults heal, every client gets every resource within a
+//!   bound (the quarantine plus the longest ttl).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quorate_pool::{PermitId, Semaphore};
+use quorate_redlock::raw::randomness;
+use quorate_redlock::{LockGuard, LockOptions, MemoryNode, MemorySnapshot, Node, Redlock};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+/// The shape of one history.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    /// Memory nodes.
+    pub nodes: usize,
+    /// Clients, each a Redlock of its own.
+    pub clients: usize,
+    /// Tasks per client.
+    pub tasks: usize,
+    /// How long the clients run (simulated time).
+    pub run: Duration,
+    /// Each client sees only node `client % nodes`, a quorum of one: the
+    /// broken configuration the checkers must catch.
+    pub quorum_of_one: bool,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape {
+            nodes: 5,
+            clients: 3,
+            tasks: 2,
+            run: Duration::from_secs(4),
+            quorum_of_one: false,
+        }
+    }
+}
+
+/// The longest ttl any client uses, and so the quarantine after a crash.
+const MAX_TTL: Duration = Duration::from_millis(1500);
+const NODE_TIMEOUT: Duration = Duration::from_millis(60);
+const RESOURCES: [&str; 2] = ["a", "b"];
+const SEMAPHORE: &str = "s";
+const INITIAL_PERMITS: usize = 3;
+
+/// A checker's finding, with the seed that replays it.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// The history's seed.
+    pub seed: u64,
+    /// What was seen, and when (ms of simulated time).
+    pub what: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (replay: QUORATE_SIM_SEED={} cargo test -p quorate-system-tests --test simulation replay)",
+            self.what, self.seed
+        )
+    }
+}
+
+/// What one history did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Granted locks and permits.
+    pub grants: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// Every event, hashed in order: equal for equal seeds.
+    pub trace: u64,
+}
+
+/// Runs the history of `seed` on a fresh single-threaded runtime with a
+/// paused clock.
+pub fn run(seed: u64, shape: &Shape) -> Result<Summary, Violation> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| Violation {
+            seed,
+            what: format!("runtime: {e}"),
+        })?;
+    randomness::seed_thread(seed);
+    let result = runtime.block_on(history(seed, shape.clone()));
+    randomness::unseed_thread();
+    result
+}
+
+/// One live hold as its holder last reported it.
+#[derive(Clone, Debug)]
+struct Hold {
+    holder: usize,
+    resources: Vec<String>,
+    valid_until: Instant,
+}
+
+#[derive(Default)]
+struct World {
+    started: Option<Instant>,
+    holds: HashMap<u64, Hold>,
+    next_hold: u64,
+    fences: HashMap<String, u64>,
+    /// The number the last returned set_permits set, and how many sets
+    /// have started / are running.
+    permits: usize,
+    sets_started: u64,
+    sets_running: u64,
+    /// A set failed since the last returned one: it may still be completed
+    /// by a read, so the floor is not known.
+    set_failed: bool,
+    permit_ids: Vec<PermitId>,
+    violation: Option<String>,
+    summary: Summary,
+}
+
+type Shared = Rc<RefCell<World>>;
+
+impl World {
+    fn at(&self) -> u128 {
+        self.started.map_or(0, |s| s.elapsed().as_millis())
+    }
+
+    fn event(&mut self, what: impl fmt::Debug) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.summary.trace, self.at(), format!("{what:?}")).hash(&mut h);
+        self.summary.trace = h.finish();
+    }
+
+    fn fail(&mut self, what: String) {
+        if self.violation.is_none() {
+            self.violation = Some(format!("at {} ms: {what}", self.at()));
+        }
+    }
+
+    /// A holder's view changed (granted, extended): nobody else may claim
+    /// validity on its resources now.
+    fn report(&mut self, id: u64, hold: Hold) {
+        let now = Instant::now();
+        self.event(("hold", id, &hold.resources, hold.valid_until > now));
+        if hold.valid_until > now {
+            let clash = self.holds.iter().find(|(other_id, other)| {
+                **other_id != id
+                    && other.valid_until > now
+                    && other.resources.iter().any(|r| hold.resources.contains(r))
+            });
+            if let Some((_, other)) = clash {
+                let what = format!(
+                    "two holders: client {} claims {:?} for {:?} more while client {} claims {:?} for {:?} more",
+                    hold.holder,
+                    hold.resources,
+                    hold.valid_until - now,
+                    other.holder,
+                    other.resources,
+                    other.valid_until - now
+                );
+                self.fail(what);
+            }
+        }
+        self.holds.insert(id, hold);
+    }
+
+    fn granted(&mut self, holder: usize, resources: Vec<String>, remaining: Duration) -> u64 {
+        self.summary.grants += 1;
+        let id = self.next_hold;
+        self.next_hold += 1;
+        let hold = Hold {
+            holder,
+            resources,
+            valid_until: Instant::now() + remaining,
+        };
+        self.report(id, hold);
+        id
+    }
+
+    fn update(&mut self, id: u64, remaining: Duration) {
+        if let Some(mut hold) = self.holds.get(&id).cloned() {
+            hold.valid_until = Instant::now() + remaining;
+            self.report(id, hold);
+        }
+    }
+
+    fn ended(&mut self, id: u64) {
+        self.event(("ended", id));
+        self.holds.remove(&id);
+    }
+
+    fn fenced(&mut self, resources: &[String], fence: u64) {
+        for r in resources {
+            let last = self.fences.get(r).copied().unwrap_or(0);
+            if fence <= last {
+                self.fail(format!("fence {fence} on {r} after fence {last}"));
+            }
+            self.fences.insert(r.clone(), last.max(fence));
+        }
+    }
+}
+
+async fn history(seed: u64, shape: Shape) -> Result<Summary, Violation> {
+    let world: Shared = Rc::new(RefCell::new(World {
+        started: Some(Instant::now()),
+        permits: INITIAL_PERMITS,
+        ..World::default()
+    }));
+    let nodes = MemoryNode::cluster(shape.nodes);
+    let mut clients = Vec::new();
+    for c in 0..shape.clients {
+        let mut builder = Redlock::builder().max_ttl(MAX_TTL).defaults(
+            LockOptions::new()
+                .ttl(Duration::from_millis(600))
+                .node_timeout(Some(NODE_TIMEOUT))
+                .acquire_timeout(Some(Duration::from_millis(800)))
+                .reentry_check(false),
+        );
+        let seen: Vec<&MemoryNode> = if shape.quorum_of_one {
+            vec![&nodes[c % nodes.len()]]
+        } else {
+            nodes.iter().collect()
+        };
+        for node in seen {
+            builder = builder.node(Arc::new(node.clone()) as Arc<dyn Node>);
+        }
+        let redlock = builder.build().await.map_err(|e| Violation {
+            seed,
+            what: format!("client {c}: {e}"),
+        })?;
+        clients.push(redlock);
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let deadline = Instant::now() + shape.run;
+    let local = tokio::task::LocalSet::new();
+    for (c, redlock) in clients.iter().enumerate() {
+        for t in 0..shape.tasks {
+            let task_rng = StdRng::seed_from_u64(rng.random());
+            let (world, redlock) = (Rc::clone(&world), redlock.clone());
+            local.spawn_local(client_task(c, t, redlock, world, task_rng, deadline));
+        }
+    }
+    let fault_rng = StdRng::seed_from_u64(rng.random());
+    local.spawn_local(faults(
+        nodes.clone(),
+        Rc::clone(&world),
+        fault_rng,
+        deadline,
+    ));
+    local.await;
+
+    // Healed: every client gets every resource within the quarantine plus
+    // the longest ttl (plus a margin for the queue's claims and retries).
+    for node in &nodes {
+        node.set_down(false);
+        node.set_stalled(false);
+        node.set_request_delay(Duration::ZERO);
+        node.set_latency(Duration::ZERO);
+    }
+    if !shape.quorum_of_one {
+        let bound = MAX_TTL * 2 + Duration::from_secs(1);
+        let options = LockOptions::new()
+            .ttl(Duration::from_millis(300))
+            .acquire_timeout(Some(bound))
+            .reentry_check(false);
+        for (c, redlock) in clients.iter().enumerate() {
+            let keys: Vec<String> = RESOURCES.iter().map(|r| (*r).to_owned()).collect();
+            match redlock.lock_with(keys, &options).await {
+                Ok(guard) => {
+                    let _ = guard.release().await;
+                }
+                Err(e) => world.borrow_mut().fail(format!(
+                    "client {c} not served within {bound:?} after healing: {e}"
+                )),
+            }
+        }
+    }
+    let world = world.borrow();
+    match &world.violation {
+        Some(what) => Err(Violation {
+            seed,
+            what: what.clone(),
+        }),
+        None => Ok(world.summary.clone()),
+    }
+}
+
+/// Random faults until `deadline`; snapshots are taken now and then, and a
+/// crash restores a node from its last one.
+async fn faults(nodes: Vec<MemoryNode>, world: Shared, mut rng: StdRng, deadline: Instant) {
+    let mut snapshots: Vec<MemorySnapshot> = nodes.iter().map(MemoryNode::snapshot).collect();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(20..300))).await;
+        let i = rng.random_range(0..nodes.len());
+        let node = &nodes[i];
+        let kind = rng.random_range(0..8);
+        world.borrow_mut().event(("fault", i, kind));
+        world.borrow_mut().summary.faults += 1;
+        match kind {
+            0 => node.set_request_delay(Duration::from_millis(rng.random_range(0..120))),
+            1 => node.set_latency(Duration::from_millis(rng.random_range(0..120))),
+            2 => node.set_stalled(true),
+            3 => node.set_down(true),
+            4 => snapshots[i] = node.snapshot(),
+            5 => node.restart_from(&snapshots[i]),
+            _ => {
+                node.set_stalled(false);
+                node.set_down(false);
+                node.set_request_delay(Duration::ZERO);
+                node.set_latency(Duration::ZERO);
+            }
+        }
+    }
+}
+
+fn options(rng: &mut StdRng) -> LockOptions {
+    LockOptions::new()
+        .ttl(Duration::from_millis(
+            rng.random_range(200..MAX_TTL.as_millis() as u64),
+        ))
+        .node_timeout(Some(NODE_TIMEOUT))
+        .acquire_timeout(Some(Duration::from_millis(rng.random_range(0..900))))
+        .fencing(rng.random_bool(0.4))
+        .auto_extend(rng.random_bool(0.3))
+        .local_handoff(rng.random_bool(0.5))
+        .fair(rng.random_bool(0.3))
+        .reentry_check(false)
+}
+
+/// The longest a lock call may take: its acquire timeout, a round, the
+/// undo and the fence write-back (each bounded by the node timeout), and
+/// a pause.
+fn call_bound(options: &LockOptions) -> Duration {
+    options.get_acquire_timeout().unwrap_or_default() + NODE_TIMEOUT * 4 + options.get_ttl() / 3
+}
+
+async fn client_task(
+    client: usize,
+    task: usize,
+    redlock: Redlock,
+    world: Shared,
+    mut rng: StdRng,
+    deadline: Instant,
+) {
+    let semaphore = Semaphore::resizable(&redlock, SEMAPHORE, INITIAL_PERMITS).ok();
+    while Instant::now() < deadline && world.borrow().violation.is_none() {
+        match rng.random_range(0..10) {
+            0..=5 => mutex_step(client, &redlock, &world, &mut rng).await,
+            6..=8 => {
+                if let Some(semaphore) = &semaphore {
+                    permit_step(client, semaphore, &world, &mut rng).await;
+                }
+            }
+            _ => {
+                if let Some(semaphore) = &semaphore {
+                    resize_step(client, semaphore, &world, &mut rng).await;
+                }
+            }
+        }
+        world.borrow_mut().event(("step", client, task));
+    }
+}
+
+/// Lock (maybe cancelled midway), hold a while with extensions (some
+/// shorter, some cancelled), then release or drop.
+async fn mutex_step(client: usize, redlock: &Redlock, world: &Shared, rng: &mut StdRng) {
+    let options = options(rng);
+    let resources: Vec<String> = match rng.random_range(0..3) {
+        0 => vec!["a".into()],
+        1 => vec!["b".into()],
+        _ => vec!["a".into(), "b".into()],
+    };
+    let asked = Instant::now();
+    let attempt = redlock.lock_with(resources.clone(), &options);
+    let guard = if rng.random_bool(0.2) {
+        let cancel_after = Duration::from_millis(rng.random_range(0..200));
+        match tokio::time::timeout(cancel_after, attempt).await {
+            Ok(result) => result,
+            Err(_) => return, // cancelled
+        }
+    } else {
+        attempt.await
+    };
+    let took = asked.elapsed();
+    if took > call_bound(&options) {
+        world.borrow_mut().fail(format!(
+            "client {client}: a lock call took {took:?} (timeout {:?})",
+            options.get_acquire_timeout()
+        ));
+    }
+    let Ok(mut guard) = guard else { return };
+    let id = world
+        .borrow_mut()
+        .granted(client, resources.clone(), guard.remaining());
+    if let Some(fence) = guard.lease().fence() {
+        world.borrow_mut().fenced(&resources, fence);
+    }
+    for _ in 0..rng.random_range(0..4) {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
+        world.borrow_mut().update(id, guard.remaining());
+        let ttl = Duration::from_millis(rng.random_range(50..MAX_TTL.as_millis() as u64));
+        if rng.random_bool(0.3) {
+            let cancel_after = Duration::from_millis(rng.random_range(0..80));
+            let _ = tokio::time::timeout(cancel_after, guard.extend(ttl)).await;
+        } else {
+            let _ = guard.extend(ttl).await;
+        }
+        world.borrow_mut().update(id, guard.remaining());
+    }
+    finish(guard, id, world, rng).await;
+}
+
+async fn finish(guard: LockGuard, id: u64, world: &Shared, rng: &mut StdRng) {
+    world.borrow_mut().update(id, guard.remaining());
+    // the hold ends when its holder lets go: before the release is sent
+    world.borrow_mut().ended(id);
+    if rng.random_bool(0.7) {
+        let _ = guard.release().await;
+    } else {
+        drop(guard);
+    }
+}
+
+/// Take a permit, hold it, maybe extend or release it by its id (as
+/// another process would), else release it.
+async fn permit_step(client: usize, semaphore: &Semaphore, world: &Shared, rng: &mut StdRng) {
+    let options = options(rng).fencing(false).fair(false);
+    let (sets_before, running_before, floor) = {
+        let w = world.borrow();
+        let floor = if w.set_failed { usize::MAX } else { w.permits };
+        (w.sets_started, w.sets_running, floor)
+    };
+    let granted = semaphore.acquire_with(1, &options).await;
+    let Ok(mut permit) = granted else { return };
+    let slot = permit.slots()[0];
+    {
+        let mut w = world.borrow_mut();
+        if running_before == 0 && w.sets_started == sets_before && slot >= floor {
+            let what =
+                format!("client {client} granted slot {slot} after set_permits({floor}) returned");
+            w.fail(what);
+        }
+    }
+    let resources = vec![format!("{SEMAPHORE}/{slot}")];
+    let id = world
+        .borrow_mut()
+        .granted(client, resources, permit.remaining());
+    tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
+    world.borrow_mut().update(id, permit.remaining());
+    if rng.random_bool(0.3) {
+        let ttl = Duration::from_millis(rng.random_range(50..MAX_TTL.as_millis() as u64));
+        let _ = permit.extend(ttl).await;
+        world.borrow_mut().update(id, permit.remaining());
+    }
+    if rng.random_bool(0.3) {
+        // someone else may extend (shorter or longer) or release it by its id
+        world.borrow_mut().permit_ids.extend(permit.permit_ids());
+    }
+    world.borrow_mut().update(id, permit.remaining());
+    world.borrow_mut().ended(id);
+    let _ = permit.release().await;
+}
+
+/// Resize the semaphore, or act on a permit id another task handed out.
+async fn resize_step(client: usize, semaphore: &Semaphore, world: &Shared, rng: &mut StdRng) {
+    if rng.random_bool(0.3) {
+        let id = world.borrow_mut().permit_ids.pop();
+        if let Some(id) = id {
+            if rng.random_bool(0.5) {
+                let ttl = Duration::from_millis(rng.random_range(50..MAX_TTL.as_millis() as u64));
+                let _ = semaphore.extend_permit(&id, ttl).await;
+            } else {
+                let _ = semaphore.release_permit(&id).await;
+            }
+            return;
+        }
+    }
+    let permits = rng.random_range(1..=4);
+    {
+        let mut w = world.borrow_mut();
+        w.sets_started += 1;
+        w.sets_running += 1;
+    }
+    let result = semaphore.set_permits(permits).await;
+    let mut w = world.borrow_mut();
+    w.sets_running -= 1;
+    w.event(("set", client, permits, result.is_ok()));
+    if result.is_ok() {
+        w.permits = permits;
+        w.set_failed = false;
+    } else {
+        w.set_failed = true;
+    }
+}
