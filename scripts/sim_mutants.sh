@@ -27,7 +27,7 @@ for mutant in "${mutants[@]}"; do
   name=${mutant%%|*}
   if [ -n "$filter" ] && ! [[ $name =~ $filter ]]; then continue; fi
   rm -rf "$scratch"; mkdir -p "$scratch"
-  (git ls-files -co --exclude-standard | tar -cf - -T -) | tar -xf - -C "$scratch"
+  (git ls-files -co --exclude-standard | tar -cf - -T -) | tar -xmf - -C "$scratch"  # -m: fresh mtimes, so cargo rebuilds every mutated crate
   rest=${mutant#*|}
   sep=$'\x1f'
   IFS=$sep read -ra parts <<< "${rest// && /$sep}"
