@@ -81,9 +81,9 @@ pub fn drift_for(ttl: Duration, drift_factor: f64) -> Duration {
 /// lease that is already invalid, never a panic.
 ///
 /// After extensions the validity follows one rule (see ARCHITECTURE.md, "The lease"): it
-/// grows only on a majority's confirmation ([`confirm`](Self::confirm)); on any doubt
-/// (an error, a timeout, a cancelled or concurrent extension) it becomes the smaller of
-/// what it was and what the doubtful request could have set ([`doubt`](Self::doubt)).
+/// grows only on a majority's confirmation; on any doubt (an error, a timeout, a
+/// cancelled extension) it becomes the smaller of what it was and what the doubtful
+/// request could have set.
 #[derive(Clone, Copy, Debug)]
 pub struct Lease {
     token: Token,
