@@ -290,12 +290,13 @@ pub(crate) async fn attempt(
             .filter(|&i| grants[i] > 0 && kept[i].is_none())
             .map(|i| keys[i].clone())
             .collect();
-        if !extras.is_empty() {
-            undo.give_back(&extras).await;
-        }
 
         match shortfall(groups, &kept) {
             None => {
+                if !extras.is_empty() {
+                    // no later round uses this token: sent is enough
+                    undo.give_back(&extras).await;
+                }
                 if kept.iter().flatten().all(Lease::is_valid) {
                     if round.replies.iter().any(|r| matches!(r, Reply::Pending)) {
                         // Nodes that answered after the decision may hold
@@ -321,6 +322,13 @@ pub(crate) async fn attempt(
                     retry_after: retry_after(groups, requirement, &kept, &answers, quorum),
                     outcomes,
                 });
+                // The next round reuses the token: only once every give-back
+                // is known to have landed (or failed), never behind that
+                // round's take; otherwise the attempt ends (the next one has
+                // a fresh token).
+                if !extras.is_empty() && !undo.give_back_confirmed(&extras).await {
+                    break;
+                }
             }
         }
         if !progress {

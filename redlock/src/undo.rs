@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::backend::Node;
 use crate::mutex::Redlock;
-use crate::quorum::{self, Decide};
+use crate::quorum::{self, Decide, Reply};
 
 /// Armed from the moment a round's requests may leave until the round's
 /// outcome is settled: a lease handed out ([`disarm`](Self::disarm)) or the
@@ -110,13 +110,41 @@ impl UndoGuard {
 
     /// Gives back some of the keys now (what a round took but its caller
     /// does not keep), returning once every request is on its connection;
-    /// the guard stays armed for all its keys.
+    /// the guard stays armed for all its keys. Only when no later round
+    /// uses the token: see [`give_back_confirmed`](Self::give_back_confirmed).
     ///
     /// # Cancel safety
     /// Cancel safe: the guard stays armed.
     pub async fn give_back(&self, keys: &[String]) {
         let nodes = self.redlock.nodes();
         release_round(nodes, keys, &self.token, self.node_timeout, Decide::Sent).await;
+    }
+
+    /// As [`give_back`](Self::give_back), but waits for every node's answer,
+    /// each bounded by the node timeout.
+    ///
+    /// Returns whether another round with the same token is safe: every
+    /// node answered or failed. A give-back still unanswered may land after
+    /// the next round (a `NOSCRIPT` answer is followed by the script sent
+    /// again, behind whatever went out meanwhile) and delete what that round
+    /// counted as granted; after `false`, start over with a fresh token.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the guard stays armed.
+    pub async fn give_back_confirmed(&self, keys: &[String]) -> bool {
+        let round = quorum::round(
+            "release",
+            self.redlock.nodes(),
+            self.node_timeout,
+            Decide::All,
+            |_| true,
+            |node| node.release(keys, &self.token, None),
+        )
+        .await;
+        round
+            .replies
+            .iter()
+            .all(|r| matches!(r, Reply::Answered(_) | Reply::Failed(_)))
     }
 
     /// Sends the undo and waits until every node answered (a stalled one
