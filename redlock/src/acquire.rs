@@ -21,6 +21,8 @@ use crate::undo::UndoGuard;
 pub(crate) struct Granted {
     pub lease: Lease,
     pub next_waiter: Option<u64>,
+    /// Per node: whether it granted (and so removed a queued entry).
+    pub granting: Vec<bool>,
 }
 
 /// A failed round: the error, and whether a node put us first in its
@@ -97,7 +99,16 @@ pub(crate) async fn attempt(
                     _ => None,
                 })
                 .min();
-            return Ok(Granted { lease, next_waiter });
+            let granting = round
+                .replies
+                .iter()
+                .map(|r| matches!(r, Reply::Answered(AcquireReply::Granted { .. })))
+                .collect();
+            return Ok(Granted {
+                lease,
+                next_waiter,
+                granting,
+            });
         }
         undo.send().await;
         return Err(Error::Expired.into());

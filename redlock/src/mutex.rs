@@ -520,6 +520,10 @@ impl Redlock {
             // A fresh token per round: whatever a failed round left behind
             // (or its undo, arriving late) can never be mistaken for this one.
             let token = self.fresh_token();
+            if let Some(place) = place.as_mut() {
+                // cancelled from here on, the call still leaves the queues
+                place.sent();
+            }
             let entry = place.as_ref().map(|p| &p.entry);
             let attempt = acquire::attempt(&self.inner, &keys, token, options, entry)
                 .instrument(span.clone());
@@ -532,7 +536,7 @@ impl Redlock {
                     let lease = granted.lease;
                     tracing::debug!(parent: &span, remaining_ms = lease.remaining().as_millis() as u64, "granted");
                     if let Some(place) = place.as_mut() {
-                        place.granted();
+                        place.granted(&granted.granting);
                     }
                     // the next local waiter becomes head and contends
                     drop(handoff);
@@ -542,9 +546,6 @@ impl Redlock {
                 }
                 Err(refused) => refused,
             };
-            if let Some(place) = place.as_mut() {
-                place.joined();
-            }
             let error = refused.error;
             if matches!(error, Error::Taken { .. }) {
                 self.inner.tickets.mark_contended(&keys);

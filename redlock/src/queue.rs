@@ -143,11 +143,13 @@ impl Tickets {
     }
 }
 
-/// A lock call's place in the servers' queues; leaves them on drop unless
-/// the call was granted by a round (which removed the entry).
+/// A lock call's place in the servers' queues; leaves them on drop, from
+/// every node that may hold the entry: all of them once a queued round was
+/// sent (even if the call is cancelled before any answer), the nodes that
+/// did not grant once a round granted (a granting node removed it).
 ///
-/// Not in a queue until [`joined`](Self::joined): a call granted at its
-/// first round, or never refused, sends nothing more.
+/// Not in a queue until [`sent`](Self::sent): a call that never sent a
+/// queued round sends nothing more.
 #[derive(Debug)]
 pub(crate) struct QueuePlace {
     pub entry: QueueEntry,
@@ -173,21 +175,30 @@ impl QueuePlace {
         }
     }
 
-    /// A refused queued round put the entry on the servers.
-    pub(crate) fn joined(&mut self) {
+    /// A queued round is about to be sent: from now on the entry may be on
+    /// any node.
+    pub(crate) fn sent(&mut self) {
         self.joined = true;
     }
 
-    /// A round granted the lock: the granting nodes removed the entry (the
-    /// others drop it when it lapses).
-    pub(crate) fn granted(&mut self) {
-        self.joined = false;
+    /// A round granted the lock: the nodes that granted (`granting[i]`)
+    /// removed the entry; the others still hold it, and with `fair(true)`
+    /// would hold back later waiters until it lapses, so it leaves them.
+    pub(crate) fn granted(&mut self, granting: &[bool]) {
+        let nodes = std::mem::take(&mut self.nodes);
+        self.nodes = nodes
+            .into_iter()
+            .zip(granting.iter().copied().chain(std::iter::repeat(false)))
+            .filter(|(_, granted)| !granted)
+            .map(|(node, _)| node)
+            .collect();
+        self.joined = !self.nodes.is_empty();
     }
 }
 
 impl Drop for QueuePlace {
     fn drop(&mut self) {
-        if !self.joined {
+        if !self.joined || self.nodes.is_empty() {
             return;
         }
         // Outside a runtime nothing can be sent; the entry lapses.

@@ -1195,3 +1195,64 @@ async fn a_task_locking_what_it_holds_fails_at_once_and_others_still_wait() {
     worker.await.expect("worker").expect("release");
     mine.release().await.expect("release");
 }
+
+/// A fair call cancelled while its first queued round is in flight leaves
+/// the queues: a release then claims the key for nobody, and another client
+/// takes it at once. Before, the entry was left behind (only a refused round
+/// counted as joined) and the release claimed the key for the gone waiter
+/// (seen failing: the try_lock after the release was refused as taken).
+#[tokio::test(start_paused = true)]
+async fn a_waiter_cancelled_in_its_first_queued_round_leaves_the_queues() {
+    let memory = MemoryNode::cluster(5);
+    let holder = redlock(&memory);
+    let held = holder.lock("gone", TTL).await.expect("holder");
+    for node in &memory {
+        node.set_request_delay(Duration::from_millis(50));
+    }
+    let waiter = redlock_with(&memory, LockOptions::new().ttl(TTL).fair(true));
+    let cancelled = tokio::time::timeout(Duration::from_millis(10), waiter.lock("gone", TTL)).await;
+    assert!(
+        cancelled.is_err(),
+        "still in its first round when cancelled"
+    );
+    // the cancelled round's entry reaches the nodes, and its leave after it
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        memory.iter().all(|n| n.queued("gone") == 0),
+        "entries left: {:?}",
+        memory.iter().map(|n| n.queued("gone")).collect::<Vec<_>>()
+    );
+    for node in &memory {
+        node.set_request_delay(Duration::ZERO);
+    }
+    held.release().await.expect("release");
+    let other = redlock(&memory);
+    let taken = other.try_lock("gone", TTL).await;
+    assert!(
+        taken.is_ok(),
+        "claimed for a waiter that is gone: {taken:?}"
+    );
+}
+
+/// A queued waiter granted by 4 nodes of 5 leaves the queue of the fifth,
+/// which refused it (another holder's key there): its entry would
+/// otherwise hold fair waiters back on that node until it lapsed (seen
+/// failing: 1 entry left on node 4).
+#[tokio::test(start_paused = true)]
+async fn a_granted_waiter_leaves_the_queues_of_the_nodes_that_refused_it() {
+    let memory = MemoryNode::cluster(5);
+    let holder = redlock(&memory);
+    let held = holder.lock("split", TTL).await.expect("holder");
+    let waiter = redlock_with(&memory, LockOptions::new().ttl(TTL).fair(true));
+    let waiting = tokio::spawn(async move { waiter.lock("split", TTL).await });
+    while memory.iter().any(|n| n.queued("split") < 1) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // node 4 will refuse: a stray holder's key takes over there
+    memory[4].set("split", b"stray", Some(TTL));
+    held.release().await.expect("release");
+    let guard = waiting.await.expect("task").expect("granted by nodes 0-3");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(memory[4].queued("split"), 0, "the refusing node's entry");
+    drop(guard);
+}
