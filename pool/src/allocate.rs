@@ -136,7 +136,7 @@ pub(crate) fn groups<T>(requirements: &[Requirement<T>], limit: Option<&Limit>) 
         .map(|r| {
             let mut positions: Vec<usize> = (0..r.keys.len()).collect();
             if r.order == CandidateOrder::Random {
-                quorate_redlock::raw::randomness::with_rng(|rng| positions.shuffle(rng));
+                quorate_redlock::raw::determinism::with_rng(|rng| positions.shuffle(rng));
             }
             Group {
                 keys: positions.iter().map(|&p| r.keys[p].clone()).collect(),

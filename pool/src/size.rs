@@ -17,7 +17,6 @@
 //! slots beyond it, which can only delay grants, never add one.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quorate_redlock::raw::quorum::{self, Decide, Reply};
 use quorate_redlock::raw::{retry, MemoryStore, NodeScript, Retry, ScriptValue, WaitPolicy};
@@ -296,16 +295,13 @@ where
 /// `seen`'s when this clock is behind (15 digits, so strings order as
 /// numbers), and a random tail that breaks ties.
 fn epoch_after(seen: &str) -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis();
+    let ms = quorate_redlock::raw::determinism::wall_clock().as_millis();
     let seen_ms = seen
         .split('-')
         .next()
         .and_then(|ms| ms.parse::<u128>().ok())
         .unwrap_or(0);
     let ms = ms.max(seen_ms + 1);
-    let tail = quorate_redlock::raw::randomness::with_rng(|rng| rng.next_u64());
+    let tail = quorate_redlock::raw::determinism::with_rng(|rng| rng.next_u64());
     format!("{ms:015}-{tail:016x}")
 }

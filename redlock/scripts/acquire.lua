@@ -68,7 +68,7 @@ end
 local fence = -1
 if fenced then
   for i = n + 1, 2 * n do
-    local value = redis.call('INCR', KEYS[i])
+    local value = fence_incr(KEYS[i])
     if value > fence then
       fence = value
     end

@@ -12,6 +12,14 @@
 -- the last ARGV (ms); the marker becomes '<why>:<ms>:<run_id>'. A client with a longer
 -- maximum stretches a running quarantine to its own. Refusals are the error
 -- 'QUORATE_QUARANTINED <ms left>'. The usual case costs INFO server, a GET and an EXISTS.
+--
+-- Fence counters are lost or rolled back with the data too, and a quarantine does not bring
+-- them back: a node whose marker says 'lost' or 'restarted' at <ms> keeps its counters at
+-- least <ms> x 1000 (fence_floor, which fenced scripts apply before INCR). Every fence
+-- handed out before that restart is below it (fences grow by one per grant; that bound
+-- holds while a key sees fewer than 1,000 fenced grants per ms and the servers' clocks
+-- agree to within the time between two restarts).
+local fence_floor = 0
 do
   local max_ms = tonumber(table.remove(ARGV))
   local info = redis.call('INFO', 'server')
@@ -42,10 +50,17 @@ do
       end
     end
   end
+  if why then
+    marker = why .. ':' .. now_ms() .. ':' .. run
+  end
+  local kind, since = string.match(marker, '^(%a+):(%d+):')
+  if kind == 'lost' or kind == 'restarted' then
+    fence_floor = tonumber(since) * 1000
+  end
   if why or redis.call('EXISTS', 'quorate:quarantine') == 1 then
     local now = now_ms()
     if why then
-      redis.call('SET', 'quorate:marker', why .. ':' .. now .. ':' .. run)
+      redis.call('SET', 'quorate:marker', marker)
       redis.call('SET', 'quorate:quarantine', now, 'PX', max_ms)
     end
     local left = redis.call('PTTL', 'quorate:quarantine')
@@ -58,4 +73,15 @@ do
       return redis.error_reply('QUORATE_QUARANTINED ' .. left)
     end
   end
+end
+
+-- A fence counter's next value: INCR, kept above this node's fence_floor (written as an
+-- integer string: Lua numbers print as floats beyond 14 digits).
+local function fence_incr(key)
+  local value = redis.call('INCR', key)
+  if value <= fence_floor then
+    value = fence_floor + 1
+    redis.call('SET', key, string.format('%.0f', value))
+  end
+  return value
 end

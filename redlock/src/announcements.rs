@@ -343,7 +343,10 @@ impl Watch {
                 first = Some(Instant::now() + grace);
             }
             match first {
+                // biased (here and in every select! of the library): a fixed
+                // order, so a seeded simulation replays exactly
                 Some(until) => tokio::select! {
+                    biased;
                     _ = self.released() => {}
                     () = tokio::time::sleep_until(until) => return,
                 },

@@ -352,13 +352,14 @@ impl LockGuard {
                 return Error::Expired;
             }
             tokio::select! {
-                () = tokio::time::sleep_until(until) => {}
+                biased;
                 changed = state.changed() => {
                     if changed.is_err() {
                         // cannot happen while we hold the cell; never spin
                         tokio::time::sleep_until(until).await;
                     }
                 }
+                () = tokio::time::sleep_until(until) => {}
             }
         }
     }

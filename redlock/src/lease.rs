@@ -20,13 +20,13 @@ pub struct Token(u128);
 impl Token {
     /// A fresh random token.
     pub fn random() -> Self {
-        Token(crate::randomness::random())
+        Token(crate::determinism::random())
     }
 
     /// A fresh token of the client `client` (see [`Owner`](crate::Owner)):
     /// its first half names the client, the second is random.
     pub(crate) fn for_client(client: u64) -> Self {
-        Token(u128::from(client) << 64 | u128::from(crate::randomness::random::<u64>()))
+        Token(u128::from(client) << 64 | u128::from(crate::determinism::random::<u64>()))
     }
 
     /// A token back from its 32 hex digits ([`to_hex`](Self::to_hex));

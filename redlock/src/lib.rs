@@ -47,6 +47,7 @@ mod backend;
 #[cfg(feature = "blocking")]
 pub mod blocking;
 mod client_state;
+mod determinism;
 mod error;
 mod guard;
 mod handoff;
@@ -61,7 +62,6 @@ mod pause;
 mod quarantine;
 mod queue;
 mod quorum;
-mod randomness;
 mod reentry;
 mod release;
 mod seam;
@@ -109,10 +109,10 @@ pub mod raw {
     pub use crate::undo::UndoGuard;
     pub use crate::wait::{retry, Retry, WaitPolicy};
 
-    /// Seeded randomness for deterministic simulations (tests only: seeded
-    /// tokens are predictable).
-    pub mod randomness {
-        pub use crate::randomness::{seed_thread, unseed_thread, with_rng};
+    /// Seeded randomness and clock for deterministic simulations (tests
+    /// only: seeded tokens are predictable).
+    pub mod determinism {
+        pub use crate::determinism::{seed_thread, unseed_thread, wall_clock, with_rng};
     }
 
     /// The quorum engine: one request to every node at once, decided as

@@ -62,7 +62,7 @@ impl Owner {
     pub(crate) fn this_process(label: Option<String>) -> Self {
         Owner {
             // never 0: a token's first half is never all zeros
-            client: crate::randomness::with_rng(|rng| rng.random_range(1..=u64::MAX)),
+            client: crate::determinism::with_rng(|rng| rng.random_range(1..=u64::MAX)),
             id: uuid::Uuid::now_v7(),
             host: host_name(),
             pid: std::process::id(),

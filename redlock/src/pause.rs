@@ -21,7 +21,7 @@ pub fn random_pause(max: Duration) -> Duration {
     if max.is_zero() {
         Duration::ZERO
     } else {
-        crate::randomness::with_rng(|rng| rng.random_range(Duration::ZERO..=max))
+        crate::determinism::with_rng(|rng| rng.random_range(Duration::ZERO..=max))
     }
 }
 

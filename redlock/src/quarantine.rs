@@ -98,6 +98,11 @@ pub(crate) struct MemoryMarker {
     marked: Option<u64>,
     /// When the running quarantine began, and when it ends.
     quarantine: Option<(tokio::time::Instant, tokio::time::Instant)>,
+    /// quarantine.lua's `fence_floor`: above every fence handed out before
+    /// the data was lost (the loss's time in µs since the node was made).
+    fence_floor: u64,
+    /// When the node was made: its clock's zero for the fence floor.
+    born: tokio::time::Instant,
 }
 
 #[cfg(feature = "memory")]
@@ -108,6 +113,8 @@ impl Default for MemoryMarker {
             run: 0,
             marked: Some(0),
             quarantine: None,
+            fence_floor: 0,
+            born: tokio::time::Instant::now(),
         }
     }
 }
@@ -124,7 +131,13 @@ impl MemoryMarker {
     pub(crate) fn restart_with(&mut self, data: &MemoryMarker) {
         self.marked = data.marked;
         self.quarantine = data.quarantine;
+        self.fence_floor = data.fence_floor;
         self.run += 1;
+    }
+
+    /// The floor fenced counters are kept above (see quarantine.lua).
+    pub(crate) fn fence_floor(&self) -> u64 {
+        self.fence_floor
     }
 
     /// Declares the node fresh if its marker is missing or from an earlier
@@ -148,6 +161,9 @@ impl MemoryMarker {
         if self.marked != Some(self.run) {
             self.marked = Some(self.run);
             self.quarantine = Some((now, now + max_ttl));
+            // + 1 s: above the fences of a node that never lost anything
+            let since = now.saturating_duration_since(self.born).as_micros();
+            self.fence_floor = u64::try_from(since).unwrap_or(u64::MAX / 2) + 1_000_000;
         }
         let Some((began, mut ends)) = self.quarantine else {
             return Ok(());

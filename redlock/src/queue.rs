@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -126,9 +126,7 @@ impl Tickets {
     /// The ticket of a lock call that starts now: microseconds since the
     /// Unix epoch.
     pub(crate) fn ticket() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        u64::try_from(crate::determinism::wall_clock().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// A new entry for a lock call with `ticket`.

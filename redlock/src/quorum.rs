@@ -192,6 +192,7 @@ pub async fn round<T: Send + 'static>(
             (Some(answer), _) => Some(answer),
             (None, None) => pending.next().await,
             (None, Some(grace)) => tokio::select! {
+                biased;
                 answer = pending.next() => answer,
                 () = grace => break,
             },

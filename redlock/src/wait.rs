@@ -69,8 +69,9 @@ impl WaitPolicy {
         let wake = Instant::now() + pause;
         let until = self.deadline.map_or(wake, |d| d.min(wake));
         tokio::select! {
-            () = tokio::time::sleep_until(until) => false,
+            biased;
             () = woken => true,
+            () = tokio::time::sleep_until(until) => false,
         }
     }
 }

@@ -139,6 +139,10 @@ impl Task {
                 }
             };
             tokio::select! {
+                // due first: a stream of commands never delays extensions
+                biased;
+                () = due => self.send_batch(&settled_tx),
+                Some(settled) = settled_rx.recv() => self.settle(settled),
                 command = commands.recv() => match command {
                     Some(command) => {
                         self.apply(command);
@@ -153,8 +157,6 @@ impl Task {
                     }
                     None => break,
                 },
-                Some(settled) = settled_rx.recv() => self.settle(settled),
-                () = due => self.send_batch(&settled_tx),
             }
         }
     }

@@ -77,6 +77,6 @@ redis.call('SET', w, token, 'PX', ttl)
 redis.call('DEL', mine)
 redis.call('SREM', intents, ARGV[5])
 if ARGV[7] == '1' then
-  return {1, redis.call('INCR', KEYS[5])}
+  return {1, fence_incr(KEYS[5])}
 end
 return 1

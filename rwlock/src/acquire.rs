@@ -113,8 +113,7 @@ fn acquire_in_memory(
     store.del(mine);
     store.srem(intents, arg(4)?);
     if args.get(6).map(Vec::as_slice) == Some(b"1") {
-        let counter = counter(store, fence) + 1;
-        store.set(fence, counter.to_string().as_bytes(), None);
+        let counter = i64::try_from(store.fence_incr(fence)).unwrap_or(i64::MAX);
         return Ok(ScriptValue::Array(vec![
             ScriptValue::Int(1),
             ScriptValue::Int(counter),

@@ -375,11 +375,12 @@ impl Spinlock {
             }
             if let Some(watch) = watch.as_mut() {
                 tokio::select! {
-                    () = tokio::time::sleep_until(until) => {}
+                    biased;
                     _ = watch.released() => {
                         // Every spinning waiter hears it: spread their tries.
                         tokio::time::sleep(random_pause(Duration::from_millis(4))).await;
                     }
+                    () = tokio::time::sleep_until(until) => {}
                 }
             }
         }

@@ -5,7 +5,7 @@
 //! data), and checkers look at every event.
 //!
 //! One thread, tokio's paused clock, one seed for every random choice (the
-//! library's own too, through `raw::randomness::seed_thread`): a history is
+//! library's own too, through `raw::determinism::seed_thread`): a history is
 //! replayed exactly from its seed (`QUORATE_SIM_SEED=<seed>`).
 //!
 //! Checkers:
@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quorate_pool::{PermitId, Semaphore};
-use quorate_redlock::raw::randomness;
+use quorate_redlock::raw::determinism;
 use quorate_redlock::{LockGuard, LockOptions, MemoryNode, MemorySnapshot, Node, Redlock};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -109,9 +109,9 @@ pub fn run(seed: u64, shape: &Shape) -> Result<Summary, Violation> {
             seed,
             what: format!("runtime: {e}"),
         })?;
-    randomness::seed_thread(seed);
+    determinism::seed_thread(seed);
     let result = runtime.block_on(history(seed, shape.clone()));
-    randomness::unseed_thread();
+    determinism::unseed_thread();
     result
 }
 
@@ -140,6 +140,8 @@ struct World {
     permit_ids: Vec<PermitId>,
     violation: Option<String>,
     summary: Summary,
+    /// Print every event (`QUORATE_SIM_TRACE=1`).
+    trace: bool,
 }
 
 type Shared = Rc<RefCell<World>>;
@@ -151,6 +153,9 @@ impl World {
 
     fn event(&mut self, what: impl fmt::Debug) {
         use std::hash::{Hash, Hasher};
+        if self.trace {
+            eprintln!("{:>6} ms  {what:?}", self.at());
+        }
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (self.summary.trace, self.at(), format!("{what:?}")).hash(&mut h);
         self.summary.trace = h.finish();
@@ -229,6 +234,7 @@ async fn history(seed: u64, shape: Shape) -> Result<Summary, Violation> {
     let world: Shared = Rc::new(RefCell::new(World {
         started: Some(Instant::now()),
         permits: INITIAL_PERMITS,
+        trace: std::env::var_os("QUORATE_SIM_TRACE").is_some(),
         ..World::default()
     }));
     let nodes = MemoryNode::cluster(shape.nodes);
@@ -418,6 +424,9 @@ async fn mutex_step(client: usize, redlock: &Redlock, world: &Shared, rng: &mut 
         .borrow_mut()
         .granted(client, resources.clone(), guard.remaining());
     if let Some(fence) = guard.lease().fence() {
+        world
+            .borrow_mut()
+            .event(("fence", client, &resources, fence));
         world.borrow_mut().fenced(&resources, fence);
     }
     for _ in 0..rng.random_range(0..4) {

@@ -32,13 +32,14 @@ fn many_histories_find_no_violation() {
     // QUORATE_SIM_KEEP_GOING=1: run every history and count the violating
     // ones (the hit rate of a planted bug, scripts/sim_mutants.sh).
     let keep_going = std::env::var_os("QUORATE_SIM_KEEP_GOING").is_some();
-    let (mut grants, mut faults) = (0, 0);
+    let (mut grants, mut faults, mut digest) = (0, 0, 0u64);
     let mut violations = Vec::new();
     for seed in REGRESSIONS.iter().copied().chain(first..first + histories) {
         match run(seed, &shape) {
             Ok(summary) => {
                 grants += summary.grants;
                 faults += summary.faults;
+                digest = digest.rotate_left(5) ^ summary.trace;
             }
             Err(violation) if keep_going => violations.push(violation),
             Err(violation) => panic!("{violation}"),
@@ -46,7 +47,7 @@ fn many_histories_find_no_violation() {
     }
     let took = started.elapsed();
     eprintln!(
-        "{histories} histories in {took:.1?} ({:.0} per second): {grants} grants, {faults} faults, {} violating",
+        "{histories} histories in {took:.1?} ({:.0} per second): {grants} grants, {faults} faults, {} violating; traces {digest:016x}",
         histories as f64 / took.as_secs_f64(),
         violations.len()
     );

@@ -244,7 +244,10 @@ impl MemoryNode {
         self.call(move |state| {
             let max_ttl = state.max_ttl.unwrap_or(DEFAULT_MAX_TTL);
             let now = state.store.now();
-            state.marker.check(now, max_ttl).map(|()| op(state))
+            state.marker.check(now, max_ttl).map(|()| {
+                state.store.fence_floor = state.marker.fence_floor();
+                op(state)
+            })
         })
         .map(|answer| answer?)
         .boxed()
@@ -382,8 +385,9 @@ impl State {
         let mut next: Option<u64> = None;
         for key in keys {
             if fenced {
+                let floor = self.store.fence_floor;
                 let counter = self.fences.entry(fence_key(key)).or_default();
-                *counter += 1;
+                *counter = (*counter + 1).max(floor + 1);
                 fence = fence.max(Some(*counter));
             }
             self.store.set(key, token.as_bytes(), Some(ttl));

@@ -45,6 +45,9 @@ pub struct MemoryStore {
     /// Keys a twin announced as released (its script's `PUBLISH` on the
     /// release channel); the node sends them once the twin returns.
     announced: Vec<String>,
+    /// The node's fence floor during a granting call (quarantine.lua's
+    /// `fence_floor`): set by the node before a twin runs.
+    pub(crate) fence_floor: u64,
 }
 
 impl Default for MemoryStore {
@@ -53,6 +56,7 @@ impl Default for MemoryStore {
             keys: HashMap::new(),
             now: Instant::now(),
             announced: Vec::new(),
+            fence_floor: 0,
         }
     }
 }
@@ -149,6 +153,18 @@ impl MemoryStore {
         self.keys.remove(key).is_some()
     }
 
+    /// quarantine.lua's `fence_incr`: the counter at `key` (a string, no
+    /// ttl) plus one, kept above the node's fence floor; the new value.
+    pub fn fence_incr(&mut self, key: &str) -> u64 {
+        let counter: u64 = self
+            .get(key)
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+            .unwrap_or(0);
+        let next = (counter + 1).max(self.fence_floor + 1);
+        self.set(key, next.to_string().as_bytes(), None);
+        next
+    }
+
     /// `PTTL`: ms left, -1 without expiry, -2 when absent.
     pub fn pttl(&self, key: &str) -> i64 {
         match self.ttl(key) {
@@ -241,7 +257,7 @@ impl MemoryStore {
     /// distinct members, picked at random as Redis does.
     pub fn srandmember(&self, key: &str, count: usize) -> Vec<Vec<u8>> {
         let mut members = self.smembers(key);
-        crate::randomness::with_rng(|rng| members.shuffle(rng));
+        crate::determinism::with_rng(|rng| members.shuffle(rng));
         members.truncate(count);
         members
     }
@@ -250,7 +266,7 @@ impl MemoryStore {
     /// `count` distinct fields with their values, picked at random.
     pub fn hrandfield(&self, key: &str, count: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut fields = self.hgetall(key);
-        crate::randomness::with_rng(|rng| fields.shuffle(rng));
+        crate::determinism::with_rng(|rng| fields.shuffle(rng));
         fields.truncate(count);
         fields
     }
