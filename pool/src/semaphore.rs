@@ -106,8 +106,11 @@ impl Semaphore {
     /// [`PoolError::Lock`] with `NoQuorum` when no majority recorded it.
     ///
     /// A set whose epoch lost to a concurrent newer set on a majority is
-    /// made again on top of it, so `Ok` always means this number is the
-    /// newest on a majority. What an error (or a drop midway) may leave:
+    /// made again on top of it, so `Ok` means this number was the newest on
+    /// a majority when they answered: with no other set running meanwhile,
+    /// it is the number from then on. Sets made at the same time take effect
+    /// in some order (the one applied last wins), which need not be the
+    /// order in which they return. What an error (or a drop midway) may leave:
     /// the new number on a minority of nodes, which the next read that sees
     /// it completes on a majority; until then those nodes refuse slots
     /// beyond it (grants can only be delayed, never added).

@@ -161,8 +161,12 @@ impl MemoryMarker {
         if self.marked != Some(self.run) {
             self.marked = Some(self.run);
             self.quarantine = Some((now, now + max_ttl));
-            // + 1 s: above the fences of a node that never lost anything
-            let since = now.saturating_duration_since(self.born).as_micros();
+            // + 1 s: above the fences of a node that never lost anything.
+            // tokio's clock, not the node's (which may run fast or slow):
+            // wall clocks agree, as the Lua floor assumes.
+            let since = tokio::time::Instant::now()
+                .saturating_duration_since(self.born)
+                .as_micros();
             self.fence_floor = u64::try_from(since).unwrap_or(u64::MAX / 2) + 1_000_000;
         }
         let Some((began, mut ends)) = self.quarantine else {

@@ -14,7 +14,8 @@
 //!   changes);
 //! - fences strictly increase per resource, in grant order;
 //! - no semaphore grant at or above the number a returned `set_permits`
-//!   set, for an acquire call that no set ran beside;
+//!   set, for an acquire call that no set ran beside (sets that overlap
+//!   each other may take effect in either order);
 //! - every lock call ends within its acquire timeout plus a bound;
 //! - after the faults heal, every client gets every resource within a
 //!   bound (the quarantine plus the longest ttl).
@@ -26,9 +27,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use quorate_latch::Latch;
 use quorate_pool::{PermitId, Semaphore};
 use quorate_redlock::raw::determinism;
 use quorate_redlock::{LockGuard, LockOptions, MemoryNode, MemorySnapshot, Node, Redlock};
+use quorate_rwlock::RwLock;
+use quorate_spinlock::{Expiry, SpinOptions, Spinlock};
+use quorate_tree::TreeLock;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
@@ -64,6 +69,10 @@ impl Default for Shape {
 /// The longest ttl any client uses, and so the quarantine after a crash.
 const MAX_TTL: Duration = Duration::from_millis(1500);
 const NODE_TIMEOUT: Duration = Duration::from_millis(60);
+/// Every client's drift factor (the default).
+const DRIFT_FACTOR: f64 = 0.01;
+const LATCH: &str = "l";
+const LATCH_COUNT: u64 = 3;
 const RESOURCES: [&str; 2] = ["a", "b"];
 const SEMAPHORE: &str = "s";
 const INITIAL_PERMITS: usize = 3;
@@ -120,8 +129,31 @@ pub fn run(seed: u64, shape: &Shape) -> Result<Summary, Violation> {
 struct Hold {
     holder: usize,
     resources: Vec<String>,
+    /// A reader's hold: shares its resources with other readers.
+    shared: bool,
     valid_until: Instant,
 }
+
+/// Whether two holds may not overlap: a resource in common (tree nodes:
+/// one path on, above or below the other) unless both are readers.
+fn conflict(a: &Hold, b: &Hold) -> bool {
+    if a.shared && b.shared {
+        return false;
+    }
+    a.resources.iter().any(|x| {
+        b.resources
+            .iter()
+            .any(|y| match (x.strip_prefix(TREE), y.strip_prefix(TREE)) {
+                (Some(p), Some(q)) => {
+                    p == q || p.starts_with(&format!("{q}/")) || q.starts_with(&format!("{p}/"))
+                }
+                _ => x == y,
+            })
+    })
+}
+
+/// Resources of tree holds start with this, then the path (`a/b`).
+const TREE: &str = "tree:";
 
 #[derive(Default)]
 struct World {
@@ -134,10 +166,12 @@ struct World {
     permits: usize,
     sets_started: u64,
     sets_running: u64,
-    /// A set failed since the last returned one: it may still be completed
-    /// by a read, so the floor is not known.
+    /// A set failed, or sets overlapped, since the last set that ran alone:
+    /// the floor is not known.
     set_failed: bool,
     permit_ids: Vec<PermitId>,
+    /// Count-down calls started on the latch.
+    count_downs: u64,
     violation: Option<String>,
     summary: Summary,
     /// Print every event (`QUORATE_SIM_TRACE=1`).
@@ -174,9 +208,7 @@ impl World {
         self.event(("hold", id, &hold.resources, hold.valid_until > now));
         if hold.valid_until > now {
             let clash = self.holds.iter().find(|(other_id, other)| {
-                **other_id != id
-                    && other.valid_until > now
-                    && other.resources.iter().any(|r| hold.resources.contains(r))
+                **other_id != id && other.valid_until > now && conflict(&hold, other)
             });
             if let Some((_, other)) = clash {
                 let what = format!(
@@ -195,12 +227,23 @@ impl World {
     }
 
     fn granted(&mut self, holder: usize, resources: Vec<String>, remaining: Duration) -> u64 {
+        self.granted_as(holder, resources, false, remaining)
+    }
+
+    fn granted_as(
+        &mut self,
+        holder: usize,
+        resources: Vec<String>,
+        shared: bool,
+        remaining: Duration,
+    ) -> u64 {
         self.summary.grants += 1;
         let id = self.next_hold;
         self.next_hold += 1;
         let hold = Hold {
             holder,
             resources,
+            shared,
             valid_until: Instant::now() + remaining,
         };
         self.report(id, hold);
@@ -287,6 +330,7 @@ async fn history(seed: u64, shape: Shape) -> Result<Summary, Violation> {
         node.set_stalled(false);
         node.set_request_delay(Duration::ZERO);
         node.set_latency(Duration::ZERO);
+        node.set_clock_rate(1.0);
     }
     if !shape.quorum_of_one {
         let bound = MAX_TTL * 2 + Duration::from_secs(1);
@@ -324,7 +368,7 @@ async fn faults(nodes: Vec<MemoryNode>, world: Shared, mut rng: StdRng, deadline
         tokio::time::sleep(Duration::from_millis(rng.random_range(20..300))).await;
         let i = rng.random_range(0..nodes.len());
         let node = &nodes[i];
-        let kind = rng.random_range(0..8);
+        let kind = rng.random_range(0..9);
         world.borrow_mut().event(("fault", i, kind));
         world.borrow_mut().summary.faults += 1;
         match kind {
@@ -334,11 +378,15 @@ async fn faults(nodes: Vec<MemoryNode>, world: Shared, mut rng: StdRng, deadline
             3 => node.set_down(true),
             4 => snapshots[i] = node.snapshot(),
             5 => node.restart_from(&snapshots[i]),
+            // a clock running slow, or fast within the drift allowance
+            // (beyond it the lease's assumption is broken by construction)
+            6 => node.set_clock_rate(rng.random_range(0.5..=1.0 + DRIFT_FACTOR * 0.9)),
             _ => {
                 node.set_stalled(false);
                 node.set_down(false);
                 node.set_request_delay(Duration::ZERO);
                 node.set_latency(Duration::ZERO);
+                node.set_clock_rate(1.0);
             }
         }
     }
@@ -374,19 +422,24 @@ async fn client_task(
     deadline: Instant,
 ) {
     let semaphore = Semaphore::resizable(&redlock, SEMAPHORE, INITIAL_PERMITS).ok();
+    let others = Others::new(&redlock);
     while Instant::now() < deadline && world.borrow().violation.is_none() {
-        match rng.random_range(0..10) {
+        match rng.random_range(0..16) {
             0..=5 => mutex_step(client, &redlock, &world, &mut rng).await,
-            6..=8 => {
+            6..=7 => {
                 if let Some(semaphore) = &semaphore {
                     permit_step(client, semaphore, &world, &mut rng).await;
                 }
             }
-            _ => {
+            8 => {
                 if let Some(semaphore) = &semaphore {
                     resize_step(client, semaphore, &world, &mut rng).await;
                 }
             }
+            9..=10 => rwlock_step(client, &others, &world, &mut rng).await,
+            11..=12 => tree_step(client, &others, &world, &mut rng).await,
+            13 => spin_step(client, &others, &world, &mut rng).await,
+            _ => latch_step(client, &others, &world, &mut rng).await,
         }
         world.borrow_mut().event(("step", client, task));
     }
@@ -464,9 +517,13 @@ async fn permit_step(client: usize, semaphore: &Semaphore, world: &Shared, rng: 
         let floor = if w.set_failed { usize::MAX } else { w.permits };
         (w.sets_started, w.sets_running, floor)
     };
+    world
+        .borrow_mut()
+        .event(("permit asked", client, sets_before, running_before, floor));
     let granted = semaphore.acquire_with(1, &options).await;
     let Ok(mut permit) = granted else { return };
     let slot = permit.slots()[0];
+    world.borrow_mut().event(("permit", client, slot));
     {
         let mut w = world.borrow_mut();
         if running_before == 0 && w.sets_started == sets_before && slot >= floor {
@@ -510,19 +567,139 @@ async fn resize_step(client: usize, semaphore: &Semaphore, world: &Shared, rng: 
         }
     }
     let permits = rng.random_range(1..=4);
-    {
+    let (started_before, running_before) = {
         let mut w = world.borrow_mut();
         w.sets_started += 1;
         w.sets_running += 1;
-    }
+        (w.sets_started, w.sets_running)
+    };
     let result = semaphore.set_permits(permits).await;
     let mut w = world.borrow_mut();
     w.sets_running -= 1;
     w.event(("set", client, permits, result.is_ok()));
-    if result.is_ok() {
+    // Sets that overlap are linearized in the order they took effect on the
+    // nodes, not the order they returned: the floor is known again only
+    // after a set that ran alone.
+    let alone = running_before == 1 && w.sets_started == started_before && w.sets_running == 0;
+    if result.is_ok() && alone {
         w.permits = permits;
         w.set_failed = false;
     } else {
         w.set_failed = true;
+    }
+}
+
+/// The other primitives of one client.
+struct Others {
+    rwlock: Option<RwLock>,
+    tree: Option<TreeLock>,
+    spin: Option<Spinlock>,
+    latch: Option<Latch>,
+}
+
+impl Others {
+    fn new(redlock: &Redlock) -> Self {
+        let spin_options = SpinOptions::new()
+            .tries(3)
+            .sleep(Duration::from_millis(50))
+            .max_hold(Expiry::After(Duration::from_millis(700)))
+            .node_timeout(Some(NODE_TIMEOUT));
+        Others {
+            rwlock: RwLock::new(redlock, "rw").ok(),
+            tree: TreeLock::new(redlock, "t").ok(),
+            spin: Spinlock::new(redlock, spin_options).ok(),
+            latch: Latch::new(redlock, LATCH, LATCH_COUNT).ok(),
+        }
+    }
+}
+
+/// A reader or a writer of the rwlock, held a while (maybe extended), then
+/// released or dropped.
+async fn rwlock_step(client: usize, others: &Others, world: &Shared, rng: &mut StdRng) {
+    let Some(rwlock) = &others.rwlock else { return };
+    let options = options(rng).fair(false).local_handoff(false);
+    let reader = rng.random_bool(0.5);
+    let granted = if reader {
+        rwlock.read_with(&options).await
+    } else {
+        rwlock.write_with(&options).await
+    };
+    let Ok(mut guard) = granted else { return };
+    let resources = vec!["rw".to_owned()];
+    let id = world
+        .borrow_mut()
+        .granted_as(client, resources.clone(), reader, guard.remaining());
+    if let Some(fence) = guard.lease().fence() {
+        world.borrow_mut().fenced(&["rw-writers".to_owned()], fence);
+    }
+    tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
+    world.borrow_mut().update(id, guard.remaining());
+    if rng.random_bool(0.3) {
+        let ttl = Duration::from_millis(rng.random_range(50..MAX_TTL.as_millis() as u64));
+        let _ = guard.extend(ttl).await;
+        world.borrow_mut().update(id, guard.remaining());
+    }
+    world.borrow_mut().ended(id);
+    if rng.random_bool(0.7) {
+        let _ = guard.release().await;
+    }
+}
+
+/// A node of the tree (a path of 1 to 3 segments) held a while.
+async fn tree_step(client: usize, others: &Others, world: &Shared, rng: &mut StdRng) {
+    let Some(tree) = &others.tree else { return };
+    let paths: [&[&str]; 4] = [&["a"], &["a", "b"], &["a", "c"], &["a", "b", "d"]];
+    let path = paths[rng.random_range(0..paths.len())];
+    let ttl = Duration::from_millis(rng.random_range(200..MAX_TTL.as_millis() as u64));
+    let granted = if rng.random_bool(0.5) {
+        tree.try_lock(path, ttl).await
+    } else {
+        tree.lock(path, ttl).await
+    };
+    let Ok(guard) = granted else { return };
+    let resources = vec![format!("{TREE}{}", path.join("/"))];
+    let id = world
+        .borrow_mut()
+        .granted(client, resources, guard.remaining());
+    tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
+    world.borrow_mut().update(id, guard.remaining());
+    world.borrow_mut().ended(id);
+    let _ = guard.release().await;
+}
+
+/// sherlock's spinlock on one key: a few tries, a short hold.
+async fn spin_step(client: usize, others: &Others, world: &Shared, rng: &mut StdRng) {
+    let Some(spin) = &others.spin else { return };
+    let Ok(guard) = spin.acquire("x").await else {
+        return;
+    };
+    let id = world
+        .borrow_mut()
+        .granted(client, vec!["spin:x".to_owned()], guard.remaining());
+    tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
+    world.borrow_mut().update(id, guard.remaining());
+    world.borrow_mut().ended(id);
+    let _ = guard.release().await;
+}
+
+/// Count the latch down, or wait for it: it must never open before
+/// `LATCH_COUNT` count-downs were at least started.
+async fn latch_step(client: usize, others: &Others, world: &Shared, rng: &mut StdRng) {
+    let Some(latch) = &others.latch else { return };
+    if rng.random_bool(0.4) {
+        world.borrow_mut().count_downs += 1;
+        let _ = latch.count_down().await;
+        return;
+    }
+    let timeout = Duration::from_millis(rng.random_range(0..500));
+    if latch.wait(timeout).await.is_ok() {
+        let mut w = world.borrow_mut();
+        if w.count_downs < LATCH_COUNT {
+            let started = w.count_downs;
+            w.fail(format!(
+                "client {client}: the latch opened after {started} of {LATCH_COUNT} count-downs"
+            ));
+        }
+        w.event(("latch open", client));
     }
 }

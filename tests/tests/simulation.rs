@@ -17,8 +17,12 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// Seeds that found bugs while the simulation was built: run first, every
-/// time.
-const REGRESSIONS: &[u64] = &[];
+/// time (with the shape they were found in).
+const REGRESSIONS: &[u64] = &[
+    // fence 2 handed out twice: 2 of the 4 nodes holding it restarted from an
+    // older snapshot (fixed by the fence floor after a data loss)
+    1202,
+];
 
 #[test]
 fn many_histories_find_no_violation() {

@@ -109,6 +109,16 @@ impl MemoryNode {
         self.lock_state().latency = latency;
     }
 
+    /// Simulate a server clock running `rate` times as fast as tokio's from
+    /// now on (1.0: in step): its keys' ttls, its quarantine and its queue
+    /// deadlines run by it. A rate above `1 + drift_factor` breaks the
+    /// lease's assumption (bounded drift) by construction.
+    pub fn set_clock_rate(&self, rate: f64) {
+        let mut state = self.lock_state();
+        let now = tokio::time::Instant::now();
+        state.store.clock.set_rate(rate, now);
+    }
+
     /// Simulate requests that are slow to arrive: each takes effect `delay`
     /// after it was sent, whether or not its caller still waits (as a
     /// request already on the wire does). Needs a tokio runtime.
@@ -210,7 +220,9 @@ impl MemoryNode {
     /// that kept every write (AOF with `appendfsync always`).
     pub fn restart_from(&self, snapshot: &MemorySnapshot) {
         let mut state = self.lock_state();
+        let clock = state.store.clock;
         state.store = snapshot.store.clone();
+        state.store.clock = clock;
         state.fences = snapshot.fences.clone();
         state.queues = snapshot.queues.clone();
         let mut kept = snapshot.marker.clone().unwrap_or_default();

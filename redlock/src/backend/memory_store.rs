@@ -48,6 +48,8 @@ pub struct MemoryStore {
     /// The node's fence floor during a granting call (quarantine.lua's
     /// `fence_floor`): set by the node before a twin runs.
     pub(crate) fence_floor: u64,
+    /// The node's clock (the server's, not the data's: a restart keeps it).
+    pub(crate) clock: NodeClock,
 }
 
 impl Default for MemoryStore {
@@ -57,7 +59,50 @@ impl Default for MemoryStore {
             now: Instant::now(),
             announced: Vec::new(),
             fence_floor: 0,
+            clock: NodeClock::default(),
         }
+    }
+}
+
+/// A memory node's clock: tokio's, or running `rate` times as fast from an
+/// anchor (a server clock running fast or slow: its keys expire early or
+/// late).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NodeClock {
+    /// tokio's instant and the node's time at the last change of rate.
+    anchor: Option<(Instant, Instant)>,
+    rate: f64,
+}
+
+impl Default for NodeClock {
+    fn default() -> Self {
+        NodeClock {
+            anchor: None,
+            rate: 1.0,
+        }
+    }
+}
+
+impl NodeClock {
+    /// The node's time when tokio's is `real`.
+    pub(crate) fn read(&self, real: Instant) -> Instant {
+        match self.anchor {
+            None => real,
+            Some((real_at, node_at)) => {
+                node_at + real.saturating_duration_since(real_at).mul_f64(self.rate)
+            }
+        }
+    }
+
+    /// From now on the node's time runs `rate` times as fast as tokio's.
+    pub(crate) fn set_rate(&mut self, rate: f64, real: Instant) {
+        let node = self.read(real);
+        self.anchor = Some((real, node));
+        self.rate = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            1.0
+        };
     }
 }
 
@@ -71,7 +116,7 @@ impl MemoryStore {
     /// Starts an atomic operation: fixes the time and drops expired keys.
     #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     pub(crate) fn begin(&mut self) {
-        self.now = Instant::now();
+        self.now = self.clock.read(Instant::now());
         let now = self.now;
         self.keys.retain(|_, e| e.expires.is_none_or(|t| t > now));
     }
