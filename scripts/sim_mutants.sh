@@ -19,6 +19,7 @@ mutants=(
   "hole 2: nodes ignore the semaphore's size|pool/src/allocate.rs|s/Ok\(match permits \{/Ok(match None::<i64> {/"
   "hole 4: a restart keeps the run id (snapshot marker trusted)|redlock/src/quarantine.rs|s/self.run \+= 1;/self.run += 0;/"
   "majority is n/2|redlock/src/quorum.rs|s/n \/ 2 \+ 1/n \/ 2/"
+  "hole 4, fencing: no fence floor after a data loss|redlock/src/backend/memory.rs|s/\*counter = \(\*counter \+ 1\).max\(floor \+ 1\);/*counter += 1; let _ = floor;/"
   "no drift allowance|redlock/src/lease.rs|s/let drift = drift_for\(ttl, drift_factor\);\n        Lease \{/let drift = Duration::ZERO;\n        Lease {/s"
   "validity not shrunk on doubt|redlock/src/lease.rs|s/self.valid_until = self.valid_until.min\(until\);/let _ = until;/"
 )
