@@ -4,7 +4,7 @@
 //! releasing for a few seconds while the fault is on for the middle half.
 //! Prints the tables RELIABILITY.md shows.
 //!
-//! `cargo run --release -p quorate-examples --bin faults [-- --secs 4]`
+//! `cargo run --release -p quorate-system-tests --bin faults [-- --secs 4]`
 
 mod primitives;
 
