@@ -39,9 +39,9 @@ for mutant in "${mutants[@]}"; do
     if [ "$before" = "$(sha1sum "$scratch/$file")" ]; then echo "$name: SKIPPED ($file unchanged)"; continue 2; fi
   done
   started=$(date +%s)
-  out=$(cd "$scratch" && cargo test -q -p quorate-system-tests --release --test simulation many 2>&1 || true)
-  line=$(grep -E "histories in" <<< "$out" | tail -1)
-  first=$(grep -oE "first: .*" <<< "$out" | head -1 | cut -c1-220)
+  out=$(cd "$scratch" && cargo test -q -p quorate-system-tests --release --test simulation many -- --nocapture 2>&1 || true)
+  line=$(grep -E "histories in" <<< "$out" | tail -1 || true)
+  first=$(grep -oE "first: .*" <<< "$out" | head -1 | cut -c1-220 || true)
   echo "$name: ${line:-no summary (build failed?)} [$(( $(date +%s) - started )) s] ${first}"
 done
 rm -rf "$scratch"

@@ -380,6 +380,12 @@ impl SemaphoreGuard {
         self.inner.remaining()
     }
 
+    /// Each permit's lease, in the order of [`slots`](Self::slots): its
+    /// token, ttl, validity, and the start of the round that granted it.
+    pub fn leases(&self) -> Vec<Lease> {
+        self.inner.leases()
+    }
+
     /// Resolves when any permit can no longer be relied on.
     ///
     /// # Cancel safety

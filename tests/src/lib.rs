@@ -169,6 +169,8 @@ struct World {
     /// A set failed, or sets overlapped, since the last set that ran alone:
     /// the floor is not known.
     set_failed: bool,
+    /// When the last set that ran alone returned, and `sets_started` then.
+    set_returned: Option<(Instant, u64)>,
     permit_ids: Vec<PermitId>,
     /// Count-down calls started on the latch.
     count_downs: u64,
@@ -531,6 +533,24 @@ async fn permit_step(client: usize, semaphore: &Semaphore, world: &Shared, rng: 
                 format!("client {client} granted slot {slot} after set_permits({floor}) returned");
             w.fail(what);
         }
+        // A call that started before the set (a waiter) may still not be
+        // granted beyond it by a round that started after it returned
+        // (strictly after: at the same instant the round may have gone out
+        // first).
+        let round_started = permit.leases()[0].started();
+        if let Some((returned, sets)) = w.set_returned {
+            if !w.set_failed
+                && w.sets_started == sets
+                && round_started > returned
+                && slot >= w.permits
+            {
+                let what = format!(
+                    "client {client} granted slot {slot} by a round that started after set_permits({}) returned",
+                    w.permits
+                );
+                w.fail(what);
+            }
+        }
     }
     let resources = vec![format!("{SEMAPHORE}/{slot}")];
     let id = world
@@ -584,6 +604,7 @@ async fn resize_step(client: usize, semaphore: &Semaphore, world: &Shared, rng: 
     if result.is_ok() && alone {
         w.permits = permits;
         w.set_failed = false;
+        w.set_returned = Some((Instant::now(), w.sets_started));
     } else {
         w.set_failed = true;
     }
