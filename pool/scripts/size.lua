@@ -11,9 +11,12 @@
 --     refuses (the caller reads again and adds on top). Adding an id twice counts once.
 --     A read writes back what it united with several pairs. Returns 1, or the error
 --     'QUORATE_STALE_EPOCH'.
---   read: {epoch or false, base or false, id, delta, id, delta, ...}.
+--   read: {epoch or false, base or false, in sync (1 or 0), id, delta, id, delta, ...}.
 -- The keys never expire: a semaphore's size is configuration. take.lua reads the same
--- record to refuse slots at or above this server's number.
+-- record to refuse slots at or above this server's number. A server that lost data or
+-- restarted (restart_mark, from quarantine.lua) may hold an older record, or none: it is
+-- out of sync until a write under its current marker ('synced'), which a read that sees
+-- it out of sync sends; until then take.lua refuses every slot here.
 local size, adds, op = KEYS[1], KEYS[2], ARGV[1]
 local epoch = redis.call('HGET', size, 'epoch')
 
@@ -33,9 +36,14 @@ if op == 'set' or op == 'add' then
   for i = 4, #ARGV - 1, 2 do
     redis.call('HSET', adds, ARGV[i], ARGV[i + 1])
   end
+  redis.call('HSET', size, 'synced', restart_mark or '')
   return 1
 end
-local out = {epoch or false, redis.call('HGET', size, 'base') or false}
+local in_sync = 1
+if restart_mark and redis.call('HGET', size, 'synced') ~= restart_mark then
+  in_sync = 0
+end
+local out = {epoch or false, redis.call('HGET', size, 'base') or false, in_sync}
 for _, v in ipairs(redis.call('HGETALL', adds)) do
   out[#out + 1] = v
 end

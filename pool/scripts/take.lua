@@ -28,7 +28,10 @@ if ARGV[limit_at] == 'limit' then
   n = #KEYS - 2
   slots = limit_at + 1
   local base = redis.call('HGET', KEYS[n + 1], 'base')
-  if base then
+  if restart_mark and redis.call('HGET', KEYS[n + 1], 'synced') ~= restart_mark then
+    -- this node's number may be one it forgot a change of: no slot here
+    permits = -1
+  elseif base then
     permits = tonumber(base)
     for _, delta in ipairs(redis.call('HVALS', KEYS[n + 2])) do
       permits = permits + tonumber(delta)

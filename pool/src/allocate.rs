@@ -38,7 +38,12 @@ fn take_in_memory(
     let limit_at = 3 + 2 * groups;
     let (keys, permits) = match (args.get(limit_at), keys) {
         (Some(word), [candidates @ .., size, adds]) if word.as_slice() == b"limit" => {
+            let out_of_sync = store
+                .restart_mark()
+                .is_some_and(|mark| store.hget(size, b"synced") != Some(mark));
             let permits = match store.hget(size, b"base") {
+                // this node's number may be one it forgot a change of
+                _ if out_of_sync => -1,
                 Some(base) => store
                     .hgetall(adds)
                     .iter()
@@ -115,6 +120,10 @@ pub(crate) struct Limit {
     pub keys: [String; 2],
     /// The number of permits before any set.
     pub initial: usize,
+    /// The record itself: read again before every attempt after the
+    /// first, which writes it back to nodes out of sync (a node that
+    /// restarted refuses every slot until then).
+    pub size: crate::size::Size,
 }
 
 /// One requirement as sent: keys in the order to try, and where each came

@@ -64,6 +64,12 @@ pub(crate) async fn acquire(
             let groups = groups();
             async move {
                 tracing::debug!(attempts, "pool attempt");
+                if attempts > 1 {
+                    if let Some(limit) = groups.iter().find_map(|g| g.limit.as_ref()) {
+                        // repairs nodes whose size record is out of sync
+                        limit.size.read(redlock).await?;
+                    }
+                }
                 allocate::attempt(redlock, &groups, options, rounds).await
             }
         },

@@ -287,11 +287,8 @@ impl Semaphore {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self, k: usize, ttl: Duration) -> Result<SemaphoreGuard, PoolError> {
-        let inner = self.pool.acquire(self.request(k).await?, ttl).await?;
-        Ok(SemaphoreGuard {
-            inner,
-            name: Arc::clone(&self.name),
-        })
+        let options = self.pool.redlock().defaults().clone().ttl(ttl);
+        self.acquire_with(k, &options).await
     }
 
     /// One attempt: `k` permits now, or [`PoolError::Unavailable`] with
@@ -308,11 +305,14 @@ impl Semaphore {
     /// # }
     /// ```
     pub async fn try_acquire(&self, k: usize, ttl: Duration) -> Result<SemaphoreGuard, PoolError> {
-        let inner = self.pool.try_acquire(self.request(k).await?, ttl).await?;
-        Ok(SemaphoreGuard {
-            inner,
-            name: Arc::clone(&self.name),
-        })
+        let options = self
+            .pool
+            .redlock()
+            .defaults()
+            .clone()
+            .ttl(ttl)
+            .max_attempts(Some(1));
+        self.acquire_with(k, &options).await
     }
 
     /// Takes `k` permits with explicit options (ttl, acquire timeout,

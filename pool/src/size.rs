@@ -65,12 +65,22 @@ fn size_in_memory(
             for pair in pairs.chunks_exact(2) {
                 store.hset(adds, &pair[0], &pair[1]);
             }
+            let synced = store.restart_mark().unwrap_or_default().to_vec();
+            store.hset(size, b"synced", &synced);
             Ok(ScriptValue::Int(1))
         }
         [op, ..] if op.as_slice() == b"read" => {
             let field =
                 |v: Option<&[u8]>| v.map_or(ScriptValue::Nil, |v| ScriptValue::Bytes(v.to_vec()));
-            let mut out = vec![field(epoch.as_deref()), field(store.hget(size, b"base"))];
+            let in_sync = match store.restart_mark() {
+                Some(mark) => store.hget(size, b"synced") == Some(mark),
+                None => true,
+            };
+            let mut out = vec![
+                field(epoch.as_deref()),
+                field(store.hget(size, b"base")),
+                ScriptValue::Int(i64::from(in_sync)),
+            ];
             for (id, delta) in store.hgetall(adds) {
                 out.extend([ScriptValue::Bytes(id), ScriptValue::Bytes(delta)]);
             }
@@ -119,6 +129,7 @@ impl Size {
         Limit {
             keys: [self.keys[0].clone(), self.keys[1].clone()],
             initial: self.initial,
+            size: self.clone(),
         }
     }
 
@@ -134,10 +145,12 @@ impl Size {
     /// majority is made again on top of it, never reported as done.
     pub(crate) async fn set(&self, redlock: &Redlock, permits: usize) -> Result<(), PoolError> {
         until_written(redlock, || async {
-            let seen = self.seen(redlock).await?;
+            // newer than any epoch a node reports, in sync or not: a set
+            // also brings nodes that restarted back in sync
+            let (_, newest) = self.records(redlock).await?;
             let args = vec![
                 b"set".to_vec(),
-                epoch_after(&seen.epoch).into_bytes(),
+                epoch_after(&newest).into_bytes(),
                 permits.to_string().into_bytes(),
             ];
             self.write(redlock, &args).await
@@ -210,23 +223,23 @@ impl Size {
         Ok(seen)
     }
 
-    /// The united record, and how many nodes reported exactly it.
+    /// The united record, and how many nodes reported exactly it (0 when
+    /// any answering node is out of sync, so that the caller writes it
+    /// back). Only nodes in sync count: a node that restarted may report a
+    /// record older than a set it forgot, or none; when fewer than a
+    /// majority are in sync, the number is unknown (`NoQuorum`) until a
+    /// `set_permits`.
     async fn united(&self, redlock: &Redlock) -> Result<(Seen, usize), PoolError> {
-        let nodes = redlock.nodes();
-        let keys = self.keys.clone();
-        let round = quorum::round(
-            SIZE.name(),
-            nodes,
-            redlock.defaults().effective_node_timeout(),
-            Decide::AllWithGrace,
-            |_| true,
-            |node| node.eval(&SIZE, keys.clone(), vec![b"read".to_vec()]),
-        )
-        .await;
+        let (round, _) = self.records(redlock).await?;
         let mut records = Vec::new();
+        let mut all_in_sync = true;
         for reply in &round.replies {
             if let Reply::Answered(ScriptValue::Array(items)) = reply {
-                records.push(items.as_slice());
+                if items.get(2).and_then(ScriptValue::as_int) == Some(1) {
+                    records.push(items.as_slice());
+                } else {
+                    all_in_sync = false;
+                }
             }
         }
         if records.len() < redlock.quorum() {
@@ -241,7 +254,8 @@ impl Size {
                 base: i64::try_from(self.initial).unwrap_or(i64::MAX),
                 adds: BTreeMap::new(),
             };
-            return Ok((initial, records.len()));
+            let agreed = if all_in_sync { records.len() } else { 0 };
+            return Ok((initial, agreed));
         };
         let mut seen = Seen {
             epoch: epoch.clone(),
@@ -250,7 +264,7 @@ impl Size {
         };
         let number = |v: &ScriptValue| v.as_str().and_then(|s| s.parse::<i64>().ok());
         let adds_of = |record: &[ScriptValue]| -> BTreeMap<Vec<u8>, i64> {
-            let pairs = record.get(2..).unwrap_or_default().chunks_exact(2);
+            let pairs = record.get(3..).unwrap_or_default().chunks_exact(2);
             pairs
                 .filter_map(|pair| Some((pair[0].as_bytes()?.to_vec(), number(&pair[1])?)))
                 .collect()
@@ -265,7 +279,41 @@ impl Size {
             seen.adds.extend(adds_of(record));
         }
         let agreed = newest.iter().filter(|r| adds_of(r) == seen.adds).count();
-        Ok((seen, agreed))
+        Ok((seen, if all_in_sync { agreed } else { 0 }))
+    }
+
+    /// Every node's answer to a read (a majority at least), and the newest
+    /// epoch any of them reports.
+    async fn records(
+        &self,
+        redlock: &Redlock,
+    ) -> Result<(quorum::Round<ScriptValue>, String), PoolError> {
+        let keys = self.keys.clone();
+        let round = quorum::round(
+            SIZE.name(),
+            redlock.nodes(),
+            redlock.defaults().effective_node_timeout(),
+            Decide::AllWithGrace,
+            |_| true,
+            |node| node.eval(&SIZE, keys.clone(), vec![b"read".to_vec()]),
+        )
+        .await;
+        if round.answered() < redlock.quorum() {
+            return Err(quorum::no_quorum(redlock, &round).into());
+        }
+        let newest = round
+            .replies
+            .iter()
+            .filter_map(|r| match r {
+                Reply::Answered(ScriptValue::Array(items)) => items
+                    .first()
+                    .and_then(ScriptValue::as_str)
+                    .map(str::to_owned),
+                _ => None,
+            })
+            .max()
+            .unwrap_or_else(|| INITIAL_EPOCH.to_owned());
+        Ok((round, newest))
     }
 }
 

@@ -129,11 +129,12 @@ fn size_read(
 ) -> Result<Vec<quorate_redlock::raw::ScriptValue>, String> {
     use quorate_redlock::raw::ScriptValue;
     match reply.map_err(|e| e.0)? {
-        ScriptValue::Array(items) if items.len() >= 2 => {
+        // epoch, base, in sync, then the adds in any order
+        ScriptValue::Array(items) if items.len() >= 3 => {
             let mut pairs: Vec<Vec<ScriptValue>> =
-                items[2..].chunks(2).map(<[ScriptValue]>::to_vec).collect();
+                items[3..].chunks(2).map(<[ScriptValue]>::to_vec).collect();
             pairs.sort_by_key(|pair| format!("{pair:?}"));
-            let mut out = items[..2].to_vec();
+            let mut out = items[..3].to_vec();
             out.extend(pairs.into_iter().flatten());
             Ok(out)
         }

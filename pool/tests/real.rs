@@ -1273,3 +1273,90 @@ async fn a_partial_set_seen_by_one_reader_is_seen_by_every_later_one() {
     let other = Semaphore::resizable(&other, "partial", 4).expect("semaphore");
     assert_eq!(other.current_permits().await.expect("read"), first);
 }
+
+/// The reported hole's companion on real servers: a shrink recorded by
+/// nodes 0-2 only (3 and 4 reset the setter's connections), then nodes 1 and
+/// 2 restarted from snapshots taken before it (their size record is gone)
+/// and node 0 stopped. Nodes 1-4 are a majority that never heard of the
+/// shrink: a waiter must get no slot beyond it. Only nodes in sync count
+/// for a read (a restarted node is out of sync until written under its new
+/// process), and take.lua refuses every slot on a node out of sync. Before,
+/// the waiter took slot 3 from nodes 1-4.
+#[tokio::test]
+async fn a_shrink_forgotten_by_restarted_servers_is_not_undone() {
+    let max_ttl = Duration::from_secs(1);
+    let mut cluster = Cluster::start(5).await.expect("cluster");
+    let defaults = LockOptions::new()
+        .ttl(max_ttl)
+        .node_timeout(Some(Duration::from_millis(200)))
+        .acquire_timeout(Some(Duration::from_secs(10)));
+    let connect = |urls: Vec<String>| {
+        Redlock::builder()
+            .urls(urls)
+            .max_ttl(max_ttl)
+            .defaults(defaults.clone())
+            .build()
+    };
+    let holders = connect(cluster.urls()).await.expect("connect");
+    let semaphore = Semaphore::resizable(&holders, "cfg", 4).expect("semaphore");
+    let kept = LockOptions::new().ttl(max_ttl).auto_extend(true);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(semaphore.acquire_with(1, &kept).await.expect("permit"));
+    }
+    held.sort_by_key(|p| p.slots()[0]);
+    for server in cluster.servers() {
+        server.command(&["SAVE"]).await.expect("SAVE");
+    }
+    let waiting = Semaphore::resizable(&connect(cluster.urls()).await.expect("connect"), "cfg", 4)
+        .expect("semaphore");
+    let waiter = tokio::spawn(async move { waiting.acquire(1, max_ttl).await });
+    let proxies = cluster.proxies().await.expect("proxies");
+    let setter = connect(proxies.iter().map(FaultProxy::url).collect())
+        .await
+        .expect("connect");
+    for p in &proxies[3..] {
+        p.set(Fault::Reset);
+    }
+    Semaphore::resizable(&setter, "cfg", 4)
+        .expect("semaphore")
+        .set_permits(2)
+        .await
+        .expect("set on nodes 0-2");
+    for i in [1, 2] {
+        cluster.server_mut(i).restart().await.expect("restart");
+    }
+    // A mutex call starts their quarantine; wait until they vote again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(guard) = holders.try_lock("poke", Duration::from_millis(100)).await {
+            let token = guard.lease().token().to_hex();
+            let mut on_restarted = true;
+            for i in [1, 2] {
+                let value = cluster.server(i).command(&["GET", "poke"]).await;
+                on_restarted &= value.ok().and_then(|v| v.as_string()) == Some(token.clone());
+            }
+            let _ = guard.release().await;
+            if on_restarted {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted nodes never voted again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.server(0).pause();
+    let slot3 = held.pop().expect("slot 3");
+    let _ = slot3.release().await;
+    let watch_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < watch_until {
+        assert!(!waiter.is_finished(), "the waiter got a slot beyond 2");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.server(0).resume();
+    held.remove(0).release().await.expect("release");
+    let granted = waiter.await.expect("join").expect("granted");
+    assert_eq!(granted.slots(), &[0]);
+}

@@ -20,6 +20,9 @@
 -- holds while a key sees fewer than 1,000 fenced grants per ms and the servers' clocks
 -- agree to within the time between two restarts).
 local fence_floor = 0
+-- The marker while it says the node lost data or restarted ('lost:...', 'restarted:...'),
+-- else false: state without a ttl (a semaphore's size) written before it is not trusted.
+local restart_mark = false
 do
   local max_ms = tonumber(table.remove(ARGV))
   local info = redis.call('INFO', 'server')
@@ -56,6 +59,7 @@ do
   local kind, since = string.match(marker, '^(%a+):(%d+):')
   if kind == 'lost' or kind == 'restarted' then
     fence_floor = tonumber(since) * 1000
+    restart_mark = marker
   end
   if why or redis.call('EXISTS', 'quorate:quarantine') == 1 then
     local now = now_ms()

@@ -103,6 +103,9 @@ pub(crate) struct MemoryMarker {
     fence_floor: u64,
     /// When the node was made: its clock's zero for the fence floor.
     born: tokio::time::Instant,
+    /// The run in which the marker was rewritten after a loss or restart
+    /// (quarantine.lua's `restart_mark`), until declared fresh.
+    lost_in_run: Option<u64>,
 }
 
 #[cfg(feature = "memory")]
@@ -115,6 +118,7 @@ impl Default for MemoryMarker {
             quarantine: None,
             fence_floor: 0,
             born: tokio::time::Instant::now(),
+            lost_in_run: None,
         }
     }
 }
@@ -132,7 +136,15 @@ impl MemoryMarker {
         self.marked = data.marked;
         self.quarantine = data.quarantine;
         self.fence_floor = data.fence_floor;
+        self.lost_in_run = data.lost_in_run;
         self.run += 1;
+    }
+
+    /// quarantine.lua's `restart_mark`: `Some` (naming this run) while the
+    /// marker says the node lost data or restarted.
+    pub(crate) fn restart_mark(&self) -> Option<Vec<u8>> {
+        (self.lost_in_run.is_some() && self.lost_in_run == self.marked)
+            .then(|| format!("restarted:{}", self.run).into_bytes())
     }
 
     /// The floor fenced counters are kept above (see quarantine.lua).
@@ -148,6 +160,7 @@ impl MemoryMarker {
             return false;
         }
         self.marked = Some(self.run);
+        self.lost_in_run = None;
         true
     }
 
@@ -160,6 +173,7 @@ impl MemoryMarker {
         // lost or written by an earlier run (restart, promoted replica)
         if self.marked != Some(self.run) {
             self.marked = Some(self.run);
+            self.lost_in_run = Some(self.run);
             self.quarantine = Some((now, now + max_ttl));
             // + 1 s: above the fences of a node that never lost anything.
             // tokio's clock, not the node's (which may run fast or slow):

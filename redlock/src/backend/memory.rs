@@ -258,6 +258,7 @@ impl MemoryNode {
             let now = state.store.now();
             state.marker.check(now, max_ttl).map(|()| {
                 state.store.fence_floor = state.marker.fence_floor();
+                state.store.restart_mark = state.marker.restart_mark();
                 op(state)
             })
         })

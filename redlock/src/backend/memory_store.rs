@@ -48,6 +48,8 @@ pub struct MemoryStore {
     /// The node's fence floor during a granting call (quarantine.lua's
     /// `fence_floor`): set by the node before a twin runs.
     pub(crate) fence_floor: u64,
+    /// quarantine.lua's `restart_mark` during a granting call.
+    pub(crate) restart_mark: Option<Vec<u8>>,
     /// The node's clock (the server's, not the data's: a restart keeps it).
     pub(crate) clock: NodeClock,
 }
@@ -59,6 +61,7 @@ impl Default for MemoryStore {
             now: Instant::now(),
             announced: Vec::new(),
             fence_floor: 0,
+            restart_mark: None,
             clock: NodeClock::default(),
         }
     }
@@ -196,6 +199,13 @@ impl MemoryStore {
     /// `DEL`: whether it existed.
     pub fn del(&mut self, key: &str) -> bool {
         self.keys.remove(key).is_some()
+    }
+
+    /// quarantine.lua's `restart_mark`: the marker while it says the node
+    /// lost data or restarted (state without a ttl written before it is not
+    /// trusted), else `None`.
+    pub fn restart_mark(&self) -> Option<&[u8]> {
+        self.restart_mark.as_deref()
     }
 
     /// quarantine.lua's `fence_incr`: the counter at `key` (a string, no
