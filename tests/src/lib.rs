@@ -73,6 +73,8 @@ const NODE_TIMEOUT: Duration = Duration::from_millis(60);
 const DRIFT_FACTOR: f64 = 0.01;
 const LATCH: &str = "l";
 const LATCH_COUNT: u64 = 3;
+/// Steps per task at most (each takes at least 1 ms of simulated time).
+const MAX_STEPS: usize = 10_000;
 const RESOURCES: [&str; 2] = ["a", "b"];
 const SEMAPHORE: &str = "s";
 const INITIAL_PERMITS: usize = 3;
@@ -425,7 +427,13 @@ async fn client_task(
 ) {
     let semaphore = Semaphore::resizable(&redlock, SEMAPHORE, INITIAL_PERMITS).ok();
     let others = Others::new(&redlock);
-    while Instant::now() < deadline && world.borrow().violation.is_none() {
+    // Bounded in steps as well as in time: a step that fails at once (a
+    // broken quorum, say) must not spin without the clock moving.
+    for _ in 0..MAX_STEPS {
+        if Instant::now() >= deadline || world.borrow().violation.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
         match rng.random_range(0..16) {
             0..=5 => mutex_step(client, &redlock, &world, &mut rng).await,
             6..=7 => {
