@@ -74,8 +74,10 @@ impl Default for Shape {
 /// The longest ttl any client uses, and so the quarantine after a crash.
 const MAX_TTL: Duration = Duration::from_millis(1500);
 const NODE_TIMEOUT: Duration = Duration::from_millis(60);
-/// Every client's drift factor (the default).
-const DRIFT_FACTOR: f64 = 0.01;
+/// Every client's drift factor: five times the default, so that clocks
+/// running up to that fast leave a window wide enough for a history to hit
+/// when the allowance is missing.
+const DRIFT_FACTOR: f64 = 0.05;
 /// The fastest a node's clock runs: within the drift allowance.
 const FASTEST_CLOCK: f64 = 1.0 + DRIFT_FACTOR * 0.9;
 const LATCH: &str = "l";
@@ -298,6 +300,7 @@ async fn history(seed: u64, shape: Shape) -> Result<Summary, Violation> {
             LockOptions::new()
                 .ttl(Duration::from_millis(600))
                 .node_timeout(Some(NODE_TIMEOUT))
+                .drift_factor(DRIFT_FACTOR)
                 .acquire_timeout(Some(Duration::from_millis(800)))
                 .reentry_check(false),
         );
@@ -418,6 +421,7 @@ fn options(rng: &mut StdRng) -> LockOptions {
             rng.random_range(200..MAX_TTL.as_millis() as u64),
         ))
         .node_timeout(Some(NODE_TIMEOUT))
+        .drift_factor(DRIFT_FACTOR)
         .acquire_timeout(Some(Duration::from_millis(rng.random_range(0..900))))
         .fencing(rng.random_bool(0.4))
         .auto_extend(rng.random_bool(0.3))
@@ -648,7 +652,8 @@ impl Others {
             .tries(3)
             .sleep(Duration::from_millis(50))
             .max_hold(Expiry::After(Duration::from_millis(700)))
-            .node_timeout(Some(NODE_TIMEOUT));
+            .node_timeout(Some(NODE_TIMEOUT))
+            .drift_factor(DRIFT_FACTOR);
         Others {
             rwlock: RwLock::new(redlock, "rw").ok(),
             tree: TreeLock::new(redlock, "t").ok(),
