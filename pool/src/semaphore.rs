@@ -72,6 +72,13 @@ impl Semaphore {
     /// starts afterwards (a waiter's next round included) grants a slot at or
     /// above the new number.
     ///
+    /// The number has no ttl, so a node that lost data or restarted may hold
+    /// an older one: such a node refuses every slot until a read (every
+    /// acquire makes one) or a set writes the number there again, and reads
+    /// count only nodes that are in step. Should a majority restart before
+    /// any read, the number is unknown ([`PoolError::Lock`] with `NoQuorum`)
+    /// until the next [`set_permits`](Self::set_permits).
+    ///
     /// Errors: as [`new`](Self::new).
     pub fn resizable(redlock: &Redlock, name: &str, initial: usize) -> Result<Self, RequestError> {
         let mut semaphore = Self::new(redlock, name, initial)?;
