@@ -98,6 +98,7 @@ impl NodeClock {
     }
 
     /// From now on the node's time runs `rate` times as fast as tokio's.
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     pub(crate) fn set_rate(&mut self, rate: f64, real: Instant) {
         let node = self.read(real);
         self.anchor = Some((real, node));
