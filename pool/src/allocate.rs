@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::error::PoolError;
 use crate::requirement::{CandidateOrder, Requirement};
+use crate::size::Size;
 
 pub(crate) static TAKE: NodeScript =
     NodeScript::new("pool_take", include_str!("../scripts/take.lua"))
@@ -112,20 +113,6 @@ fn number(bytes: &[u8]) -> Result<i64, String> {
         .ok_or_else(|| "not a number".to_owned())
 }
 
-/// A resizable semaphore's size record, which every node checks before it
-/// lets a slot be taken (take.lua's limit).
-#[derive(Clone, Debug)]
-pub(crate) struct Limit {
-    /// The size hash and the adds hash (size.lua).
-    pub keys: [String; 2],
-    /// The number of permits before any set.
-    pub initial: usize,
-    /// The record itself: read again before every attempt after the
-    /// first, which writes it back to nodes out of sync (a node that
-    /// restarted refuses every slot until then).
-    pub size: crate::size::Size,
-}
-
 /// One requirement as sent: keys in the order to try, and where each came
 /// from in the caller's candidate list.
 #[derive(Debug)]
@@ -133,13 +120,15 @@ pub(crate) struct Group {
     pub keys: Vec<String>,
     pub positions: Vec<usize>,
     pub need: usize,
-    /// A semaphore's slots: candidate `p` is slot `p`, refused by a node at
-    /// or above its number of permits.
-    pub limit: Option<Limit>,
+    /// A resizable semaphore's slots: candidate `p` is slot `p`, refused by
+    /// a node at or above its number of permits (take.lua's limit); the
+    /// record is read again before every attempt after the first, which
+    /// writes it back to nodes out of sync.
+    pub limit: Option<Size>,
 }
 
 /// Groups for one attempt, each in its requirement's candidate order.
-pub(crate) fn groups<T>(requirements: &[Requirement<T>], limit: Option<&Limit>) -> Vec<Group> {
+pub(crate) fn groups<T>(requirements: &[Requirement<T>], limit: Option<&Size>) -> Vec<Group> {
     requirements
         .iter()
         .map(|r| {
@@ -227,14 +216,14 @@ pub(crate) async fn attempt(
     let mut script_keys = keys.clone();
     if let Some(limit) = groups.iter().find_map(|g| g.limit.as_ref()) {
         args.push(b"limit".to_vec());
-        args.push(limit.initial.to_string().into_bytes());
+        args.push(limit.initial().to_string().into_bytes());
         for g in groups {
             for &p in &g.positions {
                 let slot = if g.limit.is_some() { p as i64 } else { -1 };
                 args.push(slot.to_string().into_bytes());
             }
         }
-        script_keys.extend(limit.keys.iter().cloned());
+        script_keys.extend(limit.keys().iter().cloned());
     }
 
     // kept[i]: the lease of key i once a majority granted it.

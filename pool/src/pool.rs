@@ -12,10 +12,11 @@ use quorate_redlock::{
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::allocate::{groups, Limit, Rounds};
+use crate::allocate::{groups, Rounds};
 use crate::error::{PoolError, RequestError};
 use crate::requirement::{validate, Requirement, Tags};
 use crate::retry::{self, Pause};
+use crate::size::Size;
 use crate::usage::{self, Usage};
 
 /// Per attempt: the first round takes what it can, two more top up a
@@ -195,7 +196,7 @@ impl Pool {
         &self,
         requirements: Vec<Requirement<T>>,
         options: &LockOptions,
-        limit: Option<&Limit>,
+        limit: Option<&Size>,
     ) -> Result<PoolGuard<T>, PoolError> {
         validate(&requirements)?;
         let asked = Instant::now();

@@ -67,7 +67,7 @@ pub(crate) async fn acquire(
                 if attempts > 1 {
                     if let Some(limit) = groups.iter().find_map(|g| g.limit.as_ref()) {
                         // repairs nodes whose size record is out of sync
-                        limit.size.read(redlock).await?;
+                        limit.read(redlock).await?;
                     }
                 }
                 allocate::attempt(redlock, &groups, options, rounds).await

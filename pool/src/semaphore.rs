@@ -340,10 +340,9 @@ impl Semaphore {
         k: usize,
         options: &LockOptions,
     ) -> Result<SemaphoreGuard, PoolError> {
-        let limit = self.size.as_ref().map(Size::limit);
         let inner = self
             .pool
-            .acquire_limited(self.request(k).await?, options, limit.as_ref())
+            .acquire_limited(self.request(k).await?, options, self.size.as_ref())
             .await?;
         Ok(SemaphoreGuard {
             inner,

@@ -8,7 +8,7 @@
 //! first read that sees it or never seen at all).
 //!
 //! Every node also enforces its own number: take.lua refuses slots at or
-//! above it ([`Limit`]). A set or add that returned is on a majority, so no
+//! above it (take.lua's limit). A set or add that returned is on a majority, so no
 //! acquire round started after it can grant a slot beyond the new number.
 //!
 //! What a failed `set_permits`/`add_permits` (an error) may leave behind:
@@ -23,7 +23,6 @@ use quorate_redlock::raw::{retry, MemoryStore, NodeScript, Retry, ScriptValue, W
 use quorate_redlock::Redlock;
 use tokio::time::Instant;
 
-use crate::allocate::Limit;
 use crate::error::PoolError;
 
 pub(crate) static SIZE: NodeScript =
@@ -124,13 +123,14 @@ impl Size {
         }
     }
 
-    /// The record every node checks in take.lua.
-    pub(crate) fn limit(&self) -> Limit {
-        Limit {
-            keys: [self.keys[0].clone(), self.keys[1].clone()],
-            initial: self.initial,
-            size: self.clone(),
-        }
+    /// The size hash and the adds hash, which take.lua also reads.
+    pub(crate) fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// The number of permits before any set.
+    pub(crate) fn initial(&self) -> usize {
+        self.initial
     }
 
     /// The permits a majority of nodes agree on.

@@ -48,8 +48,11 @@ pub fn wall_clock() -> Duration {
             .unwrap_or(Duration::ZERO);
     }
     let now = tokio::time::Instant::now();
-    let anchor = CLOCK_ANCHOR.with(|a| *a.get().get_or_insert(now));
-    CLOCK_ANCHOR.with(|a| a.set(Some(anchor)));
+    let anchor = CLOCK_ANCHOR.with(|a| {
+        let anchor = a.get().unwrap_or(now);
+        a.set(Some(anchor));
+        anchor
+    });
     SEEDED_EPOCH + now.saturating_duration_since(anchor)
 }
 
