@@ -7,8 +7,10 @@
 //!
 //! One thread, tokio's paused clock, one seed for every random choice (the
 //! library's own too, and its wall clock, through
-//! `raw::determinism::seed_thread`): a history is replayed exactly from its
-//! seed (`QUORATE_SIM_SEED=<seed>`; `QUORATE_SIM_TRACE=1` prints it).
+//! `raw::determinism::seed_thread`): a history is replayed from its seed
+//! (`QUORATE_SIM_SEED=<seed>`; `QUORATE_SIM_TRACE=1` prints it), exactly
+//! within one process; across processes some histories still diverge (see
+//! RELIABILITY.md).
 //!
 //! Checkers:
 //! - no two holders' guards report validity left on conflicting resources
