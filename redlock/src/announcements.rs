@@ -8,7 +8,7 @@
 //!
 //! See ARCHITECTURE.md, "Waiting: three queues, one order", for how this fits the whole.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
@@ -16,10 +16,10 @@ use std::time::Duration;
 use futures::future::{join_all, select_all};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::backend::Node;
+use crate::notify_cell::{CellWatcher, NotifyCell};
 
 /// Per Redlock: which keys local waiters watch, fed by every node's
 /// announcements.
@@ -27,9 +27,9 @@ pub(crate) struct Notifier {
     nodes: Vec<Arc<dyn Node>>,
     /// This client's id in announcements, to tell its own releases apart.
     id: String,
-    watched: Mutex<HashMap<String, Watched>>,
+    watched: Mutex<BTreeMap<String, Watched>>,
     /// Queued waiters of this process, by key, woken by wake-ups.
-    turns: Mutex<HashMap<String, Watched>>,
+    turns: Mutex<BTreeMap<String, Watched>>,
     /// Whether a majority confirmed the wake-up subscription.
     wakes_subscribed: AtomicBool,
     dispatching: OnceLock<()>,
@@ -45,7 +45,7 @@ enum Kind {
 struct Watched {
     watchers: usize,
     /// Bumped on every announcement; receivers see "changed".
-    announced: watch::Sender<Announcement>,
+    announced: NotifyCell<Announcement>,
     /// Bumped whenever the watcher count drops to zero, so that a lingering
     /// unsubscribe knows whether someone came back meanwhile.
     generation: u64,
@@ -76,11 +76,11 @@ impl Notifier {
         })
     }
 
-    fn watched(&self) -> MutexGuard<'_, HashMap<String, Watched>> {
+    fn watched(&self) -> MutexGuard<'_, BTreeMap<String, Watched>> {
         self.watched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn registry(&self, kind: Kind) -> MutexGuard<'_, HashMap<String, Watched>> {
+    fn registry(&self, kind: Kind) -> MutexGuard<'_, BTreeMap<String, Watched>> {
         match kind {
             Kind::Released => self.watched(),
             Kind::Turn => self.turns.lock().unwrap_or_else(|e| e.into_inner()),
@@ -118,7 +118,7 @@ impl Notifier {
                     new_keys.push(key.clone());
                     Watched {
                         watchers: 0,
-                        announced: watch::channel(Announcement::default()).0,
+                        announced: NotifyCell::new(Announcement::default()),
                         generation: 0,
                     }
                 });
@@ -302,7 +302,7 @@ pub(crate) struct Watch {
     notifier: Arc<Notifier>,
     kind: Kind,
     keys: Vec<String>,
-    receivers: Vec<watch::Receiver<Announcement>>,
+    receivers: Vec<CellWatcher<Announcement>>,
     /// Each receiver's announcement count at the last `mark_seen`.
     seen: Vec<u64>,
 }

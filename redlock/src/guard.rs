@@ -9,13 +9,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use tokio::sync::watch;
-
 use crate::client_state::ClientState;
 use crate::error::{Error, NodeOutcome, Outcomes};
 use crate::lease::Lease;
 use crate::metrics;
 use crate::mutex::Redlock;
+use crate::notify_cell::NotifyCell;
 use crate::options::{validate_ttl, LockOptions};
 use crate::quorum::{self, Decide, Reply};
 use crate::reentry::{TaskHold, TaskHolds};
@@ -91,7 +90,7 @@ impl LockGuard {
         options: &LockOptions,
         next_waiter: Option<u64>,
     ) -> Self {
-        let cell: LeaseCell = Arc::new(watch::channel(LeaseState { lease, lost: false }).0);
+        let cell: LeaseCell = Arc::new(NotifyCell::new(LeaseState { lease, lost: false }));
         let watchdog = Self::watchdog_for(&redlock, &keys, &cell, options);
         metrics::guard_made(redlock.inner.primitive);
         let held_here = Some(redlock.inner.handoffs.hold(&keys, &cell));

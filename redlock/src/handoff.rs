@@ -18,7 +18,7 @@
 //! See ARCHITECTURE.md, "Waiting: three queues, one order", for how this fits the whole.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,15 +32,15 @@ use crate::watchdog::LeaseCell;
 /// The waiting heads of this process's local queues, by their sorted keys.
 #[derive(Debug, Default)]
 pub(crate) struct Handoffs {
-    waiting: Mutex<HashMap<Vec<String>, Waiting>>,
+    waiting: Mutex<BTreeMap<Vec<String>, Waiting>>,
     /// The leases of this process's guards that may hand over, by their
     /// sorted keys, with the registration's id.
-    held: Mutex<HashMap<Vec<String>, (u64, LeaseCell)>>,
+    held: Mutex<BTreeMap<Vec<String>, (u64, LeaseCell)>>,
     /// Told whenever such a guard ends without handing over.
     ended: Notify,
     /// Dropped guards' locks kept for a moment for the next call of this
     /// process (see `LockGuard::linger`), with their registration's id.
-    lingering: Mutex<HashMap<Vec<String>, (u64, LockGuard)>>,
+    lingering: Mutex<BTreeMap<Vec<String>, (u64, LockGuard)>>,
     next_id: AtomicU64,
 }
 
@@ -77,11 +77,11 @@ fn sorted(keys: &[String]) -> Cow<'_, [String]> {
 }
 
 impl Handoffs {
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<String>, Waiting>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<String>, Waiting>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<String>, (u64, LeaseCell)>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<String>, (u64, LeaseCell)>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -131,7 +131,7 @@ impl Handoffs {
         waiting.remove(&*keys).map(|w| w.deliver)
     }
 
-    fn lingering(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<String>, (u64, LockGuard)>> {
+    fn lingering(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<String>, (u64, LockGuard)>> {
         self.lingering.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -169,9 +169,9 @@ impl Handoffs {
 
     /// Every lingering lock, taken out.
     pub(crate) fn take_all_lingering(&self) -> Vec<LockGuard> {
-        self.lingering()
-            .drain()
-            .map(|(_, (_, guard))| guard)
+        std::mem::take(&mut *self.lingering())
+            .into_values()
+            .map(|(_, guard)| guard)
             .collect()
     }
 

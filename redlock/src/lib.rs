@@ -56,6 +56,7 @@ mod lease;
 mod local_queue;
 pub mod metrics;
 mod mutex;
+mod notify_cell;
 mod options;
 mod owner;
 mod pause;

@@ -10,14 +10,14 @@
 //!
 //! See ARCHITECTURE.md, "Waiting: three queues, one order", for how this fits the whole.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 #[derive(Debug, Default)]
 pub(crate) struct LocalQueue {
-    slots: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    slots: Mutex<BTreeMap<String, Arc<AsyncMutex<()>>>>,
 }
 
 /// The head-of-queue position for a set of keys; gives it up on drop.

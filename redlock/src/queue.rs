@@ -23,7 +23,7 @@
 //!
 //! See ARCHITECTURE.md, "Waiting: three queues, one order", for how this fits the whole.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -91,7 +91,7 @@ const CONTENDED_MAX: usize = 4096;
 pub(crate) struct Tickets {
     client: String,
     next: AtomicU64,
-    contended: Mutex<HashMap<Arc<[String]>, Instant>>,
+    contended: Mutex<BTreeMap<Arc<[String]>, Instant>>,
 }
 
 impl Tickets {
@@ -103,7 +103,7 @@ impl Tickets {
         }
     }
 
-    fn contended_map(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<[String]>, Instant>> {
+    fn contended_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<Arc<[String]>, Instant>> {
         self.contended.lock().unwrap_or_else(|e| e.into_inner())
     }
 

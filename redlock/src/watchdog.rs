@@ -5,17 +5,18 @@
 //!
 //! See ARCHITECTURE.md, "Guards and the watchdog", for how this fits the whole.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backend::{ExtendRequest, Node};
 use crate::lease::Lease;
 use crate::metrics;
+use crate::notify_cell::NotifyCell;
 use crate::quorum::{self, Decide, Reply};
 
 /// What a guard and the watchdog share: the current lease, and whether the
@@ -26,7 +27,7 @@ pub(crate) struct LeaseState {
     pub lost: bool,
 }
 
-pub(crate) type LeaseCell = Arc<watch::Sender<LeaseState>>;
+pub(crate) type LeaseCell = Arc<NotifyCell<LeaseState>>;
 
 /// The lock is extended when a third of its ttl has passed since the last
 /// grant or extension, leaving two thirds for retries when nodes fail.
@@ -95,7 +96,7 @@ impl Watchdog {
                 nodes: self.nodes.clone(),
                 quorum: self.quorum,
                 primitive: self.primitive,
-                entries: HashMap::new(),
+                entries: BTreeMap::new(),
             };
             tokio::spawn(task.run(rx));
             tx
@@ -116,7 +117,7 @@ struct Task {
     nodes: Vec<Arc<dyn Node>>,
     quorum: usize,
     primitive: &'static str,
-    entries: HashMap<u64, Entry>,
+    entries: BTreeMap<u64, Entry>,
 }
 
 impl Task {

@@ -7,10 +7,9 @@
 //!
 //! One thread, tokio's paused clock, one seed for every random choice (the
 //! library's own too, and its wall clock, through
-//! `raw::determinism::seed_thread`): a history is replayed from its seed
-//! (`QUORATE_SIM_SEED=<seed>`; `QUORATE_SIM_TRACE=1` prints it), exactly
-//! within one process; across processes some histories still diverge (see
-//! RELIABILITY.md).
+//! `raw::determinism::seed_thread`): a history is replayed exactly from its
+//! seed, in any process (`QUORATE_SIM_SEED=<seed>`; `QUORATE_SIM_TRACE=1`
+//! prints it).
 //!
 //! Checkers:
 //! - no two holders' guards report validity left on conflicting resources
@@ -28,7 +27,7 @@
 //!   a bound (the quarantine plus the longest ttl).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -171,9 +170,9 @@ const TREE: &str = "tree:";
 #[derive(Default)]
 struct World {
     started: Option<Instant>,
-    holds: HashMap<u64, Hold>,
+    holds: BTreeMap<u64, Hold>,
     next_hold: u64,
-    fences: HashMap<String, u64>,
+    fences: BTreeMap<String, u64>,
     /// The number the last returned set_permits set, and how many sets
     /// have started / are running.
     permits: usize,

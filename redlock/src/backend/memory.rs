@@ -1,6 +1,6 @@
 //! An in-process node with the same semantics as the Lua scripts.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ struct State {
     last_arrival: Option<tokio::time::Instant>,
     last_answer: Option<tokio::time::Instant>,
     /// Fence counters by counter key; they never expire.
-    fences: HashMap<String, u64>,
+    fences: BTreeMap<String, u64>,
     /// Waiter queues by lock key.
     queues: MemoryQueues,
     /// Batched extension requests served (each counts once, however many
@@ -64,7 +64,7 @@ struct State {
 #[derive(Clone, Debug, Default)]
 pub struct MemorySnapshot {
     store: MemoryStore,
-    fences: HashMap<String, u64>,
+    fences: BTreeMap<String, u64>,
     queues: MemoryQueues,
     /// `None`: no marker (nothing was kept).
     marker: Option<MemoryMarker>,

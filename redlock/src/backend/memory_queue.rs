@@ -2,7 +2,7 @@
 //! twin of `scripts/queue.lua` (same order, lifetimes, claims and
 //! wake-ups), so the in-memory backend runs the same queue logic.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -21,7 +21,7 @@ struct Waiter {
 /// Every key's queue on one memory node.
 #[derive(Clone, Debug, Default)]
 pub(super) struct MemoryQueues {
-    queues: HashMap<String, Vec<Waiter>>,
+    queues: BTreeMap<String, Vec<Waiter>>,
 }
 
 /// The claim value a release leaves in the key for `member`.

@@ -10,7 +10,7 @@
 //!
 //! [`NodeScript::emulated`]: super::NodeScript::emulated
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
@@ -40,7 +40,7 @@ struct Entry {
 /// atomic operation. Cloning copies the keys (a snapshot).
 #[derive(Clone, Debug)]
 pub struct MemoryStore {
-    keys: HashMap<String, Entry>,
+    keys: BTreeMap<String, Entry>,
     now: Instant,
     /// Keys a twin announced as released (its script's `PUBLISH` on the
     /// release channel); the node sends them once the twin returns.
@@ -57,7 +57,7 @@ pub struct MemoryStore {
 impl Default for MemoryStore {
     fn default() -> Self {
         MemoryStore {
-            keys: HashMap::new(),
+            keys: BTreeMap::new(),
             now: Instant::now(),
             announced: Vec::new(),
             fence_floor: 0,
