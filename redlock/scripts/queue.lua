@@ -1,8 +1,8 @@
 -- The waiter queue of a lock key (prepended to acquire.lua, release.lua and batch.lua; see
 -- redlock/src/queue.rs). Per key two sorted sets, passed in KEYS: the queue (member = waiter,
 -- '<client id>:<sequence>'; score = the waiter's ticket, its lock call's start in microseconds
--- by its own clock, so every node orders the same waiters alike) and the entries' deadlines
--- (score = this server's time in ms). A waiter that stops refreshing its entry drops out.
+-- on the servers' clock as the waiter reads it, so every node orders the same waiters alike)
+-- and the entries' deadlines (score = this server's time in ms). A waiter that stops refreshing its entry drops out.
 -- A release passes the key to the queue's head: the key holds 'q:<member>' for a short claim,
 -- and the head's client is woken on 'quorate:wake:<client id>' with the key as message.
 

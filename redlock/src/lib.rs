@@ -66,6 +66,7 @@ mod quorum;
 mod reentry;
 mod release;
 mod seam;
+mod server_clock;
 #[cfg(feature = "memory")]
 mod twin_check;
 mod undo;

@@ -473,7 +473,7 @@ impl Redlock {
                 }
             }
         };
-        let ticket = Tickets::ticket();
+        let ticket = self.inner.tickets.ticket();
         let mut handoff = local_turn
             .as_ref()
             .filter(|_| options.get_local_handoff())
@@ -851,7 +851,12 @@ impl RedlockBuilder {
         redlock
             .inner
             .owner
-            .register(&redlock.inner.nodes, node_timeout, quorum::Decide::All)
+            .register(
+                &redlock.inner.nodes,
+                node_timeout,
+                quorum::Decide::All,
+                &redlock.inner.tickets.clock,
+            )
             .await;
         redlock.keep_owner_registered(false);
         Ok(redlock)

@@ -11,8 +11,12 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use futures::FutureExt;
+
 use crate::backend::{MemoryStore, Node, NodeScript, ScriptValue};
+use crate::determinism::wall_clock;
 use crate::quorum::{self, Decide};
+use crate::server_clock::ServerClock;
 
 /// Where a client's description lives on every node.
 pub const OWNER_KEY_PREFIX: &str = "quorate:owner:";
@@ -42,7 +46,18 @@ fn register_in_memory(
         .and_then(|a| a.parse().ok())
         .ok_or("bad ttl")?;
     store.set(key, description, Some(Duration::from_millis(ms)));
-    Ok(ScriptValue::Int(1))
+    // the node's time: the client's wall clock moved by how far this
+    // node's clock runs ahead of tokio's (or behind it)
+    let real = tokio::time::Instant::now();
+    let node = store.now();
+    let wall = if node >= real {
+        wall_clock() + (node - real)
+    } else {
+        wall_clock().saturating_sub(real - node)
+    };
+    Ok(ScriptValue::Int(
+        i64::try_from(wall.as_micros()).unwrap_or(i64::MAX),
+    ))
 }
 
 /// Who a [`Redlock`](crate::Redlock) client is: a UUID v7 (unique, time
@@ -108,11 +123,14 @@ impl Owner {
     /// (`All`: once every node answered or timed out, so that the servers'
     /// command statistics no longer change because of it; `Sent`: once each
     /// request is on its connection).
+    /// Records this client's description on `nodes`; each node's answer
+    /// is its time, kept in `clock`.
     pub(crate) async fn register(
         &self,
         nodes: &[Arc<dyn Node>],
         node_timeout: Duration,
         decide: Decide,
+        clock: &Arc<ServerClock>,
     ) {
         let (key, description) = (self.key(), self.to_string());
         let ttl = OWNER_TTL.as_millis().to_string();
@@ -124,7 +142,17 @@ impl Owner {
             |_| true,
             |node| {
                 let args = vec![description.clone().into_bytes(), ttl.clone().into_bytes()];
-                node.eval(&REGISTER, vec![key.clone()], args)
+                let (clock, name) = (Arc::clone(clock), node.name().to_owned());
+                let sent = wall_clock();
+                let answer = node.eval(&REGISTER, vec![key.clone()], args);
+                async move {
+                    let answer = answer.await;
+                    if let Ok(ScriptValue::Int(server)) = answer {
+                        clock.observe(&name, server, sent, wall_clock());
+                    }
+                    answer
+                }
+                .boxed()
             },
         )
         .await;

@@ -3,8 +3,8 @@
 //!
 //! A waiter that was refused joins the key's queue on every node it reaches
 //! (each node keeps its own queue). Entries are ordered by the waiter's
-//! *ticket*, the start of its lock call in microseconds by its own clock,
-//! the same on every node, so nodes whose queues hold the same waiters
+//! *ticket*, the start of its lock call in microseconds on the servers'
+//! clock as the waiter sees it ([`ServerClock`]), the same on every node, so nodes whose queues hold the same waiters
 //! agree on their order, and nodes that missed an entry disagree only about
 //! waiters they never saw. A release claims the key for the queue's head
 //! for [`HEAD_CLAIM`] (others are refused meanwhile) and wakes the head's
@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::backend::Node;
 use crate::quorum::{self, Decide};
+use crate::server_clock::ServerClock;
 
 /// Wake-ups for a client's queue heads arrive on this prefix plus the
 /// client's id; the message is the key.
@@ -48,7 +49,8 @@ pub struct QueueEntry {
     /// `<client id>:<sequence>`; the client id names the wake channel.
     pub member: String,
     /// The order among waiters: the lock call's start, in microseconds
-    /// since the Unix epoch, by the waiter's clock.
+    /// since the Unix epoch, on the servers' clock as the waiter sees it
+    /// (its own clock plus the median of the nodes' offsets from it).
     pub ticket: u64,
     /// How long the entry stays without a refresh.
     pub lifetime: Duration,
@@ -92,6 +94,8 @@ pub(crate) struct Tickets {
     client: String,
     next: AtomicU64,
     contended: Mutex<BTreeMap<Arc<[String]>, Instant>>,
+    /// The servers' clock, that tickets are read on.
+    pub(crate) clock: Arc<ServerClock>,
 }
 
 impl Tickets {
@@ -100,6 +104,7 @@ impl Tickets {
             client: client.to_owned(),
             next: AtomicU64::new(0),
             contended: Mutex::default(),
+            clock: Arc::default(),
         }
     }
 
@@ -124,9 +129,9 @@ impl Tickets {
     }
 
     /// The ticket of a lock call that starts now: microseconds since the
-    /// Unix epoch.
-    pub(crate) fn ticket() -> u64 {
-        u64::try_from(crate::determinism::wall_clock().as_micros()).unwrap_or(u64::MAX)
+    /// Unix epoch on the servers' clock.
+    pub(crate) fn ticket(&self) -> u64 {
+        self.clock.now_micros()
     }
 
     /// A new entry for a lock call with `ticket`.
@@ -228,8 +233,8 @@ mod tests {
     #[test]
     fn entries_are_ordered_by_call_and_named_by_client() {
         let tickets = Tickets::new("c1");
-        let a = tickets.entry(Tickets::ticket(), Duration::from_secs(1), false);
-        let b = tickets.entry(Tickets::ticket(), Duration::from_secs(1), true);
+        let a = tickets.entry(tickets.ticket(), Duration::from_secs(1), false);
+        let b = tickets.entry(tickets.ticket(), Duration::from_secs(1), true);
         assert_eq!(a.member, "c1:0");
         assert_eq!(b.member, "c1:1");
         assert!(a.ticket <= b.ticket);

@@ -209,6 +209,7 @@ impl Redlock {
         // pool's, the tree's…): the refresh lasts while any clone lives,
         // not just this one, and keeps no connection open by itself.
         let owner = Arc::downgrade(&self.inner.owner);
+        let clock = Arc::downgrade(&self.inner.tickets.clock);
         let nodes: Vec<Weak<dyn Node>> = self.inner.nodes.iter().map(Arc::downgrade).collect();
         let timeout = self.inner.defaults.effective_node_timeout();
         handle.spawn(async move {
@@ -219,10 +220,12 @@ impl Redlock {
             };
             loop {
                 tokio::time::sleep(wait).await;
-                let Some(owner) = owner.upgrade() else { return };
+                let (Some(owner), Some(clock)) = (owner.upgrade(), clock.upgrade()) else {
+                    return;
+                };
                 let nodes: Vec<Arc<dyn Node>> = nodes.iter().filter_map(Weak::upgrade).collect();
                 owner
-                    .register(&nodes, timeout, crate::quorum::Decide::Sent)
+                    .register(&nodes, timeout, crate::quorum::Decide::Sent, &clock)
                     .await;
                 wait = crate::owner::OWNER_REFRESH;
             }

@@ -382,3 +382,85 @@ async fn a_dropped_guard_passes_to_the_next_call_or_is_released() {
     }
     assert_eq!(redlock.flush_released().await, 0);
 }
+
+/// Set in a child process of this test binary: the waiter's name.
+const CHILD_NAME: &str = "QUORATE_TEST_WAITER_NAME";
+
+/// Queue tickets are read on the servers' clock, not the waiter's: a waiter
+/// in a process whose clock is 30 s behind (libfaketime), queued after
+/// another, is granted after it with `fair(true)`. Before tickets were
+/// corrected by the servers' clock it always went first (its tickets were
+/// 30 s smaller), and a process whose clock is ahead waited behind every
+/// later waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_whose_clock_is_behind_does_not_go_first() {
+    if std::env::var_os(CHILD_NAME).is_some() {
+        return; // the child runs `waiter_in_a_child_process` only
+    }
+    if !quorate_testkit::faketime_available() {
+        panic!("faketime is required for this test: apt-get install faketime");
+    }
+    let (cluster, held) = cluster_with_holder().await;
+    let order = std::env::temp_dir().join(format!("quorate-ticket-order-{}", std::process::id()));
+    let _ = std::fs::remove_file(&order);
+    let exe = std::env::current_exe().expect("the test binary");
+    let spawn = |name: &str, behind: bool| {
+        let mut command = if behind {
+            let mut c =
+                std::process::Command::new(quorate_testkit::faketime_path().expect("faketime"));
+            c.args(["-f", "-30s"]).arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        command
+            .args(["waiter_in_a_child_process", "--exact", "--nocapture"])
+            .env(CHILD_NAME, name)
+            .env("QUORATE_TEST_NODES", cluster.urls().join(","))
+            .env("QUORATE_TEST_ORDER", &order)
+            .spawn()
+            .expect("spawn a waiter process")
+    };
+    let on_time = spawn("on-time", false);
+    until_queued(&cluster, 1).await;
+    let behind = spawn("behind", true);
+    until_queued(&cluster, 2).await;
+    held.release().await.expect("release");
+    for mut child in [on_time, behind] {
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert!(status.success(), "a waiter process failed: {status}");
+    }
+    let granted = std::fs::read_to_string(&order).expect("the order file");
+    let _ = std::fs::remove_file(&order);
+    assert_eq!(granted, "on-time\nbehind\n");
+}
+
+/// The waiter of `a_waiter_whose_clock_is_behind_does_not_go_first`, run
+/// as a child process; does nothing in a normal test run.
+#[tokio::test]
+async fn waiter_in_a_child_process() {
+    let Ok(name) = std::env::var(CHILD_NAME) else {
+        return;
+    };
+    let nodes = std::env::var("QUORATE_TEST_NODES").expect("nodes");
+    let order = std::env::var("QUORATE_TEST_ORDER").expect("order file");
+    let redlock = client(nodes.split(',').map(str::to_owned).collect()).await;
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(10))
+        .fair(true)
+        .acquire_timeout(Some(Duration::from_secs(20)));
+    let guard = redlock.lock_with([KEY], &options).await.expect("granted");
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(order)
+            .expect("open the order file");
+        writeln!(file, "{name}").expect("write");
+    }
+    guard.release().await.expect("release");
+}
