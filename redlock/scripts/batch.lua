@@ -1,11 +1,13 @@
 -- Single-key acquires and releases from one client, in one call, in order (backend/batch.rs).
 -- ARGV[1] is the release channel prefix, ARGV[2] the wake channel prefix, ARGV[3] the head's
 -- claim in ms (queue.lua); then three per request: 'a', token, ttl in ms (an acquire, not
--- queued: SET NX PX, as the unbatched path; one key) or 'r', token, the releasing client's id
--- ('' for an undo, which announces nothing) with three keys: the lock key, its queue and its
--- queue deadlines (the key passes to the queue's head, as in release.lua).
+-- queued: SET NX PX, refused while a fair waiter is queued, as acquire.lua does) or 'r',
+-- token, the releasing client's id ('' for an undo, which announces nothing); each with three
+-- keys: the lock key, its queue and its queue deadlines (a release passes the key to the
+-- queue's head, as in release.lua).
 -- Returns three values per request: an acquire {1, 0, false} granted or {0, pttl, holder}
--- refused (holder_of, prepended); a release {deleted, 0, false}.
+-- refused (holder_of, prepended; pttl -2: free, but a fair waiter is queued); a release
+-- {deleted, 0, false}.
 local prefix, wake_prefix, claim_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
 local k = 1
@@ -15,8 +17,16 @@ for i = 1, requests do
   local kind, token, extra = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local key = KEYS[k]
   if kind == 'a' then
-    k = k + 1
-    if redis.call('SET', key, token, 'NX', 'PX', extra) then
+    local queue = KEYS[k + 1]
+    local fair_waiting = false
+    if redis.call('EXISTS', queue) == 1 and redis.call('EXISTS', key) == 0 then
+      prune(queue, KEYS[k + 2], server_ms())
+      fair_waiting = fair_ahead(queue, nil, nil)
+    end
+    k = k + 3
+    if fair_waiting then
+      out[3 * i - 2], out[3 * i - 1], out[3 * i] = 0, -2, false
+    elseif redis.call('SET', key, token, 'NX', 'PX', extra) then
       out[3 * i - 2], out[3 * i - 1], out[3 * i] = 1, 0, false
     else
       local value = redis.call('GET', key)

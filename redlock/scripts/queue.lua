@@ -1,6 +1,6 @@
 -- The waiter queue of a lock key (prepended to acquire.lua, release.lua and batch.lua; see
 -- redlock/src/queue.rs). Per key two sorted sets, passed in KEYS: the queue (member = waiter,
--- '<client id>:<sequence>'; score = the waiter's ticket, its lock call's start in microseconds
+-- '<client id>:<sequence>', plus ':f' for a fair waiter; score = the waiter's ticket, its lock call's start in microseconds
 -- on the servers' clock as the waiter reads it, so every node orders the same waiters alike)
 -- and the entries' deadlines (score = this server's time in ms). A waiter that stops refreshing its entry drops out.
 -- A release passes the key to the queue's head: the key holds 'q:<member>' for a short claim,
@@ -18,6 +18,25 @@ local function prune(queue, expiry, now)
     redis.call('ZREM', queue, member)
     redis.call('ZREM', expiry, member)
   end
+end
+
+-- Whether a fair waiter (member ending in ':f') is queued ahead of the waiter `member` with
+-- `ticket`, or ahead of a caller that does not queue (member nil): fair(true) is the waiter's
+-- promise, so it binds every caller, queued or not, fair or not. Queues are short: one entry
+-- per waiting client.
+local function fair_ahead(queue, ticket, member)
+  local entries = redis.call('ZRANGE', queue, 0, -1, 'WITHSCORES')
+  for j = 1, #entries, 2 do
+    local other, other_ticket = entries[j], tonumber(entries[j + 1])
+    if member and (other == member or other_ticket > ticket
+        or (other_ticket == ticket and other > member)) then
+      return false
+    end
+    if string.sub(other, -2) == ':f' then
+      return true
+    end
+  end
+  return false
 end
 
 -- The first waiter and its ticket, or nil.

@@ -13,14 +13,15 @@ use crate::error::{Error, NodeOutcome};
 use crate::lease::{Lease, Token};
 use crate::mutex::Redlock;
 use crate::options::LockOptions;
+use crate::queue::NextWaiters;
 use crate::quorum::{self, Decide, Reply};
 use crate::undo::UndoGuard;
 
-/// A granted round: the lease, and the ticket of the first waiter still
-/// queued on the granting nodes (the smallest they reported).
+/// A granted round: the lease, and the first waiters still queued on the
+/// granting nodes.
 pub(crate) struct Granted {
     pub lease: Lease,
-    pub next_waiter: Option<u64>,
+    pub next_waiter: NextWaiters,
     /// Per node: whether it granted (and so removed a queued entry).
     pub granting: Vec<bool>,
 }
@@ -91,14 +92,26 @@ pub(crate) async fn attempt(
         // gets no lease.
         if lease.is_valid() {
             undo.disarm();
-            let next_waiter = round
-                .replies
-                .iter()
-                .filter_map(|r| match r {
-                    Reply::Answered(AcquireReply::Granted { next, .. }) => *next,
-                    _ => None,
-                })
-                .min();
+            let next = |pick: fn(&AcquireReply) -> Option<u64>| {
+                round
+                    .replies
+                    .iter()
+                    .filter_map(|r| match r {
+                        Reply::Answered(reply) => pick(reply),
+                        _ => None,
+                    })
+                    .min()
+            };
+            let next_waiter = NextWaiters {
+                any: next(|r| match r {
+                    AcquireReply::Granted { next, .. } => *next,
+                    AcquireReply::Taken { .. } => None,
+                }),
+                fair: next(|r| match r {
+                    AcquireReply::Granted { next_fair, .. } => *next_fair,
+                    AcquireReply::Taken { .. } => None,
+                }),
+            };
             let granting = round
                 .replies
                 .iter()

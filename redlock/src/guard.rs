@@ -16,6 +16,7 @@ use crate::metrics;
 use crate::mutex::Redlock;
 use crate::notify_cell::NotifyCell;
 use crate::options::{validate_ttl, LockOptions};
+use crate::queue::NextWaiters;
 use crate::quorum::{self, Decide, Reply};
 use crate::reentry::{TaskHold, TaskHolds};
 use crate::watchdog::{LeaseCell, LeaseState, Watched};
@@ -66,13 +67,14 @@ pub struct LockGuard {
     /// This process's registration of the held keys (see `handoff.rs`);
     /// moves with a hand-off, ends with the lock.
     held_here: Option<u64>,
-    /// The ticket of the first waiter the servers still queued when the
-    /// lock was granted: local passes of the lock over it are bounded.
-    next_waiter: Option<u64>,
+    /// The first waiters the servers still queued when the lock was
+    /// granted: local passes of the lock over them are bounded, and never
+    /// pass over a fair one.
+    next_waiter: NextWaiters,
     /// How many times the lock was passed on inside this process since the
     /// servers granted it (see `handoff.rs`).
     local_passes: u32,
-    /// `fair(true)`: never passed over an earlier waiter of another process.
+    /// `fair(true)`: the guard does not linger when dropped.
     fair: bool,
     /// The record of the task whose lock call returned this guard
     /// (reentrancy detection); ends with the guard.
@@ -88,7 +90,7 @@ impl LockGuard {
         keys: Arc<[String]>,
         lease: Lease,
         options: &LockOptions,
-        next_waiter: Option<u64>,
+        next_waiter: NextWaiters,
     ) -> Self {
         let cell: LeaseCell = Arc::new(NotifyCell::new(LeaseState { lease, lost: false }));
         let watchdog = Self::watchdog_for(&redlock, &keys, &cell, options);
@@ -163,16 +165,17 @@ impl LockGuard {
     }
 
     /// Whether this lock may still pass to the waiting local head with
-    /// queue ticket `ticket`: at most `LOCAL_TURN` grants in a row when a
-    /// waiter of another process queued before that head, at most
-    /// `LOCAL_CHAIN` otherwise (a waiter of another process may have queued
-    /// since the grant), so other processes wait at most one turn. With
-    /// `fair(true)`, never past an earlier waiter of another process.
-    fn may_pass_over(&self, ticket: u64) -> bool {
-        let before_foreign = self.next_waiter.is_none_or(|next| ticket < next);
-        if self.fair && !before_foreign {
+    /// queue ticket `ticket` (a `fair` waiter or not): at most `LOCAL_TURN`
+    /// grants in a row when a waiter of another process queued before that
+    /// head, at most `LOCAL_CHAIN` otherwise (a waiter of another process
+    /// may have queued since the grant), so other processes wait at most
+    /// one turn; never past a fair waiter of another process, and to a
+    /// fair head never past any.
+    fn may_pass_over(&self, ticket: u64, fair: bool) -> bool {
+        if !self.next_waiter.allow(ticket, fair) {
             return false;
         }
+        let before_foreign = self.next_waiter.first(ticket);
         let limit = if before_foreign {
             LOCAL_CHAIN
         } else {
@@ -200,7 +203,7 @@ impl LockGuard {
         // The next call has no ticket yet: it comes after every queued waiter.
         if lease.fence().is_some()
             || self.remaining() < lease.ttl() / 2
-            || !self.may_pass_over(u64::MAX)
+            || !self.may_pass_over(u64::MAX, false)
         {
             return false;
         }
@@ -267,10 +270,9 @@ impl LockGuard {
             return false;
         }
         let inner = Arc::clone(&self.redlock.inner);
-        let Some(deliver) = inner
-            .handoffs
-            .take(&self.keys, remaining, |ticket| self.may_pass_over(ticket))
-        else {
+        let Some(deliver) = inner.handoffs.take(&self.keys, remaining, |ticket, fair| {
+            self.may_pass_over(ticket, fair)
+        }) else {
             return false;
         };
         // In transit it is a guard of its own: dropped undelivered, it

@@ -50,6 +50,8 @@ struct Waiting {
     min_remaining: Duration,
     /// The waiter's queue ticket (see `queue.rs`).
     ticket: u64,
+    /// Whether the waiter asked for `fair(true)`.
+    fair: bool,
     deliver: oneshot::Sender<LockGuard>,
 }
 
@@ -86,12 +88,14 @@ impl Handoffs {
     }
 
     /// Registers the head of the local queue for `keys` (queue ticket
-    /// `ticket`), accepting a lock with at least `min_remaining` validity.
+    /// `ticket`, `fair` or not), accepting a lock with at least
+    /// `min_remaining` validity.
     pub(crate) fn wait(
         self: &Arc<Self>,
         keys: &[String],
         min_remaining: Duration,
         ticket: u64,
+        fair: bool,
     ) -> HandoffSlot {
         let keys = sorted(keys).into_owned();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -100,6 +104,7 @@ impl Handoffs {
             id,
             min_remaining,
             ticket,
+            fair,
             deliver,
         };
         self.waiting().insert(keys.clone(), waiting);
@@ -112,18 +117,18 @@ impl Handoffs {
     }
 
     /// The waiter for exactly `keys` that accepts `remaining` validity and
-    /// whose ticket `may_have` allows, taken out of the registry (so one
-    /// lock goes to one waiter).
+    /// whose ticket and fairness `may_have` allows, taken out of the
+    /// registry (so one lock goes to one waiter).
     pub(crate) fn take(
         &self,
         keys: &[String],
         remaining: Duration,
-        may_have: impl FnOnce(u64) -> bool,
+        may_have: impl FnOnce(u64, bool) -> bool,
     ) -> Option<oneshot::Sender<LockGuard>> {
         let keys = sorted(keys);
         let mut waiting = self.waiting();
         let accepts = waiting.get(&*keys).is_some_and(|w| {
-            remaining >= w.min_remaining && !w.deliver.is_closed() && may_have(w.ticket)
+            remaining >= w.min_remaining && !w.deliver.is_closed() && may_have(w.ticket, w.fair)
         });
         if !accepts {
             return None;

@@ -102,7 +102,7 @@ pub mod raw {
     };
     pub use crate::lease::{drift_for, DRIFT_FLOOR};
     pub use crate::pause::{random_pause, SPLIT_SPREAD};
-    pub use crate::queue::{queue_keys, QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
+    pub use crate::queue::{queue_keys, QueueEntry, FAIR_SUFFIX, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
     pub use crate::seam::ReleaseWatch;
     #[cfg(feature = "memory")]
     pub use crate::twin_check::{

@@ -479,7 +479,9 @@ impl Redlock {
             .filter(|_| options.get_local_handoff())
             .map(|_| {
                 let min_remaining = options.get_ttl() / 2;
-                self.inner.handoffs.wait(&keys, min_remaining, ticket)
+                self.inner
+                    .handoffs
+                    .wait(&keys, min_remaining, ticket, options.get_fair())
             });
         let node_timeout = options.effective_node_timeout();
         // Calls bounded in rounds (try_lock, spinlocks) poll at the retry

@@ -163,8 +163,9 @@ impl LockOptions {
     /// goes back through the servers at least every half ttl; never with
     /// [`fencing`](Self::fencing) (each holder needs its own token). At
     /// most 3 grants in a row when the servers had queued a waiter of
-    /// another process ahead (none with [`fair`](Self::fair)), 32 otherwise,
-    /// so other processes are not starved. A guard that is *dropped* (not
+    /// another process ahead, 32 otherwise, so other processes are not
+    /// starved; never past a [`fair`](Self::fair) waiter of another process
+    /// the servers had queued, and to a fair waiter never past any. A guard that is *dropped* (not
     /// released with [`LockGuard::release`](crate::LockGuard::release))
     /// within those bounds keeps its lock for a few scheduler turns for the
     /// next lock call of this process on the same resources (a worker
@@ -179,13 +180,19 @@ impl LockOptions {
 
     /// Strict first-come-first-served across processes: a free lock is
     /// granted only to the waiter queued earliest (by the start of its lock
-    /// call, on the caller's clock; see the README's "Waiter queue").
+    /// call, on the servers' clock; see the README's "Waiter queue"). The
+    /// promise binds everyone else too: while a fair waiter is queued, a
+    /// free lock is refused to every caller behind it, whether it queues
+    /// or not ([`try_lock`](crate::Redlock::try_lock), the spinlocks) and
+    /// whether it is fair or not, and a local hand-off does not pass over
+    /// it (see [`local_handoff`](Self::local_handoff)).
     /// Without it (the default) waiters are still served in queue order
     /// after each release, but a lock that becomes free without a release
     /// (its holder died, or the queue's head did not come for its claim)
     /// goes to whoever asks first, and a caller that finds it free at its
-    /// first round takes it. A dead head then stalls nobody. Default:
-    /// `false`.
+    /// first round takes it. A dead head then stalls nobody; a dead fair
+    /// waiter stalls every caller behind it for up to its
+    /// [`waiter_ttl`](Self::waiter_ttl). Default: `false`.
     pub fn fair(mut self, on: bool) -> Self {
         self.fair = on;
         self

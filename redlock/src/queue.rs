@@ -43,10 +43,15 @@ pub const WAKE_CHANNEL_PREFIX: &str = "quorate:wake:";
 /// turn to whoever asks next once the claim expires.
 pub const HEAD_CLAIM: Duration = Duration::from_millis(200);
 
+/// Ends the queue member of a fair waiter: every caller, queued or not,
+/// lets it go first.
+pub const FAIR_SUFFIX: &str = ":f";
+
 /// A waiter's entry in the queues of the keys it waits for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueEntry {
-    /// `<client id>:<sequence>`; the client id names the wake channel.
+    /// `<client id>:<sequence>`, plus [`FAIR_SUFFIX`] for a fair waiter;
+    /// the client id names the wake channel.
     pub member: String,
     /// The order among waiters: the lock call's start, in microseconds
     /// since the Unix epoch, on the servers' clock as the waiter sees it
@@ -77,6 +82,33 @@ pub(crate) fn with_queue_keys(keys: &[String]) -> Vec<String> {
     all.extend(queues);
     all.extend(deadlines);
     all
+}
+
+/// The first waiters of other processes still queued on the nodes that
+/// granted a lock (the smallest tickets they reported): whom a local
+/// hand-off must not pass over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct NextWaiters {
+    /// The first waiter's ticket.
+    pub any: Option<u64>,
+    /// The first fair waiter's ticket.
+    pub fair: Option<u64>,
+}
+
+impl NextWaiters {
+    /// Whether a waiter of this process with `ticket` came before every
+    /// waiter of another process.
+    pub(crate) fn first(&self, ticket: u64) -> bool {
+        self.any.is_none_or(|next| ticket < next)
+    }
+
+    /// Whether a waiter of this process with `ticket` (`fair` or not) may
+    /// be handed the lock at all: `fair(true)` is a waiter's promise, so
+    /// nobody passes over a fair waiter, and a fair waiter passes over
+    /// nobody.
+    pub(crate) fn allow(&self, ticket: u64, fair: bool) -> bool {
+        self.fair.is_none_or(|next| ticket < next) && (!fair || self.first(ticket))
+    }
 }
 
 /// How long a key set this client found taken counts as contended: a call
@@ -137,8 +169,10 @@ impl Tickets {
     /// A new entry for a lock call with `ticket`.
     pub(crate) fn entry(&self, ticket: u64, lifetime: Duration, fair: bool) -> QueueEntry {
         let sequence = self.next.fetch_add(1, Ordering::Relaxed);
+        // the servers know a fair waiter by its name (queue.lua's fair_ahead)
+        let fair_mark = if fair { FAIR_SUFFIX } else { "" };
         QueueEntry {
-            member: format!("{}:{sequence}", self.client),
+            member: format!("{}:{sequence}{fair_mark}", self.client),
             ticket,
             lifetime,
             fair,
@@ -231,12 +265,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entries_are_ordered_by_call_and_named_by_client() {
+    fn entries_are_ordered_by_call_named_by_client_and_marked_fair() {
         let tickets = Tickets::new("c1");
         let a = tickets.entry(tickets.ticket(), Duration::from_secs(1), false);
         let b = tickets.entry(tickets.ticket(), Duration::from_secs(1), true);
         assert_eq!(a.member, "c1:0");
-        assert_eq!(b.member, "c1:1");
+        assert_eq!(b.member, "c1:1:f", "a fair entry is marked");
         assert!(a.ticket <= b.ticket);
         assert!(b.fair && !a.fair);
     }

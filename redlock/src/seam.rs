@@ -15,6 +15,7 @@ use crate::guard::LockGuard;
 use crate::lease::Lease;
 use crate::mutex::Redlock;
 use crate::options::LockOptions;
+use crate::queue::NextWaiters;
 use crate::quorum::{self, Decide, Round};
 use crate::undo::release_round;
 
@@ -82,7 +83,14 @@ impl Redlock {
     /// Part of the seam for primitive authors (see [`raw`](crate::raw)): may
     /// change in minor versions.
     pub fn adopt(&self, keys: Vec<String>, lease: Lease, options: &LockOptions) -> LockGuard {
-        LockGuard::new(self.clone(), keys.into(), lease, options, None).without_local_handoff()
+        LockGuard::new(
+            self.clone(),
+            keys.into(),
+            lease,
+            options,
+            NextWaiters::default(),
+        )
+        .without_local_handoff()
     }
 
     /// Extends `keys` to `ttl` wherever they hold `token`, without a guard:

@@ -7,7 +7,7 @@ use std::time::Duration;
 use quorate_redlock::{FredNode, FredSettings, Holder, MemoryNode, Node, OWNER_KEY_PREFIX};
 
 use quorate_redlock::raw::{
-    AcquireReply, MemoryStore, NodeScript, QueueEntry, Released, ScriptValue,
+    AcquireReply, MemoryStore, NodeScript, QueueEntry, Released, ScriptValue, FAIR_SUFFIX,
 };
 use quorate_testkit::Cluster;
 
@@ -15,6 +15,7 @@ const TTL: Duration = Duration::from_secs(10);
 const GRANTED: AcquireReply = AcquireReply::Granted {
     fence: None,
     next: None,
+    next_fair: None,
 };
 
 fn keys(names: &[&str]) -> Vec<String> {
@@ -345,7 +346,7 @@ async fn case_requests_made_together_keep_their_order(node: &dyn Node) {
 
 fn waiter(client: &str, ticket: u64, lifetime: Duration, fair: bool) -> QueueEntry {
     QueueEntry {
-        member: format!("{client}:1"),
+        member: format!("{client}:1{}", if fair { FAIR_SUFFIX } else { "" }),
         ticket,
         lifetime,
         fair,
@@ -420,7 +421,8 @@ async fn case_queue_serves_the_head_only(node: &dyn Node) {
         queued(node, "q", "a2", &a).await,
         AcquireReply::Granted {
             fence: None,
-            next: Some(20)
+            next: Some(20),
+            next_fair: None,
         },
         "a takes its claim; b is next"
     );
@@ -439,7 +441,9 @@ async fn case_queue_serves_the_head_only(node: &dyn Node) {
     assert_eq!(acquire(node, &["q"], "y", TTL).await, GRANTED);
 }
 
-/// fair: a free key is refused behind an earlier waiter (not without fair).
+/// fair: a free key is refused to a fair waiter behind any earlier waiter,
+/// and to anyone behind a fair waiter (queued or not, fair or not); behind
+/// waiters that are not fair, a free key goes to whoever asks.
 async fn case_fair_waits_behind_earlier_waiters(node: &dyn Node) {
     let a = waiter("fa", 10, TTL, true);
     let late = waiter("fb", 20, TTL, true);
@@ -457,30 +461,58 @@ async fn case_fair_waits_behind_earlier_waiters(node: &dyn Node) {
         } => {}
         other => panic!("expected to queue behind a, got {other:?}"),
     }
-    let barging = waiter("fc", 30, TTL, false);
-    assert_eq!(
-        queued(node, "f", "c1", &barging).await,
-        AcquireReply::Granted {
-            fence: None,
-            next: Some(10)
-        },
-        "without fair a free, unclaimed key goes to whoever asks"
-    );
-    // even an undo passes the key to the queue's head: a claim for a
-    assert_eq!(node.release(&keys(&["f"]), "c1", None).await, Ok(1));
-    assert!(matches!(
-        queued(node, "f", "b2", &late).await,
+    let not_fair = waiter("fc", 30, TTL, false);
+    match queued(node, "f", "c1", &not_fair).await {
         AcquireReply::Taken {
-            remaining: Some(_),
-            rank: Some(1),
+            remaining: None,
+            rank: Some(2),
             ..
+        } => {}
+        other => panic!("a waiter that is not fair must let a fair one go first, got {other:?}"),
+    }
+    for names in [&["f"][..], &["other", "f"][..]] {
+        match acquire(node, names, "plain", TTL).await {
+            AcquireReply::Taken {
+                remaining: None,
+                holder: None,
+                ..
+            } => {}
+            other => panic!(
+                "a call that does not queue took {names:?} ahead of a fair waiter: {other:?}"
+            ),
         }
-    ));
+    }
     assert_eq!(
         queued(node, "f", "a2", &a).await,
         AcquireReply::Granted {
             fence: None,
-            next: Some(20)
+            next: Some(20),
+            next_fair: Some(20),
+        }
+    );
+    assert_eq!(node.release(&keys(&["f"]), "a2", None).await, Ok(1));
+    // behind waiters that are not fair, a free, unclaimed key goes to
+    // whoever asks
+    let d = waiter("fd", 10, TTL, false);
+    assert_eq!(acquire(node, &["g"], "h", short).await, GRANTED);
+    assert_eq!(rank_of(&queued(node, "g", "d1", &d).await), Some(0));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(acquire(node, &["g"], "plain", TTL).await, GRANTED);
+    // even an undo passes the key to the queue's head: a claim for d
+    assert_eq!(node.release(&keys(&["g"]), "plain", None).await, Ok(1));
+    assert!(matches!(
+        acquire(node, &["g"], "plain2", TTL).await,
+        AcquireReply::Taken {
+            remaining: Some(_),
+            ..
+        }
+    ));
+    assert_eq!(
+        queued(node, "g", "d2", &d).await,
+        AcquireReply::Granted {
+            fence: None,
+            next: None,
+            next_fair: None,
         }
     );
 }

@@ -28,6 +28,14 @@ fn redlock_with(memory: &[MemoryNode], defaults: LockOptions) -> Redlock {
 
 const TTL: Duration = Duration::from_secs(10);
 
+/// Waits until every node has queued at least `n` waiters for `key` (the
+/// clock is paused: each step lets every task run first).
+async fn until_queued(memory: &[MemoryNode], key: &str, n: usize) {
+    while memory.iter().any(|node| node.queued(key) < n) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn lock_sets_the_key_on_every_node_and_release_removes_it() {
     let memory = MemoryNode::cluster(5);
@@ -1245,9 +1253,7 @@ async fn a_granted_waiter_leaves_the_queues_of_the_nodes_that_refused_it() {
     let held = holder.lock("split", TTL).await.expect("holder");
     let waiter = redlock_with(&memory, LockOptions::new().ttl(TTL).fair(true));
     let waiting = tokio::spawn(async move { waiter.lock("split", TTL).await });
-    while memory.iter().any(|n| n.queued("split") < 1) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until_queued(&memory, "split", 1).await;
     // node 4 will refuse: a stray holder's key takes over there
     memory[4].set("split", b"stray", Some(TTL));
     held.release().await.expect("release");
@@ -1257,14 +1263,11 @@ async fn a_granted_waiter_leaves_the_queues_of_the_nodes_that_refused_it() {
     drop(guard);
 }
 
-/// Review point of the composition issue, confirmed and not fixed yet (see
-/// the README's known limits of `fair(true)`): a call that does not queue
-/// (`try_lock`) takes a key that became free without a release (its holder
-/// died) ahead of a fair waiter queued for it. Asserts the behaviour fair
-/// waiters are promised; fails today, so it is ignored (run with
-/// `--ignored` to see it).
+/// Review point of the composition issue: a call that does not queue
+/// (`try_lock`, the spinlocks) took a key that became free without a
+/// release (its holder died) ahead of a fair waiter queued for it (failed
+/// before fair waiters were known to the servers by their queue member).
 #[tokio::test(start_paused = true)]
-#[ignore = "known limit: fair(true) binds only callers that queue"]
 async fn a_try_lock_never_takes_a_free_key_ahead_of_a_fair_waiter() {
     let memory = MemoryNode::cluster(5);
     let holder = redlock(&memory);
@@ -1272,9 +1275,7 @@ async fn a_try_lock_never_takes_a_free_key_ahead_of_a_fair_waiter() {
     let dead = holder.lock("fair-key", ttl).await.expect("holder");
     let waiter = redlock_with(&memory, LockOptions::new().ttl(ttl).fair(true));
     let waiting = tokio::spawn(async move { waiter.lock("fair-key", ttl).await });
-    while memory.iter().any(|n| n.queued("fair-key") < 1) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until_queued(&memory, "fair-key", 1).await;
     // the holder dies: its key expires, nothing is released or claimed
     std::mem::forget(dead);
     tokio::time::sleep(ttl).await;
@@ -1284,4 +1285,43 @@ async fn a_try_lock_never_takes_a_free_key_ahead_of_a_fair_waiter() {
         "try_lock took the key ahead of a fair waiter"
     );
     drop(waiting);
+}
+
+/// A local hand-off follows the waiters' `fair`, not the holder's: the
+/// holder (not fair) was granted while a fair waiter of another process
+/// was queued; a later call of the holder's process is not handed the lock
+/// past that waiter (before: handed over, up to `LOCAL_CHAIN` times).
+#[tokio::test(start_paused = true)]
+async fn a_local_hand_off_never_passes_over_a_fair_waiter_of_another_process() {
+    let memory = MemoryNode::cluster(5);
+    let first = redlock(&memory)
+        .lock("handed", TTL)
+        .await
+        .expect("first holder");
+    let process = redlock(&memory);
+    let holding = {
+        let process = process.clone();
+        tokio::spawn(async move { process.lock("handed", TTL).await })
+    };
+    until_queued(&memory, "handed", 1).await;
+    let fair = redlock_with(&memory, LockOptions::new().fair(true));
+    let fair_waiting = tokio::spawn(async move { fair.lock("handed", TTL).await });
+    until_queued(&memory, "handed", 2).await;
+    first.release().await.expect("release");
+    let held = holding
+        .await
+        .expect("task")
+        .expect("the process's first call");
+    // a later call of the same process waits for a hand-off
+    let later = tokio::spawn(async move { process.lock("handed", TTL).await });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    held.release().await.expect("release");
+    let fair_guard = fair_waiting
+        .await
+        .expect("task")
+        .expect("the fair waiter is served first");
+    assert!(!later.is_finished(), "handed over past the fair waiter");
+    fair_guard.release().await.expect("release");
+    let later_guard = later.await.expect("task").expect("then the later call");
+    drop(later_guard);
 }

@@ -343,6 +343,14 @@ fn wake(wakes: &broadcast::Sender<Released>, key: String, member: &str) {
     });
 }
 
+/// The smaller of two tickets, either of which may be missing.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl State {
     fn holds(&self, key: &str, token: &str) -> bool {
         self.store.holds(key, token.as_bytes())
@@ -373,11 +381,9 @@ impl State {
                     refused = Some((index, remaining, holder));
                     break;
                 }
-            } else if let Some(entry) = queue.filter(|q| q.fair) {
-                if self.queues.behind(key, entry, now) {
-                    refused = Some((index, None, None));
-                    break;
-                }
+            } else if self.queues.behind(key, queue, now) {
+                refused = Some((index, None, None));
+                break;
             }
         }
         if let Some((index, remaining, holder)) = refused {
@@ -395,7 +401,7 @@ impl State {
             };
         }
         let mut fence = None;
-        let mut next: Option<u64> = None;
+        let (mut next, mut next_fair): (Option<u64>, Option<u64>) = (None, None);
         for key in keys {
             if fenced {
                 let floor = self.store.fence_floor;
@@ -406,12 +412,16 @@ impl State {
             self.store.set(key, token.as_bytes(), Some(ttl));
             if let Some(entry) = queue {
                 self.queues.remove(key, &entry.member);
-                if let Some(first) = self.queues.first_ticket(key) {
-                    next = Some(next.map_or(first, |n| n.min(first)));
-                }
+                let (first, first_fair) = self.queues.first_tickets(key);
+                next = earliest(next, first);
+                next_fair = earliest(next_fair, first_fair);
             }
         }
-        AcquireReply::Granted { fence, next }
+        AcquireReply::Granted {
+            fence,
+            next,
+            next_fair,
+        }
     }
 
     fn extend(&mut self, keys: &[String], token: &str, ttl: Duration) -> bool {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::memory_store::{expires_at, MemoryStore};
-use crate::queue::QueueEntry;
+use crate::queue::{QueueEntry, FAIR_SUFFIX};
 
 /// One queued waiter.
 #[derive(Debug, Clone)]
@@ -51,13 +51,24 @@ impl MemoryQueues {
         self.pruned_head(key, now);
     }
 
-    /// Whether a fair request for `entry` must wait behind an earlier
-    /// waiter of `key`.
-    pub(super) fn behind(&mut self, key: &str, entry: &QueueEntry, now: Instant) -> bool {
-        self.pruned_head(key, now).is_some_and(|w| {
-            w.member != entry.member
-                && (w.ticket, w.member.as_str()) < (entry.ticket, &entry.member)
-        })
+    /// Whether a request for a free `key` must let a queued waiter go
+    /// first: a fair waiter ahead of it (every waiter is ahead of a request
+    /// that does not queue), or for a fair `entry` any waiter ahead of it
+    /// (queue.lua's `fair_ahead` and acquire.lua's `behind`).
+    pub(super) fn behind(&mut self, key: &str, entry: Option<&QueueEntry>, now: Instant) -> bool {
+        self.pruned_head(key, now);
+        let Some(queue) = self.queues.get(key) else {
+            return false;
+        };
+        let fair_entry = entry.is_some_and(|e| e.fair);
+        queue
+            .iter()
+            .take_while(|w| {
+                entry.is_none_or(|e| {
+                    w.member != e.member && (w.ticket, w.member.as_str()) < (e.ticket, &e.member)
+                })
+            })
+            .any(|w| fair_entry || w.member.ends_with(FAIR_SUFFIX))
     }
 
     /// Adds or refreshes `entry` in `key`'s queue (its place is kept).
@@ -103,9 +114,17 @@ impl MemoryQueues {
         }
     }
 
-    /// The ticket of the first waiter of `key`.
-    pub(super) fn first_ticket(&self, key: &str) -> Option<u64> {
-        self.queues.get(key)?.first().map(|w| w.ticket)
+    /// The tickets of the first waiter and of the first fair waiter of
+    /// `key`.
+    pub(super) fn first_tickets(&self, key: &str) -> (Option<u64>, Option<u64>) {
+        let Some(queue) = self.queues.get(key) else {
+            return (None, None);
+        };
+        let first_fair = queue.iter().find(|w| w.member.ends_with(FAIR_SUFFIX));
+        (
+            queue.first().map(|w| w.ticket),
+            first_fair.map(|w| w.ticket),
+        )
     }
 
     /// After the holder's delete: claims `key` for the head for `claim` and

@@ -48,6 +48,9 @@ pub enum AcquireReply {
         /// this node after the grant (queued requests only): a local
         /// hand-off must not pass over it.
         next: Option<u64>,
+        /// The ticket of the first fair waiter still queued for these keys
+        /// on this node (queued requests only): nobody may pass over it.
+        next_fair: Option<u64>,
     },
     /// `keys[index]` holds another token; nothing was set. `remaining` is that
     /// key's ttl (`None`: no expiry).

@@ -230,7 +230,9 @@ fn send(link: &Link, mut batch: Vec<Batchable>) -> BoxFuture<'static, ()> {
             Batchable::Acquire {
                 key, token, ttl, ..
             } => {
-                keys.push(key.clone());
+                // refused behind a fair waiter: the queue's keys follow
+                let (queue, deadlines) = queue_keys(key);
+                keys.extend([key.clone(), queue, deadlines]);
                 args.extend(["a".into(), token.as_str().into()]);
                 args.push(ttl_millis(*ttl).to_string().into());
             }
@@ -274,6 +276,7 @@ fn answer_each(batch: Vec<Batchable>, answer: Result<fred::types::Value, NodeErr
                     AcquireReply::Granted {
                         fence: None,
                         next: None,
+                        next_fair: None,
                     }
                 } else {
                     AcquireReply::Taken {

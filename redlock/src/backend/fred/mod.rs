@@ -555,14 +555,18 @@ impl Link {
 
 /// A `PTTL` answer as the holder's remaining time: -1 (no expiry) and -2
 /// (gone meanwhile) are unknown.
-/// acquire.lua's reply: `{1, fence, next}` or `{0, index, pttl, rank, holder}`.
+/// acquire.lua's reply: `{1, fence, next, next fair}` or `{0, index, pttl,
+/// rank, holder}`.
 fn acquire_reply(reply: &ScriptValue) -> Option<AcquireReply> {
     let int = |v: &ScriptValue| v.as_int();
     match reply.as_array()? {
-        [granted, fence, next] if int(granted) == Some(1) => Some(AcquireReply::Granted {
-            fence: u64::try_from(int(fence)?).ok(),
-            next: u64::try_from(int(next)?).ok(),
-        }),
+        [granted, fence, next, next_fair] if int(granted) == Some(1) => {
+            Some(AcquireReply::Granted {
+                fence: u64::try_from(int(fence)?).ok(),
+                next: u64::try_from(int(next)?).ok(),
+                next_fair: u64::try_from(int(next_fair)?).ok(),
+            })
+        }
         [refused, index, pttl, rank, holder] if int(refused) == Some(0) => {
             Some(AcquireReply::Taken {
                 index: usize::try_from(int(index)? - 1).ok()?,
@@ -722,9 +726,10 @@ impl Node for FredNode {
         if fenced {
             all_keys.extend(keys.iter().map(|k| fence_key(k)));
         }
+        // queued or not: a free key is refused behind a fair waiter
+        all_keys.extend(with_queue_keys(keys).into_iter().skip(keys.len()));
         match queue {
             Some(entry) => {
-                all_keys.extend(with_queue_keys(keys).into_iter().skip(keys.len()));
                 args.extend([
                     entry.member.clone(),
                     entry.ticket.to_string(),
