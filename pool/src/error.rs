@@ -123,6 +123,23 @@ pub enum PoolError {
         /// Every node's answer in the last round.
         outcomes: Outcomes,
     },
+    /// A resizable semaphore's number of permits is unknown: too few of
+    /// the nodes that answered kept it since their last restart (a node
+    /// that restarts may have lost a `set_permits`). Nothing is granted
+    /// until a `set_permits` sets it again on a majority.
+    #[error(
+        "the number of permits of semaphore `{name}` is unknown: {in_sync} of the nodes that answered kept it, {quorum} needed (restarted since it was set: {restarted}); call set_permits to set it again"
+    )]
+    SizeUnknown {
+        /// The semaphore.
+        name: String,
+        /// How many nodes answered with the number kept in sync.
+        in_sync: usize,
+        /// How many are needed.
+        quorum: usize,
+        /// The nodes that answered but restarted since the number was set.
+        restarted: String,
+    },
     /// A quorum-level failure: too few nodes answered
     /// ([`Error::NoQuorum`](quorate_redlock::Error::NoQuorum), `granted`
     /// counting the nodes that answered), the grant came too late to be

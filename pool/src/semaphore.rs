@@ -8,9 +8,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use quorate_redlock::raw::{retry, Retry, WaitPolicy};
 use quorate_redlock::{
     Error, ForceUnlocked, Inspection, Lease, LockOptions, Redlock, ReleaseOutcome, Token,
 };
+use tokio::time::Instant;
 
 use crate::error::{PoolError, RequestError};
 use crate::pool::{validate_name, Pool, PoolGuard};
@@ -76,13 +78,13 @@ impl Semaphore {
     /// an older one: such a node refuses every slot until a read (every
     /// acquire makes one) or a set writes the number there again, and reads
     /// count only nodes that are in step. Should a majority restart before
-    /// any read, the number is unknown ([`PoolError::Lock`] with `NoQuorum`)
-    /// until the next [`set_permits`](Self::set_permits).
+    /// any read, the number is unknown ([`PoolError::SizeUnknown`], naming
+    /// the restarted nodes) until the next [`set_permits`](Self::set_permits).
     ///
     /// Errors: as [`new`](Self::new).
     pub fn resizable(redlock: &Redlock, name: &str, initial: usize) -> Result<Self, RequestError> {
         let mut semaphore = Self::new(redlock, name, initial)?;
-        semaphore.size = Some(Size::new(&format!("semaphore:{name}"), initial));
+        semaphore.size = Some(Size::new(name, initial));
         Ok(semaphore)
     }
 
@@ -172,8 +174,34 @@ impl Semaphore {
     }
 
     /// The slots to take `k` of now.
-    async fn request(&self, k: usize) -> Result<Vec<Requirement<usize>>, PoolError> {
-        let permits = self.current_permits().await?;
+    /// `k` of the permits now, the number read again until `options`'
+    /// deadline while it cannot be read (too few nodes answer, nodes in
+    /// quarantine, or a majority restarted since it was set and another
+    /// client may set it again).
+    async fn request(
+        &self,
+        k: usize,
+        options: &LockOptions,
+        policy: &WaitPolicy,
+    ) -> Result<Vec<Requirement<usize>>, PoolError> {
+        let Some(size) = &self.size else {
+            return Ok(vec![Requirement::need(k, 0..self.permits, slot_key)]);
+        };
+        let redlock = self.pool.redlock();
+        let permits = retry(
+            redlock,
+            policy,
+            None,
+            |_| size.read(redlock),
+            |error| match error {
+                PoolError::InvalidConfig(_) | PoolError::InvalidRequest(_) => Retry::GiveUp,
+                _ => Retry::After {
+                    pause: options.get_retry_delay(),
+                    watch: None,
+                },
+            },
+        )
+        .await?;
         Ok(vec![Requirement::need(k, 0..permits, slot_key)])
     }
 
@@ -282,7 +310,10 @@ impl Semaphore {
     /// Takes `k` permits for `ttl`, waiting up to the Redlock's default
     /// acquire timeout (10 s unless changed). Errors: `k` = 0 or more than
     /// the permits ([`PoolError::InvalidRequest`]); not enough permits free
-    /// in time ([`PoolError::Unavailable`]).
+    /// in time ([`PoolError::Unavailable`]); for a resizable semaphore, the
+    /// number unknown until the deadline ([`PoolError::SizeUnknown`]: a
+    /// majority restarted since it was set; the number is read again until
+    /// then, as nodes leave their quarantine or another client sets it).
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future undoes the attempt in flight.
@@ -340,9 +371,18 @@ impl Semaphore {
         k: usize,
         options: &LockOptions,
     ) -> Result<SemaphoreGuard, PoolError> {
+        // one deadline for reading the number and for taking the permits
+        let called = Instant::now();
+        let policy = WaitPolicy::new(options, called);
+        let requirements = self.request(k, options, &policy).await?;
+        let left = options.clone().acquire_timeout(
+            options
+                .get_acquire_timeout()
+                .map(|timeout| timeout.saturating_sub(called.elapsed())),
+        );
         let inner = self
             .pool
-            .acquire_limited(self.request(k).await?, options, self.size.as_ref())
+            .acquire_limited(requirements, &left, self.size.as_ref())
             .await?;
         Ok(SemaphoreGuard {
             inner,

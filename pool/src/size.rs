@@ -92,6 +92,8 @@ fn size_in_memory(
 /// A semaphore's size record on the nodes.
 #[derive(Clone, Debug)]
 pub(crate) struct Size {
+    /// The semaphore's name, for errors.
+    name: String,
     keys: Vec<String>,
     /// The size before any `set_permits`.
     initial: usize,
@@ -113,11 +115,14 @@ impl Seen {
 }
 
 impl Size {
-    pub(crate) fn new(hash_tag: &str, initial: usize) -> Size {
+    /// The size record of semaphore `name` (its keys carry the semaphore's
+    /// hash tag, as its slots do).
+    pub(crate) fn new(name: &str, initial: usize) -> Size {
         Size {
+            name: name.to_owned(),
             keys: vec![
-                format!("quorate:pool:{{{hash_tag}}}:size"),
-                format!("quorate:pool:{{{hash_tag}}}:size_adds"),
+                format!("quorate:pool:{{semaphore:{name}}}:size"),
+                format!("quorate:pool:{{semaphore:{name}}}:size_adds"),
             ],
             initial,
         }
@@ -232,18 +237,27 @@ impl Size {
     async fn united(&self, redlock: &Redlock) -> Result<(Seen, usize), PoolError> {
         let (round, _) = self.records(redlock).await?;
         let mut records = Vec::new();
-        let mut all_in_sync = true;
-        for reply in &round.replies {
+        let mut restarted = Vec::new();
+        for (reply, node) in round.replies.iter().zip(redlock.node_names()) {
             if let Reply::Answered(ScriptValue::Array(items)) = reply {
                 if items.get(2).and_then(ScriptValue::as_int) == Some(1) {
                     records.push(items.as_slice());
                 } else {
-                    all_in_sync = false;
+                    restarted.push(node);
                 }
             }
         }
-        if records.len() < redlock.quorum() {
+        let all_in_sync = restarted.is_empty();
+        if records.len() + restarted.len() < redlock.quorum() {
             return Err(quorum::no_quorum(redlock, &round).into());
+        }
+        if records.len() < redlock.quorum() {
+            return Err(PoolError::SizeUnknown {
+                name: self.name.clone(),
+                in_sync: records.len(),
+                quorum: redlock.quorum(),
+                restarted: restarted.join(", "),
+            });
         }
         let epoch_of =
             |r: &[ScriptValue]| r.first().and_then(ScriptValue::as_str).map(str::to_owned);

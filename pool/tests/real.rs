@@ -1360,3 +1360,52 @@ async fn a_shrink_forgotten_by_restarted_servers_is_not_undone() {
     let granted = waiter.await.expect("join").expect("granted");
     assert_eq!(granted.slots(), &[0]);
 }
+
+/// A resizable semaphore whose number a majority lost (2 of 3 servers
+/// restarted empty after `set_permits`): once their quarantine is over, an
+/// acquire says the number is unknown and names the restarted nodes
+/// (before: a `NoQuorum` claiming "3 of 3 nodes granted, 2 needed"), and a
+/// `set_permits` makes it known again.
+#[tokio::test]
+async fn a_semaphore_number_lost_by_a_majority_is_unknown_until_set_again() {
+    let mut cluster = Cluster::start(3).await.expect("cluster");
+    let max_ttl = Duration::from_millis(500);
+    let redlock = client_with_max_ttl(&cluster, max_ttl).await;
+    let semaphore = Semaphore::resizable(&redlock, "lost", 4).expect("semaphore");
+    semaphore.set_permits(2).await.expect("set");
+    let restarted: Vec<String> = (1..3).map(|i| cluster.server(i).url()).collect();
+    for i in 1..3 {
+        cluster.server_mut(i).restart().await.expect("restart");
+    }
+    // long enough for the quarantine to end: the number is read again
+    // until the deadline (before: the first read's NoQuorum was returned)
+    let options = LockOptions::new()
+        .ttl(max_ttl)
+        .acquire_timeout(Some(Duration::from_secs(2)));
+    let unknown = semaphore
+        .acquire_with(1, &options)
+        .await
+        .expect_err("the number is unknown");
+    match &unknown {
+        PoolError::SizeUnknown {
+            name,
+            in_sync: 1,
+            quorum: 2,
+            restarted: named,
+        } => {
+            assert_eq!(name, "lost");
+            for url in &restarted {
+                let address = url.trim_start_matches("redis://");
+                assert!(named.contains(address), "{named} lacks {address}");
+            }
+        }
+        other => panic!("expected SizeUnknown, got {other}"),
+    }
+    semaphore.set_permits(2).await.expect("set again");
+    let permit = semaphore
+        .acquire_with(1, &options)
+        .await
+        .expect("granted once the number is set again");
+    assert!(permit.slots()[0] < 2);
+    permit.release().await.expect("release");
+}

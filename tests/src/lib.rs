@@ -22,9 +22,12 @@
 //!   it returned (sets that overlap each other may take effect in either
 //!   order);
 //! - the latch never opens before its count of count-downs started;
-//! - every lock call ends within its acquire timeout plus a bound;
-//! - after the faults heal, every client gets the mutex's resources within
-//!   a bound (the quarantine plus the longest ttl).
+//! - every call of a primitive that waits (mutex, permits, rwlock, tree,
+//!   spinlock) ends within its acquire timeout plus a bound;
+//! - after the faults heal, every client gets the mutex's resources, a
+//!   permit (after a `set_permits` when a majority restarted since the
+//!   number was set), the rwlock's writer, the tree's root and the spinlock
+//!   within a bound (the quarantine plus the longest ttl).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -34,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quorate_latch::Latch;
-use quorate_pool::{PermitId, Semaphore};
+use quorate_pool::{PermitId, PoolError, Semaphore};
 use quorate_redlock::raw::determinism;
 use quorate_redlock::{LockGuard, LockOptions, MemoryNode, MemorySnapshot, Node, Redlock};
 use quorate_rwlock::RwLock;
@@ -354,14 +357,10 @@ async fn history(seed: u64, shape: Shape) -> Result<Summary, Violation> {
             .acquire_timeout(Some(bound))
             .reentry_check(false);
         for (c, redlock) in clients.iter().enumerate() {
-            let keys: Vec<String> = RESOURCES.iter().map(|r| (*r).to_owned()).collect();
-            match redlock.lock_with(keys, &options).await {
-                Ok(guard) => {
-                    let _ = guard.release().await;
-                }
-                Err(e) => world.borrow_mut().fail(format!(
+            if let Err(e) = served_after_healing(redlock, &options).await {
+                world.borrow_mut().fail(format!(
                     "client {c} not served within {bound:?} after healing: {e}"
-                )),
+                ));
             }
         }
     }
@@ -373,6 +372,64 @@ async fn history(seed: u64, shape: Shape) -> Result<Summary, Violation> {
         }),
         None => Ok(world.summary.clone()),
     }
+}
+
+/// One call of every primitive that waits (the mutex on both resources, a
+/// permit, the rwlock's writer, the tree's root, the spinlock), each within
+/// `options`' acquire timeout.
+async fn served_after_healing(redlock: &Redlock, options: &LockOptions) -> Result<(), String> {
+    let keys: Vec<String> = RESOURCES.iter().map(|r| (*r).to_owned()).collect();
+    let guard = redlock
+        .lock_with(keys, options)
+        .await
+        .map_err(|e| format!("mutex: {e}"))?;
+    let _ = guard.release().await;
+    let semaphore = Semaphore::resizable(redlock, SEMAPHORE, INITIAL_PERMITS)
+        .map_err(|e| format!("semaphore: {e}"))?;
+    let permit = match semaphore.acquire_with(1, options).await {
+        // a majority restarted since the number was set: what the error
+        // says to do, set it again
+        Err(PoolError::SizeUnknown { .. }) => {
+            semaphore
+                .set_permits(INITIAL_PERMITS)
+                .await
+                .map_err(|e| format!("set_permits after healing: {e}"))?;
+            semaphore.acquire_with(1, options).await
+        }
+        other => other,
+    };
+    let permit = permit.map_err(|e| format!("a permit: {e}"))?;
+    let _ = permit.release().await;
+    let rwlock = RwLock::new(redlock, "rw").map_err(|e| format!("rwlock: {e}"))?;
+    let writing = rwlock
+        .write_with(options)
+        .await
+        .map_err(|e| format!("the rwlock's writer: {e}"))?;
+    let _ = writing.release().await;
+    let tree = TreeLock::new(redlock, "t").map_err(|e| format!("tree: {e}"))?;
+    let tree_options = tree
+        .options()
+        .ttl(options.get_ttl())
+        .acquire_timeout(options.get_acquire_timeout());
+    let root = tree
+        .lock_with(["a"], &tree_options)
+        .await
+        .map_err(|e| format!("the tree's root: {e}"))?;
+    let _ = root.release().await;
+    let timeout = options.get_acquire_timeout().unwrap_or_default();
+    let sleep = Duration::from_millis(50);
+    let spin_options = SpinOptions::new()
+        .tries(u32::try_from(timeout.as_millis() / sleep.as_millis()).unwrap_or(u32::MAX))
+        .sleep(sleep)
+        .max_hold(Expiry::After(options.get_ttl()))
+        .node_timeout(Some(NODE_TIMEOUT));
+    let spin = Spinlock::new(redlock, spin_options).map_err(|e| format!("spinlock: {e}"))?;
+    let held = spin
+        .acquire("x")
+        .await
+        .map_err(|e| format!("the spinlock: {e}"))?;
+    let _ = held.release().await;
+    Ok(())
 }
 
 /// Random faults until `deadline`; snapshots are taken now and then, and a
@@ -438,6 +495,23 @@ fn call_bound(options: &LockOptions) -> Duration {
     options.get_acquire_timeout().unwrap_or_default() + NODE_TIMEOUT * 4 + options.get_ttl() / 3
 }
 
+/// Fails the history when a call that started at `asked` took longer than
+/// `bound`.
+fn check_took(world: &Shared, client: usize, what: &str, asked: Instant, bound: Duration) {
+    let took = asked.elapsed();
+    if took > bound {
+        world.borrow_mut().fail(format!(
+            "client {client}: {what} took {took:?} (bound {bound:?})"
+        ));
+    }
+}
+
+/// The longest a spinlock's `acquire` may take: each of its tries a round
+/// and its undo, then its sleep.
+fn spin_bound(options: &SpinOptions) -> Duration {
+    (NODE_TIMEOUT * 2 + options.get_sleep() * 2) * options.get_tries()
+}
+
 async fn client_task(
     client: usize,
     task: usize,
@@ -496,13 +570,7 @@ async fn mutex_step(client: usize, redlock: &Redlock, world: &Shared, rng: &mut 
     } else {
         attempt.await
     };
-    let took = asked.elapsed();
-    if took > call_bound(&options) {
-        world.borrow_mut().fail(format!(
-            "client {client}: a lock call took {took:?} (timeout {:?})",
-            options.get_acquire_timeout()
-        ));
-    }
+    check_took(world, client, "a lock call", asked, call_bound(&options));
     let Ok(mut guard) = guard else { return };
     let id = world
         .borrow_mut()
@@ -551,10 +619,15 @@ async fn permit_step(client: usize, semaphore: &Semaphore, world: &Shared, rng: 
     world
         .borrow_mut()
         .event(("permit asked", client, sets_before, running_before, floor));
-    let granted = semaphore.acquire_with(1, &options).await;
+    // k of n: one permit, or two at once
+    let k = if rng.random_bool(0.25) { 2 } else { 1 };
+    let asked = Instant::now();
+    let granted = semaphore.acquire_with(k, &options).await;
+    check_took(world, client, "a permit call", asked, call_bound(&options));
     let Ok(mut permit) = granted else { return };
-    let slot = permit.slots()[0];
-    world.borrow_mut().event(("permit", client, slot));
+    let slots = permit.slots().to_vec();
+    world.borrow_mut().event(("permit", client, &slots));
+    let slot = slots.iter().copied().max().unwrap_or_default();
     {
         let mut w = world.borrow_mut();
         if running_before == 0 && w.sets_started == sets_before && slot >= floor {
@@ -566,7 +639,12 @@ async fn permit_step(client: usize, semaphore: &Semaphore, world: &Shared, rng: 
         // granted beyond it by a round that started after it returned
         // (strictly after: at the same instant the round may have gone out
         // first).
-        let round_started = permit.leases()[0].started();
+        let round_started = permit
+            .leases()
+            .iter()
+            .map(|lease| lease.started())
+            .min()
+            .unwrap_or_else(Instant::now);
         if let Some((returned, sets)) = w.set_returned {
             if !w.set_failed
                 && w.sets_started == sets
@@ -581,7 +659,7 @@ async fn permit_step(client: usize, semaphore: &Semaphore, world: &Shared, rng: 
             }
         }
     }
-    let resources = vec![format!("{SEMAPHORE}/{slot}")];
+    let resources = slots.iter().map(|s| format!("{SEMAPHORE}/{s}")).collect();
     let id = world
         .borrow_mut()
         .granted(client, resources, permit.remaining());
@@ -643,7 +721,10 @@ async fn resize_step(client: usize, semaphore: &Semaphore, world: &Shared, rng: 
 struct Others {
     rwlock: Option<RwLock>,
     tree: Option<TreeLock>,
+    /// The longest a tree call may take, but for its ttl's share.
+    tree_bound: Duration,
     spin: Option<Spinlock>,
+    spin_bound: Duration,
     latch: Option<Latch>,
 }
 
@@ -658,6 +739,8 @@ impl Others {
         Others {
             rwlock: RwLock::new(redlock, "rw").ok(),
             tree: TreeLock::new(redlock, "t").ok(),
+            tree_bound: call_bound(&redlock.defaults().clone().ttl(Duration::ZERO)),
+            spin_bound: spin_bound(&spin_options),
             spin: Spinlock::new(redlock, spin_options).ok(),
             latch: Latch::new(redlock, LATCH, LATCH_COUNT).ok(),
         }
@@ -670,11 +753,13 @@ async fn rwlock_step(client: usize, others: &Others, world: &Shared, rng: &mut S
     let Some(rwlock) = &others.rwlock else { return };
     let options = options(rng).fair(false).local_handoff(false);
     let reader = rng.random_bool(0.5);
+    let asked = Instant::now();
     let granted = if reader {
         rwlock.read_with(&options).await
     } else {
         rwlock.write_with(&options).await
     };
+    check_took(world, client, "an rwlock call", asked, call_bound(&options));
     let Ok(mut guard) = granted else { return };
     let resources = vec!["rw".to_owned()];
     let id = world
@@ -702,11 +787,19 @@ async fn tree_step(client: usize, others: &Others, world: &Shared, rng: &mut Std
     let paths: [&[&str]; 4] = [&["a"], &["a", "b"], &["a", "c"], &["a", "b", "d"]];
     let path = paths[rng.random_range(0..paths.len())];
     let ttl = Duration::from_millis(rng.random_range(200..MAX_TTL.as_millis() as u64));
+    let asked = Instant::now();
     let granted = if rng.random_bool(0.5) {
         tree.try_lock(path, ttl).await
     } else {
         tree.lock(path, ttl).await
     };
+    check_took(
+        world,
+        client,
+        "a tree call",
+        asked,
+        others.tree_bound + ttl / 3,
+    );
     let Ok(guard) = granted else { return };
     let resources = vec![format!("{TREE}{}", path.join("/"))];
     let id = world
@@ -721,7 +814,10 @@ async fn tree_step(client: usize, others: &Others, world: &Shared, rng: &mut Std
 /// sherlock's spinlock on one key: a few tries, a short hold.
 async fn spin_step(client: usize, others: &Others, world: &Shared, rng: &mut StdRng) {
     let Some(spin) = &others.spin else { return };
-    let Ok(guard) = spin.acquire("x").await else {
+    let asked = Instant::now();
+    let granted = spin.acquire("x").await;
+    check_took(world, client, "a spinlock call", asked, others.spin_bound);
+    let Ok(guard) = granted else {
         return;
     };
     let id = world
