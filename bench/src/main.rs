@@ -30,6 +30,9 @@
 //!   (`INFO commandstats`) and overlaps across processes (wall-clock hold intervals).
 //! - D: A and C again with all clients connected through 5 TCP fault proxies, proxy 4
 //!   black-holing (a silent, partitioned node).
+//! - G: the same with proxy 4 adding 20 ms each way (one node far away): the 4 near
+//!   nodes are a quorum, so A and C should cost what they cost through the proxies
+//!   without the fault.
 //! - E: 10,000 held auto-extended quorate locks for `--secs`: extension requests per
 //!   second per node (from each server's `INFO commandstats`), the longest command each
 //!   server ran meanwhile (its `SLOWLOG`) and the client's CPU (from `/proc/self/stat`).
@@ -83,8 +86,8 @@ pub(crate) const C_TASKS: usize = 8;
 pub(crate) const C_HOLD: Duration = Duration::from_millis(1);
 /// Lock + release pairs per contender before any measurement (connections, scripts).
 pub(crate) const WARMUP_PAIRS: usize = 50;
-/// Which proxy black-holes in scenario D.
-pub(crate) const DEAD_NODE: usize = 4;
+/// Which proxy black-holes in scenario D (and is far away in G).
+pub(crate) const FAULTED_NODE: usize = 4;
 /// rslock tuned for contention: retries (bounded) and the upper bound of its random
 /// pause between rounds (rslock sleeps uniformly in `0..delay` whole milliseconds).
 pub(crate) const RSLOCK_TUNED_RETRIES: u32 = 3_000;
@@ -164,6 +167,7 @@ async fn main() -> Result<(), BoxError> {
             }
             'P' => scenario_p::scenario_p(&cluster, &args).await?,
             'D' => scenario_d(&cluster, &args).await?,
+            'G' => scenario_g(&cluster, &args).await?,
             'E' => scenario_e(&cluster, &args).await?,
             other => println!("\n== {other}: unknown scenario"),
         }
@@ -198,8 +202,8 @@ impl Args {
             } else {
                 for c in arg.chars().filter(|c| *c != ',') {
                     let c = c.to_ascii_uppercase();
-                    if !('A'..='E').contains(&c) && c != 'P' {
-                        return Err(format!("unknown scenario `{c}` (A..E, P)"));
+                    if !('A'..='E').contains(&c) && c != 'P' && c != 'G' {
+                        return Err(format!("unknown scenario `{c}` (A..E, G, P)"));
                     }
                     if !scenarios.contains(&c) {
                         scenarios.push(c);
@@ -208,7 +212,7 @@ impl Args {
             }
         }
         if scenarios.is_empty() {
-            scenarios = vec!['A', 'B', 'C', 'P', 'D', 'E'];
+            scenarios = vec!['A', 'B', 'C', 'P', 'D', 'G', 'E'];
         }
         Ok(Args { scenarios, secs })
     }

@@ -98,8 +98,13 @@ pub(crate) async fn scenario_c(set: &Contenders, tag: &str, args: &Args) {
             args.secs.as_secs_f64()
         )
     } else {
+        let fault = if tag == "G" {
+            format!("{} ms away each way", FAR_NODE_DELAY.as_millis())
+        } else {
+            "black-holed".to_owned()
+        };
         format!(
-            "D (C-shape): {C_TASKS} tasks on 1 key, hold {} ms, for {:.1} s, node {DEAD_NODE} black-holed",
+            "{tag} (C-shape): {C_TASKS} tasks on 1 key, hold {} ms, for {:.1} s, node {FAULTED_NODE} {fault}",
             C_HOLD.as_millis(),
             args.secs.as_secs_f64()
         )
