@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::owner::Holder;
+use crate::backend::holder::Holder;
 
 /// What one node answered in one quorum round.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,114 +145,7 @@ impl fmt::Display for Outcomes {
     }
 }
 
-/// A configuration mistake, caught before any request is sent.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// No nodes were given.
-    #[error("no Redis nodes given: a Redlock needs at least one (use 3 or 5 independent nodes)")]
-    NoNodes,
-    /// The same node was given twice, which would let one server cast two votes.
-    #[error("node {0} was given twice: every node must be an independent server")]
-    DuplicateNode(String),
-    /// A node URL that cannot be parsed.
-    #[error("node #{index} has a bad URL `{url}`: {reason}")]
-    BadUrl {
-        /// Position of the node in the list, from 0.
-        index: usize,
-        /// The URL with any password replaced by `***`.
-        url: String,
-        /// What the parser said.
-        reason: String,
-    },
-    /// A `rediss://` URL, but this build has no TLS (quorate-redlock's `tls`
-    /// feature): connecting would silently send everything in plaintext.
-    #[error(
-        "node #{index} `{url}` asks for TLS, but quorate-redlock was built without its `tls` \
-         feature: enable it (it would otherwise connect in plaintext)"
-    )]
-    TlsNotEnabled {
-        /// Position of the node in the list, from 0.
-        index: usize,
-        /// The URL with any password replaced by `***`.
-        url: String,
-    },
-    /// Fewer than a majority of the nodes could be reached and authenticated
-    /// while connecting (see [`RedlockBuilder::lazy`](crate::RedlockBuilder::lazy)
-    /// to start anyway and let them join later).
-    #[error(
-        "only {reachable} of {nodes} nodes could be reached and authenticated within \
-         {waited:?}, {quorum} needed: {problems}"
-    )]
-    Unreachable {
-        /// Nodes connected.
-        reachable: usize,
-        /// Nodes given.
-        nodes: usize,
-        /// The majority needed.
-        quorum: usize,
-        /// How long the connections were waited for.
-        waited: Duration,
-        /// Every unreachable node and why, as `host:port: reason; …`.
-        problems: String,
-    },
-    /// A ttl of zero.
-    #[error("ttl must be positive")]
-    ZeroTtl,
-    /// A ttl so short that the drift allowance leaves no validity at all.
-    #[error("ttl of {ttl:?} leaves no validity after the clock-drift allowance of {drift:?}")]
-    TtlTooShort {
-        /// The ttl asked for.
-        ttl: Duration,
-        /// The drift allowance (ttl × drift_factor + 2 ms).
-        drift: Duration,
-    },
-    /// A ttl above the supported maximum.
-    #[error("ttl of {ttl:?} is above the maximum of {max:?}")]
-    TtlTooLong {
-        /// The ttl asked for.
-        ttl: Duration,
-        /// The largest ttl accepted.
-        max: Duration,
-    },
-    /// A ttl above the Redlock's [`max_ttl`](crate::RedlockBuilder::max_ttl):
-    /// a node that lost its data is quarantined only that long, so a longer
-    /// lease could be forgotten and granted twice.
-    #[error(
-        "ttl of {ttl:?} is above this Redlock's max_ttl of {max_ttl:?} (a node that lost its \
-         data is quarantined for max_ttl; raise RedlockBuilder::max_ttl on every client)"
-    )]
-    TtlAboveMaxTtl {
-        /// The ttl asked for.
-        ttl: Duration,
-        /// The Redlock's max_ttl.
-        max_ttl: Duration,
-    },
-    /// A token that is not 32 hex digits (a permit id or token passed in).
-    #[error("a token must be 32 hex digits")]
-    BadToken,
-    /// The blocking API's runtime could not be started (its thread).
-    #[error("the blocking client's runtime could not be started: {0}")]
-    Runtime(String),
-    /// A drift factor outside `0.0..1.0`.
-    #[error("drift factor {0} must be a finite number in 0.0..1.0")]
-    BadDriftFactor(f64),
-    /// A per-node timeout of zero.
-    #[error("per-node timeout must be positive")]
-    ZeroNodeTimeout,
-    /// A waiter ttl of zero or above [`MAX_TTL`](crate::MAX_TTL).
-    #[error("waiter ttl {0:?} must be positive and at most one year")]
-    BadWaiterTtl(Duration),
-    /// A lock call named no resource.
-    #[error("no resource given")]
-    NoResources,
-    /// A resource name that is empty.
-    #[error("resource #{0} is an empty string")]
-    EmptyResource(usize),
-    /// The same resource named twice in one lock.
-    #[error("resource `{0}` is named twice in one lock")]
-    DuplicateResource(String),
-}
+pub use crate::config_error::ConfigError;
 
 /// Why a lock, extend or release call failed.
 #[derive(Clone, Debug, thiserror::Error)]

@@ -6,11 +6,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::holder::Holder;
+use crate::backend::queue_protocol::queue_keys;
 use crate::backend::{fence_key, MemoryStore, NodeScript, ScriptValue};
 use crate::error::{ConfigError, Error};
 use crate::mutex::Redlock;
-use crate::owner::Holder;
-use crate::queue::queue_keys;
 use crate::quorum::{self, Decide, Reply};
 
 static INSPECT: NodeScript = NodeScript::new(

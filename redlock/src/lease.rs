@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// The largest ttl accepted (one year): far beyond any sane lease, far below
+/// any arithmetic overflow.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The fixed part of the clock-drift allowance: covers timer resolution and
 /// the server's own millisecond rounding of `PX`.
 pub const DRIFT_FLOOR: Duration = Duration::from_millis(2);
@@ -198,7 +202,7 @@ fn valid_until(started: Instant, ttl: Duration, drift: Duration) -> Instant {
     // lease with an absurd ttl from panicking.
     started
         .checked_add(validity)
-        .or_else(|| started.checked_add(crate::options::MAX_TTL))
+        .or_else(|| started.checked_add(crate::lease::MAX_TTL))
         .unwrap_or(started)
 }
 

@@ -47,6 +47,7 @@ mod backend;
 #[cfg(feature = "blocking")]
 pub mod blocking;
 mod client_state;
+mod config_error;
 mod determinism;
 mod error;
 mod guard;
@@ -60,7 +61,6 @@ mod notify_cell;
 mod options;
 mod owner;
 mod pause;
-mod quarantine;
 mod queue;
 mod quorum;
 mod reentry;
@@ -74,6 +74,8 @@ mod verdict;
 mod wait;
 mod watchdog;
 
+pub use backend::holder::{Holder, OWNER_KEY_PREFIX};
+pub use backend::quarantine::{DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
 pub use backend::{FredNode, FredSettings, Node, NodeError, NodeFuture};
 #[cfg(feature = "memory")]
 pub use backend::{MemoryNode, MemorySnapshot};
@@ -83,8 +85,7 @@ pub use inspect::{ForceUnlocked, Inspection, NodeState, NodeView};
 pub use lease::{Lease, Token};
 pub use mutex::{Redlock, RedlockBuilder};
 pub use options::{LockOptions, MAX_TTL};
-pub use owner::{Holder, Owner, OWNER_KEY_PREFIX};
-pub use quarantine::{DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
+pub use owner::Owner;
 pub use release::Release;
 
 /// The seam for primitive and backend authors: what quorate-pool,
@@ -96,13 +97,15 @@ pub use release::Release;
 /// [`Redlock`] methods that belong to the seam (`eval_round`, `adopt`,
 /// `undo`, `watch_releases`) say so in their docs.
 pub mod raw {
+    pub use crate::backend::queue_protocol::{
+        queue_keys, QueueEntry, FAIR_SUFFIX, HEAD_CLAIM, WAKE_CHANNEL_PREFIX,
+    };
     pub use crate::backend::{
         fence_key, AcquireReply, ExtendRequest, MemoryScript, MemoryStore, NodeScript, Released,
         ScriptValue, RELEASE_CHANNEL_PREFIX,
     };
     pub use crate::lease::{drift_for, DRIFT_FLOOR};
     pub use crate::pause::{random_pause, SPLIT_SPREAD};
-    pub use crate::queue::{queue_keys, QueueEntry, FAIR_SUFFIX, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
     pub use crate::seam::ReleaseWatch;
     #[cfg(feature = "memory")]
     pub use crate::twin_check::{

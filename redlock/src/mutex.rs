@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use crate::acquire;
 use crate::announcements::{Notifier, Watch};
+use crate::backend::quarantine::DEFAULT_MAX_TTL;
 use crate::backend::{FredNode, FredSettings, Node};
 use crate::client_state::ClientState;
 use crate::error::{ConfigError, Error, NodeOutcome, Outcomes};
@@ -20,7 +21,6 @@ use crate::metrics;
 use crate::options::{LockOptions, MAX_TTL};
 use crate::owner::Owner;
 use crate::pause::queued_pause;
-use crate::quarantine::DEFAULT_MAX_TTL;
 use crate::queue::{QueuePlace, Tickets};
 use crate::quorum::{self, Decide};
 use crate::wait::WaitPolicy;

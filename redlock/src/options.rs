@@ -2,12 +2,10 @@
 
 use std::time::Duration;
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 use crate::lease::drift_for;
 
-/// The largest ttl accepted (one year): far beyond any sane lease, far below
-/// any arithmetic overflow.
-pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+pub use crate::lease::MAX_TTL;
 
 /// Options for one lock call, or the defaults of a [`Redlock`](crate::Redlock).
 ///

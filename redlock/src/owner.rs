@@ -13,13 +13,11 @@ use rand::Rng;
 
 use futures::FutureExt;
 
+use crate::backend::holder::OWNER_KEY_PREFIX;
 use crate::backend::{MemoryStore, Node, NodeScript, ScriptValue};
 use crate::determinism::wall_clock;
 use crate::quorum::{self, Decide};
 use crate::server_clock::ServerClock;
-
-/// Where a client's description lives on every node.
-pub const OWNER_KEY_PREFIX: &str = "quorate:owner:";
 
 /// How long a description lives without its client refreshing it.
 pub(crate) const OWNER_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -171,74 +169,6 @@ impl fmt::Display for Owner {
     }
 }
 
-/// The client holding a lock: the first half of its token (which is its
-/// client id) and the description it recorded, if the node still has it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Holder {
-    /// The holder's client id: 16 hex digits ([`Owner::client_id`](crate::Owner::client_id)).
-    pub client: String,
-    /// Its description ([`Owner`](crate::Owner)'s `Display`), `None` when
-    /// unknown (a client of an older version, or a description expired).
-    pub owner: Option<String>,
-}
-
-impl Holder {
-    /// A holder as [`holder_of`](Self::LUA) reports it (`'id description'`,
-    /// `'id'`, or `nil` for a value that is not a token).
-    pub fn from_script(value: &ScriptValue) -> Option<Holder> {
-        let text = value.as_str()?;
-        let (client, owner) = match text.split_once(' ') {
-            Some((client, owner)) => (client, Some(owner.to_owned())),
-            None => (text, None),
-        };
-        is_client_id(client).then(|| Holder {
-            client: client.to_owned(),
-            owner,
-        })
-    }
-
-    /// The Lua function `holder_of(value)` that every granting script (and
-    /// inspect) has, so that a refusal names its holder without another
-    /// request: [`NodeScript`]s marked
-    /// [`granting`](NodeScript::granting) get it prepended.
-    pub const LUA: &'static str = include_str!("../scripts/holder.lua");
-}
-
-impl fmt::Display for Holder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.owner {
-            Some(owner) => write!(f, "{owner} [client {}]", self.client),
-            None => write!(f, "client {} (no description recorded)", self.client),
-        }
-    }
-}
-
-/// Whether `text` is a client id: 16 hex digits.
-fn is_client_id(text: &str) -> bool {
-    text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-impl MemoryStore {
-    /// `holder_of` (holder.lua) on a memory node: the holder of a key
-    /// whose value is `value`, for the memory twins of granting scripts.
-    pub fn holder_of(&self, value: Option<&[u8]>) -> ScriptValue {
-        let Some(value) = value.filter(|v| v.len() == 32 && v.iter().all(u8::is_ascii_hexdigit))
-        else {
-            return ScriptValue::Nil;
-        };
-        let id = String::from_utf8_lossy(&value[..16]).into_owned();
-        match self.get(&format!("{OWNER_KEY_PREFIX}{id}")) {
-            Some(description) => {
-                let mut text = id.into_bytes();
-                text.push(b' ');
-                text.extend_from_slice(description);
-                ScriptValue::Bytes(text)
-            }
-            None => ScriptValue::Bytes(id.into_bytes()),
-        }
-    }
-}
-
 /// The host name, from the kernel or the environment.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -253,42 +183,6 @@ fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_lua_and_the_memory_twin_read_owners_under_the_same_prefix() {
-        assert!(Holder::LUA.contains(&format!("'{OWNER_KEY_PREFIX}' .. id")));
-    }
-
-    #[test]
-    fn a_holder_reads_back_from_its_script_reply() {
-        let mut store = MemoryStore::default();
-        let token = "00000000000000aa0123456789abcdef";
-        assert_eq!(store.holder_of(Some(b"q:member")), ScriptValue::Nil);
-        assert_eq!(store.holder_of(None), ScriptValue::Nil);
-        let bare = Holder::from_script(&store.holder_of(Some(token.as_bytes())));
-        assert_eq!(
-            bare,
-            Some(Holder {
-                client: "00000000000000aa".into(),
-                owner: None
-            })
-        );
-        store.set(
-            &format!("{OWNER_KEY_PREFIX}00000000000000aa"),
-            b"billing (host h, pid 1, id x)",
-            None,
-        );
-        let described =
-            Holder::from_script(&store.holder_of(Some(token.as_bytes()))).expect("holder");
-        assert_eq!(
-            described.owner.as_deref(),
-            Some("billing (host h, pid 1, id x)")
-        );
-        assert_eq!(
-            Holder::from_script(&ScriptValue::Bytes(b"nothex".to_vec())),
-            None
-        );
-    }
 
     #[test]
     fn a_description_names_the_label_host_and_process() {

@@ -72,7 +72,7 @@ impl<T> Round<T> {
                 node: node.name().to_owned(),
                 outcome: match reply {
                     Reply::Answered(t) => describe(t),
-                    Reply::Failed(e) => match crate::quarantine::left(e) {
+                    Reply::Failed(e) => match crate::backend::quarantine::left(e) {
                         Some(remaining) => NodeOutcome::Quarantined { remaining },
                         None => NodeOutcome::Error(e.clone()),
                     },

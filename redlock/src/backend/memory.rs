@@ -13,8 +13,8 @@ use super::{
     fence_key, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript, QueueEntry,
     Released, ScriptValue, HEAD_CLAIM,
 };
-use crate::owner::Holder;
-use crate::quarantine::{MemoryMarker, DEFAULT_MAX_TTL};
+use crate::backend::holder::Holder;
+use crate::backend::quarantine::{MemoryMarker, DEFAULT_MAX_TTL};
 
 /// An in-memory node: for unit tests, users' own tests, deterministic fault
 /// simulation and the demo when no Redis is at hand. Clones share state.
@@ -138,7 +138,7 @@ impl MemoryNode {
         let mut state = self.lock_state();
         state.store.begin();
         let mut keys = state.store.key_names();
-        keys.retain(|k| !k.starts_with(crate::owner::OWNER_KEY_PREFIX));
+        keys.retain(|k| !k.starts_with(crate::backend::holder::OWNER_KEY_PREFIX));
         keys
     }
 
@@ -168,7 +168,7 @@ impl MemoryNode {
         state
             .store
             .ttl(key)
-            .map(|left| left.unwrap_or(crate::options::MAX_TTL))
+            .map(|left| left.unwrap_or(crate::lease::MAX_TTL))
     }
 
     /// Sets `key` to `value` with an optional ttl (as `SET key value PX`),

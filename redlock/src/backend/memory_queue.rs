@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::memory_store::{expires_at, MemoryStore};
-use crate::queue::{QueueEntry, FAIR_SUFFIX};
+use crate::backend::queue_protocol::{QueueEntry, FAIR_SUFFIX};
 
 /// One queued waiter.
 #[derive(Debug, Clone)]

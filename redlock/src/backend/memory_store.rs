@@ -113,7 +113,7 @@ impl NodeClock {
 /// `now + ttl`, saturating where a hand-made absurd ttl would overflow.
 pub(crate) fn expires_at(now: Instant, ttl: Duration) -> Instant {
     now.checked_add(ttl)
-        .unwrap_or_else(|| now + crate::options::MAX_TTL)
+        .unwrap_or_else(|| now + crate::lease::MAX_TTL)
 }
 
 impl MemoryStore {

@@ -7,19 +7,22 @@
 //! See ARCHITECTURE.md, "Backends", for how this fits the whole.
 
 mod fred;
+pub(crate) mod holder;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "memory")]
 mod memory_queue;
 mod memory_store;
+pub(crate) mod quarantine;
+pub(crate) mod queue_protocol;
 mod script;
 
 pub use self::fred::{FredNode, FredSettings};
 #[cfg(feature = "memory")]
 pub use self::memory::{MemoryNode, MemorySnapshot};
 pub use self::memory_store::{MemoryScript, MemoryStore};
+pub(crate) use self::queue_protocol::{QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
 pub use self::script::{NodeScript, ScriptValue};
-pub(crate) use crate::queue::{QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
 
 use std::fmt;
 use std::time::Duration;
@@ -27,7 +30,7 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::broadcast;
 
-use crate::owner::Holder;
+use self::holder::Holder;
 
 /// Releases are announced on this channel prefix plus the key.
 pub const RELEASE_CHANNEL_PREFIX: &str = "quorate:released:";

@@ -86,8 +86,8 @@ impl NodeScript {
             if self.granting {
                 format!(
                     "{}{}{}",
-                    crate::quarantine::QUARANTINE_LUA,
-                    crate::owner::Holder::LUA,
+                    crate::backend::quarantine::QUARANTINE_LUA,
+                    crate::backend::holder::Holder::LUA,
                     self.lua
                 )
             } else {

@@ -17,12 +17,12 @@ use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{remaining_from_pttl, Link};
+use crate::backend::holder::Holder;
+use crate::backend::queue_protocol::queue_keys;
 use crate::backend::{
     ttl_millis, AcquireReply, NodeError, NodeFuture, NodeScript, ScriptValue, HEAD_CLAIM,
     RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
 };
-use crate::owner::Holder;
-use crate::queue::queue_keys;
 
 static BATCH: NodeScript = NodeScript::new(
     "batch",

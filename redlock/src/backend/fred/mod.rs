@@ -23,10 +23,10 @@ use super::{
     fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript,
     QueueEntry, Released, ScriptValue, HEAD_CLAIM, RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
 };
-use crate::error::ConfigError;
-use crate::owner::Holder;
-use crate::quarantine::{self, DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
-use crate::queue::with_queue_keys;
+use crate::backend::holder::Holder;
+use crate::backend::quarantine::{self, DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
+use crate::backend::queue_protocol::with_queue_keys;
+use crate::config_error::ConfigError;
 use batch::{acquire_one, Batcher};
 
 static ACQUIRE: NodeScript = NodeScript::new(

@@ -31,7 +31,7 @@
 
 use std::time::Duration;
 
-use crate::backend::NodeError;
+use super::NodeError;
 
 /// The marker key every node keeps (no ttl): `<why>:<ms>:<run_id>`, with
 /// `why` `fresh` when declared fresh, `lost` or `restarted` when a
@@ -47,7 +47,7 @@ pub const QUARANTINE_KEY: &str = "quorate:quarantine";
 pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(60);
 
 /// The Lua prelude of granting scripts.
-pub(crate) const QUARANTINE_LUA: &str = include_str!("../scripts/quarantine.lua");
+pub(crate) const QUARANTINE_LUA: &str = include_str!("../../scripts/quarantine.lua");
 
 /// The error a granting script answers on a quarantined node, then the ms left.
 const REFUSAL: &str = "QUORATE_QUARANTINED ";
