@@ -16,7 +16,9 @@
 //! Scenarios:
 //! - A: one task, one key, uncontended lock + release pairs (up to 2,000, at most `--secs`
 //!   of each library's own time; the libraries take turns, 20 pairs at a time, so machine
-//!   noise falls on all alike): p50/p99 of the lock call and of the pair, pairs/s.
+//!   noise falls on all alike): p50/p99 of the lock call and of the pair, pairs/s, and
+//!   the benchmark process's context switches per pair (all its threads, from
+//!   `/proc/self/task/*/status`: what the pairs' task hops between threads cost).
 //! - B: 64 tasks on 64 distinct keys for `--secs`: pairs/s in total, failed lock calls.
 //! - C: 8 tasks on one key, each holding 1 ms then releasing, for `--secs`:
 //!   acquisitions/s, p50/p99 wait (lock call start to grant), lock calls that failed
@@ -254,6 +256,27 @@ pub(crate) fn load_average() -> String {
             .join(" "),
         Err(e) => format!("unknown ({e})"),
     }
+}
+
+/// Context switches of this process so far, voluntary and not, summed over
+/// its threads (`/proc/self/task/*/status`; 0 where that is not readable):
+/// each is a thread going to sleep or being put aside, which is what a task
+/// hop between threads costs.
+pub(crate) fn context_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 // ---------------------------------------------------------------------------------------

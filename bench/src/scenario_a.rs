@@ -8,6 +8,8 @@ pub(crate) struct PairsRun {
     pub(crate) pair: Vec<Duration>,
     pub(crate) failures: BTreeMap<String, usize>,
     pub(crate) elapsed: Duration,
+    /// Context switches of the whole process during these pairs.
+    pub(crate) switches: u64,
 }
 
 pub(crate) async fn sequential_pairs(
@@ -65,7 +67,9 @@ pub(crate) async fn interleaved_pairs(
             ran = true;
             let key = format!("bench:{tag}:{}", c.library);
             let block = A_BLOCK.min(max_pairs - done);
+            let before = context_switches();
             let part = sequential_pairs(c, &key, block, secs - run.elapsed).await;
+            run.switches += context_switches().saturating_sub(before);
             run.lock.extend(part.lock);
             run.pair.extend(part.pair);
             for (kind, n) in part.failures {
@@ -100,6 +104,7 @@ pub(crate) async fn scenario_a(set: &Contenders, tag: &str, args: &Args) {
         ),
         &[
             "pairs", "failed", "lock p50", "lock p99", "pair p50", "pair p99", "pairs/s",
+            "switches/pair",
         ],
         &["lock p50", "lock p99", "pairs/s"],
         &rows,
@@ -122,6 +127,7 @@ pub(crate) fn pairs_row(c: &Contender, run: &PairsRun) -> Row {
             fmt_ms(percentile(&run.pair, 0.50)),
             fmt_ms(percentile(&run.pair, 0.99)),
             format!("{rate:.0}"),
+            format!("{:.1}", run.switches as f64 / run.pair.len().max(1) as f64),
         ],
         keys: vec![ms(lock_p50), ms(percentile(&run.lock, 0.99)), rate],
     }

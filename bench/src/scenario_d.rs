@@ -56,7 +56,10 @@ async fn one_node_faulted(
             "{letter} (A-shape): uncontended pairs, node {FAULTED_NODE} {what} (up to {A_PAIRS} pairs, at most {:.1} s)",
             args.secs.as_secs_f64()
         ),
-        &["pairs", "failed", "lock p50", "lock p99", "pair p50", "pair p99", "pairs/s"],
+        &[
+            "pairs", "failed", "lock p50", "lock p99", "pair p50", "pair p99", "pairs/s",
+            "switches/pair",
+        ],
         &["lock p99", "pairs/s"],
         &rows,
         &notes,
