@@ -72,6 +72,7 @@ mod twin_check;
 mod undo;
 mod verdict;
 mod wait;
+mod waiter;
 mod watchdog;
 
 pub use backend::holder::{Holder, OWNER_KEY_PREFIX};

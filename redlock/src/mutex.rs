@@ -6,24 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::Instrument;
 
-use crate::acquire;
-use crate::announcements::{Notifier, Watch};
+use crate::announcements::Notifier;
 use crate::backend::quarantine::DEFAULT_MAX_TTL;
 use crate::backend::{FredNode, FredSettings, Node};
 use crate::client_state::ClientState;
 use crate::error::{ConfigError, Error, NodeOutcome, Outcomes};
 use crate::guard::LockGuard;
-use crate::handoff::HandoffSlot;
 use crate::lease::Lease;
 use crate::metrics;
 use crate::options::{LockOptions, MAX_TTL};
 use crate::owner::Owner;
-use crate::pause::queued_pause;
-use crate::queue::{QueuePlace, Tickets};
+use crate::queue::Tickets;
 use crate::quorum::{self, Decide};
 use crate::wait::WaitPolicy;
+use crate::waiter::Waiter;
 use crate::watchdog::Watchdog;
 
 /// A distributed mutex over N independent Redis-protocol nodes (the Redlock
@@ -441,175 +438,15 @@ impl Redlock {
             }
         }
         let policy = WaitPolicy::new(options, called);
-        let deadline = policy.deadline();
         let span = tracing::debug_span!("quorate.acquire", resource = %keys.join(","), attempt = tracing::field::Empty);
-        if options.get_local_handoff() && !options.get_fair() {
-            // the lock of a guard of this process dropped a moment ago
-            let min_remaining = options.get_ttl() / 2;
-            if let Some(guard) = self
-                .inner
-                .handoffs
-                .take_lingering(&keys, None, min_remaining)
-            {
-                return Ok(handed_over(&span, guard, options));
-            }
+        if let Some(guard) = Waiter::lingering(self, &keys, options, &span) {
+            return Ok(guard);
         }
-        // Bounded-round calls skip the local queue: waiting in it is not a
-        // round. Unlike the primitives' driver, a mutex call that runs out of
-        // time there returns `Taken` without a round: its queue's head is
-        // contending on the servers right now, so the answer is known.
-        let local_turn = match (policy.queues_locally(), deadline) {
-            (false, _) => None,
-            (true, None) => Some(self.inner.local.turn(&keys).await),
-            (true, Some(deadline)) => {
-                match tokio::time::timeout_at(deadline, self.inner.local.turn(&keys)).await {
-                    Ok(turn) => Some(turn),
-                    Err(_) => {
-                        return Err(Error::Taken {
-                            resource: keys[0].clone(),
-                            outcomes: Outcomes::default(),
-                        })
-                    }
-                }
-            }
-        };
-        let ticket = self.inner.tickets.ticket();
-        let mut handoff = local_turn
-            .as_ref()
-            .filter(|_| options.get_local_handoff())
-            .map(|_| {
-                let min_remaining = options.get_ttl() / 2;
-                self.inner
-                    .handoffs
-                    .wait(&keys, min_remaining, ticket, options.get_fair())
-            });
-        let node_timeout = options.effective_node_timeout();
-        // Calls bounded in rounds (try_lock, spinlocks) poll at the retry
-        // delay instead of queueing: a place in line is no use to them.
-        let queues = policy.queues_locally();
-        // Our place in the servers' queues, once we queue.
-        let mut place: Option<QueuePlace> = None;
-        let join_queue = || {
-            let entry =
-                self.inner
-                    .tickets
-                    .entry(ticket, options.get_waiter_ttl(), options.get_fair());
-            QueuePlace::new(entry, &self.inner.nodes, &keys, node_timeout)
-        };
-        let mut turn: Option<Watch> = None;
-        let contended = self.inner.tickets.recently_contended(&keys);
-        if queues && (options.get_fair() || contended) {
-            // fair: even the first round takes its place in the queue; so
-            // does a call for keys this client recently found taken
-            turn = Some(self.inner.notifier.await_turn(&keys, node_timeout).await);
-            place = Some(join_queue());
-        }
-        let majority = u64::try_from(self.inner.quorum).unwrap_or(u64::MAX);
-        let mut attempts = 0u32;
-        loop {
-            attempts = attempts.saturating_add(1);
-            span.record("attempt", attempts);
-            if let Some(turn) = turn.as_mut() {
-                turn.mark_seen();
-            }
-            if let Some(slot) = handoff.as_mut() {
-                // Held by a guard of this process: no round can win; wait
-                // for the hand-off, or for that guard to end.
-                if let Some(guard) = slot.while_held_here(deadline).await {
-                    return Ok(handed_over(&span, guard, options));
-                }
-            }
-            // A fresh token per round: whatever a failed round left behind
-            // (or its undo, arriving late) can never be mistaken for this one.
-            let token = self.fresh_token();
-            if let Some(place) = place.as_mut() {
-                // cancelled from here on, the call still leaves the queues
-                place.sent();
-            }
-            let entry = place.as_ref().map(|p| &p.entry);
-            let attempt = acquire::attempt(&self.inner, &keys, token, options, entry)
-                .instrument(span.clone());
-            let result = match unless_handed_over(&mut handoff, attempt).await {
-                Ok(result) => result,
-                Err(guard) => return Ok(handed_over(&span, guard, options)),
-            };
-            let refused = match result {
-                Ok(granted) => {
-                    let lease = granted.lease;
-                    tracing::debug!(parent: &span, remaining_ms = lease.remaining().as_millis() as u64, "granted");
-                    if let Some(place) = place.as_mut() {
-                        place.granted(&granted.granting);
-                    }
-                    // the next local waiter becomes head and contends
-                    drop(handoff);
-                    drop(local_turn);
-                    let next = granted.next_waiter;
-                    return Ok(LockGuard::new(self.clone(), keys, lease, options, next));
-                }
-                Err(refused) => refused,
-            };
-            let error = refused.error;
-            if matches!(error, Error::Taken { .. }) {
-                self.inner.tickets.mark_contended(&keys);
-            }
-            tracing::debug!(parent: &span, %error, "round failed");
-            if policy.attempts_spent(attempts) {
-                return Err(error);
-            }
-            if queues && place.is_none() && matches!(error, Error::Taken { .. }) {
-                // Listen for our turn, then retry at once as a queued
-                // waiter (which takes our place in the queues): a release
-                // between the round and the listening is not missed.
-                turn = Some(self.inner.notifier.await_turn(&keys, node_timeout).await);
-                place = Some(join_queue());
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(error);
-                }
-                continue;
-            }
-            let pause = if place.is_some() && matches!(error, Error::Taken { .. }) {
-                queued_pause(options, error.outcomes(), refused.at_head)
-            } else {
-                options.retry_pause(error.outcomes())
-            };
-            let woken = async {
-                match turn.as_mut() {
-                    Some(turn) => turn.turn_came(majority, node_timeout).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let wait = policy.pause(pause, woken);
-            match unless_handed_over(&mut handoff, wait).await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(guard) => return Ok(handed_over(&span, guard, options)),
-            }
-            if policy.is_past_deadline() {
-                return Err(error);
-            }
-        }
+        Waiter::start(self, keys, options, policy, span)
+            .await?
+            .run()
+            .await
     }
-}
-
-/// `work`, unless a lock is handed over first (then `work` is dropped).
-async fn unless_handed_over<T>(
-    slot: &mut Option<HandoffSlot>,
-    work: impl std::future::Future<Output = T>,
-) -> Result<T, LockGuard> {
-    match slot {
-        None => Ok(work.await),
-        Some(slot) => tokio::select! {
-            biased;
-            guard = slot.handed_over() => Err(guard),
-            output = work => Ok(output),
-        },
-    }
-}
-
-fn handed_over(span: &tracing::Span, guard: LockGuard, options: &LockOptions) -> LockGuard {
-    let guard = guard.taken_over(options);
-    tracing::debug!(parent: span, remaining_ms = guard.remaining().as_millis() as u64, "handed over");
-    guard
 }
 
 /// A lease of `ttl` must not outlive the quarantine of a node that forgot it.
