@@ -9,13 +9,17 @@
 //! plus the median offset.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-/// Each node's clock minus this client's, in microseconds.
+/// Each node's clock minus this client's, in microseconds, and their
+/// median, kept up to date as answers come in (every ticket reads it; an
+/// answer comes every few hours).
 #[derive(Debug, Default)]
 pub(crate) struct ServerClock {
     offsets: Mutex<BTreeMap<String, i64>>,
+    median: AtomicI64,
 }
 
 impl ServerClock {
@@ -25,23 +29,23 @@ impl ServerClock {
     /// tell.
     pub(crate) fn observe(&self, node: &str, server: i64, sent: Duration, answered: Duration) {
         let midpoint = (micros(sent) + micros(answered)) / 2;
-        self.offsets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(node.to_owned(), server - midpoint);
+        let mut offsets = self.offsets.lock().unwrap_or_else(PoisonError::into_inner);
+        offsets.insert(node.to_owned(), server - midpoint);
+        let mut sorted: Vec<i64> = offsets.values().copied().collect();
+        sorted.sort_unstable();
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+        };
+        self.median.store(median, Ordering::Relaxed);
     }
 
     /// The median of the nodes' offsets (µs), 0 before any answered: a
     /// minority of nodes with wrong clocks does not move it far.
     pub(crate) fn offset(&self) -> i64 {
-        let offsets = self.offsets.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut sorted: Vec<i64> = offsets.values().copied().collect();
-        sorted.sort_unstable();
-        match sorted.len() {
-            0 => 0,
-            n if n % 2 == 1 => sorted[n / 2],
-            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
-        }
+        self.median.load(Ordering::Relaxed)
     }
 
     /// Now on the servers' clock, in µs since the Unix epoch.
