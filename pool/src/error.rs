@@ -150,6 +150,14 @@ pub enum PoolError {
 }
 
 impl PoolError {
+    /// Bad input or options: no wait or retry changes the answer.
+    pub(crate) fn is_final(&self) -> bool {
+        matches!(
+            self,
+            PoolError::InvalidConfig(_) | PoolError::InvalidRequest(_)
+        )
+    }
+
     /// Who holds what was in the way, for [`Unavailable`](Self::Unavailable):
     /// the client most nodes named for the first candidate each found
     /// taken ([`Outcomes::holder`]).

@@ -73,12 +73,15 @@ pub(crate) async fn acquire(
                 allocate::attempt(redlock, &groups, options, rounds).await
             }
         },
-        |error| match error {
-            PoolError::InvalidConfig(_) | PoolError::InvalidRequest(_) => Retry::GiveUp,
-            _ => Retry::After {
-                pause: pause(error, options, mode),
-                watch: watch.clone(),
-            },
+        |error| {
+            if error.is_final() {
+                Retry::GiveUp
+            } else {
+                Retry::After {
+                    pause: pause(error, options, mode),
+                    watch: watch.clone(),
+                }
+            }
         },
     )
     .await

@@ -193,12 +193,15 @@ impl Semaphore {
             policy,
             None,
             |_| size.read(redlock),
-            |error| match error {
-                PoolError::InvalidConfig(_) | PoolError::InvalidRequest(_) => Retry::GiveUp,
-                _ => Retry::After {
-                    pause: options.get_retry_delay(),
-                    watch: None,
-                },
+            |error| {
+                if error.is_final() {
+                    Retry::GiveUp
+                } else {
+                    Retry::After {
+                        pause: options.get_retry_delay(),
+                        watch: None,
+                    }
+                }
             },
         )
         .await?;
