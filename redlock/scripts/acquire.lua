@@ -4,14 +4,16 @@
 -- KEYS: the n lock keys; with fencing their n fence counters (no ttl, they only grow); then
 -- their n queues and n queue deadlines (queue.lua).
 -- Any existing key refuses (even one with our own token: every round uses a fresh token, so
--- such a key is the leftover of a round being undone), except a claim for this waiter. A
+-- such a key is the leftover of a round being undone), except a grant to this waiter (its
+-- grant token, queue.lua), which the round takes over. A
 -- queued waiter that is refused is added to (or refreshed in) every key's queue. A free key is
 -- refused to anyone behind a fair waiter (a caller that does not queue is behind every
 -- waiter), and to a fair waiter behind anyone.
 -- Returns {1, fence or -1, the next waiter's ticket or -1, the next fair waiter's ticket or -1}
--- or {0, i, pttl, rank or -1, holder}: the first refusing key (1-based), its remaining ttl (-1
--- no expiry, -2 free but queued behind), our place in its queue (0 = head) and its holder
--- (holder_of, prepended).
+-- or {0, i, pttl, rank or -1, holder[, deadline]}: the first refusing key (1-based), its
+-- remaining ttl (-1 no expiry, -2 free but queued behind), our place in its queue (0 = head),
+-- its holder (holder_of, prepended) and, for a queued waiter, the deadline its entry now has
+-- (a later grant's wake-up names it: queue.lua).
 local token, ttl = ARGV[1], ARGV[2]
 local fenced = ARGV[3] == '1'
 local member = ARGV[4]
@@ -21,7 +23,7 @@ local parts = 3
 if fenced then parts = parts + 1 end
 local n = #KEYS / parts
 local q0 = fenced and 2 * n or n
-local mine = 'q:' .. member
+local mine = queued and grant_of(member)
 local now = queued and server_ms() or 0
 
 -- Whether a waiter this caller must let go first is queued for key i.
@@ -65,7 +67,8 @@ if refused then
   for i = 1, n do
     enqueue(KEYS[q0 + i], KEYS[q0 + n + i], member, ticket, lifetime, now)
   end
-  return {0, refused, pttl, redis.call('ZRANK', KEYS[q0 + refused], member), holder}
+  return {0, refused, pttl, redis.call('ZRANK', KEYS[q0 + refused], member), holder,
+    now + lifetime}
 end
 
 local next_ticket, next_fair = -1, -1

@@ -1,10 +1,15 @@
 -- The waiter queue of a lock key (prepended to acquire.lua, release.lua and batch.lua; see
 -- redlock/src/queue.rs). Per key two sorted sets, passed in KEYS: the queue (member = waiter,
--- '<client id>:<sequence>', plus ':f' for a fair waiter; score = the waiter's ticket, its lock call's start in microseconds
--- on the servers' clock as the waiter reads it, so every node orders the same waiters alike)
--- and the entries' deadlines (score = this server's time in ms). A waiter that stops refreshing its entry drops out.
--- A release passes the key to the queue's head: the key holds 'q:<member>' for a short claim,
--- and the head's client is woken on 'quorate:wake:<client id>' with the key as message.
+-- '<client id>:<grant token>:<ttl ms>', plus ':f' for a fair waiter; score = the waiter's
+-- ticket, its lock call's start in microseconds on the servers' clock as the waiter reads it,
+-- so every node orders the same waiters alike) and the entries' deadlines (score = this
+-- server's time in ms). A waiter that stops refreshing its entry drops out.
+-- A release grants the key to the queue's head: the key holds the head's grant token for its
+-- ttl, but no longer than its entry would have lived (a crashed head blocks no longer than
+-- that); the head leaves the queue, and its client is woken on 'quorate:wake:<client id>'
+-- with '<entry deadline> <grant token> <key>'. The head counts the grant as held when the
+-- deadline is the one its latest refused round set here: then the grant came after that round
+-- reached this node, so the key lives at least min(ttl, lifetime) from that round's start.
 
 local function server_ms()
   local t = redis.call('TIME')
@@ -45,6 +50,16 @@ local function head(queue)
   return first[1], tonumber(first[2])
 end
 
+-- The grant token and ttl (ms) a release gives the waiter `member` ('q:<member>' and 0 for a
+-- member without them: a claim its round takes over, which nobody counts as held).
+local function grant_of(member)
+  local token, ttl = string.match(member, '^[^:]*:(%x+):(%d+)')
+  if not token or #token ~= 32 then
+    return 'q:' .. member, 0
+  end
+  return token, tonumber(ttl)
+end
+
 -- Adds (or refreshes) a waiter; the queue keys live as long as their longest entry.
 local function enqueue(queue, expiry, member, ticket, lifetime, now)
   redis.call('ZADD', queue, 'NX', ticket, member)
@@ -56,16 +71,23 @@ local function enqueue(queue, expiry, member, ticket, lifetime, now)
   end
 end
 
--- After the holder's delete: claim the key for the head for claim_ms and wake its client,
--- or delete the key when nobody waits. Returns 1 when a head was woken.
+-- After the holder's delete: grant the key to the head (for at least claim_ms) and wake its
+-- client, or delete the key when nobody waits. Returns 1 when a head was woken.
 -- (Without a queue, the common case, it costs one EXISTS more than a plain delete.)
 local function pass_on(key, queue, expiry, claim_ms, wake_prefix)
   if redis.call('EXISTS', queue) == 1 then
-    prune(queue, expiry, server_ms())
+    local now = server_ms()
+    prune(queue, expiry, now)
     local member = head(queue)
     if member then
-      redis.call('SET', key, 'q:' .. member, 'PX', claim_ms)
-      redis.call('PUBLISH', wake_prefix .. string.match(member, '^[^:]*'), key)
+      local token, ttl = grant_of(member)
+      local deadline = tonumber(redis.call('ZSCORE', expiry, member))
+      local ms = math.max(math.min(ttl, deadline - now), claim_ms)
+      redis.call('SET', key, token, 'PX', ms)
+      redis.call('ZREM', queue, member)
+      redis.call('ZREM', expiry, member)
+      redis.call('PUBLISH', wake_prefix .. string.match(member, '^[^:]*'),
+        string.format('%.0f', deadline) .. ' ' .. token .. ' ' .. key)
       return 1
     end
   end

@@ -31,13 +31,23 @@ pub(crate) struct Granted {
 pub(crate) struct Refused {
     pub error: Error,
     pub at_head: bool,
+    /// When the round was sent.
+    pub started: Instant,
+    /// Per node, for a queued round it refused: the deadline our entry got
+    /// there (a grant naming it came after this round reached the node).
+    pub deadlines: Vec<Option<u64>>,
+    /// Per node: whether it granted (this round is being undone there).
+    pub granted_on: Vec<bool>,
 }
 
-impl From<Error> for Refused {
-    fn from(error: Error) -> Self {
+impl Refused {
+    fn new(error: Error, started: Instant) -> Self {
         Refused {
             error,
             at_head: false,
+            started,
+            deadlines: Vec::new(),
+            granted_on: Vec::new(),
         }
     }
 }
@@ -84,7 +94,7 @@ pub(crate) async fn attempt(
                 Ok(fence) => lease = lease.with_fence(fence),
                 Err(error) => {
                     undo.send().await;
-                    return Err(error.into());
+                    return Err(Refused::new(error, started));
                 }
             }
         }
@@ -124,7 +134,7 @@ pub(crate) async fn attempt(
             });
         }
         undo.send().await;
-        return Err(Error::Expired.into());
+        return Err(Refused::new(Error::Expired, started));
     }
 
     let refused: Vec<bool> = round
@@ -175,7 +185,26 @@ pub(crate) async fn attempt(
             outcomes,
         }
     };
-    Err(Refused { error, at_head })
+    let deadlines = round
+        .replies
+        .iter()
+        .map(|r| match r {
+            Reply::Answered(AcquireReply::Taken { deadline, .. }) => *deadline,
+            _ => None,
+        })
+        .collect();
+    let granted_on = round
+        .replies
+        .iter()
+        .map(|r| matches!(r, Reply::Answered(AcquireReply::Granted { .. })))
+        .collect();
+    Err(Refused {
+        error,
+        at_head,
+        started,
+        deadlines,
+        granted_on,
+    })
 }
 
 /// The fence: the largest counter among the granting nodes, written back

@@ -18,7 +18,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
-use crate::backend::Node;
+use crate::backend::{Node, QueueGrant};
 use crate::notify_cell::{CellWatcher, NotifyCell};
 
 /// Per Redlock: which keys local waiters watch, fed by every node's
@@ -49,6 +49,8 @@ struct Watched {
     /// Bumped whenever the watcher count drops to zero, so that a lingering
     /// unsubscribe knows whether someone came back meanwhile.
     generation: u64,
+    /// Wake-ups only: the latest grant each node woke us with, by node.
+    grants: BTreeMap<usize, QueueGrant>,
 }
 
 /// The latest announcement of a key.
@@ -120,6 +122,7 @@ impl Notifier {
                         watchers: 0,
                         announced: NotifyCell::new(Announcement::default()),
                         generation: 0,
+                        grants: BTreeMap::new(),
                     }
                 });
                 entry.watchers += 1;
@@ -181,7 +184,7 @@ impl Notifier {
     /// One task per node forwards its announcements to the watchers.
     fn start_dispatch(self: &Arc<Self>) {
         self.dispatching.get_or_init(|| {
-            for node in &self.nodes {
+            for (index, node) in self.nodes.iter().enumerate() {
                 let Some(mut released) = node.releases() else {
                     continue;
                 };
@@ -196,6 +199,9 @@ impl Notifier {
                                         notifier.announce(Kind::Released, &released.key, local);
                                     }
                                     Some(to) if *to == notifier.id => {
+                                        if let Some(grant) = released.grant {
+                                            notifier.record_grant(&released.key, index, grant);
+                                        }
                                         notifier.announce(Kind::Turn, &released.key, false);
                                     }
                                     // another client's turn (in-process nodes tell everyone)
@@ -221,6 +227,13 @@ impl Notifier {
     pub(crate) fn announce_all(&self, keys: &[String]) {
         for key in keys {
             self.announce(Kind::Released, key, true);
+        }
+    }
+
+    /// Remembers the grant node `index` woke a waiter of `key` with.
+    fn record_grant(&self, key: &str, index: usize, grant: QueueGrant) {
+        if let Some(entry) = self.registry(Kind::Turn).get_mut(key) {
+            entry.grants.insert(index, grant);
         }
     }
 
@@ -355,6 +368,19 @@ impl Watch {
                 }
             }
         }
+    }
+
+    /// The latest grant each node woke us with for the first watched key,
+    /// by node (wake-ups only).
+    pub(crate) fn grants(&self) -> BTreeMap<usize, QueueGrant> {
+        let Some(key) = self.keys.first() else {
+            return BTreeMap::new();
+        };
+        self.notifier
+            .registry(self.kind)
+            .get(key)
+            .map(|entry| entry.grants.clone())
+            .unwrap_or_default()
     }
 
     /// Resolves at the next announcement of any watched key; `true` when

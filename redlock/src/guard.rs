@@ -119,20 +119,26 @@ impl LockGuard {
         self.task_hold = Some(holds.record(&self.keys));
     }
 
-    /// The watchdog's id for the lease in `cell`, if `options` auto-extend.
+    /// The watchdog's id for the lease in `cell`, if `options` auto-extend
+    /// or the lease is shorter than the ttl asked for (a grant by the
+    /// waiter queue lasts at most the waiter's entry lifetime): then it is
+    /// extended to the ttl once, a third of the way into it.
     fn watchdog_for(
         redlock: &Redlock,
         keys: &Arc<[String]>,
         cell: &LeaseCell,
         options: &LockOptions,
     ) -> Option<u64> {
-        options.get_auto_extend().then(|| {
+        let auto_extend = options.get_auto_extend();
+        let short = cell.borrow().lease.ttl() < options.get_ttl();
+        (auto_extend || short).then(|| {
             redlock.inner.watchdog.watch(Watched {
                 keys: Arc::clone(keys),
                 ttl: options.get_ttl(),
                 drift_factor: options.get_drift_factor(),
                 node_timeout: options.effective_node_timeout(),
                 cell: Arc::clone(cell),
+                once: !auto_extend,
             })
         })
     }

@@ -99,11 +99,11 @@ pub use release::Release;
 /// `undo`, `watch_releases`) say so in their docs.
 pub mod raw {
     pub use crate::backend::queue_protocol::{
-        queue_keys, QueueEntry, FAIR_SUFFIX, HEAD_CLAIM, WAKE_CHANNEL_PREFIX,
+        grant_of, queue_keys, QueueEntry, FAIR_SUFFIX, HEAD_CLAIM, WAKE_CHANNEL_PREFIX,
     };
     pub use crate::backend::{
-        fence_key, AcquireReply, ExtendRequest, MemoryScript, MemoryStore, NodeScript, Released,
-        ScriptValue, RELEASE_CHANNEL_PREFIX,
+        fence_key, AcquireReply, ExtendRequest, MemoryScript, MemoryStore, NodeScript, QueueGrant,
+        Released, ScriptValue, RELEASE_CHANNEL_PREFIX,
     };
     pub use crate::lease::{drift_for, DRIFT_FLOOR};
     pub use crate::pause::{random_pause, SPLIT_SPREAD};

@@ -13,6 +13,9 @@ use crate::backend::NodeError;
 pub const ACQUIRE_TOTAL: &str = "quorate_acquire_total";
 /// Acquisition rounds sent (several per call under contention).
 pub const ACQUIRE_ROUNDS_TOTAL: &str = "quorate_acquire_rounds_total";
+/// Lock calls granted by the waiter queue: a release gave the key to the
+/// waiting call, which holds it without another round.
+pub const QUEUE_GRANTS_TOTAL: &str = "quorate_queue_grants_total";
 /// Seconds from the lock call to its result, by outcome.
 pub const ACQUIRE_WAIT_SECONDS: &str = "quorate_acquire_wait_seconds";
 /// Seconds a lock was held, from grant to release or drop.
@@ -41,6 +44,10 @@ pub(crate) fn describe() {
     DESCRIBE.call_once(|| {
         describe_counter!(ACQUIRE_TOTAL, "Lock calls by final outcome");
         describe_counter!(ACQUIRE_ROUNDS_TOTAL, "Acquisition rounds sent to the nodes");
+        describe_counter!(
+            QUEUE_GRANTS_TOTAL,
+            "Lock calls granted by the waiter queue without a round"
+        );
         describe_histogram!(
             ACQUIRE_WAIT_SECONDS,
             metrics::Unit::Seconds,
@@ -73,6 +80,10 @@ pub(crate) fn force_unlocked(primitive: &'static str) {
 
 pub(crate) fn acquire_round(primitive: &'static str) {
     counter!(ACQUIRE_ROUNDS_TOTAL, "primitive" => primitive).increment(1);
+}
+
+pub(crate) fn granted_by_queue(primitive: &'static str) {
+    counter!(QUEUE_GRANTS_TOTAL, "primitive" => primitive).increment(1);
 }
 
 pub(crate) fn acquire_done(primitive: &'static str, outcome: &'static str, waited: Duration) {

@@ -6,25 +6,27 @@
 //! *ticket*, the start of its lock call in microseconds on the servers'
 //! clock as the waiter sees it ([`ServerClock`]), the same on every node, so nodes whose queues hold the same waiters
 //! agree on their order, and nodes that missed an entry disagree only about
-//! waiters they never saw. A release claims the key for the queue's head
-//! for [`HEAD_CLAIM`] (others are refused meanwhile) and wakes the head's
-//! client on its own channel; nobody else wakes. An entry lasts its
+//! waiters they never saw. A release grants the key to the queue's head
+//! (its grant token, for its ttl but no longer than its entry would have
+//! lived, at least [`HEAD_CLAIM`]; others are refused meanwhile) and wakes
+//! the head's client on its own channel; nobody else wakes. The head holds
+//! the lock without a round when a majority's grants answer its latest
+//! refused round (`waiter.rs`). An entry lasts its
 //! lifetime ([`LockOptions::waiter_ttl`](crate::LockOptions::waiter_ttl))
 //! unless refreshed (every waiting round refreshes it), so a crashed waiter
 //! leaves the queue by itself.
 //!
 //! Why nobody deadlocks: a key is granted to whoever reaches it free or
-//! claimed for them (and, with `fair(true)`, only if no waiter with a
+//! granted to them (and, with `fair(true)`, only if no waiter with a
 //! smaller ticket is queued there). The waiter with the smallest ticket is
 //! first in every queue it joined, so it is refused only where a holder or
-//! a claim for someone else is, and both expire; a split vote is undone and
+//! a grant to someone else is, and both expire; a split vote is undone and
 //! retried as in plain Redlock. A dead or stalled minority only misses
 //! entries and wake-ups: the head is woken by the first node that answers.
 //!
 //! See ARCHITECTURE.md, "Waiting: three queues, one order", for how this fits the whole.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::backend::queue_protocol::{QueueEntry, FAIR_SUFFIX};
 use crate::backend::Node;
+use crate::lease::Token;
 use crate::quorum::{self, Decide};
 use crate::server_clock::ServerClock;
 
@@ -75,7 +78,6 @@ const CONTENDED_MAX: usize = 4096;
 #[derive(Debug)]
 pub(crate) struct Tickets {
     client: String,
-    next: AtomicU64,
     contended: Mutex<BTreeMap<Arc<[String]>, Instant>>,
     /// The servers' clock, that tickets are read on.
     pub(crate) clock: Arc<ServerClock>,
@@ -85,7 +87,6 @@ impl Tickets {
     pub(crate) fn new(client: &str) -> Self {
         Tickets {
             client: client.to_owned(),
-            next: AtomicU64::new(0),
             contended: Mutex::default(),
             clock: Arc::default(),
         }
@@ -117,13 +118,21 @@ impl Tickets {
         self.clock.now_micros()
     }
 
-    /// A new entry for a lock call with `ticket`.
-    pub(crate) fn entry(&self, ticket: u64, lifetime: Duration, fair: bool) -> QueueEntry {
-        let sequence = self.next.fetch_add(1, Ordering::Relaxed);
+    /// A new entry for a lock call with `ticket`, that a release grants the
+    /// key to with `grant` for `ttl` (see queue.lua).
+    pub(crate) fn entry(
+        &self,
+        ticket: u64,
+        lifetime: Duration,
+        fair: bool,
+        grant: Token,
+        ttl: Duration,
+    ) -> QueueEntry {
         // the servers know a fair waiter by its name (queue.lua's fair_ahead)
         let fair_mark = if fair { FAIR_SUFFIX } else { "" };
+        let (grant, ttl) = (grant.to_hex(), ttl.as_millis());
         QueueEntry {
-            member: format!("{}:{sequence}{fair_mark}", self.client),
+            member: format!("{}:{grant}:{ttl}{fair_mark}", self.client),
             ticket,
             lifetime,
             fair,
@@ -218,10 +227,27 @@ mod tests {
     #[test]
     fn entries_are_ordered_by_call_named_by_client_and_marked_fair() {
         let tickets = Tickets::new("c1");
-        let a = tickets.entry(tickets.ticket(), Duration::from_secs(1), false);
-        let b = tickets.entry(tickets.ticket(), Duration::from_secs(1), true);
-        assert_eq!(a.member, "c1:0");
-        assert_eq!(b.member, "c1:1:f", "a fair entry is marked");
+        let second = Duration::from_secs(1);
+        let a = tickets.entry(
+            tickets.ticket(),
+            second,
+            false,
+            Token::from_hex(&format!("{:032x}", 1)).expect("hex"),
+            second,
+        );
+        let b = tickets.entry(
+            tickets.ticket(),
+            second,
+            true,
+            Token::from_hex(&format!("{:032x}", 2)).expect("hex"),
+            second,
+        );
+        assert_eq!(a.member, format!("c1:{:032x}:1000", 1));
+        assert_eq!(
+            b.member,
+            format!("c1:{:032x}:1000:f", 2),
+            "a fair entry is marked"
+        );
         assert!(a.ticket <= b.ticket);
         assert!(b.fair && !a.fair);
     }

@@ -14,11 +14,15 @@
 //!    deadline), or join the servers' queues and go straight back to 3, or
 //!    pause.
 //! 5. **Pause** ([`Waiter::pause`]): until the turn comes (woken by a
-//!    majority of nodes), the pause ends, or a lock is handed over; then 3.
+//!    majority of nodes), the pause ends, or a lock is handed over; then 3,
+//!    unless the wake-ups were grants ([`Waiter::granted_by_queue`]): a
+//!    majority of nodes gave the key to this waiter after its latest round
+//!    reached them, so it holds the lock without another round.
 //!
 //! Every state can also end with a hand-off from a guard of this process.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -28,11 +32,12 @@ use crate::announcements::Watch;
 use crate::error::Error;
 use crate::guard::LockGuard;
 use crate::handoff::HandoffSlot;
+use crate::lease::{Lease, Token};
 use crate::local_queue::LocalTurn;
 use crate::mutex::Redlock;
 use crate::options::LockOptions;
 use crate::pause::queued_pause;
-use crate::queue::QueuePlace;
+use crate::queue::{NextWaiters, QueuePlace};
 use crate::wait::WaitPolicy;
 
 /// What a refusal leads to.
@@ -41,6 +46,23 @@ enum AfterRefusal {
     RoundNow,
     /// Pause first.
     Pause(Error),
+}
+
+/// How a pause ended.
+enum Resumed {
+    /// Time for another round.
+    Round,
+    /// A guard of this process handed its lock over.
+    HandedOver(LockGuard),
+    /// The nodes granted the key to this waiter.
+    Granted(Granted),
+}
+
+/// What the latest refused round tells about later grants.
+struct LastRefusal {
+    started: Instant,
+    /// Per node: the deadline our entry got there.
+    deadlines: Vec<Option<u64>>,
 }
 
 /// The state of one waiting lock call.
@@ -69,6 +91,14 @@ pub(crate) struct Waiter<'a> {
     /// Whether the last refusal put us first in a node's queue (only the
     /// head waits for the holder's expiry).
     at_head: bool,
+    /// The token a release grants the key to us with (queue.lua).
+    grant: Token,
+    /// The latest refused round, while no later one was sent.
+    last_refusal: Option<LastRefusal>,
+    /// Per node: a round of this call was granted there (and undone), so a
+    /// grant that woke us before it may be gone: grants from that node are
+    /// not counted.
+    took_over: Vec<bool>,
 }
 
 impl<'a> Waiter<'a> {
@@ -148,6 +178,9 @@ impl<'a> Waiter<'a> {
             queues,
             attempts: 0,
             at_head: false,
+            grant: redlock.fresh_token(),
+            last_refusal: None,
+            took_over: vec![false; inner.nodes.len()],
         };
         let contended = inner.tickets.recently_contended(&waiter.keys);
         if queues && (options.get_fair() || contended) {
@@ -168,6 +201,8 @@ impl<'a> Waiter<'a> {
             self.ticket,
             self.options.get_waiter_ttl(),
             self.options.get_fair(),
+            self.grant,
+            self.options.get_ttl(),
         );
         self.place = Some(QueuePlace::new(
             entry,
@@ -187,11 +222,13 @@ impl<'a> Waiter<'a> {
             };
             match self.refused(refused).await? {
                 AfterRefusal::RoundNow => continue,
-                AfterRefusal::Pause(error) => {
-                    if let Some(guard) = self.pause(error).await? {
-                        return Ok(handed_over(&self.span, guard, self.options));
+                AfterRefusal::Pause(error) => match self.pause(error).await? {
+                    Resumed::Round => {}
+                    Resumed::HandedOver(guard) => {
+                        return Ok(handed_over(&self.span, guard, self.options))
                     }
-                }
+                    Resumed::Granted(granted) => return Ok(self.granted(granted)),
+                },
             }
         }
     }
@@ -214,6 +251,8 @@ impl<'a> Waiter<'a> {
         // A fresh token per round: whatever a failed round left behind (or
         // its undo, arriving late) can never be mistaken for this one.
         let token = self.redlock.fresh_token();
+        // grants that answer an earlier round are not ours to count
+        self.last_refusal = None;
         if let Some(place) = self.place.as_mut() {
             // cancelled from here on, the call still leaves the queues
             place.sent();
@@ -245,6 +284,15 @@ impl<'a> Waiter<'a> {
 
     /// State 4: what a refused round leads to.
     async fn refused(&mut self, refused: acquire::Refused) -> Result<AfterRefusal, Error> {
+        for (took, granted) in self.took_over.iter_mut().zip(&refused.granted_on) {
+            *took |= *granted;
+        }
+        if self.place.is_some() {
+            self.last_refusal = Some(LastRefusal {
+                started: refused.started,
+                deadlines: refused.deadlines,
+            });
+        }
         let error = refused.error;
         if matches!(error, Error::Taken { .. }) {
             self.redlock.inner.tickets.mark_contended(&self.keys);
@@ -267,8 +315,8 @@ impl<'a> Waiter<'a> {
     }
 
     /// State 5: until the turn comes, the pause ends or a lock is handed
-    /// over (`Some`); `Err` once past the deadline.
-    async fn pause(&mut self, error: Error) -> Result<Option<LockGuard>, Error> {
+    /// over; `Err` once past the deadline.
+    async fn pause(&mut self, error: Error) -> Result<Resumed, Error> {
         let majority = u64::try_from(self.redlock.inner.quorum).unwrap_or(u64::MAX);
         let node_timeout = self.options.effective_node_timeout();
         let pause = if self.place.is_some() && matches!(error, Error::Taken { .. }) {
@@ -285,15 +333,115 @@ impl<'a> Waiter<'a> {
         };
         let wait = self.policy.pause(pause, woken);
         match unless_handed_over(&mut self.handoff, wait).await {
-            Ok(true) => return Ok(None),
+            Ok(true) => {
+                let granted = unless_handed_over(&mut self.handoff, async {
+                    granted_by_queue(
+                        self.redlock,
+                        &self.keys,
+                        self.options,
+                        self.grant,
+                        self.last_refusal.as_ref(),
+                        &self.took_over,
+                        self.turn.as_mut(),
+                    )
+                    .await
+                })
+                .await;
+                return Ok(match granted {
+                    Ok(Some(granted)) => Resumed::Granted(granted),
+                    Ok(None) => Resumed::Round,
+                    Err(guard) => Resumed::HandedOver(guard),
+                });
+            }
             Ok(false) => {}
-            Err(guard) => return Ok(Some(guard)),
+            Err(guard) => return Ok(Resumed::HandedOver(guard)),
         }
         if self.policy.is_past_deadline() {
             return Err(error);
         }
-        Ok(None)
+        Ok(Resumed::Round)
     }
+}
+
+/// The end of state 5 without a round: a majority of nodes granted the key
+/// to this waiter (its grant token `grant`) while its entry had the deadline
+/// its latest refused round was answered with, i.e. after that round reached
+/// them. Each such key lives at least min(ttl, entry lifetime) from that
+/// round's start (queue.lua's `pass_on`), which is the lease. A release
+/// reaches the nodes at slightly different moments: while a majority can
+/// still match, the wake-ups of the others are awaited for up to the node
+/// timeout. Single-key, unfenced calls only: a fence needs a round, and so
+/// do the other calls (their round takes the grants over).
+async fn granted_by_queue(
+    redlock: &Redlock,
+    keys: &[String],
+    options: &LockOptions,
+    grant: Token,
+    last: Option<&LastRefusal>,
+    took_over: &[bool],
+    turn: Option<&mut Watch>,
+) -> Option<Granted> {
+    if keys.len() != 1 || options.get_fencing() {
+        return None;
+    }
+    let (last, turn) = (last?, turn?);
+    let quorum = redlock.inner.quorum;
+    let token = grant.to_hex();
+    // the nodes whose grant would count: they refused our latest round
+    let counted: Vec<(usize, u64)> = last
+        .deadlines
+        .iter()
+        .enumerate()
+        .filter(|(node, _)| !took_over.get(*node).copied().unwrap_or(true))
+        .filter_map(|(node, deadline)| deadline.map(|d| (node, d)))
+        .collect();
+    if counted.len() < quorum {
+        return None;
+    }
+    let until = Instant::now() + options.effective_node_timeout();
+    let granting = loop {
+        let grants = turn.grants();
+        let granting: Vec<usize> = counted
+            .iter()
+            .filter(|(node, deadline)| {
+                grants
+                    .get(node)
+                    .is_some_and(|g| g.deadline == *deadline && g.token == token)
+            })
+            .map(|(node, _)| *node)
+            .collect();
+        if granting.len() >= quorum {
+            break granting;
+        }
+        if tokio::time::timeout_at(until, turn.released())
+            .await
+            .is_err()
+        {
+            return None;
+        }
+    };
+    // whole milliseconds on the servers (the member's ttl, the entry's
+    // deadline): one less covers the rounding
+    let ttl =
+        Duration::from_millis(u64::try_from(options.get_ttl().as_millis()).unwrap_or(u64::MAX))
+            .min(options.get_waiter_ttl())
+            .saturating_sub(Duration::from_millis(1));
+    let lease = Lease::new(grant, ttl, last.started, options.get_drift_factor());
+    if !lease.is_valid() {
+        return None;
+    }
+    crate::metrics::granted_by_queue(redlock.inner.primitive);
+    Some(Granted {
+        lease,
+        // who waits behind us is unknown: no local hand-off passes anyone
+        next_waiter: NextWaiters {
+            any: Some(0),
+            fair: Some(0),
+        },
+        granting: (0..took_over.len())
+            .map(|n| granting.contains(&n))
+            .collect(),
+    })
 }
 
 /// `work`, unless a lock is handed over first (then `work` is dropped).

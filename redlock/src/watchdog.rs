@@ -53,6 +53,8 @@ pub(crate) struct Watched {
     pub drift_factor: f64,
     pub node_timeout: Duration,
     pub cell: LeaseCell,
+    /// Extend once to `ttl`, then stop (a lease granted shorter than asked).
+    pub once: bool,
 }
 
 enum Command {
@@ -168,7 +170,7 @@ impl Task {
                 let lease = lock.cell.borrow().lease;
                 let entry = Entry {
                     token: lease.token().to_hex(),
-                    next_due: lease.started() + lock.ttl / EXTEND_AT,
+                    next_due: lease.started() + lease.ttl().min(lock.ttl) / EXTEND_AT,
                     lock,
                     in_flight: false,
                 };
@@ -273,6 +275,9 @@ impl Task {
                 if lock.cell.borrow().lease.is_valid() {
                     entry.next_due = settled.started + lock.ttl / EXTEND_AT;
                     metrics::extended(self.primitive, "extended");
+                    if lock.once {
+                        self.entries.remove(id);
+                    }
                     continue;
                 }
             } else {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use quorate_redlock::{FredNode, FredSettings, Holder, MemoryNode, Node, OWNER_KEY_PREFIX};
 
 use quorate_redlock::raw::{
-    AcquireReply, MemoryStore, NodeScript, QueueEntry, Released, ScriptValue, FAIR_SUFFIX,
+    grant_of, AcquireReply, MemoryStore, NodeScript, QueueEntry, QueueGrant, Released, ScriptValue,
+    FAIR_SUFFIX,
 };
 use quorate_testkit::Cluster;
 
@@ -50,6 +51,7 @@ async fn case_acquire_is_exclusive(node: &dyn Node) {
                 remaining: Some(ttl),
                 rank: None,
                 holder: None,
+                deadline: None,
             } => {
                 assert!(ttl > Duration::from_secs(9) && ttl <= TTL, "{ttl:?}");
             }
@@ -63,6 +65,7 @@ async fn case_acquire_is_exclusive(node: &dyn Node) {
             remaining: Some(ttl),
             rank: None,
             holder: None,
+            deadline: None,
         } => assert!(ttl <= TTL),
         other => panic!("expected Taken, got {other:?}"),
     }
@@ -290,6 +293,7 @@ async fn case_requests_made_together_keep_their_order(node: &dyn Node) {
             remaining: Some(ttl),
             rank: None,
             holder: None,
+            deadline: None,
         } => assert!(ttl > Duration::from_secs(9) && ttl <= TTL, "{ttl:?}"),
         other => panic!("expected Taken, got {other:?}"),
     }
@@ -344,12 +348,29 @@ async fn case_requests_made_together_keep_their_order(node: &dyn Node) {
     }
 }
 
+/// A waiter whose grants carry its token (`grant_of`) and a ttl of `TTL`.
 fn waiter(client: &str, ticket: u64, lifetime: Duration, fair: bool) -> QueueEntry {
+    let token = format!("{:0>32}", hex(client));
+    let fair = if fair { FAIR_SUFFIX } else { "" };
     QueueEntry {
-        member: format!("{client}:1{}", if fair { FAIR_SUFFIX } else { "" }),
+        member: format!("{client}:{token}:{}{fair}", TTL.as_millis()),
         ticket,
         lifetime,
-        fair,
+        fair: !fair.is_empty(),
+    }
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn deadline_of(reply: &AcquireReply) -> u64 {
+    match reply {
+        AcquireReply::Taken {
+            deadline: Some(deadline),
+            ..
+        } => *deadline,
+        other => panic!("expected a queued refusal with the entry's deadline, got {other:?}"),
     }
 }
 
@@ -361,13 +382,22 @@ async fn queued(node: &dyn Node, name: &str, token: &str, entry: &QueueEntry) ->
 
 /// The next wake-up delivered: (key, client), skipping announcements.
 async fn next_wake(released: &mut tokio::sync::broadcast::Receiver<Released>) -> (String, String) {
+    let (key, to, _) = next_grant(released).await;
+    (key, to)
+}
+
+/// The next wake-up delivered, with its grant.
+async fn next_grant(
+    released: &mut tokio::sync::broadcast::Receiver<Released>,
+) -> (String, String, QueueGrant) {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(2), released.recv())
             .await
             .expect("woken within 2 s")
             .expect("channel open");
         if let Some(to) = message.to {
-            return (message.key, to);
+            let grant = message.grant.expect("a wake-up names its grant");
+            return (message.key, to, grant);
         }
     }
 }
@@ -379,44 +409,56 @@ fn rank_of(reply: &AcquireReply) -> Option<u64> {
     }
 }
 
-/// Waiters are ordered by ticket (not arrival); a release claims the key
-/// for the head and wakes only its client; the claim refuses everyone
-/// else; the head's grant reports the next waiter.
+/// Waiters are ordered by ticket (not arrival); a release grants the key to
+/// the head (its grant token, for no longer than its entry would have
+/// lived) and wakes only its client, naming the deadline the head's latest
+/// refused request was answered with; the grant refuses everyone else; the
+/// head leaves the queue; a round of the head takes the grant over and
+/// reports the next waiter.
 async fn case_queue_serves_the_head_only(node: &dyn Node) {
     let mut released = node.releases().expect("this backend delivers wake-ups");
     for client in ["qa", "qb"] {
         node.subscribe_wakes(client).await.expect("subscribe");
     }
-    let a = waiter("qa", 10, TTL, false);
-    let b = waiter("qb", 20, TTL, false);
+    let lifetime = Duration::from_secs(3);
+    let a = waiter("qa", 10, lifetime, false);
+    let b = waiter("qb", 20, lifetime, false);
     assert_eq!(acquire(node, &["q"], "h", TTL).await, GRANTED);
     assert_eq!(rank_of(&queued(node, "q", "b1", &b).await), Some(0));
-    assert_eq!(
-        rank_of(&queued(node, "q", "a1", &a).await),
-        Some(0),
-        "a's ticket is earlier"
-    );
+    let first = queued(node, "q", "a1", &a).await;
+    assert_eq!(rank_of(&first), Some(0), "a's ticket is earlier");
+    let refreshed = queued(node, "q", "a0", &a).await;
     assert_eq!(
         rank_of(&queued(node, "q", "b2", &b).await),
         Some(1),
         "b keeps its place behind a"
     );
+    assert!(deadline_of(&refreshed) >= deadline_of(&first));
     assert_eq!(node.release(&keys(&["q"]), "h", Some("rel")).await, Ok(1));
+    let (key, to, grant) = next_grant(&mut released).await;
+    assert_eq!((key.as_str(), to.as_str()), ("q", "qa"));
     assert_eq!(
-        next_wake(&mut released).await,
-        ("q".to_owned(), "qa".to_owned())
+        grant,
+        QueueGrant {
+            deadline: deadline_of(&refreshed),
+            token: grant_of(&a.member).0,
+        },
+        "the grant names a's token and the deadline of a's latest request"
     );
-    // claimed for a: a plain request and b are refused
+    // granted to a, for no longer than a's entry would have lived: a plain
+    // request and b are refused
     match acquire(node, &["q"], "x", TTL).await {
         AcquireReply::Taken {
-            remaining: Some(claim),
+            remaining: Some(granted),
             ..
-        } => {
-            assert!(claim <= quorate_redlock::raw::HEAD_CLAIM, "{claim:?}")
-        }
-        other => panic!("expected the claim to refuse, got {other:?}"),
+        } => assert!(granted <= lifetime, "{granted:?}"),
+        other => panic!("expected the grant to refuse, got {other:?}"),
     }
-    assert_eq!(rank_of(&queued(node, "q", "b3", &b).await), Some(1));
+    assert_eq!(
+        rank_of(&queued(node, "q", "b3", &b).await),
+        Some(0),
+        "a left the queue when granted"
+    );
     assert_eq!(
         queued(node, "q", "a2", &a).await,
         AcquireReply::Granted {
@@ -424,20 +466,21 @@ async fn case_queue_serves_the_head_only(node: &dyn Node) {
             next: Some(20),
             next_fair: None,
         },
-        "a takes its claim; b is next"
+        "a's round takes its grant over; b is next"
     );
     assert_eq!(node.release(&keys(&["q"]), "a2", Some("rel")).await, Ok(1));
     assert_eq!(
         next_wake(&mut released).await,
         ("q".to_owned(), "qb".to_owned())
     );
+    // b holds its grant without a round: its token releases the key
     assert_eq!(
-        queued(node, "q", "b4", &b).await,
-        GRANTED,
-        "nobody left behind b"
+        node.release(&keys(&["q"]), &grant_of(&b.member).0, None)
+            .await,
+        Ok(1),
+        "the grant is b's lock"
     );
-    // nobody queued: the key is just deleted
-    assert_eq!(node.release(&keys(&["q"]), "b4", None).await, Ok(1));
+    // nobody queued: the key was just deleted
     assert_eq!(acquire(node, &["q"], "y", TTL).await, GRANTED);
 }
 
@@ -458,6 +501,7 @@ async fn case_fair_waits_behind_earlier_waiters(node: &dyn Node) {
             remaining: None,
             rank: Some(1),
             holder: None,
+            deadline: Some(_),
         } => {}
         other => panic!("expected to queue behind a, got {other:?}"),
     }

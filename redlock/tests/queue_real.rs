@@ -464,3 +464,58 @@ async fn waiter_in_a_child_process() {
     }
     guard.release().await.expect("release");
 }
+
+/// A release grants the key to the queue's head, which holds the lock
+/// without another round: its first validity is the waiter entry's lifetime
+/// (counted from its latest refused round), not the ttl; a third of the way
+/// into it the guard is extended to the ttl once. Then it is an ordinary
+/// lock: its release frees the key for everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_grants_the_lock_to_its_head_without_a_round() {
+    let (cluster, held) = cluster_with_holder().await;
+    let waiter = client(cluster.urls()).await;
+    let lifetime = Duration::from_millis(900);
+    let ttl = Duration::from_secs(10);
+    let options = LockOptions::new().ttl(ttl).waiter_ttl(lifetime);
+    let waiting = tokio::spawn(async move {
+        let guard = waiter.lock_with([KEY], &options).await.expect("granted");
+        (waiter, guard)
+    });
+    until_queued(&cluster, 1).await;
+    held.release().await.expect("release");
+    let (waiter, guard) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the head is served")
+        .expect("task");
+    let first = guard.remaining();
+    assert!(
+        first > Duration::ZERO && first < lifetime,
+        "granted by the queue (validity at most the entry's lifetime), not by a round \
+         (which would count from the ttl): {first:?}"
+    );
+    assert_eq!(
+        queued(&cluster).await,
+        vec![0; 5],
+        "the head left the queue"
+    );
+    // topped up to the ttl once, a third of the way into the first validity
+    let deadline = Instant::now() + lifetime;
+    while guard.remaining() < lifetime {
+        assert!(
+            Instant::now() < deadline,
+            "not extended to the ttl within the first validity: {:?}",
+            guard.remaining()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(guard.remaining() > ttl / 2, "{:?}", guard.remaining());
+    assert!(guard.is_valid());
+    guard.release().await.expect("release");
+    let other = client(cluster.urls()).await;
+    let next = other
+        .try_lock(KEY, ttl)
+        .await
+        .expect("free after the head's release");
+    next.release().await.expect("release");
+    drop(waiter);
+}

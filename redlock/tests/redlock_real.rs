@@ -1307,7 +1307,7 @@ async fn auto_extension_counts_only_confirmations_not_fast_not_held_answers() {
 /// commands, pub/sub on quorate's channels, its own keys only.
 const QUORATE_ACL: &str = "on >lockpass resetkeys ~app:lock:* ~quorate:* resetchannels \
     &quorate:* -@all +eval +evalsha +get +set +del +exists +incr +pexpire +pttl +publish \
-    +time +info +zadd +zrange +zrangebyscore +zrank +zrem +subscribe +unsubscribe +ping +auth \
+    +time +info +zadd +zrange +zrangebyscore +zrank +zrem +zscore +subscribe +unsubscribe +ping +auth \
     +hello";
 
 #[tokio::test]

@@ -485,6 +485,9 @@ fn options(rng: &mut StdRng) -> LockOptions {
         .auto_extend(rng.random_bool(0.3))
         .local_handoff(rng.random_bool(0.5))
         .fair(rng.random_bool(0.3))
+        // shorter than most ttls: a grant by the waiter queue lasts at most
+        // the entry's lifetime, then is topped up to the ttl
+        .waiter_ttl(Duration::from_millis(rng.random_range(100..1000)))
         .reentry_check(false)
 }
 

@@ -36,6 +36,13 @@ fn many_histories_find_no_violation() {
     // QUORATE_SIM_KEEP_GOING=1: run every history and count the violating
     // ones (the hit rate of a planted bug, scripts/sim_mutants.sh).
     let keep_going = std::env::var_os("QUORATE_SIM_KEEP_GOING").is_some();
+    // counts the grants the waiter queue made without a round: the
+    // histories must draw that path, not only the rounds
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("the only recorder of this test binary");
     let (mut grants, mut faults, mut digest) = (0, 0, 0u64);
     let mut violations = Vec::new();
     for seed in REGRESSIONS.iter().copied().chain(first..first + histories) {
@@ -50,8 +57,18 @@ fn many_histories_find_no_violation() {
         }
     }
     let took = started.elapsed();
+    let queue_grants: u64 = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == quorate_redlock::metrics::QUEUE_GRANTS_TOTAL)
+        .map(|(.., value)| match value {
+            metrics_util::debugging::DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum();
     eprintln!(
-        "{histories} histories in {took:.1?} ({:.0} per second): {grants} grants, {faults} faults, {} violating; traces {digest:016x}",
+        "{histories} histories in {took:.1?} ({:.0} per second): {grants} grants ({queue_grants} by the waiter queue without a round), {faults} faults, {} violating; traces {digest:016x}",
         histories as f64 / took.as_secs_f64(),
         violations.len()
     );
@@ -64,6 +81,10 @@ fn many_histories_find_no_violation() {
     assert!(
         grants > histories,
         "the histories granted almost nothing: {grants}"
+    );
+    assert!(
+        queue_grants > 0,
+        "no history drew a grant by the waiter queue"
     );
 }
 

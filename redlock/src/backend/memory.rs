@@ -11,7 +11,7 @@ use super::memory_queue::{claim_for, client_of, MemoryQueues};
 use super::memory_store::MemoryStore;
 use super::{
     fence_key, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript, QueueEntry,
-    Released, ScriptValue, HEAD_CLAIM,
+    QueueGrant, Released, ScriptValue, HEAD_CLAIM,
 };
 use crate::backend::holder::Holder;
 use crate::backend::quarantine::{MemoryMarker, DEFAULT_MAX_TTL};
@@ -334,12 +334,13 @@ impl MemoryNode {
 }
 
 /// Wakes the client of the queue head `member` for `key`.
-fn wake(wakes: &broadcast::Sender<Released>, key: String, member: &str) {
-    // no receiver is fine: the head's client is gone, its entry lapses
+fn wake(wakes: &broadcast::Sender<Released>, key: String, (member, grant): (String, QueueGrant)) {
+    // no receiver is fine: the head's client is gone, its grant lapses
     let _ = wakes.send(Released {
         key,
         by: String::new(),
-        to: Some(client_of(member).to_owned()),
+        to: Some(client_of(&member).to_owned()),
+        grant: Some(grant),
     });
 }
 
@@ -387,9 +388,11 @@ impl State {
             }
         }
         if let Some((index, remaining, holder)) = refused {
+            let now_ms = self.store.now_ms();
+            let mut deadline = None;
             let rank = queue.and_then(|entry| {
                 for key in keys {
-                    self.queues.enqueue(key, entry, now);
+                    deadline = Some(self.queues.enqueue(key, entry, now, now_ms));
                 }
                 self.queues.rank(&keys[index], &entry.member)
             });
@@ -398,6 +401,7 @@ impl State {
                 remaining,
                 rank,
                 holder,
+                deadline,
             };
         }
         let mut fence = None;
@@ -463,16 +467,16 @@ impl Node for MemoryNode {
         let member = member.to_owned();
         let wakes = self.released.clone();
         self.call(move |state| {
-            let now = state.store.now();
+            let (now, now_ms) = (state.store.now(), state.store.now_ms());
             for key in keys {
                 state.queues.remove(&key, &member);
                 if state.store.holds(&key, claim_for(&member).as_bytes()) {
                     if let Some(head) =
                         state
                             .queues
-                            .pass_on(&mut state.store, &key, HEAD_CLAIM, now)
+                            .pass_on(&mut state.store, &key, HEAD_CLAIM, now, now_ms)
                     {
-                        wake(&wakes, key, &head);
+                        wake(&wakes, key, head);
                     }
                 }
             }
@@ -496,17 +500,18 @@ impl Node for MemoryNode {
         let announce = self.released.clone();
         self.call(move |state| {
             let mut deleted = 0;
-            let now = state.store.now();
+            let (now, now_ms) = (state.store.now(), state.store.now_ms());
             for key in keys {
                 if !state.holds(&key, &token) {
                     continue;
                 }
                 deleted += 1;
-                if let Some(head) = state
-                    .queues
-                    .pass_on(&mut state.store, &key, HEAD_CLAIM, now)
+                if let Some(head) =
+                    state
+                        .queues
+                        .pass_on(&mut state.store, &key, HEAD_CLAIM, now, now_ms)
                 {
-                    wake(&announce, key.clone(), &head);
+                    wake(&announce, key.clone(), head);
                 }
                 let Some(by) = &announcer else {
                     continue;
@@ -516,6 +521,7 @@ impl Node for MemoryNode {
                     key,
                     by: by.clone(),
                     to: None,
+                    grant: None,
                 });
             }
             deleted
@@ -547,6 +553,7 @@ impl Node for MemoryNode {
                     key,
                     by: String::new(),
                     to: None,
+                    grant: None,
                 });
             }
             answer

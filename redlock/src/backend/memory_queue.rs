@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::memory_store::{expires_at, MemoryStore};
-use crate::backend::queue_protocol::{QueueEntry, FAIR_SUFFIX};
+use crate::backend::queue_protocol::{grant_of, QueueEntry, FAIR_SUFFIX};
+use crate::backend::QueueGrant;
 
 /// One queued waiter.
 #[derive(Debug, Clone)]
@@ -16,6 +17,8 @@ struct Waiter {
     ticket: u64,
     member: String,
     deadline: Instant,
+    /// The deadline as queue.lua keeps it: the node's milliseconds.
+    deadline_ms: u64,
 }
 
 /// Every key's queue on one memory node.
@@ -24,9 +27,9 @@ pub(super) struct MemoryQueues {
     queues: BTreeMap<String, Vec<Waiter>>,
 }
 
-/// The claim value a release leaves in the key for `member`.
+/// The value a release grants the key to `member` with.
 pub(super) fn claim_for(member: &str) -> String {
-    format!("q:{member}")
+    grant_of(member).0
 }
 
 /// The client id part of a member (`<client>:<sequence>`).
@@ -71,17 +74,30 @@ impl MemoryQueues {
             .any(|w| fair_entry || w.member.ends_with(FAIR_SUFFIX))
     }
 
-    /// Adds or refreshes `entry` in `key`'s queue (its place is kept).
-    pub(super) fn enqueue(&mut self, key: &str, entry: &QueueEntry, now: Instant) {
+    /// Adds or refreshes `entry` in `key`'s queue (its place is kept);
+    /// returns its deadline as queue.lua does (the node's ms, `now_ms`).
+    pub(super) fn enqueue(
+        &mut self,
+        key: &str,
+        entry: &QueueEntry,
+        now: Instant,
+        now_ms: u64,
+    ) -> u64 {
         let deadline = expires_at(now, entry.lifetime);
+        let deadline_ms =
+            now_ms.saturating_add(u64::try_from(entry.lifetime.as_millis()).unwrap_or(u64::MAX));
         let queue = self.queues.entry(key.to_owned()).or_default();
         match queue.iter_mut().find(|w| w.member == entry.member) {
-            Some(waiter) => waiter.deadline = deadline,
+            Some(waiter) => {
+                waiter.deadline = deadline;
+                waiter.deadline_ms = deadline_ms;
+            }
             None => {
                 let waiter = Waiter {
                     ticket: entry.ticket,
                     member: entry.member.clone(),
                     deadline,
+                    deadline_ms,
                 };
                 let at = queue
                     .iter()
@@ -90,6 +106,7 @@ impl MemoryQueues {
                 queue.insert(at, waiter);
             }
         }
+        deadline_ms
     }
 
     /// How many waiters `key`'s queue holds.
@@ -127,20 +144,33 @@ impl MemoryQueues {
         )
     }
 
-    /// After the holder's delete: claims `key` for the head for `claim` and
-    /// returns the head's member to wake, or deletes the key when nobody
-    /// waits (as `pass_on` in queue.lua).
+    /// After the holder's delete: grants `key` to the head (its grant token,
+    /// for its ttl but no longer than its entry would have lived, at least
+    /// `claim`), removes the head from the queue and returns its member and
+    /// the grant to wake it with; or deletes the key when nobody waits (as
+    /// `pass_on` in queue.lua).
     pub(super) fn pass_on(
         &mut self,
         store: &mut MemoryStore,
         key: &str,
         claim: Duration,
         now: Instant,
-    ) -> Option<String> {
-        match self.pruned_head(key, now).map(|w| w.member.clone()) {
-            Some(member) => {
-                store.set(key, claim_for(&member).as_bytes(), Some(claim));
-                Some(member)
+        now_ms: u64,
+    ) -> Option<(String, QueueGrant)> {
+        match self.pruned_head(key, now).cloned() {
+            Some(head) => {
+                let (token, ttl) = grant_of(&head.member);
+                let lives = head.deadline_ms.saturating_sub(now_ms);
+                let ms = ttl
+                    .min(lives)
+                    .max(u64::try_from(claim.as_millis()).unwrap_or(0));
+                store.set(key, token.as_bytes(), Some(Duration::from_millis(ms)));
+                self.remove(key, &head.member);
+                let grant = QueueGrant {
+                    deadline: head.deadline_ms,
+                    token,
+                };
+                Some((head.member, grant))
             }
             None => {
                 store.del(key);

@@ -52,6 +52,9 @@ pub struct MemoryStore {
     pub(crate) restart_mark: Option<Vec<u8>>,
     /// The node's clock (the server's, not the data's: a restart keeps it).
     pub(crate) clock: NodeClock,
+    /// What the node's milliseconds count from (`TIME` counts from the Unix
+    /// epoch; only differences and equality matter here).
+    epoch: Instant,
 }
 
 impl Default for MemoryStore {
@@ -63,6 +66,7 @@ impl Default for MemoryStore {
             fence_floor: 0,
             restart_mark: None,
             clock: NodeClock::default(),
+            epoch: Instant::now(),
         }
     }
 }
@@ -142,6 +146,14 @@ impl MemoryStore {
     #[cfg_attr(not(feature = "memory"), allow(dead_code))]
     pub(crate) fn now(&self) -> Instant {
         self.now
+    }
+
+    /// The time of the current atomic operation in whole milliseconds of
+    /// the node's clock (a script's `TIME` in ms).
+    #[cfg_attr(not(feature = "memory"), allow(dead_code))]
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.now.saturating_duration_since(self.epoch).as_millis())
+            .unwrap_or(u64::MAX)
     }
 
     #[cfg_attr(not(feature = "memory"), allow(dead_code))]

@@ -69,7 +69,23 @@ pub enum AcquireReply {
         /// Who holds that key (`None`: claimed for a queued waiter, queued
         /// behind one, or not a quorate token).
         holder: Option<Holder>,
+        /// For queued requests: the deadline the entry now has on this node
+        /// (the node's clock, ms). A later grant's wake-up names it
+        /// ([`QueueGrant`]).
+        deadline: Option<u64>,
     },
+}
+
+/// What a wake-up says about the grant that woke it: the key was set to
+/// `token` while the head's entry had `deadline`. The head counts the key as
+/// held on that node if `deadline` is the one its latest refused round was
+/// answered with (the grant then came after that round reached the node).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueGrant {
+    /// The head's entry deadline on the node (ms, the node's clock).
+    pub deadline: u64,
+    /// The value the key now holds.
+    pub token: String,
 }
 
 /// A release announcement (which key, released by which client), or a
@@ -85,6 +101,8 @@ pub struct Released {
     /// `Some(client id)` for a wake-up addressed to that client; `None`
     /// for an announcement to every watcher of the key.
     pub to: Option<String>,
+    /// For a wake-up: the grant that woke it.
+    pub grant: Option<QueueGrant>,
 }
 
 /// One lock of a batched extension.

@@ -5,12 +5,14 @@
 use std::time::Duration;
 
 /// Wake-ups for a client's queue heads arrive on this prefix plus the
-/// client's id; the message is the key.
+/// client's id; the message is `<entry deadline> <grant token> <key>`
+/// ([`QueueGrant`](crate::backend::QueueGrant)).
 pub const WAKE_CHANNEL_PREFIX: &str = "quorate:wake:";
 
-/// How long a release keeps the key for the queue's head (its wake-up and
-/// its round must arrive within it); a head that does not come loses its
-/// turn to whoever asks next once the claim expires.
+/// The shortest time a release grants the key to the queue's head for (it
+/// grants the head's ttl, but no longer than the head's entry would have
+/// lived); a head that does not come loses its turn to whoever asks next
+/// once the grant expires.
 pub const HEAD_CLAIM: Duration = Duration::from_millis(200);
 
 /// Ends the queue member of a fair waiter: every caller, queued or not,
@@ -20,8 +22,9 @@ pub const FAIR_SUFFIX: &str = ":f";
 /// A waiter's entry in the queues of the keys it waits for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueEntry {
-    /// `<client id>:<sequence>`, plus [`FAIR_SUFFIX`] for a fair waiter;
-    /// the client id names the wake channel.
+    /// `<client id>:<grant token>:<ttl ms>`, plus [`FAIR_SUFFIX`] for a
+    /// fair waiter; the client id names the wake channel, and a release
+    /// grants the key to the head with its grant token ([`grant_of`]).
     pub member: String,
     /// The order among waiters: the lock call's start, in microseconds
     /// since the Unix epoch, on the servers' clock as the waiter sees it
@@ -32,6 +35,20 @@ pub struct QueueEntry {
     /// Strict first-come-first-served: a free key is refused while a
     /// waiter with a smaller ticket is queued.
     pub fair: bool,
+}
+
+/// The token and ttl (ms) a release grants the key to the waiter `member`
+/// with (queue.lua's `grant_of`): `q:<member>` and 0 for a member without
+/// a grant token, a claim only the waiter's round takes over.
+pub fn grant_of(member: &str) -> (String, u64) {
+    let mut parts = member.split(':').skip(1);
+    if let (Some(token), Some(ttl)) = (parts.next(), parts.next()) {
+        let hex = token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit());
+        if let (true, Ok(ttl)) = (hex, ttl.parse()) {
+            return (token.to_owned(), ttl);
+        }
+    }
+    (format!("q:{member}"), 0)
 }
 
 /// The queue and the entries' deadlines of `key` (sorted sets), with the
@@ -57,6 +74,21 @@ pub(crate) fn with_queue_keys(keys: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_names_its_grant() {
+        let token = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            grant_of(&format!("c1:{token}:5000:f")),
+            (token.to_owned(), 5000)
+        );
+        assert_eq!(
+            grant_of(&format!("c1:{token}:5000")),
+            (token.to_owned(), 5000)
+        );
+        assert_eq!(grant_of("c1:0"), ("q:c1:0".to_owned(), 0));
+        assert_eq!(grant_of("c1:0:f"), ("q:c1:0:f".to_owned(), 0));
+    }
 
     #[test]
     fn queue_keys_share_the_hash_tag() {

@@ -283,6 +283,7 @@ fn answer_each(batch: Vec<Batchable>, answer: Result<fred::types::Value, NodeErr
                         index: 0,
                         remaining: triple[1].as_int().and_then(remaining_from_pttl),
                         rank: None,
+                        deadline: None,
                         holder: Holder::from_script(&triple[2]),
                     }
                 };

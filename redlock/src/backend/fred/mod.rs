@@ -21,7 +21,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::{
     fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript,
-    QueueEntry, Released, ScriptValue, HEAD_CLAIM, RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
+    QueueEntry, QueueGrant, Released, ScriptValue, HEAD_CLAIM, RELEASE_CHANNEL_PREFIX,
+    WAKE_CHANNEL_PREFIX,
 };
 use crate::backend::holder::Holder;
 use crate::backend::quarantine::{self, DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
@@ -366,12 +367,17 @@ impl FredNode {
                                     key: key.to_owned(),
                                     by: text,
                                     to: None,
+                                    grant: None,
                                 }
                             } else if let Some(client) = channel.strip_prefix(WAKE_CHANNEL_PREFIX) {
+                                let Some((grant, key)) = wake_message(&text) else {
+                                    continue;
+                                };
                                 Released {
-                                    key: text,
+                                    key,
                                     by: String::new(),
                                     to: Some(client.to_owned()),
+                                    grant: Some(grant),
                                 }
                             } else {
                                 continue;
@@ -555,8 +561,19 @@ impl Link {
 
 /// A `PTTL` answer as the holder's remaining time: -1 (no expiry) and -2
 /// (gone meanwhile) are unknown.
+/// A wake-up's message, `<entry deadline> <grant token> <key>` (queue.lua).
+fn wake_message(text: &str) -> Option<(QueueGrant, String)> {
+    let (deadline, rest) = text.split_once(' ')?;
+    let (token, key) = rest.split_once(' ')?;
+    let grant = QueueGrant {
+        deadline: deadline.parse().ok()?,
+        token: token.to_owned(),
+    };
+    Some((grant, key.to_owned()))
+}
+
 /// acquire.lua's reply: `{1, fence, next, next fair}` or `{0, index, pttl,
-/// rank, holder}`.
+/// rank, holder[, deadline]}`.
 fn acquire_reply(reply: &ScriptValue) -> Option<AcquireReply> {
     let int = |v: &ScriptValue| v.as_int();
     match reply.as_array()? {
@@ -567,12 +584,18 @@ fn acquire_reply(reply: &ScriptValue) -> Option<AcquireReply> {
                 next_fair: u64::try_from(int(next_fair)?).ok(),
             })
         }
-        [refused, index, pttl, rank, holder] if int(refused) == Some(0) => {
+        [refused, index, pttl, rank, holder, rest @ ..]
+            if int(refused) == Some(0) && rest.len() <= 1 =>
+        {
             Some(AcquireReply::Taken {
                 index: usize::try_from(int(index)? - 1).ok()?,
                 remaining: remaining_from_pttl(int(pttl)?),
                 rank: u64::try_from(int(rank)?).ok(),
                 holder: Holder::from_script(holder),
+                deadline: rest
+                    .first()
+                    .and_then(int)
+                    .and_then(|d| u64::try_from(d).ok()),
             })
         }
         _ => None,
