@@ -370,8 +370,9 @@ impl<'a> Waiter<'a> {
 /// round's start (queue.lua's `pass_on`), which is the lease. A release
 /// reaches the nodes at slightly different moments: while a majority can
 /// still match, the wake-ups of the others are awaited for up to the node
-/// timeout. Single-key, unfenced calls only: a fence needs a round, and so
-/// do the other calls (their round takes the grants over).
+/// timeout. Single-key, unfenced calls without auto-extension only: a
+/// fence needs a round, and so do the other calls (their round takes the
+/// grants over).
 async fn granted_by_queue(
     redlock: &Redlock,
     keys: &[String],
@@ -381,7 +382,10 @@ async fn granted_by_queue(
     took_over: &[bool],
     turn: Option<&mut Watch>,
 ) -> Option<Granted> {
-    if keys.len() != 1 || options.get_fencing() {
+    // auto-extended locks watch their validity against a grace (`quorate
+    // run` stops its child then): they take the grants over with a round,
+    // for a first validity of the full ttl
+    if keys.len() != 1 || options.get_fencing() || options.get_auto_extend() {
         return None;
     }
     let (last, turn) = (last?, turn?);
