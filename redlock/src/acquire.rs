@@ -81,7 +81,10 @@ pub(crate) async fn attempt(
         "acquire",
         &inner.nodes,
         options.effective_node_timeout(),
-        Decide::Majority(inner.quorum),
+        match queue {
+            Some(_) => Decide::Queued(inner.quorum),
+            None => Decide::Majority(inner.quorum),
+        },
         |reply| matches!(reply, AcquireReply::Granted { .. }),
         |node| node.acquire(keys, &hex, ttl, fenced, queue),
     )

@@ -104,6 +104,12 @@ pub enum Decide {
     /// before any healthy node could answer); once so many failed that no
     /// majority can answer well, the round is decided.
     AllWithGrace,
+    /// A queued waiter's round: as soon as `quorum` succeeded; once so
+    /// many refused that it cannot, the others get as long again as that
+    /// took (plus 1 ms). Each refusal carries the waiter's entry deadline
+    /// there (a later grant counts only with it), and a node not heard from
+    /// gets an undo, so the stragglers are worth a short wait.
+    Queued(usize),
 }
 
 impl Decide {
@@ -114,6 +120,7 @@ impl Decide {
             Decide::All => successes + failures >= n,
             // no majority can answer well any more: nothing to wait for
             Decide::AllWithGrace => successes + failures >= n || failures > n - majority(n),
+            Decide::Queued(quorum) => successes >= quorum || successes + failures >= n,
         }
     }
 }
@@ -184,7 +191,12 @@ pub async fn round<T: Send + 'static>(
         // failed at once (refused connections) must not cut the healthy
         // ones short, or a round with two of five nodes down would end
         // before a majority of answers came in.
-        if matches!(decide, Decide::AllWithGrace) && grace.is_none() && successes >= majority(n) {
+        let grace_due = match decide {
+            Decide::AllWithGrace => successes >= majority(n),
+            Decide::Queued(quorum) => failures > n - quorum,
+            _ => false,
+        };
+        if grace_due && grace.is_none() {
             let wait = started.elapsed() + Duration::from_millis(1);
             grace = Some(Box::pin(tokio::time::sleep(wait)));
         }
@@ -279,6 +291,61 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(61));
         assert_eq!(graced.answered(), 4);
         assert!(matches!(graced.replies[4], Reply::Pending));
+    }
+
+    /// A queued round that is refused waits briefly for the stragglers
+    /// (their refusals carry the waiter's entry deadline), not for a
+    /// stalled node; a granted one returns at the majority.
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_round_hears_out_its_stragglers_briefly() {
+        let memory = MemoryNode::cluster(5);
+        for (i, node) in memory.iter().enumerate() {
+            node.set_latency(Duration::from_millis(10 * (i as u64 + 1)));
+        }
+        memory[4].set_stalled(true);
+        let nodes = nodes(&memory);
+        let keys = vec!["k".to_owned()];
+        let granted = |r: &crate::backend::AcquireReply| {
+            matches!(r, crate::backend::AcquireReply::Granted { .. })
+        };
+        let timeout = Duration::from_secs(60);
+        let call = |token: &'static str| {
+            let keys = keys.clone();
+            move |n: &dyn Node| n.acquire(&keys, token, Duration::from_secs(10), false, None)
+        };
+        let started = Instant::now();
+        let first = round(
+            "acquire",
+            &nodes,
+            timeout,
+            Decide::Queued(3),
+            granted,
+            call("a"),
+        )
+        .await;
+        assert_eq!(first.successes, 3);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(30),
+            "granted at the majority"
+        );
+
+        // refused everywhere: decided at the third refusal (30 ms), then 31 ms
+        // more, so the node at 40 ms is heard and the stalled one is not
+        let started = Instant::now();
+        let refused = round(
+            "acquire",
+            &nodes,
+            timeout,
+            Decide::Queued(3),
+            granted,
+            call("b"),
+        )
+        .await;
+        assert_eq!(refused.successes, 0);
+        assert_eq!(started.elapsed(), Duration::from_millis(61));
+        assert_eq!(refused.answered(), 4);
+        assert!(matches!(refused.replies[4], Reply::Pending));
     }
 
     #[tokio::test(start_paused = true)]
