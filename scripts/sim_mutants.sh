@@ -22,6 +22,9 @@ mutants=(
   "hole 4, fencing: no fence floor after a data loss|redlock/src/backend/memory.rs|s/\*counter = \(\*counter \+ 1\).max\(floor \+ 1\);/*counter += 1; let _ = floor;/"
   "no drift allowance|redlock/src/lease.rs|s/let drift = drift_for\(ttl, drift_factor\);\n        Lease \{/let drift = Duration::ZERO;\n        Lease {/s"
   "validity not shrunk on doubt|redlock/src/lease.rs|s/self.valid_until = self.valid_until.min\(until\);/let _ = until;/"
+  "queue grant: lease counted from the full ttl, not min(ttl, waiter_ttl)|redlock/src/waiter.rs|s/\s*\.min\(options\.get_waiter_ttl\(\)\)//"
+  "queue grant: no deadline check (a grant from before the latest round counts)|redlock/src/waiter.rs|s/g\.deadline == \*deadline \&\& //"
+  "queue grant: a node where a round of the call was granted and undone still counts|redlock/src/waiter.rs|s/!took_over\.get\(\*node\)\.copied\(\)\.unwrap_or\(true\)/true/"
 )
 
 for mutant in "${mutants[@]}"; do

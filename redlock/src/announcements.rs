@@ -231,7 +231,7 @@ impl Notifier {
     }
 
     /// Remembers the grant node `index` woke a waiter of `key` with.
-    fn record_grant(&self, key: &str, index: usize, grant: QueueGrant) {
+    pub(crate) fn record_grant(&self, key: &str, index: usize, grant: QueueGrant) {
         if let Some(entry) = self.registry(Kind::Turn).get_mut(key) {
             entry.grants.insert(index, grant);
         }

@@ -468,3 +468,65 @@ fn handed_over(span: &tracing::Span, guard: LockGuard, options: &LockOptions) ->
     tracing::debug!(parent: span, remaining_ms = guard.remaining().as_millis() as u64, "handed over");
     guard
 }
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use super::*;
+    use crate::backend::{MemoryNode, Node, QueueGrant};
+
+    /// Which wake-ups make a grant: only those naming this call's token and
+    /// the deadline its latest refused round got on that node, from nodes
+    /// where no round of the call was granted and undone, from a majority.
+    #[tokio::test]
+    async fn only_grants_made_after_the_latest_refusal_count() {
+        let nodes: Vec<Arc<dyn Node>> = MemoryNode::cluster(3)
+            .into_iter()
+            .map(|n| Arc::new(n) as Arc<dyn Node>)
+            .collect();
+        let redlock = Redlock::from_nodes(nodes, LockOptions::new()).expect("redlock");
+        let keys: Arc<[String]> = vec!["k".to_owned()].into();
+        let options = LockOptions::new().node_timeout(Some(Duration::from_millis(5)));
+        let grant = redlock.fresh_token();
+        let notifier = &redlock.inner.notifier;
+        let mut turn = notifier.await_turn(&keys, Duration::from_millis(50)).await;
+        let last = LastRefusal {
+            started: Instant::now(),
+            deadlines: vec![Some(10), Some(11), Some(12)],
+        };
+        let give = |node: usize, deadline: u64, token: String| {
+            notifier.record_grant("k", node, QueueGrant { deadline, token });
+        };
+        macro_rules! check {
+            ($took_over:expr) => {
+                granted_by_queue(
+                    &redlock,
+                    &keys,
+                    &options,
+                    grant,
+                    Some(&last),
+                    &$took_over,
+                    Some(&mut turn),
+                )
+                .await
+                .map(|granted| granted.granting)
+            };
+        }
+        give(0, 10, grant.to_hex());
+        give(1, 9, grant.to_hex()); // made before the latest round reached node 1
+        give(2, 12, "another call's token".to_owned());
+        assert_eq!(check!([false; 3]), None, "one matching node of three");
+        give(2, 12, grant.to_hex());
+        assert_eq!(
+            check!([false; 3]),
+            Some(vec![true, false, true]),
+            "nodes 0 and 2 granted after the latest round"
+        );
+        assert_eq!(
+            check!([false, false, true]),
+            None,
+            "node 2 granted a round of this call that was undone: its grant may be gone"
+        );
+        give(1, 11, grant.to_hex());
+        assert_eq!(check!([false, false, true]), Some(vec![true, true, false]));
+    }
+}
