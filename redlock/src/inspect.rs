@@ -57,7 +57,10 @@ pub enum NodeState {
     /// The key holds something that is not a quorate token (an
     /// application's own key of that name, or a namespace mix-up).
     Foreign,
-    /// Passed to the head of the waiter queue, waiting for it to take it.
+    /// Passed to the head of the waiter queue, waiting for it to take it:
+    /// only for a waiter whose queue entry names no grant token (a client
+    /// of an earlier version). A release grants the key to a current
+    /// client's head instead, which shows as [`Held`](Self::Held) by it.
     Claimed {
         /// How long the claim lasts.
         remaining: Option<Duration>,

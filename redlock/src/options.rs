@@ -69,7 +69,9 @@ impl LockOptions {
     }
 
     /// How long each server keeps the keys. Default: 10 s. Must be positive,
-    /// longer than the drift allowance, at most [`MAX_TTL`].
+    /// longer than the drift allowance, at most [`MAX_TTL`]. A lock the
+    /// waiter queue granted starts shorter (see
+    /// [`waiter_ttl`](Self::waiter_ttl)) and is extended to this once.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -186,7 +188,7 @@ impl LockOptions {
     /// it (see [`local_handoff`](Self::local_handoff)).
     /// Without it (the default) waiters are still served in queue order
     /// after each release, but a lock that becomes free without a release
-    /// (its holder died, or the queue's head did not come for its claim)
+    /// (its holder died, or the queue's head did not come for its grant)
     /// goes to whoever asks first, and a caller that finds it free at its
     /// first round takes it. A dead head then stalls nobody; a dead fair
     /// waiter stalls every caller behind it for up to its
@@ -201,6 +203,14 @@ impl LockOptions {
     /// that crashed leaves the queue within this time (with `fair(true)`,
     /// it can hold up the waiters behind it that long). Default: 1 s. Must
     /// be positive.
+    ///
+    /// A release grants the lock to the queue's head for no longer than
+    /// its entry has left to live (so a head that crashed blocks nobody for
+    /// longer). A call granted that way without another round (one key, no
+    /// fencing, no auto-extension) starts with at most this much validity,
+    /// counted from its latest round, and is extended to its
+    /// [`ttl`](Self::ttl) once, a third of the way in: as always, act on
+    /// [`LockGuard::remaining`](crate::LockGuard::remaining).
     pub fn waiter_ttl(mut self, ttl: Duration) -> Self {
         self.waiter_ttl = ttl;
         self
