@@ -1,8 +1,8 @@
 -- Delete every lock key that still holds token ARGV[1]; others are left alone, so that a late
 -- release can never delete the next holder's lock. Returns how many keys were deleted.
 -- KEYS are the n lock keys, their n queues and n queue deadlines (queue.lua). Each deleted key
--- passes to the head of its waiter queue (a claim of ARGV[5] ms, the head's client woken on
--- channel ARGV[4]..client), also for the undo of a failed round: a waiter must not sleep
+-- is granted to the head of its waiter queue (queue.lua's pass_on: at least ARGV[5] ms, the
+-- head's client woken on channel ARGV[4]..client), also for the undo of a failed round: a waiter must not sleep
 -- through a key that came free. A release (non-empty ARGV[2], the releasing client's id) also
 -- announces itself on channel ARGV[3]..key with ARGV[2] as message; an undo does not.
 local token, announce = ARGV[1], ARGV[2]
