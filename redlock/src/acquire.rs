@@ -41,15 +41,25 @@ pub(crate) struct Refused {
 }
 
 impl Refused {
-    fn new(error: Error, started: Instant) -> Self {
+    /// A round a majority granted, undone (`error` says why).
+    fn undone(error: Error, started: Instant, round: &quorum::Round<AcquireReply>) -> Self {
         Refused {
             error,
             at_head: false,
             started,
             deadlines: Vec::new(),
-            granted_on: Vec::new(),
+            granted_on: granted_on(round),
         }
     }
+}
+
+/// Per node: whether it granted the round.
+fn granted_on(round: &quorum::Round<AcquireReply>) -> Vec<bool> {
+    round
+        .replies
+        .iter()
+        .map(|r| matches!(r, Reply::Answered(AcquireReply::Granted { .. })))
+        .collect()
 }
 
 /// Sends one acquire round to every node (as the queued waiter `queue`,
@@ -97,7 +107,7 @@ pub(crate) async fn attempt(
                 Ok(fence) => lease = lease.with_fence(fence),
                 Err(error) => {
                     undo.send().await;
-                    return Err(Refused::new(error, started));
+                    return Err(Refused::undone(error, started, &round));
                 }
             }
         }
@@ -125,19 +135,14 @@ pub(crate) async fn attempt(
                     AcquireReply::Taken { .. } => None,
                 }),
             };
-            let granting = round
-                .replies
-                .iter()
-                .map(|r| matches!(r, Reply::Answered(AcquireReply::Granted { .. })))
-                .collect();
             return Ok(Granted {
                 lease,
                 next_waiter,
-                granting,
+                granting: granted_on(&round),
             });
         }
         undo.send().await;
-        return Err(Refused::new(Error::Expired, started));
+        return Err(Refused::undone(Error::Expired, started, &round));
     }
 
     let refused: Vec<bool> = round
@@ -196,17 +201,12 @@ pub(crate) async fn attempt(
             _ => None,
         })
         .collect();
-    let granted_on = round
-        .replies
-        .iter()
-        .map(|r| matches!(r, Reply::Answered(AcquireReply::Granted { .. })))
-        .collect();
     Err(Refused {
         error,
         at_head,
         started,
         deadlines,
-        granted_on,
+        granted_on: granted_on(&round),
     })
 }
 
