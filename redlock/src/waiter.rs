@@ -15,7 +15,7 @@
 //!    pause.
 //! 5. **Pause** ([`Waiter::pause`]): until the turn comes (woken by a
 //!    majority of nodes), the pause ends, or a lock is handed over; then 3,
-//!    unless the wake-ups were grants ([`Waiter::granted_by_queue`]): a
+//!    unless the wake-ups were grants ([`granted_by_queue`]): a
 //!    majority of nodes gave the key to this waiter after its latest round
 //!    reached them, so it holds the lock without another round.
 //!
@@ -91,8 +91,9 @@ pub(crate) struct Waiter<'a> {
     /// Whether the last refusal put us first in a node's queue (only the
     /// head waits for the holder's expiry).
     at_head: bool,
-    /// The token a release grants the key to us with (queue.lua).
-    grant: Token,
+    /// The token a release grants the key to us with (queue.lua), once we
+    /// queue.
+    grant: Option<Token>,
     /// The latest refused round, while no later one was sent.
     last_refusal: Option<LastRefusal>,
     /// Per node: a round of this call was granted there (and undone), so a
@@ -178,7 +179,7 @@ impl<'a> Waiter<'a> {
             queues,
             attempts: 0,
             at_head: false,
-            grant: redlock.fresh_token(),
+            grant: None,
             last_refusal: None,
             took_over: vec![false; inner.nodes.len()],
         };
@@ -197,11 +198,13 @@ impl<'a> Waiter<'a> {
         let inner = &self.redlock.inner;
         let node_timeout = self.options.effective_node_timeout();
         self.turn = Some(inner.notifier.await_turn(&self.keys, node_timeout).await);
+        let grant = self.redlock.fresh_token();
+        self.grant = Some(grant);
         let entry = inner.tickets.entry(
             self.ticket,
             self.options.get_waiter_ttl(),
             self.options.get_fair(),
-            self.grant,
+            grant,
             self.options.get_ttl(),
         );
         self.place = Some(QueuePlace::new(
@@ -334,12 +337,15 @@ impl<'a> Waiter<'a> {
         let wait = self.policy.pause(pause, woken);
         match unless_handed_over(&mut self.handoff, wait).await {
             Ok(true) => {
+                let Some(grant) = self.grant else {
+                    return Ok(Resumed::Round);
+                };
                 let granted = unless_handed_over(&mut self.handoff, async {
                     granted_by_queue(
                         self.redlock,
                         &self.keys,
                         self.options,
-                        self.grant,
+                        grant,
                         self.last_refusal.as_ref(),
                         &self.took_over,
                         self.turn.as_mut(),
