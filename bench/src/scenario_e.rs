@@ -104,7 +104,9 @@ pub(crate) async fn scenario_e(cluster: &Cluster, args: &Args) -> Result<(), Box
     let valid = guards.iter().filter(|g| g.is_valid()).count();
     let mut per_node = Vec::new();
     for node in 0..cluster.len() {
-        per_node.push(command_calls(cluster, node, "evalsha").await? as f64 / elapsed);
+        let scripts = command_calls(cluster, node, "evalsha").await?
+            + command_calls(cluster, node, "fcall").await?;
+        per_node.push(scripts as f64 / elapsed);
     }
     // How long one extension request kept each server busy (its own
     // measurement, SLOWLOG; every command of the window is logged).

@@ -260,6 +260,7 @@ pub(crate) async fn scenario_p(cluster: &Cluster, args: &Args) -> Result<(), Box
             for node in 0..cluster.len() {
                 scripts += command_calls(cluster, node, "evalsha").await?;
                 scripts += command_calls(cluster, node, "eval").await?;
+                scripts += command_calls(cluster, node, "fcall").await?;
             }
             run.waits.sort();
             run.failed_waits.sort();

@@ -11,7 +11,8 @@
 -- The quarantine then lasts the longest ttl any client may use, which the caller appends as
 -- the last ARGV (ms); the marker becomes '<why>:<ms>:<run_id>'. A client with a longer
 -- maximum stretches a running quarantine to its own. Refusals are the error
--- 'QUORATE_QUARANTINED <ms left>'. The usual case costs INFO server, a GET and an EXISTS.
+-- 'QUORATE_QUARANTINED <ms left>'. The usual case costs a GET and an EXISTS (and INFO server,
+-- once per server process or, for EVAL scripts, every time: run_id.lua).
 --
 -- Fence counters are lost or rolled back with the data too, and a quarantine does not bring
 -- them back: a node whose marker says 'lost' or 'restarted' at <ms> keeps its counters at
@@ -25,10 +26,7 @@ local fence_floor = 0
 local restart_mark = false
 do
   local max_ms = tonumber(table.remove(ARGV))
-  local info = redis.call('INFO', 'server')
-  -- a plain find: a pattern match over INFO costs as much again as INFO itself
-  local at = string.find(info, 'run_id:', 1, true)
-  local run = string.sub(info, at + 7, at + 46)
+  local run = run_id()
   local marker = redis.call('GET', 'quorate:marker')
   local t = nil
   local function now_ms()
@@ -46,7 +44,7 @@ do
     local written = tonumber(string.match(marker, '^%a+:(%d+)$') or '')
     if written then
       if written < 1e11 then written = written * 1000 end
-      local up = tonumber(string.match(info, 'uptime_in_seconds:(%d+)'))
+      local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
       if written >= now_ms() - up * 1000 then
         redis.call('SET', 'quorate:marker', marker .. ':' .. run)
         why = false

@@ -283,11 +283,15 @@ async fn rolling_restarts_from_an_rdb_snapshot_never_grant_twice_or_move_fences_
 async fn nodes_restarted_from_an_older_snapshot_sit_out_their_quarantine() {
     let max_ttl = Duration::from_secs(2);
     let mut cluster = Cluster::start(3).await.expect("cluster");
+    let holder = connect(cluster.urls(), max_ttl).await;
+    let fenced = LockOptions::new().ttl(max_ttl).fencing(true);
+    // the snapshot has the scripts' function libraries, which ran in the
+    // old process (and kept its run_id there)
+    let warm_up = holder.lock_with(["warm-up"], &fenced).await.expect("lock");
+    warm_up.release().await.expect("release");
     for server in cluster.servers() {
         server.command(&["SAVE"]).await.expect("SAVE");
     }
-    let holder = connect(cluster.urls(), max_ttl).await;
-    let fenced = LockOptions::new().ttl(max_ttl).fencing(true);
     let first = holder.lock_with(["acct"], &fenced).await.expect("lock");
     let restarted = Instant::now();
     for i in 0..2 {
@@ -301,12 +305,37 @@ async fn nodes_restarted_from_an_older_snapshot_sit_out_their_quarantine() {
             marker.ends_with(&before),
             "node {i}: the snapshot's marker {marker}"
         );
-        let keys = server.command(&["DBSIZE"]).await.expect("DBSIZE");
+        let fence = quorate_redlock::raw::fence_key("acct");
+        let gone = server.command(&["EXISTS", "acct", fence.as_str()]).await;
         assert_eq!(
-            keys.as_i64(),
-            Some(1),
-            "node {i}: only the marker came back"
+            gone.expect("EXISTS").as_i64(),
+            Some(0),
+            "node {i}: neither the lock nor its fence count came back"
         );
+    }
+
+    // The holder's client calls the functions it knows: the libraries came
+    // back with the snapshot, and in the new process they ask INFO afresh.
+    // (fenced, as before the restart: the same script)
+    let once = fenced.clone().max_attempts(Some(1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let refused = holder.lock_with(["other"], &once).await;
+        let refused = refused.expect_err("the 2 restarted nodes are quarantined");
+        let outcomes = refused.outcomes().expect("per-node outcomes");
+        let quarantined = outcomes.nodes_where(|o| matches!(o, NodeOutcome::Quarantined { .. }));
+        if quarantined.len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never quarantined: {outcomes}");
+        // (the holder's connections to the restarted nodes are reopening)
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..2 {
+        let stats = cluster.server(i).command(&["INFO", "commandstats"]).await;
+        let stats = stats.expect("INFO").as_string().unwrap_or_default();
+        assert!(stats.contains("cmdstat_fcall:"), "node {i}: {stats}");
+        assert!(!stats.contains("cmdstat_eval:"), "node {i}: {stats}");
     }
 
     let rival = connect(cluster.urls(), max_ttl).await;

@@ -21,7 +21,7 @@ async fn pttls(cluster: &Cluster, key: &str) -> Vec<i64> {
     out
 }
 
-/// Script calls (EVAL and EVALSHA) so far on every node.
+/// Script calls (EVAL, EVALSHA and FCALL) so far on every node.
 async fn script_calls(cluster: &Cluster) -> Vec<i64> {
     let mut out = Vec::new();
     for server in cluster.servers() {
@@ -36,7 +36,8 @@ async fn script_calls(cluster: &Cluster) -> Vec<i64> {
             .filter_map(|line| {
                 let rest = line
                     .strip_prefix("cmdstat_evalsha:calls=")
-                    .or_else(|| line.strip_prefix("cmdstat_eval:calls="))?;
+                    .or_else(|| line.strip_prefix("cmdstat_eval:calls="))
+                    .or_else(|| line.strip_prefix("cmdstat_fcall:calls="))?;
                 rest.split(',').next()?.parse::<i64>().ok()
             })
             .sum();

@@ -571,13 +571,12 @@ async fn only_the_owner_can_release_or_extend() {
 async fn script_flush_between_operations_is_survived() {
     let cluster = Cluster::start(5).await.expect("cluster");
     let redlock = connect(cluster.urls()).await;
+    // both kinds of cached script: EVAL's and the function libraries
     let flush = || async {
         for i in 0..5 {
-            cluster
-                .server(i)
-                .command(&["SCRIPT", "FLUSH"])
-                .await
-                .expect("flush");
+            for command in [["SCRIPT", "FLUSH"], ["FUNCTION", "FLUSH"]] {
+                cluster.server(i).command(&command).await.expect("flush");
+            }
         }
     };
     let mut guard = redlock
@@ -1091,6 +1090,13 @@ async fn calls(cluster: &Cluster, i: usize, command: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Script calls on node `i`: by source, by hash and as functions.
+async fn script_calls(cluster: &Cluster, i: usize) -> i64 {
+    calls(cluster, i, "eval").await
+        + calls(cluster, i, "evalsha").await
+        + calls(cluster, i, "fcall").await
+}
+
 /// 50 single-key acquires made together go to the server as one script call
 /// (50 keys set), and as 50 `SET`s with batching turned off.
 #[tokio::test]
@@ -1123,9 +1129,7 @@ async fn requests_made_together_are_sent_as_one_command() {
                 .all(|r| matches!(r, Ok(quorate_redlock::raw::AcquireReply::Granted { .. }))),
             "{replies:?}"
         );
-        let sent = calls(&cluster, 0, "set").await
-            + calls(&cluster, 0, "eval").await
-            + calls(&cluster, 0, "evalsha").await;
+        let sent = calls(&cluster, 0, "set").await + script_calls(&cluster, 0).await;
         // the scripts' own SETs count too: subtract the keys they set (every
         // acquire is a script: a plain SET NX could not refuse while the
         // node is quarantined)
@@ -1172,7 +1176,7 @@ async fn auto_extension_batches_and_stops_with_the_guards() {
     );
     // one lock alone is extended every ttl/3 = 200 ms: ~15 times in 3 s;
     // 50 locks acquired within one batch window need no more requests
-    let requests = calls(&cluster, 0, "evalsha").await;
+    let requests = script_calls(&cluster, 0).await;
     assert!(
         (5..=40).contains(&requests),
         "{requests} requests for 50 locks in 3 s"
@@ -1193,11 +1197,7 @@ async fn auto_extension_batches_and_stops_with_the_guards() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await; // 5 extension periods
     for i in 0..5 {
-        assert_eq!(
-            calls(&cluster, i, "evalsha").await,
-            0,
-            "traffic after release"
-        );
+        assert_eq!(script_calls(&cluster, i).await, 0, "traffic after release");
     }
 }
 
@@ -1306,16 +1306,60 @@ async fn auto_extension_counts_only_confirmations_not_fast_not_held_answers() {
 /// The ACL of a quorate user, as the README documents it: the scripts'
 /// commands, pub/sub on quorate's channels, its own keys only.
 const QUORATE_ACL: &str = "on >lockpass resetkeys ~app:lock:* ~quorate:* resetchannels \
-    &quorate:* -@all +eval +evalsha +get +set +del +exists +incr +pexpire +pttl +publish \
-    +time +info +zadd +zrange +zrangebyscore +zrank +zrem +zscore +subscribe +unsubscribe +ping +auth \
-    +hello";
+    &quorate:* -@all +fcall +function|load +eval +evalsha +get +set +del +exists +incr \
+    +pexpire +pttl +publish +time +info +zadd +zrange +zrangebyscore +zrank +zrem +zscore \
+    +subscribe +unsubscribe +ping +auth +hello";
+
+/// The same without functions: what a user set up before quorate ran its
+/// scripts as functions has.
+const QUORATE_ACL_WITHOUT_FUNCTIONS: &str = "on >lockpass resetkeys ~app:lock:* ~quorate:* \
+    resetchannels &quorate:* -@all +eval +evalsha +get +set +del +exists +incr +pexpire +pttl \
+    +publish +time +info +zadd +zrange +zrangebyscore +zrank +zrem +zscore +subscribe \
+    +unsubscribe +ping +auth +hello";
 
 #[tokio::test]
 async fn a_user_with_only_the_documented_acl_locks_queues_fences_and_releases() {
+    let cluster = lock_queue_fence_and_release_as(QUORATE_ACL).await;
+    let mut fcalls = 0;
+    for i in 0..3 {
+        assert!(libraries(&cluster, i).await > 0, "node {i}: no library");
+        assert_eq!(calls(&cluster, i, "evalsha").await, 0, "node {i}");
+        fcalls += calls(&cluster, i, "fcall").await;
+    }
+    assert!(fcalls > 0, "no FCALL");
+}
+
+/// Without `FCALL` and `FUNCTION LOAD` the scripts run by `EVALSHA`, as
+/// they do on servers older than Redis 7.
+#[tokio::test]
+async fn a_user_without_functions_gets_the_scripts_by_evalsha() {
+    let cluster = lock_queue_fence_and_release_as(QUORATE_ACL_WITHOUT_FUNCTIONS).await;
+    let mut evalshas = 0;
+    for i in 0..3 {
+        assert_eq!(libraries(&cluster, i).await, 0, "node {i}");
+        assert_eq!(calls(&cluster, i, "fcall").await, 0, "node {i}");
+        evalshas += calls(&cluster, i, "evalsha").await;
+    }
+    assert!(evalshas > 0, "no EVALSHA");
+}
+
+/// How many function libraries node `i` has.
+async fn libraries(cluster: &Cluster, i: usize) -> usize {
+    let list = cluster.server(i).command(&["FUNCTION", "LIST"]).await;
+    match list.expect("FUNCTION LIST") {
+        quorate_testkit::Reply::Array(libraries) => libraries.map_or(0, |l| l.len()),
+        other => panic!("FUNCTION LIST: {other:?}"),
+    }
+}
+
+/// Locks, extends, queues a waiter, fences and releases as user `locker`
+/// with `acl`, on 3 nodes; checks that the same user is refused outside
+/// its keys.
+async fn lock_queue_fence_and_release_as(acl: &str) -> Cluster {
     let cluster = Cluster::start(3).await.expect("cluster");
     for server in cluster.servers() {
         let mut args = vec!["ACL", "SETUSER", "locker"];
-        args.extend(QUORATE_ACL.split_whitespace());
+        args.extend(acl.split_whitespace());
         server.command(&args).await.expect("ACL SETUSER");
     }
     let urls: Vec<String> = cluster
@@ -1372,6 +1416,7 @@ async fn a_user_with_only_the_documented_acl_locks_queues_fences_and_releases() 
         .expect_err("no permission outside app:lock:*")
         .to_string();
     assert!(err.contains("permission denied"), "{err}");
+    cluster
 }
 
 /// 3 nodes behind proxies; node 0 alone has the fence counter of `ledger`

@@ -184,9 +184,11 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
     }
 
     /// Runs a primitive's own script (pool, tree, spinlock) atomically on
-    /// the node: `EVALSHA` with `keys` and binary-safe `args`, loading the
-    /// script when the server does not know it. The default answers with an
-    /// error naming the script: a node that cannot run Lua does not support
+    /// the node, with `keys` and binary-safe `args`: as a Redis 7 function
+    /// (`FCALL`) where the server has functions and allows them, else by
+    /// `EVALSHA`, loading the script when the server does not know it. The
+    /// default answers with an error naming the script: a node that cannot
+    /// run Lua does not support
     /// the primitives built on scripts. [`MemoryNode`] runs the script's
     /// native twin ([`NodeScript::emulated`]) when it has one.
     fn eval(

@@ -6,6 +6,10 @@ use std::sync::OnceLock;
 
 use super::memory_store::MemoryScript;
 
+/// This server process's `run_id` (`run_id()`), before the quarantine
+/// prelude: kept by a function library, asked of `INFO` by an `EVAL` script.
+const RUN_ID_LUA: &str = include_str!("../../scripts/run_id.lua");
+
 /// A Lua script that a primitive built on quorate-redlock runs on every
 /// node. Declare it as a `static` so its SHA1 is computed once:
 ///
@@ -22,6 +26,8 @@ pub struct NodeScript {
     /// The source sent: `lua`, after the quarantine prelude when granting.
     source: OnceLock<String>,
     fred: OnceLock<fred::types::scripts::Script>,
+    /// The function's name and its library's code (see [`function`](Self::function)).
+    function: OnceLock<(String, String)>,
 }
 
 impl NodeScript {
@@ -34,6 +40,7 @@ impl NodeScript {
             granting: false,
             source: OnceLock::new(),
             fred: OnceLock::new(),
+            function: OnceLock::new(),
         }
     }
 
@@ -79,21 +86,65 @@ impl NodeScript {
         self.lua
     }
 
-    /// The Lua source sent to servers: with the quarantine prelude and
-    /// `holder_of` when [`granting`](Self::granting).
+    /// The Lua source sent to servers as an `EVAL` script: with the
+    /// quarantine prelude and `holder_of` when [`granting`](Self::granting).
     pub fn source(&self) -> &str {
         self.source.get_or_init(|| {
             if self.granting {
-                format!(
-                    "{}{}{}",
-                    crate::backend::quarantine::QUARANTINE_LUA,
-                    crate::backend::holder::Holder::LUA,
-                    self.lua
-                )
+                format!("{RUN_ID_LUA}{}", self.body())
             } else {
                 self.lua.to_owned()
             }
         })
+    }
+
+    /// The script's code after the library-level part: the quarantine
+    /// prelude and `holder_of` when granting, then the script.
+    fn body(&self) -> String {
+        if self.granting {
+            format!(
+                "{}{}{}",
+                crate::backend::quarantine::QUARANTINE_LUA,
+                crate::backend::holder::Holder::LUA,
+                self.lua
+            )
+        } else {
+            self.lua.to_owned()
+        }
+    }
+
+    /// The script as a Redis 7 function: its name and the code of the
+    /// library that registers it (`FUNCTION LOAD`, then `FCALL name`).
+    ///
+    /// Both names carry the script's name and the start of its SHA1, so
+    /// clients of different versions sharing a server each load their own.
+    /// The library keeps the server's `run_id` between calls (asked of
+    /// `INFO` once per server process instead of on every call). Scripts
+    /// that cannot grant may run while the server is out of memory
+    /// (`allow-oom`), as `EVAL` lets a release's `DEL` run: a release must
+    /// not fail for lack of memory.
+    pub(crate) fn function(&self) -> (&str, &str) {
+        let (name, library) = self.function.get_or_init(|| {
+            let sha = self.fred().sha1();
+            let short: String = self
+                .name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            let name = format!("quorate_{short}_{}", &sha[..sha.len().min(12)]);
+            let (library_state, flags) = if self.granting {
+                (RUN_ID_LUA, "")
+            } else {
+                ("", ", flags = {'allow-oom'}")
+            };
+            let library = format!(
+                "#!lua name={name}\n{library_state}\nredis.register_function{{function_name = '{name}', \
+                 callback = function(KEYS, ARGV)\n{}\nend{flags}}}\n",
+                self.body()
+            );
+            (name, library)
+        });
+        (name, library)
     }
 
     pub(crate) fn fred(&self) -> &fred::types::scripts::Script {

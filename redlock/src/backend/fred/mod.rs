@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fred::clients::SubscriberClient;
-use fred::interfaces::{LuaInterface, PubsubInterface};
+use fred::interfaces::{FunctionInterface, LuaInterface, PubsubInterface};
 use fred::prelude::{
     ClientLike, Config, ConnectionConfig, EventInterface, PerformanceConfig, ReconnectPolicy,
     Server,
@@ -158,8 +158,11 @@ pub(super) struct Link {
     /// The last connection error, shown instead of a bare timeout while
     /// the node is disconnected (e.g. `WRONGPASS`, connection refused).
     last_error: Arc<Mutex<Option<String>>>,
-    /// Scripts this node ran by source, so it has them cached.
+    /// Scripts this node has, by function name ([`NodeScript::function`]):
+    /// loaded as functions, or cached by a run of their source.
     loaded: Arc<Mutex<HashSet<&'static str>>>,
+    /// Whether scripts run as functions here ([`Functions`] as a `u8`).
+    functions: Arc<std::sync::atomic::AtomicU8>,
     /// The quarantine of this node after a data loss, in ms: appended to
     /// every granting script ([`Node::set_max_ttl`]).
     max_ttl_ms: Arc<AtomicU64>,
@@ -253,11 +256,18 @@ impl FredNode {
             drop(client.connect());
         }
         // On a Redis Cluster the keys of one batch would span slots.
-        let batches = max_batch > 1 && !client.client_config().server.is_clustered();
+        let clustered = client.client_config().server.is_clustered();
+        let batches = max_batch > 1 && !clustered;
         let link = Link {
             client,
             last_error,
             loaded: Arc::default(),
+            // a Cluster client would load a library on one shard only
+            functions: Arc::new(std::sync::atomic::AtomicU8::new(if clustered {
+                Functions::No as u8
+            } else {
+                Functions::Unknown as u8
+            })),
             max_ttl_ms: Arc::new(AtomicU64::new(ttl_millis(DEFAULT_MAX_TTL))),
             silent_since: Arc::default(),
             unresponsive_timeout: settings.unresponsive_timeout,
@@ -448,12 +458,17 @@ impl Link {
         }))
     }
 
-    /// Runs `script` with the source (`EVAL`) until this node is known to
-    /// have it, then by hash (`EVALSHA`). A first `EVALSHA` answered with
-    /// `NOSCRIPT` and re-sent after loading would reach the server after
-    /// anything sent meanwhile on the connection (such as the undo of this
-    /// very request); `EVAL` executes in order. After a `SCRIPT FLUSH` or a
-    /// restart, the `NOSCRIPT` answer is followed at once by `EVAL`.
+    /// Runs `script` as a function (`FCALL`) where the node has Redis 7
+    /// functions, else by `EVALSHA`; either way with the source (`EVAL`)
+    /// until this node is known to have it. A first `FCALL` or `EVALSHA`
+    /// answered "not loaded" and re-sent after loading would reach the
+    /// server after anything sent meanwhile on the connection (such as the
+    /// undo of this very request); `EVAL` executes in order. So the first
+    /// call sends `FUNCTION LOAD` and `EVAL` back to back, and the load's
+    /// answer says whether later calls use `FCALL` (a server before 7.0, a
+    /// Redis Cluster client or an ACL without `FUNCTION LOAD` or `FCALL`
+    /// keeps `EVALSHA`). After a `FUNCTION FLUSH`, a `SCRIPT FLUSH` or a
+    /// restart, the "not loaded" answer is followed at once by `EVAL`.
     pub(super) fn run_script<T>(
         &self,
         script: &'static NodeScript,
@@ -468,7 +483,8 @@ impl Link {
         }
         self.note_sent();
         let link = self.clone();
-        let known = link.loaded_scripts().contains(script.name());
+        let (function, library) = script.function();
+        let known = link.loaded_scripts().contains(function);
         let mut args = args;
         if script.is_granting() {
             let max_ttl_ms = self.max_ttl_ms.load(Ordering::Relaxed);
@@ -476,24 +492,60 @@ impl Link {
         }
         async move {
             let client = &link.client;
+            let functions = link.functions();
             if known {
-                let sha = script.fred().sha1().clone();
-                let result = client
-                    .evalsha::<T, _, _, _>(sha, keys.clone(), args.clone())
-                    .await;
+                let result = if functions == Functions::Yes {
+                    client
+                        .fcall::<T, _, _, _>(function, keys.clone(), args.clone())
+                        .await
+                } else {
+                    let sha = script.fred().sha1().clone();
+                    client
+                        .evalsha::<T, _, _, _>(sha, keys.clone(), args.clone())
+                        .await
+                };
                 link.note_answer(&result);
                 match result {
-                    Err(e) if e.details().starts_with("NOSCRIPT") => {
-                        link.loaded_scripts().remove(script.name());
+                    Err(e) if not_loaded(&e) => {
+                        link.loaded_scripts().remove(function);
+                        if functions_refused(&e) {
+                            link.set_functions(Functions::No);
+                        }
                     }
                     result => return result.map_err(node_error),
                 }
             }
-            let result = client.eval::<T, _, _, _>(script.source(), keys, args).await;
+            let eval = client.eval::<T, _, _, _>(script.source(), keys.clone(), args.clone());
+            let result = if link.functions() == Functions::No {
+                eval.await
+            } else {
+                // `join!` polls the load first: it reaches the server first
+                let load = client.function_load::<fred::types::Value, _>(false, library);
+                let (loaded, result) = futures::join!(load, eval);
+                let available = match &loaded {
+                    Ok(_) => Some(true),
+                    Err(e) if e.details().contains("already exists") => Some(true),
+                    Err(e) if functions_refused(e) => Some(false),
+                    // (a lost connection, a full memory): ask again next time
+                    Err(_) => None,
+                };
+                match available {
+                    Some(true) => link.set_functions(Functions::Yes),
+                    Some(false) => link.set_functions(Functions::No),
+                    None => {}
+                }
+                match result {
+                    // EVAL denied, functions allowed: the function, now loaded
+                    Err(e) if available == Some(true) && functions_refused(&e) => {
+                        client.fcall::<T, _, _, _>(function, keys, args).await
+                    }
+                    result => result,
+                }
+            };
             link.note_answer(&result);
             let result = result.map_err(node_error);
             if result.is_ok() {
-                link.loaded_scripts().insert(script.name());
+                link.loaded_scripts().insert(function);
             }
             result
         }
@@ -536,6 +588,18 @@ impl Link {
 
     fn loaded_scripts(&self) -> std::sync::MutexGuard<'_, HashSet<&'static str>> {
         self.loaded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn functions(&self) -> Functions {
+        match self.functions.load(Ordering::Relaxed) {
+            1 => Functions::Yes,
+            2 => Functions::No,
+            _ => Functions::Unknown,
+        }
+    }
+
+    fn set_functions(&self, functions: Functions) {
+        self.functions.store(functions as u8, Ordering::Relaxed);
     }
 
     /// Compare-and-delete of `keys`, each passing to its queue's head; when
@@ -604,6 +668,36 @@ fn acquire_reply(reply: &ScriptValue) -> Option<AcquireReply> {
 
 pub(super) fn remaining_from_pttl(pttl: i64) -> Option<Duration> {
     u64::try_from(pttl).ok().map(Duration::from_millis)
+}
+
+/// Whether a node runs quorate's scripts as Redis 7 functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Functions {
+    /// Not asked yet: the next script call loads its library.
+    Unknown = 0,
+    /// `FUNCTION LOAD` worked: scripts run by `FCALL`.
+    Yes = 1,
+    /// Not there (before Redis 7.0) or not allowed: scripts run by `EVALSHA`.
+    No = 2,
+}
+
+/// A script call's error saying the node does not have the script (after a
+/// restart, a flush, or on a server or ACL without functions).
+fn not_loaded(e: &fred::error::Error) -> bool {
+    let details = e.details();
+    details.starts_with("NOSCRIPT")
+        || details.contains("Function not found")
+        || functions_refused(e)
+}
+
+/// `FUNCTION LOAD` or `FCALL` refused as unknown or not allowed.
+fn functions_refused(e: &fred::error::Error) -> bool {
+    let details = e.details();
+    // (a NOPERM for a key or a channel is the call's own error)
+    (details.starts_with("NOPERM") && details.contains("permissions to run"))
+        || details.contains("unknown command")
+        || details.contains("unknown subcommand")
 }
 
 fn node_error(e: fred::error::Error) -> NodeError {

@@ -62,7 +62,7 @@ impl Fault {
             Fault::ResetTwo => "reset 2",
             Fault::Rolling => "rolling restart, no persistence",
             Fault::FastClock => "1 node 4x clock",
-            Fault::ScriptFlush => "SCRIPT FLUSH every 200 ms",
+            Fault::ScriptFlush => "SCRIPT + FUNCTION FLUSH every 200 ms",
             Fault::StalledClient => "client stalled past its ttl",
         }
     }
@@ -172,6 +172,7 @@ impl Setup {
                 Fault::ScriptFlush => {
                     for i in 0..5 {
                         let _ = self.server(i).command(&["SCRIPT", "FLUSH"]).await;
+                        let _ = self.server(i).command(&["FUNCTION", "FLUSH"]).await;
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
