@@ -1305,14 +1305,15 @@ async fn auto_extension_counts_only_confirmations_not_fast_not_held_answers() {
 
 /// The ACL of a quorate user, as the README documents it: the scripts'
 /// commands, pub/sub on quorate's channels, its own keys only.
-const QUORATE_ACL: &str = "on >lockpass resetkeys ~app:lock:* ~quorate:* resetchannels \
+const QUORATE_ACL: &str = "on resetkeys ~app:lock:* ~quorate:* resetchannels \
     &quorate:* -@all +fcall +function|load +eval +evalsha +get +set +del +exists +incr \
-    +pexpire +pttl +publish +time +info +zadd +zrange +zrangebyscore +zrank +zrem +zscore \
-    +subscribe +unsubscribe +ping +auth +hello";
+    +pexpire +pttl +publish +time +info +type +zadd +zcard +zrange +zrangebyscore +zrank \
+    +zrem +zscore +sadd +srem +scard +smembers +srandmember +hset +hget +hdel +hgetall +hvals \
+    +hincrby +hrandfield +subscribe +unsubscribe +ping +auth +hello";
 
 /// The same without functions: what a user set up before quorate ran its
 /// scripts as functions has.
-const QUORATE_ACL_WITHOUT_FUNCTIONS: &str = "on >lockpass resetkeys ~app:lock:* ~quorate:* \
+const QUORATE_ACL_WITHOUT_FUNCTIONS: &str = "on resetkeys ~app:lock:* ~quorate:* \
     resetchannels &quorate:* -@all +eval +evalsha +get +set +del +exists +incr +pexpire +pttl \
     +publish +time +info +zadd +zrange +zrangebyscore +zrank +zrem +zscore +subscribe \
     +unsubscribe +ping +auth +hello";
@@ -1320,11 +1321,16 @@ const QUORATE_ACL_WITHOUT_FUNCTIONS: &str = "on >lockpass resetkeys ~app:lock:* 
 #[tokio::test]
 async fn a_user_with_only_the_documented_acl_locks_queues_fences_and_releases() {
     let cluster = lock_queue_fence_and_release_as(QUORATE_ACL).await;
+    assert_scripts_ran_as_functions(&cluster).await;
+}
+
+/// Every node loaded libraries and no script ran by `EVALSHA`.
+async fn assert_scripts_ran_as_functions(cluster: &Cluster) {
     let mut fcalls = 0;
-    for i in 0..3 {
-        assert!(libraries(&cluster, i).await > 0, "node {i}: no library");
-        assert_eq!(calls(&cluster, i, "evalsha").await, 0, "node {i}");
-        fcalls += calls(&cluster, i, "fcall").await;
+    for i in 0..cluster.len() {
+        assert!(libraries(cluster, i).await > 0, "node {i}: no library");
+        assert_eq!(calls(cluster, i, "evalsha").await, 0, "node {i}");
+        fcalls += calls(cluster, i, "fcall").await;
     }
     assert!(fcalls > 0, "no FCALL");
 }
@@ -1343,6 +1349,20 @@ async fn a_user_without_functions_gets_the_scripts_by_evalsha() {
     assert!(evalshas > 0, "no EVALSHA");
 }
 
+/// The ACL of a service that allows functions but not `EVAL` or
+/// `EVALSHA`: every script call is an `FCALL`, the first one after loading
+/// its library.
+const QUORATE_ACL_FUNCTIONS_ONLY: &str = "on resetkeys ~app:lock:* ~quorate:* \
+    resetchannels &quorate:* -@all +fcall +function|load +get +set +del +exists +incr \
+    +pexpire +pttl +publish +time +info +zadd +zrange +zrangebyscore +zrank +zrem +zscore \
+    +subscribe +unsubscribe +ping +auth +hello";
+
+#[tokio::test]
+async fn a_user_denied_eval_runs_every_script_as_a_function() {
+    let cluster = lock_queue_fence_and_release_as(QUORATE_ACL_FUNCTIONS_ONLY).await;
+    assert_scripts_ran_as_functions(&cluster).await;
+}
+
 /// How many function libraries node `i` has.
 async fn libraries(cluster: &Cluster, i: usize) -> usize {
     let list = cluster.server(i).command(&["FUNCTION", "LIST"]).await;
@@ -1357,16 +1377,10 @@ async fn libraries(cluster: &Cluster, i: usize) -> usize {
 /// its keys.
 async fn lock_queue_fence_and_release_as(acl: &str) -> Cluster {
     let cluster = Cluster::start(3).await.expect("cluster");
-    for server in cluster.servers() {
-        let mut args = vec!["ACL", "SETUSER", "locker"];
-        args.extend(acl.split_whitespace());
-        server.command(&args).await.expect("ACL SETUSER");
-    }
-    let urls: Vec<String> = cluster
-        .servers()
-        .iter()
-        .map(|s| format!("redis://locker:lockpass@127.0.0.1:{}", s.port()))
-        .collect();
+    let urls = cluster
+        .acl_user_urls("locker", "lockpass", acl)
+        .await
+        .expect("ACL SETUSER");
     let client = || async {
         Redlock::builder()
             .urls(urls.clone())

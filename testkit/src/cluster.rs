@@ -51,6 +51,27 @@ impl Cluster {
         self.servers.iter().map(RedisServer::url).collect()
     }
 
+    /// Creates the ACL user `user` with `password` and `rules` (the words
+    /// after `ACL SETUSER <user>`, e.g. `"on resetkeys ~app:* -@all +get"`;
+    /// the password is added as `>password`) on every node, and returns one
+    /// URL per node that logs in as that user.
+    pub async fn acl_user_urls(
+        &self,
+        user: &str,
+        password: &str,
+        rules: &str,
+    ) -> Result<Vec<String>, TestkitError> {
+        let secret = format!(">{password}");
+        let mut urls = Vec::with_capacity(self.servers.len());
+        for server in &self.servers {
+            let mut args = vec!["ACL", "SETUSER", user, secret.as_str()];
+            args.extend(rules.split_whitespace());
+            server.command(&args).await?;
+            urls.push(format!("redis://{user}:{password}@{}", server.addr()));
+        }
+        Ok(urls)
+    }
+
     /// The number of nodes (running or not).
     pub fn len(&self) -> usize {
         self.servers.len()
