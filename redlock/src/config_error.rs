@@ -35,6 +35,19 @@ pub enum ConfigError {
         /// The URL with any password replaced by `***`.
         url: String,
     },
+    /// A node runs a Redis older than quorate supports (6.2: see the
+    /// README's "Deployments").
+    #[error(
+        "node {node} runs Redis {version}; quorate needs Redis 6.2 or newer (the tree lock's \
+         script calls HRANDFIELD, the documented ACL needs ACL users): upgrade the server or \
+         leave it out"
+    )]
+    ServerTooOld {
+        /// The node, as `host:port`.
+        node: String,
+        /// Its `redis_version`.
+        version: String,
+    },
     /// Fewer than a majority of the nodes could be reached and authenticated
     /// while connecting (see [`RedlockBuilder::lazy`](crate::RedlockBuilder::lazy)
     /// to start anyway and let them join later).

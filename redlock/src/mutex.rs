@@ -685,6 +685,18 @@ impl RedlockBuilder {
                 problems: problems.join("; "),
             });
         }
+        // Refused now rather than by a script error at the first lock call.
+        let versions =
+            futures::future::join_all(fred_nodes.iter().map(|n| n.redis_version(timeout))).await;
+        for (node, version) in fred_nodes.iter().zip(versions) {
+            let Some(version) = version else { continue };
+            if crate::backend::server_version::is_too_old(&version) == Some(true) {
+                return Err(ConfigError::ServerTooOld {
+                    node: node.name().to_owned(),
+                    version,
+                });
+            }
+        }
         // Done on every node (or timed out) before any lock of this client.
         let node_timeout = redlock.inner.defaults.effective_node_timeout();
         redlock

@@ -1493,3 +1493,99 @@ async fn a_fence_written_back_to_a_minority_gives_no_lease() {
         "a lease whose fence only one node keeps: {result:?}"
     );
 }
+
+/// A stand-in for an old server (no real Redis before 7.0 is installable
+/// here): answers every command with `+OK`, `PING` with `+PONG`, `CLIENT
+/// ID` with 1, and `INFO` with a `redis_version` of `version`. Returns
+/// its URL; it serves until the test process ends.
+fn server_claiming_version(version: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("redis://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some((command, used)) = next_command(&pending) {
+                        pending.drain(..used);
+                        let reply = match command.first().map(|c| c.to_ascii_uppercase()) {
+                            Some(c) if c == "INFO" => {
+                                let info = format!("# Server\r\nredis_version:{version}\r\n");
+                                format!("${}\r\n{info}\r\n", info.len())
+                            }
+                            Some(c) if c == "PING" => "+PONG\r\n".to_owned(),
+                            Some(c) if c == "CLIENT" => ":1\r\n".to_owned(),
+                            _ => "+OK\r\n".to_owned(),
+                        };
+                        if stream.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// The first complete RESP command (an array of bulk strings) in `buf`,
+/// and how many bytes it took.
+fn next_command(buf: &[u8]) -> Option<(Vec<String>, usize)> {
+    let line = |at: usize| -> Option<(&[u8], usize)> {
+        let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
+        Some((&buf[at..end], end + 2))
+    };
+    let (head, mut at) = line(0)?;
+    let count: usize = std::str::from_utf8(head.strip_prefix(b"*")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let mut parts = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (size, next) = line(at)?;
+        let size: usize = std::str::from_utf8(size.strip_prefix(b"$")?)
+            .ok()?
+            .parse()
+            .ok()?;
+        let body = buf.get(next..next + size)?;
+        parts.push(String::from_utf8_lossy(body).into_owned());
+        at = next + size + 2;
+        if at > buf.len() {
+            return None;
+        }
+    }
+    Some((parts, at))
+}
+
+#[tokio::test]
+async fn connect_refuses_a_server_older_than_6_2_naming_it() {
+    let cluster = Cluster::start(2).await.expect("cluster");
+    let old = server_claiming_version("6.0.9");
+    let mut urls = cluster.urls();
+    urls.push(old.clone());
+    let err = Redlock::connect(urls)
+        .await
+        .expect_err("a 6.0 server is refused");
+    assert!(
+        matches!(&err, ConfigError::ServerTooOld { version, .. } if version == "6.0.9"),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(old.trim_start_matches("redis://")), "{text}");
+    assert!(text.contains("6.2 or newer"), "{text}");
+    // the same stand-in claiming 6.2 is let through the version check
+    let mut urls = cluster.urls();
+    urls.push(server_claiming_version("6.2.0"));
+    let result = Redlock::connect(urls).await;
+    assert!(
+        !matches!(result, Err(ConfigError::ServerTooOld { .. })),
+        "{result:?}"
+    );
+}

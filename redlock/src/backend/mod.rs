@@ -17,6 +17,7 @@ pub(crate) mod quarantine;
 pub(crate) mod queue_protocol;
 mod script;
 
+pub(crate) use self::fred::server_version;
 pub use self::fred::{FredNode, FredSettings};
 #[cfg(feature = "memory")]
 pub use self::memory::{MemoryNode, MemorySnapshot};

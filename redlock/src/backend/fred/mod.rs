@@ -1,6 +1,7 @@
 //! The real backend: one fred client per node, scripts by EVALSHA.
 
 mod batch;
+pub(crate) mod server_version;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -342,6 +343,18 @@ impl FredNode {
             tokio::time::timeout(timeout, client.wait_for_connect()).await,
             Ok(Ok(()))
         )
+    }
+
+    /// The server's version (`INFO server`'s `redis_version`), or `None` when
+    /// it does not answer within `timeout` or the answer names none.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a read.
+    pub(crate) async fn redis_version(&self, timeout: Duration) -> Option<String> {
+        let client = &self.shared.link.client;
+        let info = client.info::<String>(Some(fred::types::InfoKind::Server));
+        let info = tokio::time::timeout(timeout, info).await.ok()?.ok()?;
+        server_version::from_info(&info).map(str::to_owned)
     }
 
     /// The subscriber connection, opened on first use, and its dispatcher.
