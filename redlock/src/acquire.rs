@@ -8,10 +8,10 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::backend::{AcquireReply, QueueEntry};
+use crate::client::Redlock;
 use crate::client_state::ClientState;
 use crate::error::{Error, NodeOutcome};
 use crate::lease::{Lease, Token};
-use crate::mutex::Redlock;
 use crate::options::LockOptions;
 use crate::queue::NextWaiters;
 use crate::quorum::{self, Decide, Reply};
@@ -71,7 +71,7 @@ fn granted_on(round: &quorum::Round<AcquireReply>) -> Vec<bool> {
 /// Dropping the future spawns the undo, so an abandoned round leaves no key
 /// behind longer than one round trip (or the ttl, on an unreachable node).
 pub(crate) async fn attempt(
-    inner: &Arc<ClientState>,
+    redlock: &Redlock,
     keys: &Arc<[String]>,
     token: Token,
     options: &LockOptions,
@@ -79,11 +79,9 @@ pub(crate) async fn attempt(
 ) -> Result<Granted, Refused> {
     let ttl = options.get_ttl();
     let hex = token.to_hex();
-    let redlock = Redlock {
-        inner: Arc::clone(inner),
-    };
+    let inner = &redlock.inner;
     let node_timeout = options.effective_node_timeout();
-    let mut undo = UndoGuard::armed(&redlock, Arc::clone(keys), &hex, node_timeout);
+    let mut undo = UndoGuard::armed(redlock, Arc::clone(keys), &hex, node_timeout);
     let started = Instant::now();
     crate::metrics::acquire_round(inner.primitive);
     let fenced = options.get_fencing();

@@ -1,14 +1,15 @@
 //! The state one [`Redlock`](crate::Redlock) client and its clones share:
 //! the nodes and quorum, the defaults, and the machinery of waiting
-//! (announcements, local queue, hand-offs, server-queue tickets) and of
-//! holding (the watchdog).
+//! (announcements, local queue, server-queue tickets) and of holding (the
+//! watchdog). The local hand-off registry holds guards, which hold this
+//! state, so it sits beside it in `Redlock` (`client.rs`), not in it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::announcements::Notifier;
 use crate::backend::Node;
-use crate::handoff::Handoffs;
+use crate::config_error::ConfigError;
 use crate::local_queue::LocalQueue;
 use crate::options::LockOptions;
 use crate::owner::Owner;
@@ -25,8 +26,6 @@ pub(crate) struct ClientState {
     pub primitive: &'static str,
     pub notifier: Arc<Notifier>,
     pub local: Arc<LocalQueue>,
-    /// The heads of `local` that a release can hand the lock to.
-    pub handoffs: Arc<Handoffs>,
     /// This client's entries in the servers' waiter queues.
     pub tickets: Arc<Tickets>,
     pub watchdog: Watchdog,
@@ -40,7 +39,29 @@ pub(crate) struct ClientState {
     pub task_holds: Arc<TaskHolds>,
 }
 
+impl std::fmt::Debug for ClientState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<&str> = self.nodes.iter().map(|n| n.name()).collect();
+        f.debug_struct("ClientState")
+            .field("nodes", &nodes)
+            .field("quorum", &self.quorum)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ClientState {
+    /// A lease of `ttl` must not outlive the quarantine of a node that
+    /// forgot it (`max_ttl`).
+    pub(crate) fn check_ttl(&self, ttl: Duration) -> Result<(), ConfigError> {
+        if ttl > self.max_ttl {
+            return Err(ConfigError::TtlAboveMaxTtl {
+                ttl,
+                max_ttl: self.max_ttl,
+            });
+        }
+        Ok(())
+    }
+
     /// Compare-and-delete of `keys` on every node: the undo of a failed
     /// round and the body of a release.
     /// Waiters everywhere are told (this is a release, not an undo).

@@ -11,9 +11,9 @@ use tracing::Instrument;
 
 use crate::client_state::ClientState;
 use crate::error::{Error, NodeOutcome, Outcomes};
+use crate::handoff::{Handed, Handoffs};
 use crate::lease::Lease;
 use crate::metrics;
-use crate::mutex::Redlock;
 use crate::notify_cell::NotifyCell;
 use crate::options::{validate_ttl, LockOptions};
 use crate::queue::NextWaiters;
@@ -55,7 +55,9 @@ pub enum ReleaseOutcome {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard {
-    redlock: Redlock,
+    inner: Arc<ClientState>,
+    /// The client's registry of local hand-offs.
+    handoffs: Arc<Handoffs<LockGuard>>,
     keys: Arc<[String]>,
     cell: LeaseCell,
     /// The watchdog's id for this lock, when auto-extended.
@@ -86,18 +88,20 @@ pub struct LockGuard {
 
 impl LockGuard {
     pub(crate) fn new(
-        redlock: Redlock,
+        inner: Arc<ClientState>,
+        handoffs: Arc<Handoffs<LockGuard>>,
         keys: Arc<[String]>,
         lease: Lease,
         options: &LockOptions,
         next_waiter: NextWaiters,
     ) -> Self {
         let cell: LeaseCell = Arc::new(NotifyCell::new(LeaseState { lease, lost: false }));
-        let watchdog = Self::watchdog_for(&redlock, &keys, &cell, options);
-        metrics::guard_made(redlock.inner.primitive);
-        let held_here = Some(redlock.inner.handoffs.hold(&keys, &cell));
+        let watchdog = Self::watchdog_for(&inner, &keys, &cell, options);
+        metrics::guard_made(inner.primitive);
+        let held_here = Some(handoffs.hold(&keys, &cell));
         LockGuard {
-            redlock,
+            inner,
+            handoffs,
             keys,
             cell,
             watchdog,
@@ -124,7 +128,7 @@ impl LockGuard {
     /// waiter queue lasts at most the waiter's entry lifetime): then it is
     /// extended to the ttl once, a third of the way into it.
     fn watchdog_for(
-        redlock: &Redlock,
+        inner: &ClientState,
         keys: &Arc<[String]>,
         cell: &LeaseCell,
         options: &LockOptions,
@@ -132,7 +136,7 @@ impl LockGuard {
         let auto_extend = options.get_auto_extend();
         let short = cell.borrow().lease.ttl() < options.get_ttl();
         (auto_extend || short).then(|| {
-            redlock.inner.watchdog.watch(Watched {
+            inner.watchdog.watch(Watched {
                 keys: Arc::clone(keys),
                 ttl: options.get_ttl(),
                 drift_factor: options.get_drift_factor(),
@@ -154,14 +158,14 @@ impl LockGuard {
     /// Tells waiting local heads that this process no longer holds the keys.
     fn end_held_here(&mut self) {
         let id = self.held_here.take();
-        self.redlock.inner.handoffs.ended(&self.keys, id);
+        self.handoffs.ended(&self.keys, id);
     }
 
     /// The lock, taken over by the local waiter it was handed to: the same
     /// lease, with the waiter's options from now on.
     pub(crate) fn taken_over(mut self, options: &LockOptions) -> LockGuard {
         self.stop_watchdog();
-        self.watchdog = Self::watchdog_for(&self.redlock, &self.keys, &self.cell, options);
+        self.watchdog = Self::watchdog_for(&self.inner, &self.keys, &self.cell, options);
         self.drift_factor = options.get_drift_factor();
         self.node_timeout = options.effective_node_timeout();
         self.local_handoff = options.get_local_handoff();
@@ -216,10 +220,11 @@ impl LockGuard {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return false;
         };
-        let inner = Arc::clone(&self.redlock.inner);
+        let inner = Arc::clone(&self.inner);
+        let handoffs = Arc::clone(&self.handoffs);
         let next = self.pass_on();
         let keys = Arc::clone(&self.keys);
-        let id = inner.handoffs.linger(&keys, next);
+        let id = handoffs.linger(&keys, next);
         self.released = true;
         metrics::guard_made(inner.primitive);
         metrics::released(inner.primitive, "handed_off", self.acquired.elapsed());
@@ -227,10 +232,7 @@ impl LockGuard {
             for _ in 0..LINGER_YIELDS {
                 tokio::task::yield_now().await;
             }
-            if let Some(guard) = inner
-                .handoffs
-                .take_lingering(&keys, Some(id), Duration::ZERO)
-            {
+            if let Some(guard) = handoffs.take_lingering(&keys, Some(id), Duration::ZERO) {
                 // an explicit release: it does not linger again
                 if let Err(error) = guard.release().await {
                     tracing::debug!(%error, "release after a linger failed; the keys expire");
@@ -245,7 +247,8 @@ impl LockGuard {
     fn pass_on(&mut self) -> LockGuard {
         self.stop_watchdog();
         LockGuard {
-            redlock: self.redlock.clone(),
+            inner: Arc::clone(&self.inner),
+            handoffs: Arc::clone(&self.handoffs),
             keys: Arc::clone(&self.keys),
             cell: Arc::clone(&self.cell),
             watchdog: None,
@@ -275,8 +278,8 @@ impl LockGuard {
         if remaining.is_zero() || self.lease().fence().is_some() {
             return false;
         }
-        let inner = Arc::clone(&self.redlock.inner);
-        let Some(deliver) = inner.handoffs.take(&self.keys, remaining, |ticket, fair| {
+        let inner = Arc::clone(&self.inner);
+        let Some(deliver) = self.handoffs.take(&self.keys, remaining, |ticket, fair| {
             self.may_pass_over(ticket, fair)
         }) else {
             return false;
@@ -374,7 +377,7 @@ impl LockGuard {
     /// Stops auto-extension (the watchdog sends nothing more for this lock).
     fn stop_watchdog(&mut self) {
         if let Some(id) = self.watchdog.take() {
-            self.redlock.inner.watchdog.unwatch(id);
+            self.inner.watchdog.unwatch(id);
         }
     }
 
@@ -408,7 +411,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn extend(&mut self, ttl: Duration) -> Result<(), Error> {
-        let primitive = self.redlock.inner.primitive;
+        let primitive = self.inner.primitive;
         let result = self.extend_inner(ttl).await;
         let outcome = match &result {
             Ok(()) => "extended",
@@ -426,7 +429,7 @@ impl LockGuard {
 
     async fn extend_inner(&mut self, ttl: Duration) -> Result<(), Error> {
         validate_ttl(ttl, self.drift_factor)?;
-        self.redlock.check_ttl(ttl)?;
+        self.inner.check_ttl(ttl)?;
         if !self.is_valid() {
             return Err(Error::Expired);
         }
@@ -440,14 +443,7 @@ impl LockGuard {
             drift_factor: self.drift_factor,
             settled: false,
         };
-        let result = extend_round(
-            &self.redlock.inner,
-            &self.keys,
-            &token,
-            ttl,
-            self.node_timeout,
-        )
-        .await;
+        let result = extend_round(&self.inner, &self.keys, &token, ttl, self.node_timeout).await;
         in_doubt.settle(result.as_ref().ok().copied());
         match result {
             Ok(_) if !self.is_valid() => Err(Error::Expired),
@@ -488,7 +484,7 @@ impl LockGuard {
         }
         self.stop_watchdog();
         let was_valid = self.is_valid();
-        let inner = Arc::clone(&self.redlock.inner);
+        let inner = Arc::clone(&self.inner);
         let token = self.lease().token().to_hex();
         let span = tracing::debug_span!("quorate.release", resource = %self.keys.join(","));
         // A round that misses a majority (slow or failing nodes) is retried
@@ -513,7 +509,7 @@ impl LockGuard {
             let first = futures::poll!(round.as_mut());
             if rounds == 1 {
                 inner.notifier.announce_all(&self.keys);
-                inner.handoffs.ended(&self.keys, held_here);
+                self.handoffs.ended(&self.keys, held_here);
             }
             let round = match first {
                 Poll::Ready(round) => round,
@@ -572,6 +568,12 @@ impl LockGuard {
     }
 }
 
+impl Handed for LockGuard {
+    fn remaining(&self) -> Duration {
+        LockGuard::remaining(self)
+    }
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if self.hand_off() || self.linger() {
@@ -581,7 +583,8 @@ impl Drop for LockGuard {
         if self.released {
             return;
         }
-        let inner = Arc::clone(&self.redlock.inner);
+        let inner = Arc::clone(&self.inner);
+        let handoffs = Arc::clone(&self.handoffs);
         metrics::released(inner.primitive, "dropped", self.acquired.elapsed());
         let held_here = self.held_here.take();
         let keys = Arc::clone(&self.keys);
@@ -594,11 +597,11 @@ impl Drop for LockGuard {
                 handle.spawn(async move {
                     inner.release_round(&keys, &token, timeout).await;
                     inner.notifier.announce_all(&keys);
-                    inner.handoffs.ended(&keys, held_here);
+                    handoffs.ended(&keys, held_here);
                 });
             }
             Err(_) => {
-                inner.handoffs.ended(&keys, held_here);
+                handoffs.ended(&keys, held_here);
                 tracing::debug!("guard dropped outside a runtime; keys expire with their ttl")
             }
         }

@@ -26,13 +26,19 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
-use crate::guard::LockGuard;
 use crate::watchdog::LeaseCell;
 
+/// What is handed over: a lock guard (`LockGuard`), which this module knows
+/// only by what it asks of it, so that the guard can use the registry.
+pub(crate) trait Handed: Send + 'static {
+    /// The validity the lock has left.
+    fn remaining(&self) -> Duration;
+}
+
 /// The waiting heads of this process's local queues, by their sorted keys.
-#[derive(Debug, Default)]
-pub(crate) struct Handoffs {
-    waiting: Mutex<BTreeMap<Vec<String>, Waiting>>,
+#[derive(Debug)]
+pub(crate) struct Handoffs<G> {
+    waiting: Mutex<BTreeMap<Vec<String>, Waiting<G>>>,
     /// The leases of this process's guards that may hand over, by their
     /// sorted keys, with the registration's id.
     held: Mutex<BTreeMap<Vec<String>, (u64, LeaseCell)>>,
@@ -40,30 +46,42 @@ pub(crate) struct Handoffs {
     ended: Notify,
     /// Dropped guards' locks kept for a moment for the next call of this
     /// process (see `LockGuard::linger`), with their registration's id.
-    lingering: Mutex<BTreeMap<Vec<String>, (u64, LockGuard)>>,
+    lingering: Mutex<BTreeMap<Vec<String>, (u64, G)>>,
     next_id: AtomicU64,
 }
 
+impl<G> Default for Handoffs<G> {
+    fn default() -> Self {
+        Handoffs {
+            waiting: Mutex::default(),
+            held: Mutex::default(),
+            ended: Notify::new(),
+            lingering: Mutex::default(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+}
+
 #[derive(Debug)]
-struct Waiting {
+struct Waiting<G> {
     id: u64,
     min_remaining: Duration,
     /// The waiter's queue ticket (see `queue.rs`).
     ticket: u64,
     /// Whether the waiter asked for `fair(true)`.
     fair: bool,
-    deliver: oneshot::Sender<LockGuard>,
+    deliver: oneshot::Sender<G>,
 }
 
 /// A waiter's registration; unregisters on drop.
 #[derive(Debug)]
-pub(crate) struct HandoffSlot {
-    handoffs: Arc<Handoffs>,
+pub(crate) struct HandoffSlot<G> {
+    handoffs: Arc<Handoffs<G>>,
     keys: Vec<String>,
     id: u64,
     /// `None` once the registration was taken without a lock (cannot
     /// happen: a taken registration is always delivered to) or used.
-    receive: Option<oneshot::Receiver<LockGuard>>,
+    receive: Option<oneshot::Receiver<G>>,
 }
 
 /// The registries' key for a key set: sorted, copied only when it is not
@@ -78,11 +96,13 @@ fn sorted(keys: &[String]) -> Cow<'_, [String]> {
     }
 }
 
-impl Handoffs {
-    fn waiting(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<String>, Waiting>> {
+impl<G> Handoffs<G> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<String>, Waiting<G>>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
+impl<G: Handed> Handoffs<G> {
     fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<String>, (u64, LeaseCell)>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -96,7 +116,7 @@ impl Handoffs {
         min_remaining: Duration,
         ticket: u64,
         fair: bool,
-    ) -> HandoffSlot {
+    ) -> HandoffSlot<G> {
         let keys = sorted(keys).into_owned();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (deliver, receive) = oneshot::channel();
@@ -124,7 +144,7 @@ impl Handoffs {
         keys: &[String],
         remaining: Duration,
         may_have: impl FnOnce(u64, bool) -> bool,
-    ) -> Option<oneshot::Sender<LockGuard>> {
+    ) -> Option<oneshot::Sender<G>> {
         let keys = sorted(keys);
         let mut waiting = self.waiting();
         let accepts = waiting.get(&*keys).is_some_and(|w| {
@@ -136,13 +156,13 @@ impl Handoffs {
         waiting.remove(&*keys).map(|w| w.deliver)
     }
 
-    fn lingering(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<String>, (u64, LockGuard)>> {
+    fn lingering(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<String>, (u64, G)>> {
         self.lingering.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Keeps `guard` (of `keys`) for the next call of this process; returns
     /// the id to take it back with.
-    pub(crate) fn linger(&self, keys: &[String], guard: LockGuard) -> u64 {
+    pub(crate) fn linger(&self, keys: &[String], guard: G) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let replaced = self
             .lingering()
@@ -160,7 +180,7 @@ impl Handoffs {
         keys: &[String],
         id: Option<u64>,
         min_remaining: Duration,
-    ) -> Option<LockGuard> {
+    ) -> Option<G> {
         let keys = sorted(keys);
         let mut lingering = self.lingering();
         let fits = lingering.get(&*keys).is_some_and(|(held_id, guard)| {
@@ -173,7 +193,7 @@ impl Handoffs {
     }
 
     /// Every lingering lock, taken out.
-    pub(crate) fn take_all_lingering(&self) -> Vec<LockGuard> {
+    pub(crate) fn take_all_lingering(&self) -> Vec<G> {
         std::mem::take(&mut *self.lingering())
             .into_values()
             .map(|(_, guard)| guard)
@@ -212,7 +232,7 @@ impl Handoffs {
     }
 }
 
-impl HandoffSlot {
+impl<G: Handed> HandoffSlot<G> {
     /// Waits, sending nothing, while a guard of this process holds these
     /// keys: until it hands the lock over (`Some`), ends, or runs out of
     /// validity, or `deadline` passes (`None`: try the servers now).
@@ -220,7 +240,7 @@ impl HandoffSlot {
     ///
     /// # Cancel safety
     /// Cancel safe, as [`handed_over`](Self::handed_over).
-    pub(crate) async fn while_held_here(&mut self, deadline: Option<Instant>) -> Option<LockGuard> {
+    pub(crate) async fn while_held_here(&mut self, deadline: Option<Instant>) -> Option<G> {
         let handoffs = Arc::clone(&self.handoffs);
         loop {
             // Listening before looking: an end between the two is not missed.
@@ -256,7 +276,7 @@ impl HandoffSlot {
     /// # Cancel safety
     /// Cancel safe: a lock that arrives is kept in the slot for the next
     /// call (and released by its own drop if the slot is dropped first).
-    pub(crate) async fn handed_over(&mut self) -> LockGuard {
+    pub(crate) async fn handed_over(&mut self) -> G {
         if let Some(receive) = self.receive.as_mut() {
             if let Ok(guard) = receive.await {
                 self.receive = None;
@@ -268,7 +288,7 @@ impl HandoffSlot {
     }
 }
 
-impl Drop for HandoffSlot {
+impl<G> Drop for HandoffSlot<G> {
     fn drop(&mut self) {
         let mut waiting = self.handoffs.waiting();
         if waiting.get(&self.keys).is_some_and(|w| w.id == self.id) {

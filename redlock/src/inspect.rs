@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::backend::holder::Holder;
 use crate::backend::queue_protocol::queue_keys;
 use crate::backend::{fence_key, MemoryStore, NodeScript, ScriptValue};
+use crate::client::Redlock;
 use crate::error::{ConfigError, Error};
-use crate::mutex::Redlock;
 use crate::quorum::{self, Decide, Reply};
 
 static INSPECT: NodeScript = NodeScript::new(

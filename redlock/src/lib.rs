@@ -46,6 +46,7 @@ mod announcements;
 mod backend;
 #[cfg(feature = "blocking")]
 pub mod blocking;
+mod client;
 mod client_state;
 mod config_error;
 mod determinism;
@@ -80,11 +81,12 @@ pub use backend::quarantine::{DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
 pub use backend::{FredNode, FredSettings, Node, NodeError, NodeFuture};
 #[cfg(feature = "memory")]
 pub use backend::{MemoryNode, MemorySnapshot};
+pub use client::Redlock;
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use guard::{LockGuard, ReleaseOutcome};
 pub use inspect::{ForceUnlocked, Inspection, NodeState, NodeView};
 pub use lease::{Lease, Token};
-pub use mutex::{Redlock, RedlockBuilder};
+pub use mutex::RedlockBuilder;
 pub use options::{LockOptions, MAX_TTL};
 pub use owner::Owner;
 pub use release::Release;

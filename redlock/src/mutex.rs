@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::announcements::Notifier;
 use crate::backend::quarantine::DEFAULT_MAX_TTL;
 use crate::backend::{FredNode, FredSettings, Node};
+use crate::client::Redlock;
 use crate::client_state::ClientState;
 use crate::error::{ConfigError, Error, NodeOutcome, Outcomes};
 use crate::guard::LockGuard;
@@ -22,43 +23,6 @@ use crate::quorum::{self, Decide};
 use crate::wait::WaitPolicy;
 use crate::waiter::Waiter;
 use crate::watchdog::Watchdog;
-
-/// A distributed mutex over N independent Redis-protocol nodes (the Redlock
-/// algorithm). A lock is granted when a majority (N/2 + 1) of nodes grant
-/// it within the lease's validity; the loss of a minority changes nothing.
-///
-/// Cheap to clone (an `Arc` inside); clones share the nodes.
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), quorate_redlock::Error> {
-/// use std::time::Duration;
-/// use quorate_redlock::Redlock;
-///
-/// let redlock = Redlock::connect([
-///     "redis://127.0.0.1:7001",
-///     "redis://127.0.0.1:7002",
-///     "redis://127.0.0.1:7003",
-/// ])
-/// .await?;
-/// let guard = redlock.lock("invoice:42", Duration::from_secs(5)).await?;
-/// // ... critical section, while guard.remaining() > 0 ...
-/// guard.release().await?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct Redlock {
-    pub(crate) inner: Arc<ClientState>,
-}
-
-impl fmt::Debug for Redlock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Redlock")
-            .field("nodes", &self.node_names())
-            .field("quorum", &self.inner.quorum)
-            .field("defaults", &self.inner.defaults)
-            .finish()
-    }
-}
 
 impl Redlock {
     /// Connects to the nodes at `urls` with the default options and
@@ -106,24 +70,21 @@ impl Redlock {
     /// The same nodes with another `primitive` metric label, for the crates
     /// built on this one (`pool`, `tree`, `spinlock`).
     pub fn with_metric_label(&self, primitive: &'static str) -> Redlock {
-        Redlock {
-            inner: Arc::new(ClientState {
-                nodes: self.inner.nodes.clone(),
-                quorum: self.inner.quorum,
-                defaults: self.inner.defaults.clone(),
-                primitive,
-                notifier: Arc::clone(&self.inner.notifier),
-                local: Arc::clone(&self.inner.local),
-                // its own: a guard hands over only to waiters of its own kind
-                handoffs: Arc::default(),
-                task_holds: Arc::default(),
-                tickets: Arc::clone(&self.inner.tickets),
-                watchdog: Watchdog::new(self.inner.nodes.clone(), self.inner.quorum, primitive),
-                max_ttl: self.inner.max_ttl,
-                namespace: self.inner.namespace.clone(),
-                owner: Arc::clone(&self.inner.owner),
-            }),
-        }
+        // with hand-offs of its own: a guard hands over only to waiters of its own kind
+        Redlock::from_state(ClientState {
+            nodes: self.inner.nodes.clone(),
+            quorum: self.inner.quorum,
+            defaults: self.inner.defaults.clone(),
+            primitive,
+            notifier: Arc::clone(&self.inner.notifier),
+            local: Arc::clone(&self.inner.local),
+            task_holds: Arc::default(),
+            tickets: Arc::clone(&self.inner.tickets),
+            watchdog: Watchdog::new(self.inner.nodes.clone(), self.inner.quorum, primitive),
+            max_ttl: self.inner.max_ttl,
+            namespace: self.inner.namespace.clone(),
+            owner: Arc::clone(&self.inner.owner),
+        })
     }
 
     fn build(
@@ -157,23 +118,20 @@ impl Redlock {
         metrics::describe();
         let quorum = quorum::majority(nodes.len());
         let notifier = Notifier::new(nodes.clone());
-        Ok(Redlock {
-            inner: Arc::new(ClientState {
-                tickets: Arc::new(Tickets::new(notifier.id())),
-                notifier,
-                local: Arc::default(),
-                handoffs: Arc::default(),
-                task_holds: Arc::default(),
-                watchdog: Watchdog::new(nodes.clone(), quorum, primitive),
-                nodes,
-                quorum,
-                defaults,
-                primitive,
-                max_ttl,
-                namespace,
-                owner: Arc::new(owner),
-            }),
-        })
+        Ok(Redlock::from_state(ClientState {
+            tickets: Arc::new(Tickets::new(notifier.id())),
+            notifier,
+            local: Arc::default(),
+            task_holds: Arc::default(),
+            watchdog: Watchdog::new(nodes.clone(), quorum, primitive),
+            nodes,
+            quorum,
+            defaults,
+            primitive,
+            max_ttl,
+            namespace,
+            owner: Arc::new(owner),
+        }))
     }
 
     /// The nodes' names, in order.
@@ -222,7 +180,7 @@ impl Redlock {
     /// The lock calls check it; primitives built on this crate call it for
     /// the leases their own scripts grant.
     pub fn check_ttl(&self, ttl: Duration) -> Result<(), ConfigError> {
-        check_ttl(ttl, self.inner.max_ttl)
+        self.inner.check_ttl(ttl)
     }
 
     /// Declares fresh every node without a quarantine marker, or with one
@@ -293,7 +251,7 @@ impl Redlock {
     /// # Ok(()) }
     /// ```
     pub async fn flush_released(&self) -> usize {
-        let guards = self.inner.handoffs.take_all_lingering();
+        let guards = self.handoffs.take_all_lingering();
         let count = guards.len();
         futures::future::join_all(guards.into_iter().map(LockGuard::release)).await;
         count

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use crate::announcements::Watch;
 use crate::backend::{Node, NodeScript, ScriptValue};
+use crate::client::Redlock;
 use crate::error::{ConfigError, Error};
 use crate::guard::LockGuard;
 use crate::lease::Lease;
-use crate::mutex::Redlock;
 use crate::options::LockOptions;
 use crate::queue::NextWaiters;
 use crate::quorum::{self, Decide, Round};
@@ -84,7 +84,8 @@ impl Redlock {
     /// change in minor versions.
     pub fn adopt(&self, keys: Vec<String>, lease: Lease, options: &LockOptions) -> LockGuard {
         LockGuard::new(
-            self.clone(),
+            Arc::clone(&self.inner),
+            Arc::clone(&self.handoffs),
             keys.into(),
             lease,
             options,

@@ -7,8 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::backend::{MemoryNode, MemoryStore, Node, NodeScript, ScriptValue};
+use crate::client::Redlock;
 use crate::config_error::ConfigError;
-use crate::mutex::Redlock;
 
 /// How far apart two remaining ttls (in ms) may be and still match: the two
 /// nodes run the same call a moment apart.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Node;
-use crate::mutex::Redlock;
+use crate::client::Redlock;
 use crate::quorum::{self, Decide, Reply};
 
 /// Armed from the moment a round's requests may leave until the round's

@@ -3,8 +3,8 @@
 //! failed. The mutex draws the same line between `Taken` and `NoQuorum`.
 
 use crate::backend::ScriptValue;
+use crate::client::Redlock;
 use crate::error::{Error, NodeOutcome, Outcomes};
-use crate::mutex::Redlock;
 use crate::quorum::{Reply, Round};
 
 /// One node's reply, read by the primitive.

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::client::Redlock;
 use crate::local_queue::LocalTurn;
-use crate::mutex::Redlock;
 use crate::options::LockOptions;
 use crate::pause::{random_pause, SPLIT_SPREAD};
 use crate::seam::ReleaseWatch;

@@ -29,12 +29,12 @@ use tracing::Instrument;
 
 use crate::acquire::{self, Granted};
 use crate::announcements::Watch;
+use crate::client::Redlock;
 use crate::error::Error;
 use crate::guard::LockGuard;
 use crate::handoff::HandoffSlot;
 use crate::lease::{Lease, Token};
 use crate::local_queue::LocalTurn;
-use crate::mutex::Redlock;
 use crate::options::LockOptions;
 use crate::pause::queued_pause;
 use crate::queue::{NextWaiters, QueuePlace};
@@ -77,7 +77,7 @@ pub(crate) struct Waiter<'a> {
     /// granted (the next local waiter becomes head).
     local_turn: Option<LocalTurn>,
     /// Registered for a lock a guard of this process hands over.
-    handoff: Option<HandoffSlot>,
+    handoff: Option<HandoffSlot<LockGuard>>,
     /// The call's queue ticket: its start, on the servers' clock.
     ticket: u64,
     /// Our place in the servers' queues, once we queue.
@@ -114,10 +114,7 @@ impl<'a> Waiter<'a> {
             return None;
         }
         let min_remaining = options.get_ttl() / 2;
-        let guard = redlock
-            .inner
-            .handoffs
-            .take_lingering(keys, None, min_remaining)?;
+        let guard = redlock.handoffs.take_lingering(keys, None, min_remaining)?;
         Some(handed_over(span, guard, options))
     }
 
@@ -159,7 +156,7 @@ impl<'a> Waiter<'a> {
             .filter(|_| options.get_local_handoff())
             .map(|_| {
                 let min_remaining = options.get_ttl() / 2;
-                inner
+                redlock
                     .handoffs
                     .wait(&keys, min_remaining, ticket, options.get_fair())
             });
@@ -261,7 +258,7 @@ impl<'a> Waiter<'a> {
             place.sent();
         }
         let entry = self.place.as_ref().map(|p| &p.entry);
-        let attempt = acquire::attempt(&self.redlock.inner, &self.keys, token, self.options, entry)
+        let attempt = acquire::attempt(self.redlock, &self.keys, token, self.options, entry)
             .instrument(self.span.clone());
         unless_handed_over(&mut self.handoff, attempt).await
     }
@@ -277,7 +274,8 @@ impl<'a> Waiter<'a> {
         drop(self.handoff.take());
         drop(self.local_turn.take());
         LockGuard::new(
-            self.redlock.clone(),
+            Arc::clone(&self.redlock.inner),
+            Arc::clone(&self.redlock.handoffs),
             self.keys.clone(),
             lease,
             self.options,
@@ -456,7 +454,7 @@ async fn granted_by_queue(
 
 /// `work`, unless a lock is handed over first (then `work` is dropped).
 async fn unless_handed_over<T>(
-    slot: &mut Option<HandoffSlot>,
+    slot: &mut Option<HandoffSlot<LockGuard>>,
     work: impl std::future::Future<Output = T>,
 ) -> Result<T, LockGuard> {
     match slot {
