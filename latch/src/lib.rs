@@ -29,6 +29,8 @@
 //! locks.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// docs.rs: mark each feature-gated item with the feature it needs
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod latch;

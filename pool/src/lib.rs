@@ -62,6 +62,8 @@
 //! `pool`, `semaphore` or `rate_limit`.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// docs.rs: mark each feature-gated item with the feature it needs
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod allocate;
 mod error;

@@ -40,6 +40,13 @@
 //!   [`Redlock::watch_releases`]. See ARCHITECTURE.md in the repository.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// docs.rs: mark each feature-gated item with the feature it needs
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The crate README's example, compiled as a doc test so that it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod acquire;
 mod announcements;

@@ -43,6 +43,8 @@
 //! `op="rw_acquire"`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// docs.rs: mark each feature-gated item with the feature it needs
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acquire;
 mod guard;

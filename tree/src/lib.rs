@@ -57,6 +57,8 @@
 //! ancestor be locked over a live descendant.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// docs.rs: mark each feature-gated item with the feature it needs
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acquire;
 mod error;
