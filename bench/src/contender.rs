@@ -163,10 +163,7 @@ impl Contenders {
         let redlock = Redlock::connect(urls).await?;
         let unbatched = Redlock::builder()
             .urls(urls)
-            .fred_settings(quorate_redlock::FredSettings {
-                max_batch: 1,
-                ..Default::default()
-            })
+            .fred_settings(quorate_redlock::FredSettings::default().max_batch(1))
             .build()
             .await?;
         let tuned = LockOptions::new()

@@ -1,5 +1,11 @@
 //! Shared setup of the example programs: where the nodes come from.
 
+// The repository README's Rust examples, compiled (and those without a server
+// run) as doc tests of this crate, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 use std::error::Error;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};

@@ -150,7 +150,8 @@ impl Latch {
         if expire_after < Duration::from_millis(1) || expire_after > quorate_redlock::MAX_TTL {
             return Err(LatchError::BadExpiry(expire_after));
         }
-        let base = format!("quorate:latch:{{{name}}}:");
+        // after the Redlock's namespace, as the mutex's keys
+        let base = format!("{}quorate:latch:{{{name}}}:", redlock.namespace());
         Ok(Latch {
             inner: Arc::new(Inner {
                 redlock: redlock.with_metric_label("latch"),

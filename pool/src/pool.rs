@@ -312,7 +312,12 @@ impl Pool {
     }
 
     pub(crate) fn key(&self, key: &str) -> String {
-        format!("quorate:pool:{{{}}}:{key}", self.name)
+        // after the Redlock's namespace, as the mutex's keys
+        format!(
+            "{}quorate:pool:{{{}}}:{key}",
+            self.redlock.namespace(),
+            self.name
+        )
     }
 }
 

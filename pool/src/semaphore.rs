@@ -84,7 +84,7 @@ impl Semaphore {
     /// Errors: as [`new`](Self::new).
     pub fn resizable(redlock: &Redlock, name: &str, initial: usize) -> Result<Self, RequestError> {
         let mut semaphore = Self::new(redlock, name, initial)?;
-        semaphore.size = Some(Size::new(name, initial));
+        semaphore.size = Some(Size::new(redlock.namespace(), name, initial));
         Ok(semaphore)
     }
 

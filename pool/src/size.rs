@@ -116,13 +116,13 @@ impl Seen {
 
 impl Size {
     /// The size record of semaphore `name` (its keys carry the semaphore's
-    /// hash tag, as its slots do).
-    pub(crate) fn new(name: &str, initial: usize) -> Size {
+    /// hash tag, as its slots do), after the Redlock's `namespace`.
+    pub(crate) fn new(namespace: &str, name: &str, initial: usize) -> Size {
         Size {
             name: name.to_owned(),
             keys: vec![
-                format!("quorate:pool:{{semaphore:{name}}}:size"),
-                format!("quorate:pool:{{semaphore:{name}}}:size_adds"),
+                format!("{namespace}quorate:pool:{{semaphore:{name}}}:size"),
+                format!("{namespace}quorate:pool:{{semaphore:{name}}}:size_adds"),
             ],
             initial,
         }

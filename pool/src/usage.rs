@@ -131,22 +131,22 @@ pub struct UsageError {
 pub struct Usage {
     redlock: Redlock,
     pool: Arc<str>,
+    /// What every key starts with: the namespace and the pool's hash tag.
+    base: Arc<str>,
 }
 
+/// `pool` is the Redlock's namespace and the pool's hash tag, e.g.
+/// `billing:quorate:usage:{gpus}` (see [`Usage::new`]).
 fn tags_key(pool: &str) -> String {
-    format!("quorate:usage:{{{pool}}}:tags")
+    format!("{pool}:tags")
 }
 
 fn values_key(pool: &str, tag: &str) -> String {
-    format!("quorate:usage:{{{pool}}}:values:{}:{tag}", tag.len())
+    format!("{pool}:values:{}:{tag}", tag.len())
 }
 
 fn figures_key(pool: &str, tag: &str, value: &str) -> String {
-    format!(
-        "quorate:usage:{{{pool}}}:figures:{}:{tag}:{}:{value}",
-        tag.len(),
-        value.len()
-    )
+    format!("{pool}:figures:{}:{tag}:{}:{value}", tag.len(), value.len())
 }
 
 /// One event's figures, as (tag, value, field, amount).
@@ -182,6 +182,7 @@ impl Usage {
         Usage {
             redlock: redlock.clone(),
             pool: pool.into(),
+            base: format!("{}quorate:usage:{{{pool}}}", redlock.namespace()).into(),
         }
     }
 
@@ -190,7 +191,7 @@ impl Usage {
     /// # Cancel safety
     /// Cancel safe: it only reads.
     pub async fn all_tags(&self) -> Result<Vec<String>, UsageError> {
-        self.read_set(tags_key(&self.pool)).await
+        self.read_set(tags_key(&self.base)).await
     }
 
     /// Every value recorded for `tag`.
@@ -198,7 +199,7 @@ impl Usage {
     /// # Cancel safety
     /// Cancel safe: it only reads.
     pub async fn all_values(&self, tag: &str) -> Result<Vec<String>, UsageError> {
-        self.read_set(values_key(&self.pool, tag)).await
+        self.read_set(values_key(&self.base, tag)).await
     }
 
     /// The figures of `tag` = `value` (all zero when nothing was recorded).
@@ -206,7 +207,7 @@ impl Usage {
     /// # Cancel safety
     /// Cancel safe: it only reads.
     pub async fn figures(&self, tag: &str, value: &str) -> Result<UsageFigures, UsageError> {
-        let key = figures_key(&self.pool, tag, value);
+        let key = figures_key(&self.base, tag, value);
         let round = self
             .redlock
             .eval_round(&READ_HASH, vec![key], vec![], USAGE_TIMEOUT, |v| {
@@ -330,11 +331,11 @@ impl Usage {
         if figures.is_empty() {
             return;
         }
-        let mut keys = vec![tags_key(&self.pool)];
+        let mut keys = vec![tags_key(&self.base)];
         let mut args = Vec::with_capacity(figures.len() * 4);
         for (tag, value, field, amount) in figures {
-            keys.push(values_key(&self.pool, &tag));
-            keys.push(figures_key(&self.pool, &tag, &value));
+            keys.push(values_key(&self.base, &tag));
+            keys.push(figures_key(&self.base, &tag, &value));
             args.extend([
                 tag.into_bytes(),
                 value.into_bytes(),
@@ -390,11 +391,11 @@ mod tests {
         assert_ne!(figures_key("p", "a:b", "c"), figures_key("p", "a", "b:c"));
         assert_ne!(values_key("p", "a"), values_key("p", "1:a"));
         for key in [
-            tags_key("p"),
-            values_key("p", "t"),
-            figures_key("p", "t", "v"),
+            tags_key("ns:quorate:usage:{p}"),
+            values_key("ns:quorate:usage:{p}", "t"),
+            figures_key("ns:quorate:usage:{p}", "t", "v"),
         ] {
-            assert!(key.contains("{p}"), "{key}");
+            assert!(key.starts_with("ns:quorate:usage:{p}:"), "{key}");
         }
     }
 }

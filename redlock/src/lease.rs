@@ -15,9 +15,11 @@ pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// the server's own millisecond rounding of `PX`.
 pub const DRIFT_FLOOR: Duration = Duration::from_millis(2);
 
-/// An unguessable lock token: 128 bits from a CSPRNG (`rand`'s thread RNG,
-/// ChaCha seeded from the OS). Only the holder knows it, so only the holder
-/// can release or extend.
+/// An unguessable lock token of 128 bits: a lock's token is its client's
+/// 64-bit id ([`Owner`](crate::Owner)) followed by 64 bits from a CSPRNG
+/// (`rand`'s thread RNG, ChaCha seeded from the OS); [`Token::random`] is
+/// 128 random bits. Only the holder knows the random half, so only the
+/// holder can release or extend.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Token(u128);
 

@@ -415,6 +415,13 @@ fn check_ttl(ttl: Duration, max_ttl: Duration) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The default options, their ttl no longer than `max_ttl`.
+fn default_options(max_ttl: Duration) -> LockOptions {
+    let defaults = LockOptions::default();
+    let ttl = defaults.get_ttl().min(max_ttl);
+    defaults.ttl(ttl)
+}
+
 /// Resources as keys: at least one, none empty, no duplicates.
 fn validate_resources<I, S>(resources: I) -> Result<Arc<[String]>, ConfigError>
 where
@@ -460,7 +467,7 @@ pub struct RedlockBuilder {
     clients: Vec<(usize, fred::clients::Client)>,
     nodes: Vec<(usize, Arc<dyn Node>)>,
     count: usize,
-    defaults: LockOptions,
+    defaults: Option<LockOptions>,
     settings: FredSettings,
     max_ttl: Option<Duration>,
     lazy: bool,
@@ -520,9 +527,10 @@ impl RedlockBuilder {
         self
     }
 
-    /// Default options for `lock`/`try_lock`. Default: [`LockOptions::default`].
+    /// Default options for `lock`/`try_lock`. Default: [`LockOptions::default`],
+    /// with its ttl lowered to [`max_ttl`](Self::max_ttl) when that is shorter.
     pub fn defaults(mut self, defaults: LockOptions) -> Self {
-        self.defaults = defaults;
+        self.defaults = Some(defaults);
         self
     }
 
@@ -531,7 +539,9 @@ impl RedlockBuilder {
     /// [`ConfigError::TtlAboveMaxTtl`]. It is also the quarantine of a node
     /// that lost its data (see [`MARKER_KEY`](crate::MARKER_KEY)), so every client of the same
     /// servers must use the same value (or the largest). Default:
-    /// [`DEFAULT_MAX_TTL`] (60 s); at most [`MAX_TTL`].
+    /// [`DEFAULT_MAX_TTL`] (60 s); at most [`MAX_TTL`]. Without
+    /// [`defaults`](Self::defaults), the default lock ttl (10 s) is lowered
+    /// to it when it is shorter.
     pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
         self.max_ttl = Some(max_ttl);
         self
@@ -552,11 +562,15 @@ impl RedlockBuilder {
         self
     }
 
-    /// A prefix for every lock key of the mutex, e.g. `"billing:lock:"`, so
-    /// that `lock("invoice:42")` uses the key `billing:lock:invoice:42` and
-    /// not the application's own key of that name (and an ACL can grant
-    /// just `~billing:lock:*`). Errors and metrics name the prefixed key.
-    /// Default: none (the key is the resource name).
+    /// A prefix for every key of every primitive built on this Redlock,
+    /// e.g. `"billing:lock:"`: `lock("invoice:42")` uses the key
+    /// `billing:lock:invoice:42`, not the application's own key of that
+    /// name, and a pool `gpus` of another application on the same servers
+    /// (`quorate:pool:{gpus}:…`) is not this one's
+    /// (`billing:lock:quorate:pool:{gpus}:…`); an ACL can grant just
+    /// `~billing:lock:*` plus the shared bookkeeping (`~quorate:*`: the
+    /// waiter queues, the owner descriptions, the quarantine marker).
+    /// Errors and metrics name the prefixed key. Default: none.
     pub fn namespace(mut self, prefix: impl Into<String>) -> Self {
         self.namespace = prefix.into();
         self
@@ -615,15 +629,9 @@ impl RedlockBuilder {
         reject_same_server(&fred_nodes, timeout).await?;
         let nodes: Vec<Arc<dyn Node>> = slots.into_iter().flatten().collect();
         let max_ttl = self.max_ttl.unwrap_or(DEFAULT_MAX_TTL);
+        let defaults = self.defaults.unwrap_or_else(|| default_options(max_ttl));
         let owner = Owner::this_process(self.owner);
-        let redlock = Redlock::build(
-            nodes,
-            self.defaults,
-            max_ttl,
-            self.namespace,
-            "mutex",
-            owner,
-        )?;
+        let redlock = Redlock::build(nodes, defaults, max_ttl, self.namespace, "mutex", owner)?;
         if self.lazy {
             redlock.keep_owner_registered(true);
             return Ok(redlock);

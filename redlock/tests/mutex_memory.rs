@@ -1325,3 +1325,36 @@ async fn a_local_hand_off_never_passes_over_a_fair_waiter_of_another_process() {
     let later_guard = later.await.expect("task").expect("then the later call");
     drop(later_guard);
 }
+
+/// A `max_ttl` below the default lock ttl lowers the default ttl with it
+/// (no `defaults` given); explicit defaults above it are still refused.
+#[tokio::test]
+async fn a_short_max_ttl_lowers_the_default_ttl_unless_defaults_are_given() {
+    let memory = [
+        MemoryNode::new("m0"),
+        MemoryNode::new("m1"),
+        MemoryNode::new("m2"),
+    ];
+    let builder = || {
+        memory.iter().fold(Redlock::builder(), |builder, m| {
+            builder.node(Arc::new(m.clone()) as Arc<dyn Node>)
+        })
+    };
+    let max_ttl = Duration::from_secs(2);
+    let redlock = builder().max_ttl(max_ttl).build().await.expect("derived");
+    assert_eq!(redlock.defaults().get_ttl(), max_ttl);
+    let long = builder().max_ttl(Duration::from_secs(120)).build().await;
+    assert_eq!(
+        long.expect("default max_ttl above").defaults().get_ttl(),
+        LockOptions::default().get_ttl()
+    );
+    let explicit = builder()
+        .max_ttl(max_ttl)
+        .defaults(LockOptions::new().ttl(Duration::from_secs(10)))
+        .build()
+        .await;
+    assert!(
+        matches!(explicit, Err(ConfigError::TtlAboveMaxTtl { .. })),
+        "{explicit:?}"
+    );
+}

@@ -908,10 +908,7 @@ async fn a_black_holed_nodes_connection_is_reset_and_it_answers_once_healed() {
         .expect("proxy");
     let mut urls = vec![proxy.url()];
     urls.extend([cluster.server(1).url(), cluster.server(2).url()]);
-    let settings = FredSettings {
-        unresponsive_timeout: Duration::from_millis(400),
-        ..FredSettings::default()
-    };
+    let settings = FredSettings::default().unresponsive_timeout(Duration::from_millis(400));
     let redlock = Redlock::builder()
         .urls(urls)
         .fred_settings(settings)
@@ -1104,10 +1101,7 @@ async fn requests_made_together_are_sent_as_one_command() {
     let cluster = Cluster::start(1).await.expect("cluster");
     let url = &cluster.urls()[0];
     for (max_batch, commands) in [(64, 1), (1, 50)] {
-        let settings = FredSettings {
-            max_batch,
-            ..FredSettings::default()
-        };
+        let settings = FredSettings::default().max_batch(max_batch);
         let node = FredNode::from_url(url, &settings).expect("url");
         assert!(node.wait_connected(Duration::from_secs(5)).await);
         cluster

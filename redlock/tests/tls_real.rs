@@ -48,10 +48,7 @@ fn client_tls(certificates: &TestCertificates, client_cert: bool) -> TlsConfig {
 }
 
 async fn connect(urls: &[String], tls: Option<TlsConfig>) -> Result<Redlock, ConfigError> {
-    let settings = FredSettings {
-        tls,
-        ..FredSettings::default()
-    };
+    let settings = FredSettings::default().tls(tls);
     Redlock::builder()
         .urls(urls)
         .fred_settings(settings)

@@ -17,10 +17,11 @@ pub(crate) struct RwKeys {
 }
 
 impl RwKeys {
-    /// The keys of the lock called `name` (non-empty, without braces).
-    pub(crate) fn new(name: &str) -> RwKeys {
+    /// The keys of the lock called `name` (non-empty, without braces),
+    /// after the Redlock's `namespace`.
+    pub(crate) fn new(namespace: &str, name: &str) -> RwKeys {
         RwKeys {
-            prefix: format!("quorate:rw:{{{name}}}:"),
+            prefix: format!("{namespace}quorate:rw:{{{name}}}:"),
         }
     }
 
@@ -66,7 +67,7 @@ mod tests {
 
     #[test]
     fn every_key_shares_the_hash_tag() {
-        let keys = RwKeys::new("ledger");
+        let keys = RwKeys::new("", "ledger");
         for key in [
             keys.writer(),
             keys.readers(),

@@ -79,7 +79,7 @@ impl RwLock {
             inner: Arc::new(Inner {
                 redlock: redlock.with_metric_label("rwlock"),
                 name: name.to_owned(),
-                keys: RwKeys::new(name),
+                keys: RwKeys::new(redlock.namespace(), name),
             }),
         })
     }

@@ -29,7 +29,7 @@ async fn acquire_matches_its_twin_on_generated_calls() {
     let seed = rand::random();
     println!("seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let keys = RwKeys::new(&format!("twin{seed}"));
+    let keys = RwKeys::new("", &format!("twin{seed}"));
     let ids = ["r0", "r1", "r2"];
     let members = ["m0", "m1"];
     let mut tracked = vec![keys.writer(), keys.fence()];

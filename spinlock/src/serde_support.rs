@@ -46,7 +46,7 @@ impl Spinlock {
         Fut: Future<Output = Result<T, E>>,
     {
         let key = key.into();
-        let result_key = self.scheme.result_key(&key);
+        let result_key = self.result_key(key.clone());
         let codec = |reason: serde_json::Error| SpinError::Codec {
             key: result_key.clone(),
             reason: reason.to_string(),

@@ -117,7 +117,7 @@ impl Spinlock {
     {
         let key = key.into();
         let lock_key = self.scheme.lock_key(&key);
-        let result_key = self.scheme.result_key(&key);
+        let result_key = self.result_key(key.clone());
         let started = Instant::now();
         let span = tracing::debug_span!("quorate.spinlock.compute_once", key = %lock_key);
         let (result, outcome) = self

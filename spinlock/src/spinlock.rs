@@ -124,9 +124,14 @@ impl Spinlock {
         self.scheme.lock_key(&key.into())
     }
 
-    /// The stored result's key of `key` on the nodes.
+    /// The stored result's key of `key` on the nodes: after the Redlock's
+    /// namespace (if any), as the lock key is.
     pub fn result_key(&self, key: impl Into<SpinKey>) -> String {
-        self.scheme.result_key(&key.into())
+        format!(
+            "{}{}",
+            self.redlock.namespace(),
+            self.scheme.result_key(&key.into())
+        )
     }
 
     /// A sherlock-style lock handle for `key`: `acquire`, `try_acquire`,

@@ -109,13 +109,13 @@ impl PathKeys {
 }
 
 impl TreeKeys {
-    /// Keys for the tree called `name`; `None` if the name is empty or
-    /// longer than [`MAX_TREE_NAME_LEN`].
-    pub(crate) fn new(name: &str) -> Option<TreeKeys> {
+    /// Keys for the tree called `name`, after the Redlock's `namespace`;
+    /// `None` if the name is empty or longer than [`MAX_TREE_NAME_LEN`].
+    pub(crate) fn new(namespace: &str, name: &str) -> Option<TreeKeys> {
         if name.is_empty() || name.len() > MAX_TREE_NAME_LEN {
             return None;
         }
-        let mut base = String::from("quorate:tree:{");
+        let mut base = format!("{namespace}quorate:tree:{{");
         escape_into(name.as_bytes(), &mut base);
         base.push_str("}:");
         Some(TreeKeys { base })
@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn layout() {
-        let keys = TreeKeys::new("inventory").expect("name");
+        let keys = TreeKeys::new("", "inventory").expect("name");
         let k = keys.for_path(&path(&[b"A", b"B"]));
         assert_eq!(
             k.locks,
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(escape_path(&[b"{x}:%".to_vec()]), "%7Bx%7D%3A%25");
         assert_eq!(escape_path(&[vec![0xff, 0x00, b' ']]), "%FF%00%20");
         // the tree name cannot break the hash tag either
-        let keys = TreeKeys::new("a}b{c").expect("name");
+        let keys = TreeKeys::new("", "a}b{c").expect("name");
         let lock = keys.for_path(&path(&[b"x"])).locks.remove(0);
         assert_eq!(lock, "quorate:tree:{a%7Db%7Bc}:lock:x");
         assert_eq!(lock.matches('{').count(), 1);
@@ -192,9 +192,9 @@ mod tests {
 
     #[test]
     fn tree_names_are_checked() {
-        assert!(TreeKeys::new("").is_none());
-        assert!(TreeKeys::new(&"n".repeat(MAX_TREE_NAME_LEN + 1)).is_none());
-        assert!(TreeKeys::new(&"n".repeat(MAX_TREE_NAME_LEN)).is_some());
+        assert!(TreeKeys::new("", "").is_none());
+        assert!(TreeKeys::new("", &"n".repeat(MAX_TREE_NAME_LEN + 1)).is_none());
+        assert!(TreeKeys::new("", &"n".repeat(MAX_TREE_NAME_LEN)).is_some());
     }
 
     #[test]

@@ -74,10 +74,11 @@ impl TreeLock {
     /// Errors: [`TreeError::InvalidTreeName`] for an empty name or one
     /// longer than [`MAX_TREE_NAME_LEN`] bytes.
     pub fn new(redlock: &Redlock, name: &str) -> Result<TreeLock, TreeError> {
-        let keys = TreeKeys::new(name).ok_or_else(|| TreeError::InvalidTreeName {
-            name: name.to_owned(),
-            max: MAX_TREE_NAME_LEN,
-        })?;
+        let keys =
+            TreeKeys::new(redlock.namespace(), name).ok_or_else(|| TreeError::InvalidTreeName {
+                name: name.to_owned(),
+                max: MAX_TREE_NAME_LEN,
+            })?;
         metrics::describe();
         Ok(TreeLock {
             inner: Arc::new(Inner {

@@ -28,7 +28,7 @@ async fn acquire_matches_its_twin_on_generated_calls() {
     let seed = rand::random();
     println!("seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    let keys = TreeKeys::new(&format!("twin{seed}")).expect("tree name");
+    let keys = TreeKeys::new("", &format!("twin{seed}")).expect("tree name");
     let prefix = keys.lock_prefix();
     // every path of depth 1 to 3 over {A, B}
     let mut paths = Vec::new();

@@ -72,33 +72,30 @@ static DECLARE_FRESH: NodeScript = NodeScript::new(
 /// fred's defaults suit a cache client, not a lock: 10 s connection and
 /// internal timeouts, and commands re-sent after a reconnect (a lock request
 /// must never be replayed blindly, so quorate sends each at most once).
+///
+/// Built from [`FredSettings::default`] with one setter per setting (each
+/// states its default); new settings can be added without breaking callers.
+///
+/// ```
+/// use std::time::Duration;
+/// use quorate_redlock::FredSettings;
+///
+/// let settings = FredSettings::default()
+///     .connection_timeout(Duration::from_millis(500))
+///     .max_batch(16);
+/// assert_eq!(settings.get_max_batch(), 16);
+/// assert_eq!(settings.get_command_timeout(), Duration::from_secs(5));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FredSettings {
-    /// TCP (and TLS) connect timeout. Default: 1 s.
-    pub connection_timeout: Duration,
-    /// Upper bound on one command inside fred; the quorum engine's per-node
-    /// timeout is normally much shorter. Default: 5 s.
-    pub command_timeout: Duration,
-    /// Longest delay between reconnection attempts (exponential from 10 ms,
-    /// never giving up). Default: 1 s.
-    pub max_reconnect_delay: Duration,
-    /// Most single-key acquires and releases sent to this node in one
-    /// script call when several are waiting (see [`FredNode`]); `1` sends
-    /// every request as its own command, as do Redis Cluster nodes (a
-    /// batch's keys would span slots). Default: 64.
-    pub max_batch: usize,
-    /// A connection with a request unanswered this long is closed and
-    /// opened again (fred's unresponsive check, run every quarter of it):
-    /// a silently partitioned node would otherwise keep its dead connection
-    /// and every request queued on it. Default: 2 s.
-    pub unresponsive_timeout: Duration,
-    /// TLS for `rediss://` nodes: fred's TLS config, e.g. from a rustls
-    /// `ClientConfig` trusting your CA and presenting a client
-    /// certificate (`TlsConfig::from(client_config)`). `None`: fred's
-    /// default (the system's root certificates, no client certificate).
-    /// Only with the `tls` feature; `redis://` nodes stay plaintext.
+    pub(crate) connection_timeout: Duration,
+    pub(crate) command_timeout: Duration,
+    pub(crate) max_reconnect_delay: Duration,
+    pub(crate) max_batch: usize,
+    pub(crate) unresponsive_timeout: Duration,
     #[cfg(feature = "tls")]
-    pub tls: Option<fred::types::config::TlsConfig>,
+    pub(crate) tls: Option<fred::types::config::TlsConfig>,
 }
 
 impl Default for FredSettings {
@@ -112,6 +109,89 @@ impl Default for FredSettings {
             #[cfg(feature = "tls")]
             tls: None,
         }
+    }
+}
+
+impl FredSettings {
+    /// TCP (and TLS) connect timeout; also how long `build` waits for the
+    /// connections. Default: 1 s.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// Upper bound on one command inside fred; the quorum engine's per-node
+    /// timeout is normally much shorter. Default: 5 s.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Longest delay between reconnection attempts (exponential from 10 ms,
+    /// never giving up). Default: 1 s.
+    pub fn max_reconnect_delay(mut self, delay: Duration) -> Self {
+        self.max_reconnect_delay = delay;
+        self
+    }
+
+    /// Most single-key acquires and releases sent to this node in one
+    /// script call when several are waiting (see [`FredNode`]); `1` sends
+    /// every request as its own command, as do Redis Cluster nodes (a
+    /// batch's keys would span slots). Default: 64.
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch;
+        self
+    }
+
+    /// A connection with a request unanswered this long is closed and
+    /// opened again (fred's unresponsive check, run every quarter of it):
+    /// a silently partitioned node would otherwise keep its dead connection
+    /// and every request queued on it. Default: 2 s.
+    pub fn unresponsive_timeout(mut self, timeout: Duration) -> Self {
+        self.unresponsive_timeout = timeout;
+        self
+    }
+
+    /// TLS for `rediss://` nodes: fred's TLS config, e.g. from a rustls
+    /// `ClientConfig` trusting your CA and presenting a client certificate
+    /// (`TlsConfig::from(client_config)`). Default: `None`, fred's default
+    /// (the system's root certificates, no client certificate). Only with
+    /// the `tls` feature; `redis://` nodes stay plaintext.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: Option<fred::types::config::TlsConfig>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The connect timeout ([`connection_timeout`](Self::connection_timeout)).
+    pub fn get_connection_timeout(&self) -> Duration {
+        self.connection_timeout
+    }
+
+    /// The command timeout ([`command_timeout`](Self::command_timeout)).
+    pub fn get_command_timeout(&self) -> Duration {
+        self.command_timeout
+    }
+
+    /// The longest reconnect delay ([`max_reconnect_delay`](Self::max_reconnect_delay)).
+    pub fn get_max_reconnect_delay(&self) -> Duration {
+        self.max_reconnect_delay
+    }
+
+    /// The batch size ([`max_batch`](Self::max_batch)).
+    pub fn get_max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// The unresponsive timeout ([`unresponsive_timeout`](Self::unresponsive_timeout)).
+    pub fn get_unresponsive_timeout(&self) -> Duration {
+        self.unresponsive_timeout
+    }
+
+    /// The TLS config ([`tls`](Self::tls)).
+    #[cfg(feature = "tls")]
+    pub fn get_tls(&self) -> Option<&fred::types::config::TlsConfig> {
+        self.tls.as_ref()
     }
 }
 
