@@ -28,6 +28,7 @@ cargo test --workspace "$@"
 # (certificates made by openssl for the test), and the blocking API.
 cargo test -p quorate-spinlock --features serde "$@"
 cargo test -p quorate-redlock --features tls --test tls_real "$@"
+cargo test -p quorate-cli --features tls --test cli_tls "$@"
 cargo test -p quorate-redlock --features blocking --test blocking_real "$@"
 # The dashboard: the metrics_server example scraped by a real prometheus, every panel's query
 # answered with data.

@@ -5,13 +5,22 @@ use std::time::Duration;
 
 use quorate_redlock::fred::clients::Client;
 use quorate_redlock::fred::prelude::{ClientLike, Config, ConnectionConfig};
+use quorate_redlock::FredSettings;
 
 /// How long a node gets to connect and to answer one command.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A connected client of the node at `url`, or why not.
-pub(crate) async fn connect(url: &str) -> Result<Client, String> {
-    let config = Config::from_url(url).map_err(|e| e.details().to_owned())?;
+/// A connected client of the node at `url` (with the TLS settings given,
+/// for `rediss://`), or why not.
+pub(crate) async fn connect(url: &str, settings: &FredSettings) -> Result<Client, String> {
+    #[allow(unused_mut)] // set only with TLS
+    let mut config = Config::from_url(url).map_err(|e| e.details().to_owned())?;
+    #[cfg(feature = "tls")]
+    if let (Some(tls), Some(_)) = (settings.get_tls(), &config.tls) {
+        config.tls = Some(tls.clone());
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = settings;
     let connection = ConnectionConfig {
         connection_timeout: TIMEOUT,
         internal_command_timeout: TIMEOUT,

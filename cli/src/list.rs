@@ -1,24 +1,58 @@
-//! `quorate list [--prefix P]`: the locks held on a majority of nodes.
+//! `quorate list [--prefix P]`: the locks held on a majority of nodes, of
+//! every primitive: mutex locks, pool and semaphore slots, tree nodes,
+//! read-write locks' writers, spinlocks (a rwlock's readers live in a
+//! sorted set and are not listed: `quorate status` shows a key's holders).
 
 use std::collections::BTreeSet;
 
 use futures::StreamExt;
 use quorate_redlock::fred::types::scan::ScanType;
-use quorate_redlock::Redlock;
+use quorate_redlock::{FredSettings, Redlock};
+use serde_json::json;
 
 use crate::direct::{connect, redacted};
 use crate::Failure;
 
-/// quorate's own bookkeeping keys, never locks.
-const BOOKKEEPING: &str = "quorate:";
+/// quorate's own bookkeeping keys and values that are never locks (skipped
+/// without asking a majority about them).
+const NOT_LOCKS: [&str; 7] = [
+    "quorate:owner:",
+    "quorate:marker",
+    "quorate:quarantine",
+    "quorate:fence:",
+    "quorate:usage:",
+    "quorate:latch:",
+    "quorate:spin:result:",
+];
 
-pub(crate) async fn run(redlock: &Redlock, urls: &[String], prefix: &str) -> Result<u8, Failure> {
+/// Which primitive a key (after the namespace) belongs to.
+fn kind(key: &str) -> &'static str {
+    let kinds = [
+        ("quorate:pool:{semaphore:", "semaphore"),
+        ("quorate:pool:", "pool"),
+        ("quorate:tree:", "tree"),
+        ("quorate:rw:", "rwlock"),
+        ("quorate:spin:lock:", "spinlock"),
+    ];
+    kinds
+        .iter()
+        .find(|(prefix, _)| key.starts_with(prefix))
+        .map_or("mutex", |(_, kind)| kind)
+}
+
+pub(crate) async fn run(
+    redlock: &Redlock,
+    urls: &[String],
+    settings: &FredSettings,
+    prefix: &str,
+    as_json: bool,
+) -> Result<u8, Failure> {
     let namespace = redlock.namespace().to_owned();
     let pattern = format!("{namespace}{prefix}*");
     // Every string key under the prefix on any node (SCAN: no server is blocked)...
     let mut candidates = BTreeSet::new();
     for url in urls {
-        let client = match connect(url).await {
+        let client = match connect(url, settings).await {
             Ok(client) => client,
             Err(why) => {
                 eprintln!("{}: skipped: {why}", redacted(url));
@@ -34,8 +68,9 @@ pub(crate) async fn run(redlock: &Redlock, urls: &[String], prefix: &str) -> Res
                 code: 1,
             })?;
             if let Some(key) = key.as_str() {
-                if !key.starts_with(BOOKKEEPING) || !namespace.is_empty() {
-                    candidates.insert(key.strip_prefix(&namespace).unwrap_or(key).to_owned());
+                let resource = key.strip_prefix(&namespace).unwrap_or(key);
+                if !NOT_LOCKS.iter().any(|skip| resource.starts_with(skip)) {
+                    candidates.insert(resource.to_owned());
                 }
             }
             seen += 1;
@@ -54,12 +89,24 @@ pub(crate) async fn run(redlock: &Redlock, urls: &[String], prefix: &str) -> Res
         let seen = redlock.inspect(&resource).await?;
         if let Some(holder) = seen.holder() {
             held += 1;
+            if as_json {
+                let line = json!({
+                    "key": resource,
+                    "kind": kind(&resource),
+                    "remaining_ms": seen.remaining().map(|r| r.as_millis() as u64),
+                    "holder": crate::status::holder_json(holder),
+                });
+                println!("{line}");
+                continue;
+            }
             let left = seen.remaining().map_or("no expiry".to_owned(), |r| {
                 format!("{:.1} s left", r.as_secs_f64())
             });
-            println!("{resource}\t{left}\t{holder}");
+            println!("{resource}\t{}\t{left}\t{holder}", kind(&resource));
         }
     }
-    eprintln!("{held} lock(s) held on a majority");
+    if !as_json {
+        eprintln!("{held} lock(s) held on a majority");
+    }
     Ok(0)
 }

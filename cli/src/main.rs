@@ -5,13 +5,11 @@
 //! QUORATE_NODES=... quorate run nightly-report --ttl 30s --wait 10s -- ./report.sh
 //! ```
 //!
-//! Exit codes: 0 success (for `run`: the command's own status), 2 bad usage,
-//! 69 the nodes are unavailable (no quorum, unreachable), 75 `run` could not
-//! get the lock within `--wait`, 76 `run` lost the lock and stopped the
-//! command, 1 anything else (the message says what).
+//! Exit codes: see [`EXIT_CODES`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod declare_fresh;
 mod direct;
 mod duration;
 mod list;
@@ -20,6 +18,8 @@ mod run;
 mod status;
 #[cfg(target_os = "linux")]
 mod supervise;
+#[cfg(feature = "tls")]
+mod tls;
 mod unlock;
 mod watch;
 
@@ -27,7 +27,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use quorate_redlock::{ConfigError, Error, Redlock};
+use quorate_redlock::{ConfigError, Error, FredSettings, Redlock};
+
+use crate::duration::Wait;
+
+/// The exit codes, as `--help` shows them.
+const EXIT_CODES: &str = "Exit codes: 0 success (for `run`: the command's own status, 128 + \
+the signal that ended it); 1 anything else (the message says what); 2 bad usage; 69 the \
+nodes are unavailable (no quorum, unreachable); 75 `run`: the lock is held and was not \
+granted within --wait; 76 `run`: the lock was lost and the command stopped.";
 
 /// The nodes are unavailable (no quorum, unreachable).
 pub(crate) const EXIT_UNAVAILABLE: u8 = 69;
@@ -38,11 +46,33 @@ pub(crate) const EXIT_LOST: u8 = 76;
 
 /// Inspect and operate quorate locks on a set of Redis nodes.
 #[derive(Debug, Parser)]
-#[command(name = "quorate", version, about)]
+#[command(name = "quorate", version, about, after_help = EXIT_CODES)]
 struct Cli {
-    /// The nodes, comma-separated URLs (`redis://host:port`, `rediss://` with TLS builds).
+    /// The nodes, comma-separated URLs (`redis://host:port`; `rediss://` when built with
+    /// the `tls` feature: `cargo install quorate-cli --features tls`).
     #[arg(long, env = "QUORATE_NODES", value_delimiter = ',', global = true)]
     nodes: Vec<String>,
+    /// The longest lease the applications may take (`RedlockBuilder::max_ttl`): the
+    /// longest `run --ttl`, and how long a node that lost its data sits out. Give the
+    /// applications' value.
+    #[arg(long, env = "QUORATE_MAX_TTL", default_value = "60s", value_parser = duration::parse, global = true)]
+    max_ttl: Duration,
+    /// Machine-readable output: one JSON object per line.
+    #[arg(long, global = true)]
+    json: bool,
+    /// TLS: a PEM file of the CA certificates to trust for `rediss://` nodes (default:
+    /// the system's roots).
+    #[cfg(feature = "tls")]
+    #[arg(long, env = "QUORATE_TLS_CA", global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// TLS: a PEM file with this client's certificate chain (with --tls-key).
+    #[cfg(feature = "tls")]
+    #[arg(long, env = "QUORATE_TLS_CERT", global = true, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS: a PEM file with this client's private key (with --tls-cert).
+    #[cfg(feature = "tls")]
+    #[arg(long, env = "QUORATE_TLS_KEY", global = true, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// The key prefix the applications use (`RedlockBuilder::namespace`).
     #[arg(long, env = "QUORATE_NAMESPACE", default_value = "", global = true)]
     namespace: String,
@@ -60,9 +90,6 @@ enum Command {
         /// The lock names (resources).
         #[arg(required = true)]
         keys: Vec<String>,
-        /// One JSON object per key instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// Delete a lock whatever its holder (for a holder known to be dead).
     Unlock {
@@ -84,9 +111,9 @@ enum Command {
         /// The lock's ttl (it is extended every third of it).
         #[arg(long, default_value = "30s", value_parser = duration::parse)]
         ttl: Duration,
-        /// How long to wait for the lock (0: try once).
-        #[arg(long, default_value = "0s", value_parser = duration::parse)]
-        wait: Duration,
+        /// How long to wait for the lock: a duration (0: try once) or `forever`.
+        #[arg(long, default_value = "0s", value_parser = duration::parse_wait)]
+        wait: Wait,
         /// How long before the lock's validity ends the command's group gets SIGTERM
         /// (SIGKILL comes at the end); part of the validity, shorter than half of --ttl
         /// [default: 5s, or a quarter of --ttl when shorter].
@@ -110,8 +137,19 @@ enum Command {
         #[arg(long = "for", value_parser = duration::parse)]
         for_at_most: Option<Duration>,
     },
-    /// Each node's reachability, latency, version, and the settings that matter for safety.
+    /// Each node's reachability, latency, version, quarantine state, and the settings
+    /// that matter for safety.
     Nodes,
+    /// Declare every node without a current quarantine marker fresh, so that it votes at
+    /// once instead of sitting out a quarantine of --max-ttl. ONLY for servers known to be
+    /// new and empty, or restarted with every write kept (AOF, appendfsync always): a node
+    /// that lost data and is declared fresh can grant a lock that is still held elsewhere.
+    /// A node in quarantine or already marked is left as it is.
+    DeclareFresh {
+        /// Required: confirms the servers are new or kept every write.
+        #[arg(long)]
+        i_know_they_kept_every_write: bool,
+    },
     /// Internal: `run`'s command, started by the supervisor with the signals unblocked.
     #[command(name = "__exec", hide = true)]
     Exec {
@@ -166,23 +204,44 @@ async fn run_cli(cli: Cli) -> ExitCode {
         eprintln!("quorate: no nodes: give --nodes URL,URL,... or set QUORATE_NODES");
         return ExitCode::from(2);
     }
+    let settings = match fred_settings(&cli) {
+        Ok(settings) => settings,
+        Err(failure) => {
+            eprintln!("quorate: {}", failure.message);
+            return ExitCode::from(failure.code);
+        }
+    };
+    let json = cli.json;
     let result = match cli.command {
-        Command::Nodes => nodes::run(&cli.nodes).await,
-        command => match connect(&cli.nodes, &cli.namespace, &cli.owner).await {
+        Command::Nodes => nodes::run(&cli.nodes, &settings, cli.max_ttl, json).await,
+        command => match connect(
+            &cli.nodes,
+            &cli.namespace,
+            &cli.owner,
+            cli.max_ttl,
+            settings.clone(),
+        )
+        .await
+        {
             Err(error) => Err(error),
             Ok(redlock) => match command {
-                Command::Status { keys, json } => status::run(&redlock, &keys, json).await,
-                Command::Unlock { key, force } => unlock::run(&redlock, &key, force).await,
+                Command::Status { keys } => status::run(&redlock, &keys, json).await,
+                Command::Unlock { key, force } => unlock::run(&redlock, &key, force, json).await,
+                Command::DeclareFresh {
+                    i_know_they_kept_every_write,
+                } => declare_fresh::run(&redlock, i_know_they_kept_every_write, json).await,
                 Command::Run {
                     key,
                     ttl,
                     wait,
                     grace,
                     command,
-                } => run::run(&redlock, &key, ttl, wait, grace, &command).await,
-                Command::List { prefix } => list::run(&redlock, &cli.nodes, &prefix).await,
+                } => run::run(&redlock, &key, ttl, wait.0, grace, &command).await,
+                Command::List { prefix } => {
+                    list::run(&redlock, &cli.nodes, &settings, &prefix, json).await
+                }
                 Command::Watch { key, for_at_most } => {
-                    watch::run(&redlock, &key, for_at_most).await
+                    watch::run(&redlock, &key, for_at_most, json).await
                 }
                 Command::Nodes | Command::Supervise { .. } | Command::Exec { .. } => {
                     unreachable!("handled above")
@@ -208,13 +267,17 @@ pub(crate) struct Failure {
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
-        let code = match &error {
-            Error::NoQuorum { .. } => EXIT_UNAVAILABLE,
-            _ => 1,
-        };
-        Failure {
-            message: error.to_string(),
-            code,
+        match error {
+            // a bad --ttl or key is bad usage, whichever layer found it
+            Error::InvalidConfig(config) => Failure::from(config),
+            Error::NoQuorum { .. } => Failure {
+                message: error.to_string(),
+                code: EXIT_UNAVAILABLE,
+            },
+            _ => Failure {
+                message: error.to_string(),
+                code: 1,
+            },
         }
     }
 }
@@ -225,23 +288,53 @@ impl From<ConfigError> for Failure {
             ConfigError::Unreachable { .. } => EXIT_UNAVAILABLE,
             _ => 2,
         };
-        Failure {
-            message: error.to_string(),
-            code,
-        }
+        let message = match &error {
+            // the library's advice (a cargo feature of quorate-redlock) is not the operator's
+            ConfigError::TlsNotEnabled { url, .. } => format!(
+                "`{url}` asks for TLS, but this quorate was built without TLS: install it with \
+                 `cargo install quorate-cli --features tls`"
+            ),
+            _ => error.to_string(),
+        };
+        Failure { message, code }
     }
 }
 
-async fn connect(urls: &[String], namespace: &str, owner: &str) -> Result<Redlock, Failure> {
+async fn connect(
+    urls: &[String],
+    namespace: &str,
+    owner: &str,
+    max_ttl: Duration,
+    settings: FredSettings,
+) -> Result<Redlock, Failure> {
     let redlock = Redlock::builder()
         .urls(urls)
         .namespace(namespace)
         .owner(owner)
+        .fred_settings(settings)
         // `run --ttl` may ask for up to the longest lease any client may use
-        .max_ttl(quorate_redlock::DEFAULT_MAX_TTL)
+        .max_ttl(max_ttl)
         .build()
         .await?;
     Ok(redlock)
+}
+
+/// The client settings: quorate's defaults, and the TLS files given.
+fn fred_settings(cli: &Cli) -> Result<FredSettings, Failure> {
+    #[cfg(feature = "tls")]
+    {
+        let tls = tls::config(
+            cli.tls_ca.as_deref(),
+            cli.tls_cert.as_deref(),
+            cli.tls_key.as_deref(),
+        )?;
+        Ok(FredSettings::default().tls(tls))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = cli;
+        Ok(FredSettings::default())
+    }
 }
 
 #[cfg(test)]

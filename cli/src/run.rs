@@ -40,7 +40,7 @@ fn grace_for(ttl: Duration, grace: Option<Duration>) -> Result<Duration, Failure
     }
 }
 
-/// Takes `key` (waiting up to `wait`), runs `command` under it, releases it.
+/// Takes `key` (waiting up to `wait`, `None`: until granted), runs `command` under it, releases it.
 ///
 /// `grace`: how long before the end of the lock's validity the command's
 /// group gets SIGTERM (SIGKILL comes at the end); it must be shorter than
@@ -51,7 +51,7 @@ pub(crate) async fn run(
     redlock: &Redlock,
     key: &str,
     ttl: Duration,
-    wait: Duration,
+    wait: Option<Duration>,
     grace: Option<Duration>,
     command: &[String],
 ) -> Result<u8, Failure> {
@@ -65,8 +65,8 @@ pub(crate) async fn run(
     let mut options = LockOptions::new()
         .ttl(ttl)
         .auto_extend(true)
-        .acquire_timeout(Some(wait));
-    if wait.is_zero() {
+        .acquire_timeout(wait);
+    if wait.is_some_and(|wait| wait.is_zero()) {
         options = options.max_attempts(Some(1));
     }
     let guard = match redlock.lock_with([key], &options).await {
@@ -78,7 +78,10 @@ pub(crate) async fn run(
                 None => "held (no node named its holder)".to_owned(),
             };
             return Err(Failure {
-                message: format!("`{key}` is {holder}; gave up after {wait:?}"),
+                message: format!(
+                    "`{key}` is {holder}; gave up after {:?}",
+                    wait.unwrap_or_default()
+                ),
                 code: EXIT_BUSY,
             });
         }

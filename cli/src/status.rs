@@ -1,6 +1,6 @@
 //! `quorate status KEY…`: who holds each lock, node by node.
 
-use quorate_redlock::{Inspection, NodeState, Redlock};
+use quorate_redlock::{Holder, Inspection, NodeState, Redlock};
 use serde_json::{json, Value};
 
 use crate::{Failure, EXIT_UNAVAILABLE};
@@ -55,8 +55,7 @@ fn to_json(seen: &Inspection) -> Value {
                 NodeState::Free => json!({"state": "free"}),
                 NodeState::Held { holder, remaining } => json!({
                     "state": "held",
-                    "client": holder.client,
-                    "owner": holder.owner,
+                    "holder": holder_json(holder),
                     "remaining_ms": remaining.map(|r| r.as_millis() as u64),
                 }),
                 NodeState::Claimed { remaining } => json!({
@@ -75,10 +74,23 @@ fn to_json(seen: &Inspection) -> Value {
     json!({
         "key": seen.key,
         "held": seen.holder().is_some(),
-        "holder": seen.holder().map(|h| json!({"client": h.client, "owner": h.owner})),
+        "holder": seen.holder().map(holder_json),
         "remaining_ms": seen.remaining().map(|r| r.as_millis() as u64),
         "fence": seen.fence(),
         "quorum": seen.quorum,
         "nodes": nodes,
+    })
+}
+
+/// A holder as fields: its client id, and what its description says
+/// (label, host, pid, UUID; `null` where unknown), with the description.
+pub(crate) fn holder_json(holder: &Holder) -> Value {
+    json!({
+        "client": holder.client,
+        "label": holder.label(),
+        "host": holder.host(),
+        "pid": holder.pid(),
+        "uuid": holder.uuid(),
+        "description": holder.owner,
     })
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use quorate_redlock::{Holder, Redlock};
+use serde_json::json;
 use tokio::time::Instant;
 
 use crate::Failure;
@@ -15,6 +16,7 @@ pub(crate) async fn run(
     redlock: &Redlock,
     key: &str,
     for_at_most: Option<Duration>,
+    as_json: bool,
 ) -> Result<u8, Failure> {
     let full_key = redlock.lock_key(key);
     let timeout = redlock.defaults().effective_node_timeout();
@@ -26,6 +28,23 @@ pub(crate) async fn run(
     let mut first = true;
     let started = Instant::now();
     let stamp = || format!("{:>8.3} s", started.elapsed().as_secs_f64());
+    let event = |what: &str, holder: Option<&Holder>| {
+        if as_json {
+            let line = json!({
+                "at_ms": started.elapsed().as_millis() as u64,
+                "key": key,
+                "event": what,
+                "holder": holder.map(crate::status::holder_json),
+            });
+            println!("{line}");
+            return;
+        }
+        match holder {
+            Some(h) => println!("{} {key}: {what} by {h}", stamp()),
+            None if what == "released" => println!("{} {key}: released (announced)", stamp()),
+            None => println!("{} {key}: {what}", stamp()),
+        }
+    };
     loop {
         releases.mark_seen();
         let seen = redlock.inspect(key).await?;
@@ -33,8 +52,8 @@ pub(crate) async fn run(
         if first || holder.as_ref().map(|h| &h.client) != last.as_ref().map(|h| &h.client) {
             first = false;
             match &holder {
-                Some(h) => println!("{} {key}: acquired by {h}", stamp()),
-                None => println!("{} {key}: free", stamp()),
+                Some(h) => event("acquired", Some(h)),
+                None => event("free", None),
             }
             last = holder;
         }
@@ -47,7 +66,7 @@ pub(crate) async fn run(
         tokio::select! {
             () = wait => {}
             _ = releases.released() => {
-                println!("{} {key}: released (announced)", stamp());
+                event("released", None);
                 last = None;
             }
         }

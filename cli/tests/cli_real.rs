@@ -503,3 +503,159 @@ async fn a_grace_as_long_as_half_the_ttl_is_a_usage_error() {
     let json = text(&quorate(&cluster, &["status", "--json", "early"]).stdout);
     assert!(json.contains("\"held\":false"), "{json}");
 }
+
+/// `nodes` names each node's quarantine state (plain and `--json`), and
+/// `declare-fresh` refuses without its confirmation, then marks a node that
+/// restarted empty so that it votes at once.
+#[tokio::test]
+async fn nodes_shows_the_quarantine_and_declare_fresh_asks_before_marking() {
+    let mut cluster = Cluster::start(3).await.expect("cluster");
+    let said = text(&quorate(&cluster, &["nodes"]).stdout);
+    assert_eq!(said.matches("quorum: votes").count(), 3, "{said}");
+    // without persistence, a restart loses the marker with the data
+    cluster.server_mut(0).restart().await.expect("restart");
+    let said = text(&quorate(&cluster, &["nodes"]).stdout);
+    assert!(said.contains("quorum: no marker"), "{said}");
+    // a lock call starts the quarantine (2 of 3 still grant)
+    let ran = quorate(
+        &cluster,
+        &["--max-ttl", "30s", "run", "q", "--ttl", "10s", "--", "true"],
+    );
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    let out = quorate(&cluster, &["nodes", "--json"]);
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["quarantine"], "quarantined", "{lines:?}");
+    let left = lines[0]["quarantine_left_ms"].as_u64().expect("ms left");
+    assert!(left > 20_000 && left <= 30_000, "{left}");
+    assert_eq!(lines[1]["quarantine"], "voting", "{lines:?}");
+    // a quarantine already begun is never cut short
+    let refused = quorate(&cluster, &["declare-fresh"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("can grant a lock"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let confirmed = ["declare-fresh", "--i-know-they-kept-every-write"];
+    let said = text(&quorate(&cluster, &confirmed).stdout);
+    assert_eq!(said.matches("left as it was").count(), 3, "{said}");
+    // a server that restarted empty and is known to be new is marked
+    cluster.server_mut(1).restart().await.expect("restart");
+    let said = text(&quorate(&cluster, &confirmed).stdout);
+    assert_eq!(said.matches("declared fresh").count(), 1, "{said}");
+    let said = text(&quorate(&cluster, &["nodes"]).stdout);
+    assert!(said.contains("QUARANTINED for"), "{said}");
+    assert_eq!(said.matches("quorum: votes").count(), 2, "{said}");
+}
+
+/// Durations as operators type them, `--max-ttl` for longer leases, and
+/// `--wait forever`.
+#[tokio::test]
+async fn durations_max_ttl_and_waiting_forever() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let long = quorate(&cluster, &["run", "long", "--ttl", "1m30s", "--", "true"]);
+    assert_eq!(long.status.code(), Some(2));
+    assert!(
+        text(&long.stderr).contains("max_ttl"),
+        "{}",
+        text(&long.stderr)
+    );
+    let args = [
+        "--max-ttl",
+        "2m",
+        "run",
+        "long",
+        "--ttl",
+        "1m30s",
+        "--",
+        "true",
+    ];
+    let long = quorate(&cluster, &args);
+    assert_eq!(long.status.code(), Some(0), "{}", text(&long.stderr));
+    let bad = quorate(
+        &cluster,
+        &["run", "x", "--ttl", "3 fortnights", "--", "true"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("not a duration"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    let mut holder = spawn_run(&cluster, "holder", "patient", "10s", &["sleep", "2"]);
+    wait_held(&cluster, "patient", true);
+    let waited = quorate(
+        &cluster,
+        &["run", "patient", "--wait", "forever", "--", "true"],
+    );
+    assert_eq!(waited.status.code(), Some(0), "{}", text(&waited.stderr));
+    assert_eq!(
+        exit_within(&mut holder, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+}
+
+/// `list` shows every primitive's held keys with their kind, and `--json`
+/// gives the holder as fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_every_primitives_keys_with_holders_as_fields() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let redlock = quorate_redlock::Redlock::builder()
+        .urls(cluster.urls())
+        .owner("lab-runner")
+        .build()
+        .await
+        .expect("connect");
+    let ttl = Duration::from_secs(20);
+    let mutex = redlock.lock("lab:door", ttl).await.expect("mutex");
+    let pool = quorate_pool::Pool::new(&redlock, "lab").expect("pool");
+    let need = vec![quorate_pool::Requirement::need(
+        1,
+        ["gpu-0".to_owned()],
+        |d| d.clone(),
+    )];
+    let gpu = pool.acquire(need, ttl).await.expect("pool");
+    let out = quorate(&cluster, &["list", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    let find = |key: &str| {
+        listed
+            .iter()
+            .find(|l| l["key"] == key)
+            .unwrap_or_else(|| panic!("{key} not in {listed:?}"))
+    };
+    let door = find("lab:door");
+    assert_eq!(door["kind"], "mutex");
+    assert_eq!(door["holder"]["label"], "lab-runner");
+    assert_eq!(door["holder"]["pid"], std::process::id());
+    assert_eq!(door["holder"]["client"], redlock.owner().client_id());
+    assert_eq!(find("quorate:pool:{lab}:gpu-0")["kind"], "pool");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    gpu.release().await.expect("release");
+    mutex.release().await.expect("release");
+}
+
+/// Without the `tls` feature a `rediss://` node is refused with what to do
+/// about it (never a plaintext connection).
+#[cfg(not(feature = "tls"))]
+#[test]
+fn a_rediss_node_without_tls_says_how_to_install_with_it() {
+    let out = Command::new(BIN)
+        .args(["--nodes", "rediss://127.0.0.1:1", "status", "job"])
+        .output()
+        .expect("run quorate");
+    assert_eq!(out.status.code(), Some(2));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("cargo install quorate-cli --features tls"),
+        "{said}"
+    );
+}

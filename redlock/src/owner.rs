@@ -83,6 +83,20 @@ impl Owner {
         }
     }
 
+    /// Whether `holder` is this client: "is this lock mine?".
+    ///
+    /// ```no_run
+    /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
+    /// let seen = redlock.inspect("invoice:42").await?;
+    /// if seen.holder().is_some_and(|holder| redlock.owner().is_holder(holder)) {
+    ///     println!("held by this client");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn is_holder(&self, holder: &crate::Holder) -> bool {
+        holder.client == self.client_id()
+    }
+
     /// The client's id as it starts every token it hands out: 16 hex digits.
     pub fn client_id(&self) -> String {
         format!("{:016x}", self.client)

@@ -36,6 +36,46 @@ impl Holder {
         })
     }
 
+    /// The holder's label ([`RedlockBuilder::owner`](crate::RedlockBuilder::owner)),
+    /// if its description has one.
+    pub fn label(&self) -> Option<&str> {
+        self.described()?.0
+    }
+
+    /// The host the holder runs on, from its description.
+    pub fn host(&self) -> Option<&str> {
+        Some(self.described()?.1)
+    }
+
+    /// The holder's process id, from its description.
+    pub fn pid(&self) -> Option<u32> {
+        self.described()?.2.parse().ok()
+    }
+
+    /// The holder's UUID v7 ([`Owner::uuid`](crate::Owner::uuid)), from its
+    /// description, as text.
+    pub fn uuid(&self) -> Option<&str> {
+        Some(self.described()?.3)
+    }
+
+    /// The description's parts: `label (host H, pid P, id U)` or
+    /// `host H, pid P, id U` ([`Owner`](crate::Owner)'s `Display`); read
+    /// from the end, so a label may contain anything.
+    fn described(&self) -> Option<(Option<&str>, &str, &str, &str)> {
+        let owner = self.owner.as_deref()?;
+        let (label, details) = match owner.strip_suffix(')') {
+            Some(rest) => {
+                let at = rest.rfind(" (host ")?;
+                (Some(&rest[..at]), &rest[at + 2..])
+            }
+            None => (None, owner),
+        };
+        let details = details.strip_prefix("host ")?;
+        let (rest, id) = details.rsplit_once(", id ")?;
+        let (host, pid) = rest.rsplit_once(", pid ")?;
+        Some((label, host, pid, id))
+    }
+
     /// The Lua function `holder_of(value)` that every granting script (and
     /// inspect) has, so that a refusal names its holder without another
     /// request: [`NodeScript`](super::NodeScript)s marked
@@ -116,5 +156,22 @@ mod tests {
             Holder::from_script(&ScriptValue::Bytes(b"nothex".to_vec())),
             None
         );
+    }
+
+    #[test]
+    fn a_description_reads_as_fields() {
+        let holder = |owner: Option<&str>| Holder {
+            client: "0123456789abcdef".into(),
+            owner: owner.map(Into::into),
+        };
+        let labelled = holder(Some("billing (3) (host web-1, pid 42, id 0190-ab)"));
+        assert_eq!(labelled.label(), Some("billing (3)"));
+        assert_eq!(labelled.host(), Some("web-1"));
+        assert_eq!(labelled.pid(), Some(42));
+        assert_eq!(labelled.uuid(), Some("0190-ab"));
+        let plain = holder(Some("host web-1, pid 42, id 0190-ab"));
+        assert_eq!((plain.label(), plain.pid()), (None, Some(42)));
+        let unknown = holder(None);
+        assert_eq!((unknown.label(), unknown.host()), (None, None));
     }
 }
