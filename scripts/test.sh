@@ -27,6 +27,8 @@ cargo test --workspace "$@"
 # The optional features with tests of their own: serde results of compute_once, TLS
 # (certificates made by openssl for the test), and the blocking API.
 cargo test -p quorate-spinlock --features serde "$@"
+cargo test -p quorate-redlock --features serde --lib config "$@"
+cargo test -p quorate-redlock --features serde --doc RedlockConfig "$@"
 cargo test -p quorate-redlock --features tls --test tls_real "$@"
 cargo test -p quorate-cli --features tls --test cli_tls "$@"
 cargo test -p quorate-redlock --features blocking --test blocking_real "$@"

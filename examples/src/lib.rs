@@ -12,7 +12,7 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::storage::Summary;
 use std::sync::Arc;
 
-use quorate_redlock::{LockOptions, MemoryNode, Node, Redlock};
+use quorate_redlock::{LockOptions, MemoryNode, Node, Redlock, RedlockConfig};
 use quorate_testkit::{redis_server_available, Cluster};
 
 /// The nodes of an example, in order of preference:
@@ -21,12 +21,11 @@ use quorate_testkit::{redis_server_available, Cluster};
 ///    live until the caller drops them);
 /// 3. 5 in-memory nodes, when redis-server is not installed (said so on screen).
 pub async fn example_nodes() -> Result<(Redlock, Option<Cluster>), Box<dyn Error>> {
-    if let Ok(list) = std::env::var("QUORATE_NODES") {
-        if !list.trim().is_empty() {
-            let urls: Vec<&str> = list.split(',').map(str::trim).collect();
-            println!("using the {} nodes in QUORATE_NODES", urls.len());
-            return Ok((Redlock::connect(urls).await?, None));
-        }
+    // QUORATE_NODES and the other QUORATE_* settings, as a service would read them
+    let config = RedlockConfig::from_env()?;
+    if !config.nodes.is_empty() {
+        println!("using the {} nodes in QUORATE_NODES", config.nodes.len());
+        return Ok((Redlock::from_config(&config).await?, None));
     }
     if !redis_server_available() {
         println!(

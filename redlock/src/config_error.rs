@@ -67,6 +67,17 @@ pub enum ConfigError {
         /// Every unreachable node and why, as `host:port: reason; …`.
         problems: String,
     },
+    /// A setting in the environment or a config file that cannot be read
+    /// ([`RedlockConfig`](crate::RedlockConfig)).
+    #[error("{name}=`{value}`: {reason}")]
+    BadSetting {
+        /// The variable, e.g. `QUORATE_TTL`.
+        name: String,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A ttl of zero.
     #[error("ttl must be positive")]
     ZeroTtl,

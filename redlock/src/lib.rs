@@ -55,6 +55,7 @@ mod backend;
 pub mod blocking;
 mod client;
 mod client_state;
+mod config;
 mod config_error;
 mod determinism;
 mod error;
@@ -89,6 +90,7 @@ pub use backend::{FredNode, FredSettings, Node, NodeError, NodeFuture};
 #[cfg(feature = "memory")]
 pub use backend::{MemoryNode, MemorySnapshot};
 pub use client::Redlock;
+pub use config::RedlockConfig;
 pub use error::{ConfigError, Error, NodeOutcome, NodeReport, Outcomes};
 pub use guard::{LockGuard, ReleaseOutcome};
 pub use inspect::{ForceUnlocked, Inspection, NodeState, NodeView};

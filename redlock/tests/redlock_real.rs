@@ -1583,3 +1583,38 @@ async fn connect_refuses_a_server_older_than_6_2_naming_it() {
         "{result:?}"
     );
 }
+
+/// A client built from its configuration as the environment gives it
+/// (`RedlockConfig::from_vars`, what `from_env` reads) uses every setting.
+#[tokio::test]
+async fn a_client_from_its_configuration_uses_every_setting() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let nodes = cluster.urls().join(",");
+    let config = quorate_redlock::RedlockConfig::from_vars([
+        ("QUORATE_NODES", nodes.as_str()),
+        ("QUORATE_NAMESPACE", "cfg:"),
+        ("QUORATE_OWNER", "configured"),
+        ("QUORATE_MAX_TTL", "5s"),
+        ("QUORATE_FAIR", "true"),
+    ])
+    .expect("config");
+    let redlock = Redlock::from_config(&config).await.expect("connect");
+    assert_eq!(redlock.max_ttl(), Duration::from_secs(5));
+    assert_eq!(redlock.defaults().get_ttl(), Duration::from_secs(5));
+    assert!(redlock.defaults().get_fair());
+    let guard = redlock
+        .lock("job", Duration::from_secs(5))
+        .await
+        .expect("lock");
+    for keys in all_keys(&cluster).await {
+        assert!(keys.iter().any(|k| k == "cfg:job"), "{keys:?}");
+    }
+    let seen = redlock.inspect("job").await.expect("inspect");
+    let holder = seen.holder().expect("held");
+    assert_eq!(holder.label(), Some("configured"));
+    assert!(redlock.owner().is_holder(holder));
+    guard.release().await.expect("release");
+    let none = quorate_redlock::RedlockConfig::from_vars([("QUORATE_FAIR", "true")]);
+    let none = Redlock::from_config(&none.expect("config")).await;
+    assert_eq!(none.err(), Some(ConfigError::NoNodes));
+}
