@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use quorate_redlock::{ConfigError, Error, FredSettings, Redlock};
+use quorate_redlock::{ConfigError, ConnectError, Error, FredSettings, Redlock};
 
 use crate::duration::Wait;
 
@@ -270,6 +270,7 @@ impl From<Error> for Failure {
         match error {
             // a bad --ttl or key is bad usage, whichever layer found it
             Error::InvalidConfig(config) => Failure::from(config),
+            Error::Connect(connect) => Failure::from(connect),
             Error::NoQuorum { .. } => Failure {
                 message: error.to_string(),
                 code: EXIT_UNAVAILABLE,
@@ -284,10 +285,7 @@ impl From<Error> for Failure {
 
 impl From<ConfigError> for Failure {
     fn from(error: ConfigError) -> Self {
-        let code = match &error {
-            ConfigError::Unreachable { .. } => EXIT_UNAVAILABLE,
-            _ => 2,
-        };
+        let code = 2;
         let message = match &error {
             // the library's advice (a cargo feature of quorate-redlock) is not the operator's
             ConfigError::TlsNotEnabled { url, .. } => format!(
@@ -297,6 +295,18 @@ impl From<ConfigError> for Failure {
             _ => error.to_string(),
         };
         Failure { message, code }
+    }
+}
+
+impl From<ConnectError> for Failure {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::Config(config) => Failure::from(config),
+            retryable => Failure {
+                message: retryable.to_string(),
+                code: EXIT_UNAVAILABLE,
+            },
+        }
     }
 }
 

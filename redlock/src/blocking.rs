@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use tokio::runtime::Runtime;
 
-use crate::error::{ConfigError, Error};
+use crate::connect_error::ConnectError;
+use crate::error::Error;
 use crate::guard::ReleaseOutcome;
 use crate::inspect::{ForceUnlocked, Inspection};
 use crate::lease::Lease;
@@ -62,9 +63,9 @@ fn runtime() -> std::io::Result<Runtime> {
 impl Redlock {
     /// [`Redlock::connect`](crate::Redlock::connect), blocking.
     ///
-    /// Errors: as the async call; [`ConfigError::Runtime`] when the
+    /// Errors: as the async call; [`ConnectError::Runtime`] when the
     /// runtime's thread cannot be started.
-    pub fn connect<I, S>(urls: I) -> Result<Redlock, ConfigError>
+    pub fn connect<I, S>(urls: I) -> Result<Redlock, ConnectError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -75,7 +76,7 @@ impl Redlock {
     /// A client from an async [`RedlockBuilder`](crate::RedlockBuilder)
     /// (options, owner label, namespace, settings), built on this client's
     /// own runtime.
-    pub fn build(builder: crate::RedlockBuilder) -> Result<Redlock, ConfigError> {
+    pub fn build(builder: crate::RedlockBuilder) -> Result<Redlock, ConnectError> {
         Self::on_own_runtime(builder.build())
     }
 
@@ -86,16 +87,16 @@ impl Redlock {
     pub fn from_nodes(
         nodes: Vec<Arc<dyn crate::Node>>,
         defaults: LockOptions,
-    ) -> Result<Redlock, ConfigError> {
-        Self::on_own_runtime(async { crate::Redlock::from_nodes(nodes, defaults) })
+    ) -> Result<Redlock, ConnectError> {
+        Self::on_own_runtime(async { Ok(crate::Redlock::from_nodes(nodes, defaults)?) })
     }
 
     /// A client made by `make` on a new runtime of its own, where its
     /// background work then runs.
     fn on_own_runtime(
-        make: impl std::future::Future<Output = Result<crate::Redlock, ConfigError>>,
-    ) -> Result<Redlock, ConfigError> {
-        let runtime = runtime().map_err(|e| ConfigError::Runtime(e.to_string()))?;
+        make: impl std::future::Future<Output = Result<crate::Redlock, ConnectError>>,
+    ) -> Result<Redlock, ConnectError> {
+        let runtime = runtime().map_err(|e| ConnectError::Runtime(e.to_string()))?;
         let inner = runtime.block_on(make)?;
         Ok(Redlock {
             inner,

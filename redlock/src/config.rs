@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::backend::FredSettings;
 use crate::client::Redlock;
+use crate::connect_error::ConnectError;
 use crate::error::ConfigError;
 use crate::mutex::RedlockBuilder;
 use crate::options::LockOptions;
@@ -199,12 +200,12 @@ impl Redlock {
     /// Cancel safe, as [`RedlockBuilder::build`].
     ///
     /// ```no_run
-    /// # async fn demo() -> Result<(), quorate_redlock::ConfigError> {
+    /// # async fn demo() -> Result<(), quorate_redlock::ConnectError> {
     /// use quorate_redlock::{Redlock, RedlockConfig};
     /// let redlock = Redlock::from_config(&RedlockConfig::from_env()?).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn from_config(config: &RedlockConfig) -> Result<Redlock, ConfigError> {
+    pub async fn from_config(config: &RedlockConfig) -> Result<Redlock, ConnectError> {
         config.builder().build().await
     }
 }

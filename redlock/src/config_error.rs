@@ -1,5 +1,6 @@
 //! Configuration mistakes, caught before any request is sent: the error
-//! below every other (the backend's URL parsing reports them too).
+//! below every other (the backend's URL parsing reports them too). Fix the
+//! configuration; retrying the same call fails the same way.
 
 use std::time::Duration;
 
@@ -48,25 +49,6 @@ pub enum ConfigError {
         /// Its `redis_version`.
         version: String,
     },
-    /// Fewer than a majority of the nodes could be reached and authenticated
-    /// while connecting (see [`RedlockBuilder::lazy`](crate::RedlockBuilder::lazy)
-    /// to start anyway and let them join later).
-    #[error(
-        "only {reachable} of {nodes} nodes could be reached and authenticated within \
-         {waited:?}, {quorum} needed: {problems}"
-    )]
-    Unreachable {
-        /// Nodes connected.
-        reachable: usize,
-        /// Nodes given.
-        nodes: usize,
-        /// The majority needed.
-        quorum: usize,
-        /// How long the connections were waited for.
-        waited: Duration,
-        /// Every unreachable node and why, as `host:port: reason; …`.
-        problems: String,
-    },
     /// A setting in the environment or a config file that cannot be read
     /// ([`RedlockConfig`](crate::RedlockConfig)).
     #[error("{name}=`{value}`: {reason}")]
@@ -113,9 +95,6 @@ pub enum ConfigError {
     /// A token that is not 32 hex digits (a permit id or token passed in).
     #[error("a token must be 32 hex digits")]
     BadToken,
-    /// The blocking API's runtime could not be started (its thread).
-    #[error("the blocking client's runtime could not be started: {0}")]
-    Runtime(String),
     /// A drift factor outside `0.0..1.0`.
     #[error("drift factor {0} must be a finite number in 0.0..1.0")]
     BadDriftFactor(f64),

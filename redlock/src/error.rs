@@ -154,6 +154,10 @@ pub enum Error {
     /// Bad options or input; nothing was sent.
     #[error("invalid configuration: {0}")]
     InvalidConfig(#[from] ConfigError),
+    /// The client could not be built (for `?` in functions that connect
+    /// and lock).
+    #[error("cannot connect: {0}")]
+    Connect(#[from] crate::connect_error::ConnectError),
     /// Another holder has the lock on enough nodes that a majority is out of
     /// reach. `outcomes` names the holders' nodes and their remaining ttls;
     /// it is empty when the deadline passed while another task of this
@@ -241,7 +245,64 @@ impl Error {
             Error::Taken { outcomes, .. }
             | Error::NoQuorum { outcomes, .. }
             | Error::Lost { outcomes } => Some(outcomes),
-            Error::InvalidConfig(_) | Error::Reentrant { .. } | Error::Expired => None,
+            Error::InvalidConfig(_)
+            | Error::Connect(_)
+            | Error::Reentrant { .. }
+            | Error::Expired => None,
+        }
+    }
+
+    /// Whether a later call may succeed without a change to the program or
+    /// its configuration: the lock was taken, too few nodes answered, the
+    /// lease ran out or was lost (lock again), the servers could not be
+    /// reached. Bad input and a reentrant lock are not retryable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Taken { .. } | Error::NoQuorum { .. } | Error::Expired | Error::Lost { .. } => {
+                true
+            }
+            Error::Connect(connect) => connect.is_retryable(),
+            Error::InvalidConfig(_) | Error::Reentrant { .. } => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connect_error::ConnectError;
+
+    #[test]
+    fn retry_later_is_told_from_fix_the_program() {
+        let outcomes = Outcomes(Vec::new());
+        let taken = Error::Taken {
+            resource: "r".into(),
+            outcomes: outcomes.clone(),
+        };
+        let unreachable = ConnectError::Unreachable {
+            reachable: 0,
+            nodes: 3,
+            quorum: 2,
+            waited: Duration::from_secs(1),
+            problems: Vec::new(),
+        };
+        for retryable in [
+            taken,
+            Error::Expired,
+            Error::Lost { outcomes },
+            unreachable.into(),
+        ] {
+            assert!(retryable.is_retryable(), "{retryable}");
+        }
+        let config = Error::from(ConnectError::from(ConfigError::NoNodes));
+        for fix in [
+            config,
+            ConfigError::ZeroTtl.into(),
+            Error::Reentrant {
+                resource: "r".into(),
+            },
+        ] {
+            assert!(!fix.is_retryable(), "{fix}");
         }
     }
 }

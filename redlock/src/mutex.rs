@@ -12,6 +12,7 @@ use crate::backend::quarantine::DEFAULT_MAX_TTL;
 use crate::backend::{FredNode, FredSettings, Node};
 use crate::client::Redlock;
 use crate::client_state::ClientState;
+use crate::connect_error::ConnectError;
 use crate::error::{ConfigError, Error, NodeOutcome, Outcomes};
 use crate::guard::LockGuard;
 use crate::lease::Lease;
@@ -30,12 +31,11 @@ impl Redlock {
     /// connections; nodes that are down keep reconnecting in the background
     /// and count as failed until they answer.
     ///
-    /// Errors: [`ConfigError`] for an empty list, a bad URL (naming it,
-    /// password redacted) or the same node twice.
+    /// Errors: as [`RedlockBuilder::build`].
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future drops the half-built clients.
-    pub async fn connect<I, S>(urls: I) -> Result<Redlock, ConfigError>
+    pub async fn connect<I, S>(urls: I) -> Result<Redlock, ConnectError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -448,7 +448,7 @@ where
 /// the order given.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), quorate_redlock::ConfigError> {
+/// # async fn demo() -> Result<(), quorate_redlock::ConnectError> {
 /// use std::time::Duration;
 /// use quorate_redlock::{LockOptions, Redlock};
 ///
@@ -592,14 +592,14 @@ impl RedlockBuilder {
     /// redacted), `rediss://` without the `tls` feature, bad defaults, and
     /// the same server given twice (compared by resolved address, so
     /// `localhost:6379` and `127.0.0.1:6379` are one server);
-    /// [`ConfigError::Unreachable`] when fewer than a majority of the nodes
+    /// [`ConnectError::Unreachable`] (retryable) when fewer than a majority of the nodes
     /// could be reached and authenticated by then, naming each failed node
     /// and why (unless [`lazy`](Self::lazy)). Nodes that are down but not
     /// needed for a majority join when they come up.
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future drops the half-built clients.
-    pub async fn build(self) -> Result<Redlock, ConfigError> {
+    pub async fn build(self) -> Result<Redlock, ConnectError> {
         let mut slots: Vec<Option<Arc<dyn Node>>> = (0..self.count).map(|_| None).collect();
         let mut fred_nodes = Vec::new();
         for (index, url) in &self.urls {
@@ -637,18 +637,18 @@ impl RedlockBuilder {
             return Ok(redlock);
         }
         futures::future::join_all(fred_nodes.iter().map(|n| n.wait_connected(timeout))).await;
-        let problems: Vec<String> = fred_nodes
+        let problems: Vec<(String, String)> = fred_nodes
             .iter()
-            .filter_map(|n| Some(format!("{}: {}", n.name(), n.connection_problem()?)))
+            .filter_map(|n| Some((n.name().to_owned(), n.connection_problem()?)))
             .collect();
         let reachable = redlock.inner.nodes.len() - problems.len();
         if reachable < redlock.inner.quorum {
-            return Err(ConfigError::Unreachable {
+            return Err(ConnectError::Unreachable {
                 reachable,
                 nodes: redlock.inner.nodes.len(),
                 quorum: redlock.inner.quorum,
                 waited: timeout,
-                problems: problems.join("; "),
+                problems,
             });
         }
         // Refused now rather than by a script error at the first lock call.
@@ -660,7 +660,8 @@ impl RedlockBuilder {
                 return Err(ConfigError::ServerTooOld {
                     node: node.name().to_owned(),
                     version,
-                });
+                }
+                .into());
             }
         }
         // Done on every node (or timed out) before any lock of this client.

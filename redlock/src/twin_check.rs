@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::backend::{MemoryNode, MemoryStore, Node, NodeScript, ScriptValue};
 use crate::client::Redlock;
-use crate::config_error::ConfigError;
+use crate::connect_error::ConnectError;
 
 /// How far apart two remaining ttls (in ms) may be and still match: the two
 /// nodes run the same call a moment apart.
@@ -84,7 +84,7 @@ impl std::error::Error for TwinMismatch {}
 ///
 /// # Cancel safety
 /// Cancel safe: dropping the future drops the half-built client.
-pub async fn twin_nodes(url: &str) -> Result<(Arc<dyn Node>, MemoryNode), ConfigError> {
+pub async fn twin_nodes(url: &str) -> Result<(Arc<dyn Node>, MemoryNode), ConnectError> {
     let redlock = Redlock::connect([url]).await?;
     Ok((Arc::clone(&redlock.nodes()[0]), MemoryNode::new("twin")))
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quorate_redlock::{
-    ConfigError, Error, LockGuard, LockOptions, MemoryNode, Node, NodeOutcome, Redlock,
-    ReleaseOutcome,
+    ConfigError, ConnectError, Error, LockGuard, LockOptions, MemoryNode, Node, NodeOutcome,
+    Redlock, ReleaseOutcome,
 };
 use tokio::time::Instant;
 
@@ -1354,7 +1354,10 @@ async fn a_short_max_ttl_lowers_the_default_ttl_unless_defaults_are_given() {
         .build()
         .await;
     assert!(
-        matches!(explicit, Err(ConfigError::TtlAboveMaxTtl { .. })),
+        matches!(
+            explicit,
+            Err(ConnectError::Config(ConfigError::TtlAboveMaxTtl { .. }))
+        ),
         "{explicit:?}"
     );
 }

@@ -9,7 +9,7 @@ use quorate_redlock::fred::rustls::pki_types::pem::PemObject;
 use quorate_redlock::fred::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use quorate_redlock::fred::rustls::{ClientConfig, RootCertStore};
 use quorate_redlock::fred::types::config::TlsConfig;
-use quorate_redlock::{ConfigError, FredSettings, Redlock, ReleaseOutcome};
+use quorate_redlock::{ConnectError, FredSettings, Redlock, ReleaseOutcome};
 use quorate_testkit::{Cluster, ServerOptions, TestCertificates};
 
 async fn tls_cluster(
@@ -47,7 +47,7 @@ fn client_tls(certificates: &TestCertificates, client_cert: bool) -> TlsConfig {
     TlsConfig::from(config)
 }
 
-async fn connect(urls: &[String], tls: Option<TlsConfig>) -> Result<Redlock, ConfigError> {
+async fn connect(urls: &[String], tls: Option<TlsConfig>) -> Result<Redlock, ConnectError> {
     let settings = FredSettings::default().tls(tls);
     Redlock::builder()
         .urls(urls)
@@ -76,7 +76,7 @@ async fn locks_over_tls_trusting_the_servers_ca_and_refuses_an_unknown_ca() {
     // the system's roots do not know the test CA: no connection, named
     let err = connect(&urls, None).await.expect_err("untrusted CA");
     assert!(
-        matches!(err, ConfigError::Unreachable { reachable: 0, .. }),
+        matches!(err, ConnectError::Unreachable { reachable: 0, .. }),
         "{err}"
     );
     let text = err.to_string();
@@ -95,7 +95,7 @@ async fn a_server_that_requires_client_certificates_takes_only_clients_with_one(
     let err = connect(&urls, Some(client_tls(&certificates, false))).await;
     let err = err.expect_err("no client certificate");
     assert!(
-        matches!(err, ConfigError::Unreachable { reachable: 0, .. }),
+        matches!(err, ConnectError::Unreachable { reachable: 0, .. }),
         "{err}"
     );
     let text = err.to_string();

@@ -405,7 +405,7 @@ impl FredNode {
     /// Cancel safe: it only watches the connection.
     ///
     /// ```no_run
-    /// # async fn demo() -> Result<(), quorate_redlock::ConfigError> {
+    /// # async fn demo() -> Result<(), quorate_redlock::ConnectError> {
     /// use std::time::Duration;
     /// use quorate_redlock::{FredNode, FredSettings};
     /// let node = FredNode::from_url("redis://127.0.0.1:7001", &FredSettings::default())?;
