@@ -374,8 +374,12 @@ fn allocation(groups: &[Group], keys: &[String], kept: Vec<Option<Lease>>) -> Al
 }
 
 /// When enough of `requirement`'s missing candidates are free on a majority,
-/// from the holders' remaining ttls (nodes that did not answer count as
-/// free). `None` when some needed candidate is held without expiry.
+/// from the holders' remaining ttls. A node that did not answer, did not
+/// try the candidate, or granted it to this caller (who gave it back, for
+/// want of a majority) says nothing about the holder elsewhere: it counts as held
+/// as long as the longest ttl another node reported for that candidate
+/// (free only when no node reported it held). `None` when some needed
+/// candidate is held without expiry.
 fn retry_after(
     groups: &[Group],
     requirement: usize,
@@ -393,11 +397,26 @@ fn retry_after(
     let mut free_at: Vec<u64> = (offset..offset + group.keys.len())
         .filter(|&i| kept[i].is_none())
         .map(|i| {
+            let reported = |a: &Option<Vec<i64>>| a.as_ref().map(|s| s[i]);
+            let longest_held = answers
+                .iter()
+                .filter_map(|a| match reported(a) {
+                    Some(-3) => Some(u64::MAX),
+                    Some(ms) if ms >= 0 => Some(ms.unsigned_abs()),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
             let mut per_node: Vec<u64> = answers
                 .iter()
-                .map(|a| match a.as_ref().map(|s| s[i]) {
+                .map(|a| match reported(a) {
                     Some(-3) => u64::MAX,
                     Some(ms) if ms >= 0 => ms.unsigned_abs(),
+                    // unanswered, granted to us and given back, or not
+                    // tried (the node met the need with other candidates):
+                    // says nothing about the holder elsewhere
+                    None | Some(-1) | Some(-2) => longest_held,
+                    // beyond a semaphore's size there (a resize frees it)
                     _ => 0,
                 })
                 .collect();
@@ -468,6 +487,25 @@ mod tests {
         );
         let all = [group(&["a", "b", "c"], 3)];
         assert_eq!(retry_after(&all, 0, &kept, &answers, 2), None);
+    }
+
+    #[test]
+    fn unanswered_nodes_and_grants_given_back_do_not_count_as_free() {
+        let one = [group(&["a"], 1)];
+        let kept = vec![None];
+        // 3 nodes, quorum 2: one holds `a` for 400 ms, one granted it to
+        // the caller (given back: no majority), one did not answer.
+        let answers = vec![Some(vec![400]), Some(vec![-1]), None];
+        assert_eq!(
+            retry_after(&one, 0, &kept, &answers, 2),
+            Some(Duration::from_millis(400))
+        );
+        // no node reports it held (not tried where the need was met): now
+        let answers = vec![Some(vec![-2]), Some(vec![-1]), None];
+        assert_eq!(
+            retry_after(&one, 0, &kept, &answers, 2),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]

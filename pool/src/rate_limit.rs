@@ -139,7 +139,9 @@ impl RateLimit {
     }
 
     /// One attempt: a grant now, or [`PoolError::Unavailable`] whose
-    /// [`retry_after`](PoolError::retry_after) says how long to wait.
+    /// [`retry_after`](PoolError::retry_after) says how long to wait (every
+    /// refusal has that shape; too few nodes answering is
+    /// [`PoolError::Lock`] with [`Error::NoQuorum`](quorate_redlock::Error::NoQuorum)).
     ///
     /// # Cancel safety
     /// Cancel safe, as [`acquire`](Self::acquire).
@@ -194,7 +196,14 @@ impl RateLimit {
                 .get_acquire_timeout()
                 .is_some_and(|t| started.elapsed() >= t);
             if out_of_time || options.get_max_attempts() == Some(1) {
-                return Err(PoolError::Lock(quorate_redlock::Error::Expired));
+                // the same shape as every other refusal; the slot given back is free again
+                return Err(PoolError::Unavailable {
+                    requirement: 0,
+                    need: 1,
+                    held: 0,
+                    retry_after: Some(Duration::ZERO),
+                    outcomes: quorate_redlock::Outcomes(Vec::new()),
+                });
             }
         }
     }

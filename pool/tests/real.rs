@@ -411,6 +411,44 @@ async fn try_acquire_on_a_spent_rate_limit_says_how_long_to_wait() {
     limit.try_acquire().await.expect("after the wait");
 }
 
+/// A refusal's hint does not count a node that did not answer, nor a slot
+/// granted to the refused caller (and given back), as free: here another
+/// client holds slot 0 on nodes 0-2 (a majority) and slot 1 everywhere, node
+/// 2 is stalled, and nodes 3 and 4 grant slot 0 to the caller, who cannot
+/// reach a majority with it. Slot 0 frees only when the holder's ttl runs
+/// out; a hint of 0 would have the caller poll until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_with_a_node_stalled_says_when_the_slot_really_frees() {
+    let (cluster, redlock) = cluster().await;
+    let held = Duration::from_secs(5);
+    let slot = |i: usize| format!("quorate:pool:{{rate:hint}}:slot:{i}");
+    let other = "00000000000000bb0123456789abcdef";
+    for node in 0..5 {
+        if node < 3 {
+            cluster
+                .plant(node, &slot(0), other, held)
+                .await
+                .expect("SET");
+        }
+        cluster
+            .plant(node, &slot(1), other, held)
+            .await
+            .expect("SET");
+    }
+    cluster.server(2).pause();
+    let limit = RateLimit::new(&redlock, "hint", 2, held).expect("limit");
+    let refused = limit.try_acquire().await;
+    cluster.server(2).resume();
+    let refused = refused.expect_err("both slots held on a majority");
+    let wait = refused.retry_after().expect("a hint");
+    assert!(wait > Duration::from_secs(4), "{wait:?}: {refused}");
+    // the slot given back on nodes 3 and 4 is free again there
+    for node in 3..5 {
+        let value = cluster.server(node).command(&["GET", &slot(0)]).await;
+        assert_eq!(value.expect("GET").as_string(), None, "node {node}");
+    }
+}
+
 on_both_backends!(
     all_or_nothing,
     two_devices_plus_a_taken_named_resource_gets_nothing,

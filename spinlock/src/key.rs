@@ -13,11 +13,14 @@ use crate::stable_hash::{stable_hash, StableHash};
 /// - bytes as `b:` followed by their lowercase hex;
 /// - a structured value as `h:` followed by the hex SHA-256 of its
 ///   canonical encoding (see [`StableHash`]), stable across runs, machines
-///   and Rust versions.
+///   and Rust versions; a plain string given to [`hashed`](Self::hashed)
+///   is keyed by its text, so `"report"` names one lock however it is
+///   written.
 ///
 /// ```
 /// use quorate_spinlock::SpinKey;
 /// assert_eq!(SpinKey::from("report").as_str(), "s:report");
+/// assert_eq!(SpinKey::hashed("report"), SpinKey::from("report"));
 /// assert_eq!(SpinKey::from(&b"\x01\xff"[..]).as_str(), "b:01ff");
 /// assert!(SpinKey::hashed(&("report", 2024u32)).as_str().starts_with("h:"));
 /// ```
@@ -40,8 +43,13 @@ impl SpinKey {
         SpinKey(encoded)
     }
 
-    /// The key of a structured value: the SHA-256 of its canonical encoding.
+    /// The key of a structured value: the SHA-256 of its canonical
+    /// encoding. A plain string (`&str`, `String`) is keyed by its text
+    /// instead, exactly as [`SpinKey::from`] keys it: one string, one lock.
     pub fn hashed<T: StableHash + ?Sized>(value: &T) -> Self {
+        if let Some(text) = value.key_text() {
+            return SpinKey::string(text);
+        }
         let digest = stable_hash(value);
         SpinKey(format!("h:{}", hex(&digest)))
     }
@@ -119,10 +127,14 @@ mod tests {
         // the same text as a string, as bytes and hashed
         let s = SpinKey::from("ab");
         let b = SpinKey::from(&b"ab"[..]);
-        let h = SpinKey::hashed("ab");
+        let h = SpinKey::hashed(&("ab",));
         assert_ne!(s, b);
         assert_ne!(s, h);
         assert_ne!(b, h);
+        // a string is one key whichever way it is given
+        assert_eq!(SpinKey::hashed("ab"), s);
+        assert_eq!(SpinKey::hashed(&"ab".to_owned()), s);
+        assert_eq!(SpinKey::hashed(&Box::new("ab".to_owned())), s);
         // a string that looks like another kind's encoding stays a string
         assert_ne!(SpinKey::from("6162"), b);
         assert_eq!(SpinKey::from("b:6162").as_str(), "s:b:6162");
@@ -138,9 +150,10 @@ mod tests {
 
     #[test]
     fn hashed_keys_are_pinned() {
-        // same digest as stable_hash's pinned "str" case
+        // same digest as stable_hash's pinned "str" case, for a value
+        // that is not a plain string
         assert_eq!(
-            SpinKey::hashed("example").as_str(),
+            format!("h:{}", hex(&stable_hash("example"))),
             "h:5a2e7de372594480ff5032f35c1902da63c1b997ea1be2028fcf53bb154a7ec3"
         );
     }

@@ -43,6 +43,14 @@ use sha2::{Digest, Sha256};
 pub trait StableHash {
     /// Feeds the canonical encoding of `self` to `hasher`.
     fn stable_hash(&self, hasher: &mut StableHasher);
+
+    /// The text of a plain string (`str`, `String`, and references to
+    /// them), `None` for anything else: [`SpinKey::hashed`](crate::SpinKey::hashed)
+    /// keys a string by its text, as `SpinKey::from` does, so that the two
+    /// ways of naming a string's lock are one key. Leave the default.
+    fn key_text(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// SHA-256 over canonical encodings.
@@ -142,11 +150,19 @@ impl StableHash for str {
         hasher.len(self.len());
         hasher.write_raw(self.as_bytes());
     }
+
+    fn key_text(&self) -> Option<&str> {
+        Some(self)
+    }
 }
 
 impl StableHash for String {
     fn stable_hash(&self, hasher: &mut StableHasher) {
         self.as_str().stable_hash(hasher);
+    }
+
+    fn key_text(&self) -> Option<&str> {
+        Some(self)
     }
 }
 
@@ -202,11 +218,19 @@ impl<T: StableHash + ?Sized> StableHash for &T {
     fn stable_hash(&self, hasher: &mut StableHasher) {
         (**self).stable_hash(hasher);
     }
+
+    fn key_text(&self) -> Option<&str> {
+        (**self).key_text()
+    }
 }
 
 impl<T: StableHash + ?Sized> StableHash for Box<T> {
     fn stable_hash(&self, hasher: &mut StableHasher) {
         (**self).stable_hash(hasher);
+    }
+
+    fn key_text(&self) -> Option<&str> {
+        (**self).key_text()
     }
 }
 

@@ -619,13 +619,13 @@ async fn no_expiry_only_when_asked_for() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn string_bytes_and_hashed_keys_never_collide() {
+async fn string_bytes_and_hashed_keys_never_collide_and_a_string_is_one_key() {
     let cluster = cluster().await;
     let spin = spin(&cluster, SpinOptions::new().tries(3).sleep(ms(50))).await;
     let keys = [
         SpinKey::from("ab"),
         SpinKey::from(&b"ab"[..]),
-        SpinKey::hashed("ab"),
+        SpinKey::hashed(&("ab",)),
         SpinKey::hashed(&("a", "b")),
         SpinKey::hashed(&("ab", "")),
     ];
@@ -644,6 +644,14 @@ async fn string_bytes_and_hashed_keys_never_collide() {
             .expect("cached");
         assert_eq!(again, [i as u8]);
     }
+    // a plain string is one key however it is written: the cached result of `from("ab")`
+    let hashed = spin
+        .compute_once(SpinKey::hashed("ab"), || async {
+            Ok::<_, String>(b"other".to_vec())
+        })
+        .await
+        .expect("cached");
+    assert_eq!(hashed, [0]);
     // locks are as separate: holding the string key leaves the bytes key free
     let held = spin.acquire(&keys[0]).await.expect("string key");
     let free = spin.try_acquire(&keys[1]).await.expect("bytes key is free");
