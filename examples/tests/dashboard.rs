@@ -64,7 +64,8 @@ fn workspace() -> PathBuf {
         .to_owned()
 }
 
-/// Every `expr` of every panel's targets.
+/// Every `expr` of every panel's targets (with Grafana's variables: `$job`,
+/// `$instance`, `$__rate_interval`).
 fn dashboard_expressions() -> Vec<(String, String)> {
     let path = workspace().join("docker/grafana/dashboards/quorate.json");
     let text = std::fs::read_to_string(&path).expect("the dashboard");
@@ -88,21 +89,26 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         panic!("prometheus is not on PATH: `bash scripts/test.sh` installs it (apt-get install prometheus)");
     };
     let mut cluster = Cluster::start(5).await.expect("cluster");
-    let metrics_port = free_port();
-    let _server = Running(
-        Command::new(env!("CARGO_BIN_EXE_metrics_server"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{metrics_port}"),
-                "--secs",
-                "90",
-            ])
-            .env("QUORATE_NODES", cluster.urls().join(","))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("metrics_server"),
-    );
+    // two instances of one job: the exporter's default summaries, and buckets
+    let metrics_ports = [free_port(), free_port()];
+    let _servers: Vec<Running> = metrics_ports
+        .iter()
+        .zip([None, Some("--buckets")])
+        .map(|(port, buckets)| {
+            let listen = format!("127.0.0.1:{port}");
+            Running(
+                Command::new(env!("CARGO_BIN_EXE_metrics_server"))
+                    .args(["--listen", &listen, "--secs", "90"])
+                    .args(buckets)
+                    .env("QUORATE_NODES", cluster.urls().join(","))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("metrics_server"),
+            )
+        })
+        .collect();
+    let metrics_port = metrics_ports[0];
     let dir = std::env::temp_dir().join(format!("quorate-prometheus-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = dir.join("prometheus.yml");
@@ -110,7 +116,8 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         &config,
         format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: quorate\n    \
-             static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
+             static_configs:\n      - targets: ['127.0.0.1:{}', '127.0.0.1:{}']\n",
+            metrics_ports[0], metrics_ports[1]
         ),
     )
     .expect("config");
@@ -148,7 +155,19 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     }
     cluster.server_mut(4).kill();
 
-    let mut missing: Vec<(String, String)> = expressions;
+    // Grafana's variables as the dashboard would set them, once per instance
+    let mut missing: Vec<(String, String)> = metrics_ports
+        .iter()
+        .flat_map(|port| {
+            expressions.iter().map(move |(title, expr)| {
+                let expr = expr
+                    .replace("$__rate_interval", "5s")
+                    .replace("$job", "quorate")
+                    .replace("$instance", &format!("127.0.0.1:{port}"));
+                (format!("{title} (instance 127.0.0.1:{port})"), expr)
+            })
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !missing.is_empty() && Instant::now() < deadline {
         let mut still = Vec::new();

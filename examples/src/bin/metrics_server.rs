@@ -10,6 +10,8 @@
 //!
 //! Nodes: `QUORATE_NODES`, else 5 local redis-server processes (the test
 //! kit), else in-memory nodes. Bounded: it stops after `--secs` (default 600).
+//! `--buckets` exports histograms with buckets instead of the exporter's
+//! default summaries (the dashboard's percentile panels read either).
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -36,9 +38,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .unwrap_or_else(|| "127.0.0.1:9898".to_owned())
         .parse()?;
     let secs: u64 = argument("--secs").map_or(Ok(600), |s| s.parse())?;
-    PrometheusBuilder::new()
-        .with_http_listener(listen)
-        .install()?;
+    let mut exporter = PrometheusBuilder::new().with_http_listener(listen);
+    if std::env::args().any(|a| a == "--buckets") {
+        exporter = exporter.set_buckets(&[
+            0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+        ])?;
+    }
+    exporter.install()?;
     let (redlock, _servers) = quorate_examples::example_nodes().await?;
     println!("serving metrics on http://{listen}/metrics for {secs} s");
     let stop = Instant::now() + Duration::from_secs(secs);
