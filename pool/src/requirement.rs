@@ -2,15 +2,12 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
 
 use crate::error::RequestError;
 
 /// Tags of a candidate for usage reporting: `(tag, value)` pairs, such as
 /// `("model", "T1000")`. The candidate's key is always tag `key`.
 pub type Tags = Vec<(String, String)>;
-
-type TagFn<T> = Arc<dyn Fn(&T) -> Tags + Send + Sync>;
 
 /// In which order each node tries a requirement's candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -40,13 +37,30 @@ pub enum CandidateOrder {
 /// let printer = Requirement::key("printer");
 /// assert_eq!(printer.keys(), ["printer"]);
 /// ```
+///
+/// One request holds one type: to mix kinds (devices, licences, plain
+/// names) in one all-or-nothing lock, [`map`](Self::map) each requirement
+/// into a common enum.
+///
+/// ```
+/// use quorate_pool::Requirement;
+/// #[derive(Clone, Debug)]
+/// enum Resource { Gpu(u32), Licence(&'static str), Named(String) }
+/// let request: Vec<Requirement<Resource>> = vec![
+///     Requirement::need(2, [0u32, 1, 2, 3], |g| format!("gpu-{g}")).map(Resource::Gpu),
+///     Requirement::need(1, ["matlab-a", "matlab-b"], |l| l.to_string()).map(Resource::Licence),
+///     Requirement::key("printer").map(Resource::Named),
+/// ];
+/// assert_eq!(request[2].keys(), ["printer"]);
+/// ```
 #[derive(Clone)]
 pub struct Requirement<T> {
     pub(crate) candidates: Vec<T>,
     pub(crate) keys: Vec<String>,
     pub(crate) need: usize,
     pub(crate) order: CandidateOrder,
-    pub(crate) tags: Option<TagFn<T>>,
+    /// Each candidate's tags, in candidate order, when [`tags`](Self::tags) was given.
+    pub(crate) tags: Option<Vec<Tags>>,
 }
 
 impl<T> Requirement<T> {
@@ -88,11 +102,24 @@ impl<T> Requirement<T> {
         self
     }
 
-    /// Tags of each candidate for usage reporting (besides `key`). Default:
-    /// none.
-    pub fn tags(mut self, tags: impl Fn(&T) -> Tags + Send + Sync + 'static) -> Self {
-        self.tags = Some(Arc::new(tags));
+    /// Tags of each candidate for usage reporting (besides `key`), read
+    /// from each candidate now. Default: none.
+    pub fn tags(mut self, tags: impl Fn(&T) -> Tags) -> Self {
+        self.tags = Some(self.candidates.iter().map(tags).collect());
         self
+    }
+
+    /// The same requirement over other values: each candidate through `f`
+    /// (keys, need, order and tags stay), e.g. into an enum shared by every
+    /// requirement of a request that mixes kinds.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Requirement<U> {
+        Requirement {
+            candidates: self.candidates.into_iter().map(f).collect(),
+            keys: self.keys,
+            need: self.need,
+            order: self.order,
+            tags: self.tags,
+        }
     }
 
     /// How many candidates this requirement needs.
@@ -113,8 +140,8 @@ impl<T> Requirement<T> {
     /// Every tag of candidate `position`, `key` first.
     pub(crate) fn tags_of(&self, position: usize) -> Tags {
         let mut tags = vec![("key".to_owned(), self.keys[position].clone())];
-        if let Some(f) = &self.tags {
-            tags.extend(f(&self.candidates[position]));
+        if let Some(all) = &self.tags {
+            tags.extend(all[position].iter().cloned());
         }
         tags
     }

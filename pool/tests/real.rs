@@ -494,6 +494,42 @@ async fn all_or_nothing(backend: Backend) {
     printer.release().await.expect("release");
 }
 
+/// One all-or-nothing request of three kinds (devices, licences, a plain
+/// name), each mapped into one enum, on real servers: granted together,
+/// handed back as the enum, held under each candidate's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_mixing_kinds_through_map_is_granted_whole() {
+    #[derive(Clone, Debug, PartialEq)]
+    enum Resource {
+        Device(String),
+        Licence(u32),
+        Named(String),
+    }
+    let (cluster, redlock) = cluster().await;
+    let pool = Pool::new(&redlock, "mixed").expect("pool");
+    let request = vec![
+        Requirement::need(2, devices(3), |d| d.id.clone())
+            .tags(|d| vec![("model".into(), d.model.into())])
+            .map(|d| Resource::Device(d.id)),
+        Requirement::need(1, [7u32], |l| format!("licence-{l}")).map(Resource::Licence),
+        Requirement::key("printer").map(Resource::Named),
+    ];
+    let grant = pool
+        .acquire(request, Duration::from_secs(10))
+        .await
+        .expect("all three");
+    assert_eq!(grant[0].len(), 2);
+    assert!(matches!(grant[0][0], Resource::Device(_)), "{grant:?}");
+    assert_eq!(grant[1], [Resource::Licence(7)]);
+    assert_eq!(grant[2], [Resource::Named("printer".into())]);
+    for key in ["licence-7", "printer"] {
+        let seen = pool.inspect(key).await.expect("inspect");
+        assert!(seen.holder().is_some(), "{key}: {seen}");
+    }
+    grant.release().await.expect("release");
+    drop(cluster);
+}
+
 on_both_backends!(
     values_and_usage,
     the_grant_hands_back_values_per_requirement_and_usage_is_queryable,

@@ -158,10 +158,13 @@ impl<E: fmt::Display> fmt::Display for ComputeError<E> {
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for ComputeError<E> {
+/// An error whatever the computation's error is (a `String` too), so `?`
+/// works into `Box<dyn Error>`: the computation's error is in the message,
+/// not repeated as a source; a spin failure's source is the spin error.
+impl<E: fmt::Debug + fmt::Display> std::error::Error for ComputeError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ComputeError::Compute(e) => Some(e),
+            ComputeError::Compute(_) => None,
             ComputeError::Spin(e) => Some(e),
         }
     }
@@ -171,6 +174,18 @@ impl<E: std::error::Error + 'static> std::error::Error for ComputeError<E> {
 mod tests {
     use super::*;
     use quorate_redlock::NodeReport;
+
+    #[test]
+    fn a_compute_error_of_a_string_is_an_error() {
+        fn boxed() -> Result<(), Box<dyn std::error::Error>> {
+            Err(ComputeError::<String>::Compute("upstream timed out".into()))?
+        }
+        let error = boxed().expect_err("an error");
+        assert_eq!(
+            error.to_string(),
+            "the computation failed: upstream timed out"
+        );
+    }
 
     #[test]
     fn held_names_the_longest_remaining_time_and_the_majority_holder() {
