@@ -7,8 +7,8 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum LatchError {
     /// The name is empty or contains a brace (names become hash tags).
-    #[error("bad latch name `{0}`: it must be non-empty, without braces")]
-    BadName(String),
+    #[error(transparent)]
+    Name(#[from] quorate_redlock::NameError),
     /// A count of 0: the latch would be open from the start.
     #[error("a latch needs a count of at least 1")]
     ZeroCount,

@@ -141,9 +141,7 @@ impl Latch {
         count: u64,
         expire_after: Duration,
     ) -> Result<Latch, LatchError> {
-        if name.is_empty() || name.contains(['{', '}']) {
-            return Err(LatchError::BadName(name.to_owned()));
-        }
+        quorate_redlock::NameError::check("latch", name, false, None)?;
         if count == 0 {
             return Err(LatchError::ZeroCount);
         }
@@ -235,6 +233,16 @@ impl Latch {
         .await
     }
 
+    /// The old name of [`current_count`](Self::current_count): every
+    /// guard's `remaining()` is a duration, a latch's is a count.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`current_count`](Self::current_count).
+    #[deprecated(since = "0.2.0", note = "renamed to `current_count`")]
+    pub async fn remaining(&self) -> Result<u64, LatchError> {
+        self.current_count().await
+    }
+
     /// How many count-downs are still needed, as a majority of nodes sees
     /// them (0: open).
     ///
@@ -246,10 +254,10 @@ impl Latch {
     ///
     /// ```no_run
     /// # async fn demo(latch: quorate_latch::Latch) -> Result<(), quorate_latch::LatchError> {
-    /// println!("{} to go", latch.remaining().await?);
+    /// println!("{} to go", latch.current_count().await?);
     /// # Ok(()) }
     /// ```
-    pub async fn remaining(&self) -> Result<u64, LatchError> {
+    pub async fn current_count(&self) -> Result<u64, LatchError> {
         let redlock = &self.inner.redlock;
         let nodes = redlock.nodes();
         let keys = vec![self.inner.count_key.clone(), self.inner.downs_key.clone()];
@@ -322,7 +330,7 @@ impl Latch {
             &policy,
             None,
             |_| async {
-                match self.remaining().await {
+                match self.current_count().await {
                     Ok(0) => Ok(()),
                     Ok(remaining) => Err(LatchError::TimedOut {
                         name: self.inner.name.clone(),

@@ -69,7 +69,7 @@ on_both_backends!(
 
 async fn workers_open_a_waiter(backend: Backend) {
     let waiter = Latch::new(&backend.client().await, "shards", 3).expect("latch");
-    assert_eq!(waiter.remaining().await.expect("read"), 3);
+    assert_eq!(waiter.current_count().await.expect("read"), 3);
     let waiting = {
         let waiter = waiter.clone();
         tokio::spawn(async move { waiter.wait(Duration::from_secs(30)).await })
@@ -77,7 +77,7 @@ async fn workers_open_a_waiter(backend: Backend) {
     for worker in 0..3u64 {
         let latch = Latch::new(&backend.client().await, "shards", 3).expect("latch");
         latch.count_down().await.expect("count down");
-        let left = waiter.remaining().await.expect("read");
+        let left = waiter.current_count().await.expect("read");
         assert_eq!(left, 2 - worker);
         if left > 0 {
             assert!(!waiting.is_finished(), "opened with {left} to go");
@@ -105,7 +105,7 @@ async fn a_count_down_on_three_nodes_is_seen_with_two_of_them_stalled() {
     // read from 0, 1, 4: only node 4 has it, and that is enough
     cluster.server(2).pause();
     cluster.server(3).pause();
-    assert_eq!(reader.remaining().await.expect("a majority answers"), 1);
+    assert_eq!(reader.current_count().await.expect("a majority answers"), 1);
     worker.count_down().await.expect("on 0, 1, 4");
     reader
         .wait(Duration::from_secs(10))
@@ -113,7 +113,7 @@ async fn a_count_down_on_three_nodes_is_seen_with_two_of_them_stalled() {
         .expect("open with two nodes stalled");
     cluster.server(2).resume();
     cluster.server(3).resume();
-    assert_eq!(reader.remaining().await.expect("read"), 0);
+    assert_eq!(reader.current_count().await.expect("read"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,13 +125,13 @@ async fn two_of_five_nodes_killed_mid_run_change_nothing() {
     cluster.server_mut(0).kill();
     cluster.server_mut(3).kill();
     let other = Latch::new(&client(cluster.urls()).await, "batch", 4).expect("latch");
-    assert_eq!(other.remaining().await.expect("3 of 5 answer"), 2);
+    assert_eq!(other.current_count().await.expect("3 of 5 answer"), 2);
     other.count_down().await.expect("count down");
     latch.count_down().await.expect("count down");
     other.wait(Duration::from_secs(5)).await.expect("open");
     // a third node down: no majority to read from, and the error says so
     cluster.server_mut(1).kill();
-    match other.remaining().await {
+    match other.current_count().await {
         Err(LatchError::Lock(error)) => {
             assert!(error.to_string().contains("no quorum"), "{error}")
         }
@@ -152,7 +152,10 @@ async fn a_wait_times_out_naming_what_is_missing_and_counts_must_agree() {
         other => panic!("expected TimedOut, got {other:?}"),
     }
     let wrong = Latch::new(&redlock, "deploy", 5).expect("latch");
-    for result in [wrong.count_down().await, wrong.remaining().await.map(drop)] {
+    for result in [
+        wrong.count_down().await,
+        wrong.current_count().await.map(drop),
+    ] {
         match result {
             Err(LatchError::CountMismatch { ours, theirs, .. }) => {
                 assert_eq!((ours, theirs.as_str()), (5, "3"));
@@ -166,7 +169,7 @@ async fn a_wait_times_out_naming_what_is_missing_and_counts_must_agree() {
     ));
     assert!(matches!(
         Latch::new(&redlock, "", 1),
-        Err(LatchError::BadName(_))
+        Err(LatchError::Name(quorate_redlock::NameError::Empty { .. }))
     ));
     assert!(matches!(
         Latch::with_expiry(&redlock, "x", 1, Duration::ZERO),

@@ -53,15 +53,9 @@ pub enum RequestError {
         /// The semaphore's or rate limit's name.
         name: String,
     },
-    /// An empty name for a pool, semaphore or rate limit.
-    #[error("the name is empty")]
-    EmptyName,
-    /// A name with `{` or `}` (names are Redis Cluster hash tags).
-    #[error("the name `{name}` contains a brace: names become hash tags")]
-    BadName {
-        /// The name.
-        name: String,
-    },
+    /// A pool's, semaphore's or rate limit's name that cannot be used.
+    #[error(transparent)]
+    Name(#[from] quorate_redlock::NameError),
     /// A rate-limit window of zero.
     #[error("the rate-limit window must be positive")]
     ZeroWindow,

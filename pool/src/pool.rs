@@ -58,15 +58,9 @@ pub struct Pool {
 
 /// Names become hash tags: non-empty, without braces.
 pub(crate) fn validate_name(name: &str) -> Result<(), RequestError> {
-    if name.is_empty() {
-        return Err(RequestError::EmptyName);
-    }
-    if name.contains(['{', '}']) {
-        return Err(RequestError::BadName {
-            name: name.to_owned(),
-        });
-    }
-    Ok(())
+    Ok(quorate_redlock::NameError::check(
+        "pool", name, false, None,
+    )?)
 }
 
 impl Pool {

@@ -46,6 +46,11 @@
 // docs.rs: mark each feature-gated item with the feature it needs
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The crate README's example, compiled as a doc test so that it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod acquire;
 mod guard;
 mod keys;
@@ -55,4 +60,5 @@ mod twins;
 
 pub use acquire::Access;
 pub use guard::RwLockGuard;
-pub use rwlock::{NameError, RwLock};
+pub use quorate_redlock::NameError;
+pub use rwlock::RwLock;

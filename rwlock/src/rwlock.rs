@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quorate_redlock::raw::{retry, Retry, UndoGuard, WaitPolicy};
-use quorate_redlock::{Error, LockOptions, Redlock};
+use quorate_redlock::{Error, LockOptions, NameError, Redlock};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -51,30 +51,13 @@ impl fmt::Debug for RwLock {
     }
 }
 
-/// A read-write lock name that cannot be used.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum NameError {
-    /// The name is empty.
-    #[error("the read-write lock's name is empty")]
-    Empty,
-    /// The name contains a brace (names become hash tags).
-    #[error("the read-write lock's name `{0}` contains a brace: names become hash tags")]
-    Brace(String),
-}
-
 impl RwLock {
     /// The read-write lock `name` on `redlock`'s nodes; its default options
     /// are the Redlock's. Every client naming it on the same nodes shares it.
     ///
-    /// Errors: an empty name, or one with a brace.
+    /// Errors: [`NameError`] for an empty name, or one with a brace.
     pub fn new(redlock: &Redlock, name: &str) -> Result<RwLock, NameError> {
-        if name.is_empty() {
-            return Err(NameError::Empty);
-        }
-        if name.contains(['{', '}']) {
-            return Err(NameError::Brace(name.to_owned()));
-        }
+        NameError::check("read-write lock", name, false, None)?;
         Ok(RwLock {
             inner: Arc::new(Inner {
                 redlock: redlock.with_metric_label("rwlock"),

@@ -45,6 +45,11 @@
 // docs.rs: mark each feature-gated item with the feature it needs
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The crate README's example, compiled as a doc test so that it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod error;
 mod key;
 mod lock;

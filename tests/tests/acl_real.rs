@@ -104,7 +104,7 @@ async fn every_primitive_as(acl: &str) -> Cluster {
         .wait(Duration::from_secs(5))
         .await
         .expect("latch opens");
-    assert_eq!(shards.remaining().await.expect("remaining"), 0);
+    assert_eq!(shards.current_count().await.expect("remaining"), 0);
 
     let tree = quorate_tree::TreeLock::new(&redlock, "dc").expect("tree");
     let rack = tree.lock(["dc1", "rack4"], ttl).await.expect("tree lock");

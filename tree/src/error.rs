@@ -95,14 +95,10 @@ pub enum TreeError {
     #[error("invalid tree path: {0}")]
     InvalidPath(#[from] PathError),
     /// A tree name that is empty or longer than
-    /// [`MAX_TREE_NAME_LEN`](crate::MAX_TREE_NAME_LEN) bytes.
-    #[error("invalid tree name {name:?}: must be 1 to {max} bytes")]
-    InvalidTreeName {
-        /// The name given.
-        name: String,
-        /// [`MAX_TREE_NAME_LEN`](crate::MAX_TREE_NAME_LEN).
-        max: usize,
-    },
+    /// [`MAX_TREE_NAME_LEN`](crate::MAX_TREE_NAME_LEN) bytes (braces are
+    /// escaped, so allowed).
+    #[error(transparent)]
+    Name(#[from] quorate_redlock::NameError),
     /// An owner id that is empty or longer than
     /// [`MAX_OWNER_LEN`](crate::MAX_OWNER_LEN) bytes.
     #[error("invalid owner id: must be 1 to {max} bytes, got {len}")]

@@ -71,14 +71,11 @@ impl TreeLock {
     /// The tree called `name` on `redlock`'s nodes. Its default options are
     /// the Redlock's (fencing aside: tree locks hand out no fence).
     ///
-    /// Errors: [`TreeError::InvalidTreeName`] for an empty name or one
-    /// longer than [`MAX_TREE_NAME_LEN`] bytes.
+    /// Errors: [`TreeError::Name`] for an empty name or one longer than
+    /// [`MAX_TREE_NAME_LEN`] bytes.
     pub fn new(redlock: &Redlock, name: &str) -> Result<TreeLock, TreeError> {
-        let keys =
-            TreeKeys::new(redlock.namespace(), name).ok_or_else(|| TreeError::InvalidTreeName {
-                name: name.to_owned(),
-                max: MAX_TREE_NAME_LEN,
-            })?;
+        quorate_redlock::NameError::check("tree", name, true, Some(MAX_TREE_NAME_LEN))?;
+        let keys = TreeKeys::new(redlock.namespace(), name).expect("a checked name");
         metrics::describe();
         Ok(TreeLock {
             inner: Arc::new(Inner {

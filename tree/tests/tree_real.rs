@@ -582,7 +582,7 @@ async fn hostile_segments(nodes: Nodes) {
     ));
     assert!(matches!(
         TreeLock::new(&nodes.client().await, ""),
-        Err(TreeError::InvalidTreeName { .. })
+        Err(TreeError::Name(quorate_redlock::NameError::Empty { .. }))
     ));
     let bad_owner = tree.options().owner("");
     assert!(matches!(

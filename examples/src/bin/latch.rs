@@ -26,7 +26,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100 * (shard + 1))).await;
             shards.count_down().await?;
-            println!("shard {shard} done ({} to go)", shards.remaining().await?);
+            println!(
+                "shard {shard} done ({} to go)",
+                shards.current_count().await?
+            );
             Ok::<_, quorate_latch::LatchError>(())
         })
         .await??;
