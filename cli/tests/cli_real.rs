@@ -82,7 +82,7 @@ fn read_pid(path: &Path) -> i32 {
     }
 }
 
-/// Whether `pid` runs. A zombie does not (this machine's pid 1 may never reap it).
+/// Whether `pid` runs. A zombie does not (a container's pid 1 may never reap it).
 fn running(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;

@@ -145,7 +145,7 @@ impl RedlockConfig {
     }
 
     /// A builder with everything in this configuration, for what does not
-    /// fit in text (e.g. [`FredSettings::tls`] with the `tls` feature)
+    /// fit in text (e.g. `FredSettings::tls` with the `tls` feature)
     /// before [`build`](RedlockBuilder::build).
     pub fn builder(&self) -> RedlockBuilder {
         let mut builder = Redlock::builder()

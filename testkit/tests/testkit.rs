@@ -581,7 +581,7 @@ fn missing_binaries_give_install_hints() {
         "{err}"
     );
 
-    // The happy paths, when this machine has the binaries.
+    // The happy paths, when the binaries are installed.
     if let Ok(found) = redis_server_path_from(None, path) {
         assert!(found.ends_with("redis-server"));
         let overridden = redis_server_path_from(Some(found.as_os_str()), None)
