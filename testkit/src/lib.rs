@@ -25,6 +25,7 @@ mod error;
 mod locate;
 mod proxy;
 mod resp;
+mod sentinel;
 mod server;
 
 pub use checker::{FenceGrant, FenceLog, Hold, HoldLog, Overlap};
@@ -37,6 +38,7 @@ pub use locate::{
 };
 pub use proxy::{Fault, FaultProxy};
 pub use resp::Reply;
+pub use sentinel::{SentinelGroup, SENTINEL_SERVICE};
 pub use server::{
     RedisServer, ServerOptions, TestCertificates, TlsFiles, QUORATE_MARKER_KEY,
     QUORATE_OWNER_PREFIX, QUORATE_QUARANTINE_KEY,

@@ -589,7 +589,7 @@ impl Drop for RedisServer {
 }
 
 /// Picks a port that was free a moment ago by letting the OS choose one.
-fn free_port() -> Result<u16, TestkitError> {
+pub(crate) fn free_port() -> Result<u16, TestkitError> {
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }
