@@ -62,7 +62,7 @@ fn to_json(seen: &Inspection) -> Value {
                     "state": "claimed",
                     "remaining_ms": remaining.map(|r| r.as_millis() as u64),
                 }),
-                NodeState::Failed(error) => json!({"state": "failed", "error": error}),
+                NodeState::Failed(error) => json!({"state": "failed", "error": error.message()}),
                 other => json!({"state": format!("{other}")}),
             };
             if let (Some(node), Value::Object(fields)) = (node.as_object_mut(), fields) {

@@ -363,7 +363,7 @@ impl Latch {
     fn failed<T>(&self, round: &Round<T>) -> LatchError {
         for reply in &round.replies {
             if let Reply::Failed(e) = reply {
-                if let Some(theirs) = e.split(MISMATCH).nth(1) {
+                if let Some(theirs) = e.message().split(MISMATCH).nth(1) {
                     return self.mismatch(theirs);
                 }
             }

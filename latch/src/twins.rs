@@ -13,7 +13,7 @@ use crate::latch::{COUNT_DOWN, READ};
 
 /// A read's reply with its ids sorted (`SMEMBERS` has no order).
 fn sorted(reply: Result<ScriptValue, quorate_redlock::NodeError>) -> Result<ScriptValue, String> {
-    let mut reply = reply.map_err(|e| e.0)?;
+    let mut reply = reply.map_err(|e| e.message().to_owned())?;
     if let ScriptValue::Array(items) = &mut reply {
         if let Some(ScriptValue::Array(ids)) = items.get_mut(1) {
             ids.sort_by_key(|id| format!("{id:?}"));

@@ -434,7 +434,9 @@ fn retry_after(
 fn describe(value: &ScriptValue, groups: &[Group]) -> NodeOutcome {
     let n: usize = groups.iter().map(|g| g.keys.len()).sum();
     let Some(statuses) = statuses(value, n) else {
-        return NodeOutcome::Error(format!("unexpected reply {value:?}"));
+        return NodeOutcome::Error(quorate_redlock::NodeError::new(format!(
+            "unexpected reply {value:?}"
+        )));
     };
     let mut offset = 0;
     for g in groups {

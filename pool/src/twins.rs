@@ -128,7 +128,7 @@ fn size_read(
     reply: Result<quorate_redlock::raw::ScriptValue, quorate_redlock::NodeError>,
 ) -> Result<Vec<quorate_redlock::raw::ScriptValue>, String> {
     use quorate_redlock::raw::ScriptValue;
-    match reply.map_err(|e| e.0)? {
+    match reply.map_err(|e| e.message().to_owned())? {
         // epoch, base, in sync, then the adds in any order
         ScriptValue::Array(items) if items.len() >= 3 => {
             let mut pairs: Vec<Vec<ScriptValue>> =

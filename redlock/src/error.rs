@@ -33,7 +33,8 @@ pub enum NodeOutcome {
         remaining: Duration,
     },
     /// The request failed: connection refused, reset, script error, auth…
-    Error(String),
+    /// (the client library's error is its source).
+    Error(crate::backend::NodeError),
     /// No answer within the per-node timeout.
     TimedOut,
     /// The round was decided before this node answered.

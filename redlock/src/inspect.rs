@@ -65,8 +65,9 @@ pub enum NodeState {
         /// How long the claim lasts.
         remaining: Option<Duration>,
     },
-    /// The node did not answer usefully.
-    Failed(String),
+    /// The node did not answer usefully (the client library's error is
+    /// the source, where there was one).
+    Failed(crate::backend::NodeError),
 }
 
 /// One node's view of a lock.
@@ -335,7 +336,7 @@ impl Redlock {
 
 /// One node's answer as a view, and the holder's token when held.
 fn read_view(node: &str, reply: Reply<ScriptValue>) -> (NodeView, Option<String>) {
-    let failed = |why: String| NodeView {
+    let failed = |why: crate::backend::NodeError| NodeView {
         node: node.to_owned(),
         state: NodeState::Failed(why),
         fence: None,
@@ -343,10 +344,18 @@ fn read_view(node: &str, reply: Reply<ScriptValue>) -> (NodeView, Option<String>
     };
     let items = match reply {
         Reply::Answered(ScriptValue::Array(items)) if items.len() == 5 => items,
-        Reply::Answered(other) => return (failed(format!("unexpected reply {other:?}")), None),
+        Reply::Answered(other) => {
+            let why = crate::backend::NodeError::new(format!("unexpected reply {other:?}"));
+            return (failed(why), None);
+        }
         Reply::Failed(e) => return (failed(e), None),
-        Reply::TimedOut => return (failed("timed out".to_owned()), None),
-        Reply::Pending => return (failed("no answer yet".to_owned()), None),
+        Reply::TimedOut => return (failed(crate::backend::NodeError::new("timed out")), None),
+        Reply::Pending => {
+            return (
+                failed(crate::backend::NodeError::new("no answer yet")),
+                None,
+            )
+        }
     };
     let value = items[0].as_str().map(str::to_owned);
     let remaining = items[1]

@@ -13,7 +13,7 @@ use futures::future::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
-use crate::backend::{Node, NodeFuture};
+use crate::backend::{Node, NodeError, NodeFuture};
 use crate::error::{NodeOutcome, NodeReport, Outcomes};
 use crate::metrics;
 
@@ -34,7 +34,7 @@ pub enum Reply<T> {
     /// The node answered.
     Answered(T),
     /// The call failed (connection, protocol or script error).
-    Failed(String),
+    Failed(NodeError),
     /// No answer within the node timeout.
     TimedOut,
     /// The round was decided before this node answered.
@@ -72,7 +72,7 @@ impl<T> Round<T> {
                 node: node.name().to_owned(),
                 outcome: match reply {
                     Reply::Answered(t) => describe(t),
-                    Reply::Failed(e) => match crate::backend::quarantine::left(e) {
+                    Reply::Failed(e) => match crate::backend::quarantine::left(e.message()) {
                         Some(remaining) => NodeOutcome::Quarantined { remaining },
                         None => NodeOutcome::Error(e.clone()),
                     },
@@ -223,7 +223,7 @@ pub async fn round<T: Send + 'static>(
             }
             Ok(Err(e)) => {
                 failures += 1;
-                Reply::Failed(e.0)
+                Reply::Failed(e)
             }
             Err(_elapsed) => {
                 failures += 1;

@@ -120,11 +120,11 @@ pub async fn check_twin(
     let on_server = real
         .eval(script, keys.clone(), args.clone())
         .await
-        .map_err(|e| e.0);
+        .map_err(|e| e.message().to_owned());
     let in_memory = memory
         .eval(script, keys.clone(), args.clone())
         .await
-        .map_err(|e| e.0);
+        .map_err(|e| e.message().to_owned());
     let matches = match (&on_server, &in_memory) {
         (Ok(a), Ok(b)) => same(a, b),
         (Err(_), Err(_)) => true,

@@ -57,7 +57,7 @@ pub fn verdict<B>(
     let outcomes = round.outcomes(redlock.nodes(), |v| match read(v) {
         Answer::Granted => NodeOutcome::Granted,
         Answer::Blocked(b) => describe(&b),
-        Answer::Unexpected(e) => NodeOutcome::Error(e),
+        Answer::Unexpected(e) => NodeOutcome::Error(crate::backend::NodeError::new(e)),
     });
     let mut first = None;
     let mut failed = 0;

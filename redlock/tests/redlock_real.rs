@@ -819,7 +819,7 @@ async fn password_protected_nodes_and_a_wrong_password() {
             .0
             .iter()
             .filter_map(|r| match &r.outcome {
-                NodeOutcome::Error(e) => Some(e.contains("authentication failed")),
+                NodeOutcome::Error(e) => Some(e.message().contains("authentication failed")),
                 _ => None,
             });
         let reasons: Vec<bool> = reasons.collect();
@@ -835,7 +835,15 @@ async fn password_protected_nodes_and_a_wrong_password() {
     assert!(outcomes.failed_nodes().len() >= 2, "{err}");
     for report in &outcomes.0 {
         if let NodeOutcome::Error(e) = &report.outcome {
-            assert!(e.contains("authentication failed"), "{e}");
+            assert!(e.message().contains("authentication failed"), "{e}");
+            // fred's own error stays reachable, with its kind
+            let source = std::error::Error::source(e).expect("fred's error as the source");
+            let fred = source.downcast_ref::<quorate_redlock::fred::error::Error>();
+            assert_eq!(
+                fred.map(|f| f.kind().clone()),
+                Some(quorate_redlock::fred::error::ErrorKind::Auth),
+                "{source:?}"
+            );
         }
     }
 }

@@ -282,7 +282,7 @@ impl MemoryNode {
         match fault {
             Fault::Stalled => future::pending().boxed(),
             Fault::Down => {
-                let err = NodeError(format!("{}: connection refused (simulated)", self.name));
+                let err = NodeError::new(format!("{}: connection refused (simulated)", self.name));
                 future::ready(Err(err)).boxed()
             }
             Fault::None if !state.request_delay.is_zero() => {
@@ -309,7 +309,7 @@ impl MemoryNode {
                 async move {
                     answer_rx
                         .await
-                        .map_err(|_| NodeError("request lost (simulated)".into()))
+                        .map_err(|_| NodeError::new("request lost (simulated)"))
                 }
                 .boxed()
             }
@@ -535,7 +535,7 @@ impl Node for MemoryNode {
         args: Vec<Vec<u8>>,
     ) -> NodeFuture<ScriptValue> {
         let Some(emulation) = script.emulation() else {
-            let error = NodeError(format!(
+            let error = NodeError::new(format!(
                 "{} cannot run script `{}`: it has no in-memory twin",
                 self.name,
                 script.name()
@@ -565,7 +565,8 @@ impl Node for MemoryNode {
         };
         answer
             .map(move |answer| {
-                answer?.map_err(|e| NodeError(format!("{name}: script `{}`: {e}", script.name())))
+                answer?
+                    .map_err(|e| NodeError::new(format!("{name}: script `{}`: {e}", script.name())))
             })
             .boxed()
     }

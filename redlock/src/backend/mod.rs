@@ -117,17 +117,64 @@ pub struct ExtendRequest {
     pub ttl: Duration,
 }
 
-/// A failed node call: connection, protocol, script or auth error.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeError(pub String);
+/// A failed node call: connection, protocol, script or auth error. Its
+/// message says what happened in words; its [`source`](std::error::Error::source)
+/// is the client library's own error where there was one (for fred:
+/// `fred::error::Error`, with its kind), so callers can inspect it.
+#[derive(Clone, Debug)]
+pub struct NodeError {
+    message: String,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
 
-impl fmt::Display for NodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl NodeError {
+    /// An error described by `message` alone.
+    pub fn new(message: impl Into<String>) -> Self {
+        NodeError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error described by `message`, caused by `source`.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        NodeError {
+            message: message.into(),
+            source: Some(std::sync::Arc::new(source)),
+        }
+    }
+
+    /// What happened, in words.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
-impl std::error::Error for NodeError {}
+/// Two errors are equal when they say the same (sources are not compared).
+impl PartialEq for NodeError {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for NodeError {}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for NodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// One independent server. Each call is atomic on the node.
 ///
@@ -199,7 +246,7 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
         args: Vec<Vec<u8>>,
     ) -> NodeFuture<ScriptValue> {
         let _ = (keys, args);
-        let error = NodeError(format!(
+        let error = NodeError::new(format!(
             "{} cannot run script `{}`",
             self.name(),
             script.name()

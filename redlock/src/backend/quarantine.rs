@@ -57,7 +57,7 @@ const MESSAGE: &str = "quarantined for ";
 
 /// The error of a node that refused to vote for `left` more.
 pub(crate) fn refusal(left: Duration) -> NodeError {
-    NodeError(format!(
+    NodeError::new(format!(
         "{MESSAGE}{} ms more: the node lost its data or restarted (restart without \
          persistence or from an RDB snapshot, FLUSHALL, failover) and votes again once \
          every lease it may have forgotten has expired",
@@ -203,12 +203,15 @@ mod tests {
     #[test]
     fn a_server_refusal_becomes_a_readable_error_that_names_the_time_left() {
         let e = from_server_error("QUORATE_QUARANTINED 1234 script: ...", || {
-            NodeError("other".into())
+            NodeError::new("other")
         });
-        assert!(e.0.starts_with("quarantined for 1234 ms more"), "{e}");
-        assert_eq!(left(&e.0), Some(Duration::from_millis(1234)));
-        let other = from_server_error("ERR wrong", || NodeError("other".into()));
-        assert_eq!(other.0, "other");
+        assert!(
+            e.message().starts_with("quarantined for 1234 ms more"),
+            "{e}"
+        );
+        assert_eq!(left(e.message()), Some(Duration::from_millis(1234)));
+        let other = from_server_error("ERR wrong", || NodeError::new("other"));
+        assert_eq!(other.message(), "other");
         assert_eq!(left("connection refused"), None);
     }
 
@@ -221,11 +224,11 @@ mod tests {
         assert!(marker.check(now, max).is_ok(), "a new node votes");
         marker.lose();
         let e = marker.check(now, max).expect_err("lost: quarantined");
-        assert_eq!(left(&e.0), Some(max));
+        assert_eq!(left(e.message()), Some(max));
         // a client allowing 20 s leases stretches it to 20 s from the loss
         let later = now + Duration::from_secs(5);
         let e = marker.check(later, 2 * max).expect_err("still quarantined");
-        assert_eq!(left(&e.0), Some(Duration::from_secs(15)));
+        assert_eq!(left(e.message()), Some(Duration::from_secs(15)));
         assert!(marker.check(now + 2 * max, max).is_ok(), "votes again");
         assert!(!marker.declare_fresh(now + 2 * max), "already marked");
     }
@@ -239,7 +242,7 @@ mod tests {
         let snapshot = marker.clone();
         marker.restart_with(&snapshot);
         let e = marker.check(now, max).expect_err("restarted: quarantined");
-        assert_eq!(left(&e.0), Some(max));
+        assert_eq!(left(e.message()), Some(max));
         assert!(
             !marker.declare_fresh(now),
             "a quarantine is never cut short"

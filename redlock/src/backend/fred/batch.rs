@@ -134,7 +134,7 @@ impl Batcher {
 }
 
 fn closed() -> NodeError {
-    NodeError("node closed while a request was queued".to_owned())
+    NodeError::new("node closed while a request was queued".to_owned())
 }
 
 async fn drain(link: Link, mut requests: mpsc::UnboundedReceiver<Request>, max_batch: usize) {
@@ -257,10 +257,10 @@ fn send(link: &Link, mut batch: Vec<Batchable>) -> BoxFuture<'static, ()> {
 
 /// Three values per request (batch.lua): `{granted or deleted, pttl, holder}`.
 fn answer_each(batch: Vec<Batchable>, answer: Result<fred::types::Value, NodeError>) {
-    let values = match answer.and_then(|v| ScriptValue::from_fred(v).map_err(NodeError)) {
+    let values = match answer.and_then(|v| ScriptValue::from_fred(v).map_err(NodeError::new)) {
         Ok(ScriptValue::Array(values)) if values.len() == 3 * batch.len() => values,
         Ok(other) => {
-            let error = NodeError(format!(
+            let error = NodeError::new(format!(
                 "unexpected batch reply for {} requests: {other:?}",
                 batch.len()
             ));

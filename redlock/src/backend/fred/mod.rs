@@ -238,7 +238,8 @@ pub(super) struct Link {
     client: fred::clients::Client,
     /// The last connection error, shown instead of a bare timeout while
     /// the node is disconnected (e.g. `WRONGPASS`, connection refused).
-    last_error: Arc<Mutex<Option<String>>>,
+    /// The last connection error: described, and fred's own.
+    last_error: Arc<Mutex<Option<(String, fred::error::Error)>>>,
     /// Scripts this node has, by function name ([`NodeScript::function`]):
     /// loaded as functions, or cached by a run of their source.
     loaded: Arc<Mutex<HashSet<&'static str>>>,
@@ -325,7 +326,7 @@ impl FredNode {
                 match errors.recv().await {
                     Ok((error, _)) => {
                         let text = describe(&error);
-                        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+                        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((text, error));
                     }
                     Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => break,
@@ -395,7 +396,10 @@ impl FredNode {
     /// Why the node is not connected now (the last connection error, or
     /// that it is still connecting); `None` while it is connected.
     pub fn connection_problem(&self) -> Option<String> {
-        self.shared.link.disconnected_error().map(|e| e.0)
+        self.shared
+            .link
+            .disconnected_error()
+            .map(|e| e.message().to_owned())
     }
 
     /// Waits up to `timeout` for the first connection; `false` if it is not
@@ -545,10 +549,10 @@ impl Link {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        Some(NodeError(match last {
-            Some(e) => format!("not connected: {e}"),
-            None => "not connected yet (connecting in the background)".to_owned(),
-        }))
+        Some(match last {
+            Some((text, error)) => NodeError::with_source(format!("not connected: {text}"), error),
+            None => NodeError::new("not connected yet (connecting in the background)"),
+        })
     }
 
     /// Runs `script` as a function (`FCALL`) where the node has Redis 7
@@ -794,7 +798,8 @@ fn functions_refused(e: &fred::error::Error) -> bool {
 }
 
 fn node_error(e: fred::error::Error) -> NodeError {
-    quarantine::from_server_error(e.details(), || NodeError(describe(&e)))
+    let details = e.details().to_owned();
+    quarantine::from_server_error(&details, || NodeError::with_source(describe(&e), e))
 }
 
 /// A fred error as a user can act on it, not a `Debug` dump.
@@ -956,9 +961,9 @@ impl Node for FredNode {
         }
         self.quorate_script::<fred::types::Value>(&ACQUIRE, &all_keys, args)
             .map(|reply| {
-                let reply = ScriptValue::from_fred(reply?).map_err(NodeError)?;
+                let reply = ScriptValue::from_fred(reply?).map_err(NodeError::new)?;
                 acquire_reply(&reply)
-                    .ok_or_else(|| NodeError(format!("unexpected acquire reply {reply:?}")))
+                    .ok_or_else(|| NodeError::new(format!("unexpected acquire reply {reply:?}")))
             })
             .boxed()
     }
@@ -1026,7 +1031,7 @@ impl Node for FredNode {
             .map(|a| fred::types::Value::Bytes(a.into()))
             .collect();
         self.in_order(move |link| link.run_script::<fred::types::Value>(script, keys, args))
-            .map(|value| ScriptValue::from_fred(value?).map_err(NodeError))
+            .map(|value| ScriptValue::from_fred(value?).map_err(NodeError::new))
             .boxed()
     }
 
