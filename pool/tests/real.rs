@@ -1461,9 +1461,11 @@ async fn a_semaphore_number_lost_by_a_majority_is_unknown_until_set_again() {
         .await
         .expect_err("the number is unknown");
     match &unknown {
+        // the one server that kept it may miss the last read's deadline on a
+        // loaded machine: 0 or 1 in sync, never a majority
         PoolError::SizeUnknown {
             name,
-            in_sync: 1,
+            in_sync: 0 | 1,
             quorum: 2,
             restarted: named,
         } => {
