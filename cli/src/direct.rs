@@ -13,6 +13,17 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(2);
 /// A connected client of the node at `url` (with the TLS settings given,
 /// for `rediss://`), or why not.
 pub(crate) async fn connect(url: &str, settings: &FredSettings) -> Result<Client, String> {
+    // never plaintext where TLS was asked for (fred without TLS would connect anyway)
+    #[cfg(not(feature = "tls"))]
+    if ["rediss", "valkeys"].iter().any(|scheme| {
+        url.starts_with(&format!("{scheme}:")) || url.starts_with(&format!("{scheme}-"))
+    }) {
+        return Err(
+            "asks for TLS, but this quorate was built without TLS: install it with \
+             `cargo install quorate-cli --features tls`"
+                .to_owned(),
+        );
+    }
     #[allow(unused_mut)] // set only with TLS
     let mut config = Config::from_url(url).map_err(|e| e.details().to_owned())?;
     #[cfg(feature = "tls")]

@@ -659,3 +659,21 @@ fn a_rediss_node_without_tls_says_how_to_install_with_it() {
         "{said}"
     );
 }
+
+/// `nodes` talks to each server directly, not through a Redlock: a
+/// `rediss://` node there is refused too, never checked in plaintext (a
+/// plain server listens on the port: before, it was reported "up").
+#[cfg(not(feature = "tls"))]
+#[tokio::test]
+async fn nodes_refuses_a_rediss_node_without_tls_instead_of_connecting_in_plaintext() {
+    let cluster = Cluster::start(1).await.expect("cluster");
+    let url = cluster.urls()[0].replace("redis://", "rediss://");
+    let out = Command::new(BIN)
+        .args(["--nodes", &url, "nodes"])
+        .output()
+        .expect("run quorate");
+    let said = text(&out.stdout);
+    assert!(said.contains("DOWN: asks for TLS"), "{said}");
+    assert!(!said.contains(": up, "), "{said}");
+    assert_eq!(out.status.code(), Some(69), "{said}");
+}
