@@ -343,6 +343,10 @@ async fn writer_fences_stay_ahead_when_the_node_with_the_highest_counter_drops_o
     proxies[2].set(Fault::Pass);
     proxies[0].set(Fault::Reset);
     let second = lock.write_with(&options).await.expect("write");
-    assert_eq!(second.lease().fence(), Some(102), "the token stays ahead");
+    // 102 when the first round grants; a round that fails and is retried
+    // has counted on the nodes that answered it, so more is fine: only
+    // ahead of the first writer's matters
+    let fence = second.lease().fence().expect("a fence");
+    assert!(fence > 101, "the token stays ahead: {fence}");
     second.release().await.expect("release");
 }
