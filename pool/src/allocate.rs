@@ -397,28 +397,23 @@ fn retry_after(
     let mut free_at: Vec<u64> = (offset..offset + group.keys.len())
         .filter(|&i| kept[i].is_none())
         .map(|i| {
-            let reported = |a: &Option<Vec<i64>>| a.as_ref().map(|s| s[i]);
-            let longest_held = answers
+            // per node: how long it holds the candidate, `None` when its
+            // answer says nothing of a holder elsewhere (unanswered, granted
+            // to us and given back, or not tried: the need was met)
+            let held: Vec<Option<u64>> = answers
                 .iter()
-                .filter_map(|a| match reported(a) {
+                .map(|a| match a.as_ref().map(|s| s[i]) {
                     Some(-3) => Some(u64::MAX),
                     Some(ms) if ms >= 0 => Some(ms.unsigned_abs()),
-                    _ => None,
-                })
-                .max()
-                .unwrap_or(0);
-            let mut per_node: Vec<u64> = answers
-                .iter()
-                .map(|a| match reported(a) {
-                    Some(-3) => u64::MAX,
-                    Some(ms) if ms >= 0 => ms.unsigned_abs(),
-                    // unanswered, granted to us and given back, or not
-                    // tried (the node met the need with other candidates):
-                    // says nothing about the holder elsewhere
-                    None | Some(-1) | Some(-2) => longest_held,
+                    None | Some(-1) | Some(-2) => None,
                     // beyond a semaphore's size there (a resize frees it)
-                    _ => 0,
+                    _ => Some(0),
                 })
+                .collect();
+            let longest_held = held.iter().flatten().copied().max().unwrap_or(0);
+            let mut per_node: Vec<u64> = held
+                .into_iter()
+                .map(|h| h.unwrap_or(longest_held))
                 .collect();
             per_node.sort_unstable();
             per_node[quorum.min(per_node.len()) - 1]

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use crate::backend::quarantine::DEFAULT_MAX_TTL;
 use crate::backend::FredSettings;
 use crate::client::Redlock;
 use crate::connect_error::ConnectError;
 use crate::error::ConfigError;
-use crate::mutex::RedlockBuilder;
-use crate::options::LockOptions;
+use crate::mutex::{default_options, RedlockBuilder};
 
 /// Everything a [`Redlock`] is built from that fits in a config file or the
 /// environment. Unset fields keep the library's defaults; what does not fit
@@ -52,18 +52,18 @@ pub struct RedlockConfig {
     /// [`RedlockBuilder::max_ttl`]. Default: 60 s.
     #[cfg_attr(feature = "serde", serde(with = "duration_text"))]
     pub max_ttl: Option<Duration>,
-    /// The default lock ttl ([`LockOptions::ttl`]). Default: 10 s, or
+    /// The default lock ttl ([`LockOptions::ttl`](crate::LockOptions::ttl)). Default: 10 s, or
     /// `max_ttl` when that is shorter.
     #[cfg_attr(feature = "serde", serde(with = "duration_text"))]
     pub ttl: Option<Duration>,
-    /// How long `lock` waits ([`LockOptions::acquire_timeout`]). Default: 10 s.
+    /// How long `lock` waits ([`LockOptions::acquire_timeout`](crate::LockOptions::acquire_timeout)). Default: 10 s.
     #[cfg_attr(feature = "serde", serde(with = "duration_text"))]
     pub acquire_timeout: Option<Duration>,
-    /// Strict first-come-first-served ([`LockOptions::fair`]). Default: `false`.
+    /// Strict first-come-first-served ([`LockOptions::fair`](crate::LockOptions::fair)). Default: `false`.
     pub fair: bool,
-    /// Locks extend themselves ([`LockOptions::auto_extend`]). Default: `false`.
+    /// Locks extend themselves ([`LockOptions::auto_extend`](crate::LockOptions::auto_extend)). Default: `false`.
     pub auto_extend: bool,
-    /// Fencing tokens ([`LockOptions::fencing`]). Default: `false`.
+    /// Fencing tokens ([`LockOptions::fencing`](crate::LockOptions::fencing)). Default: `false`.
     pub fencing: bool,
     /// Start without waiting for the nodes ([`RedlockBuilder::lazy`]). Default: `false`.
     pub lazy: bool,
@@ -161,34 +161,18 @@ impl RedlockConfig {
         if let Some(timeout) = self.connection_timeout {
             builder = builder.fred_settings(FredSettings::default().connection_timeout(timeout));
         }
-        let mut defaults = LockOptions::new();
-        let mut changed = false;
+        // the builder's own defaults (the ttl no longer than max_ttl), then ours
+        let mut defaults = default_options(self.max_ttl.unwrap_or(DEFAULT_MAX_TTL))
+            .fair(self.fair)
+            .auto_extend(self.auto_extend)
+            .fencing(self.fencing);
         if let Some(ttl) = self.ttl {
             defaults = defaults.ttl(ttl);
-            changed = true;
         }
         if let Some(timeout) = self.acquire_timeout {
             defaults = defaults.acquire_timeout(Some(timeout));
-            changed = true;
         }
-        if self.fair || self.auto_extend || self.fencing {
-            defaults = defaults
-                .fair(self.fair)
-                .auto_extend(self.auto_extend)
-                .fencing(self.fencing);
-            changed = true;
-        }
-        if changed {
-            // without a ttl of its own, the default follows max_ttl as it does unset
-            if self.ttl.is_none() {
-                let ttl = defaults
-                    .get_ttl()
-                    .min(self.max_ttl.unwrap_or(defaults.get_ttl()));
-                defaults = defaults.ttl(ttl);
-            }
-            builder = builder.defaults(defaults);
-        }
-        builder
+        builder.defaults(defaults)
     }
 }
 

@@ -416,7 +416,7 @@ fn check_ttl(ttl: Duration, max_ttl: Duration) -> Result<(), ConfigError> {
 }
 
 /// The default options, their ttl no longer than `max_ttl`.
-fn default_options(max_ttl: Duration) -> LockOptions {
+pub(crate) fn default_options(max_ttl: Duration) -> LockOptions {
     let defaults = LockOptions::default();
     let ttl = defaults.get_ttl().min(max_ttl);
     defaults.ttl(ttl)

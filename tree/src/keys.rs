@@ -13,6 +13,8 @@
 //! keys. The tree name is escaped the same way, so every key of a tree
 //! shares the Redis Cluster hash tag `{T}`.
 
+use quorate_redlock::NameError;
+
 use crate::path::TreePath;
 
 /// The longest tree name accepted, in bytes.
@@ -110,15 +112,14 @@ impl PathKeys {
 
 impl TreeKeys {
     /// Keys for the tree called `name`, after the Redlock's `namespace`;
-    /// `None` if the name is empty or longer than [`MAX_TREE_NAME_LEN`].
-    pub(crate) fn new(namespace: &str, name: &str) -> Option<TreeKeys> {
-        if name.is_empty() || name.len() > MAX_TREE_NAME_LEN {
-            return None;
-        }
+    /// an error if the name is empty or longer than [`MAX_TREE_NAME_LEN`]
+    /// (braces are escaped, so allowed).
+    pub(crate) fn new(namespace: &str, name: &str) -> Result<TreeKeys, NameError> {
+        NameError::check("tree", name, true, Some(MAX_TREE_NAME_LEN))?;
         let mut base = format!("{namespace}quorate:tree:{{");
         escape_into(name.as_bytes(), &mut base);
         base.push_str("}:");
-        Some(TreeKeys { base })
+        Ok(TreeKeys { base })
     }
 
     /// What every lock key starts with; the rest is the escaped path.
@@ -192,9 +193,9 @@ mod tests {
 
     #[test]
     fn tree_names_are_checked() {
-        assert!(TreeKeys::new("", "").is_none());
-        assert!(TreeKeys::new("", &"n".repeat(MAX_TREE_NAME_LEN + 1)).is_none());
-        assert!(TreeKeys::new("", &"n".repeat(MAX_TREE_NAME_LEN)).is_some());
+        assert!(TreeKeys::new("", "").is_err());
+        assert!(TreeKeys::new("", &"n".repeat(MAX_TREE_NAME_LEN + 1)).is_err());
+        assert!(TreeKeys::new("", &"n".repeat(MAX_TREE_NAME_LEN)).is_ok());
     }
 
     #[test]

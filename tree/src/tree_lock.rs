@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::acquire::{self, Mode};
 use crate::error::{Conflict, TreeError};
 use crate::guard::TreeGuard;
-use crate::keys::{TreeKeys, MAX_TREE_NAME_LEN};
+use crate::keys::TreeKeys;
 use crate::metrics;
 use crate::options::TreeLockOptions;
 use crate::path::{IntoTreePath, PathError, TreePath};
@@ -72,10 +72,9 @@ impl TreeLock {
     /// the Redlock's (fencing aside: tree locks hand out no fence).
     ///
     /// Errors: [`TreeError::Name`] for an empty name or one longer than
-    /// [`MAX_TREE_NAME_LEN`] bytes.
+    /// [`MAX_TREE_NAME_LEN`](crate::MAX_TREE_NAME_LEN) bytes.
     pub fn new(redlock: &Redlock, name: &str) -> Result<TreeLock, TreeError> {
-        quorate_redlock::NameError::check("tree", name, true, Some(MAX_TREE_NAME_LEN))?;
-        let keys = TreeKeys::new(redlock.namespace(), name).expect("a checked name");
+        let keys = TreeKeys::new(redlock.namespace(), name)?;
         metrics::describe();
         Ok(TreeLock {
             inner: Arc::new(Inner {
