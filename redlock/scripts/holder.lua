@@ -3,15 +3,15 @@
 -- are its client's id, and each client records a description of itself under
 -- 'quorate:owner:<id>'. Returns 'id description', or 'id' alone when no description is
 -- recorded, or false when the value is not a quorate token (a claim for a queued waiter, an
--- application's own key). Reads a key it was not given, as inspect.lua does: fine on the
--- standalone servers quorate's nodes are.
+-- application's own key). Reads a key it was not given: on a Redis Cluster node that key may
+-- be on another shard, which refuses it; the holder is then named by its id alone.
 local function holder_of(value)
   if not value or #value ~= 32 or not string.match(value, '^%x+$') then
     return false
   end
   local id = string.sub(value, 1, 16)
-  local description = redis.call('GET', 'quorate:owner:' .. id)
-  if description then
+  local description = redis.pcall('GET', 'quorate:owner:' .. id)
+  if type(description) == 'string' then
     return id .. ' ' .. description
   end
   return id

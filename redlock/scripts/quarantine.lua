@@ -9,7 +9,11 @@
 --    made after it: 'restarted'. Persistence cannot be trusted from here (a script cannot
 --    read appendfsync), so every restart counts.
 -- The quarantine then lasts the longest ttl any client may use, which the caller appends as
--- the last ARGV (ms); the marker becomes '<why>:<ms>:<run_id>'. A client with a longer
+-- the last ARGV (ms); the marker becomes '<why>:<ms>:<run_id>'. The ARGV before it names the
+-- shard: '' on a standalone server ('quorate:marker', 'quorate:quarantine'); on a Redis
+-- Cluster node ':{n}', a hash tag of a slot the shard serving this call's keys owns, so each
+-- shard keeps its own marker and quarantine ('quorate:marker:{n}'): a shard that restarts or
+-- fails over loses its own data, not the cluster's. A client with a longer
 -- maximum stretches a running quarantine to its own. Refusals are the error
 -- 'QUORATE_QUARANTINED <ms left>'. The usual case costs a GET and an EXISTS (and INFO server,
 -- once per server process or, for EVAL scripts, every time: run_id.lua).
@@ -26,8 +30,10 @@ local fence_floor = 0
 local restart_mark = false
 do
   local max_ms = tonumber(table.remove(ARGV))
+  local shard = table.remove(ARGV)
+  local marker_key, quarantine_key = 'quorate:marker' .. shard, 'quorate:quarantine' .. shard
   local run = run_id()
-  local marker = redis.call('GET', 'quorate:marker')
+  local marker = redis.call('GET', marker_key)
   local t = nil
   local function now_ms()
     t = t or redis.call('TIME')
@@ -46,7 +52,7 @@ do
       if written < 1e11 then written = written * 1000 end
       local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
       if written >= now_ms() - up * 1000 then
-        redis.call('SET', 'quorate:marker', marker .. ':' .. run)
+        redis.call('SET', marker_key, marker .. ':' .. run)
         why = false
       end
     end
@@ -59,17 +65,17 @@ do
     fence_floor = tonumber(since) * 1000
     restart_mark = marker
   end
-  if why or redis.call('EXISTS', 'quorate:quarantine') == 1 then
+  if why or redis.call('EXISTS', quarantine_key) == 1 then
     local now = now_ms()
     if why then
-      redis.call('SET', 'quorate:marker', marker)
-      redis.call('SET', 'quorate:quarantine', now, 'PX', max_ms)
+      redis.call('SET', marker_key, marker)
+      redis.call('SET', quarantine_key, now, 'PX', max_ms)
     end
-    local left = redis.call('PTTL', 'quorate:quarantine')
+    local left = redis.call('PTTL', quarantine_key)
     if left > 0 then
-      local stretched = tonumber(redis.call('GET', 'quorate:quarantine')) + max_ms - now
+      local stretched = tonumber(redis.call('GET', quarantine_key)) + max_ms - now
       if stretched > left then
-        redis.call('PEXPIRE', 'quorate:quarantine', stretched)
+        redis.call('PEXPIRE', quarantine_key, stretched)
         left = stretched
       end
       return redis.error_reply('QUORATE_QUARANTINED ' .. left)

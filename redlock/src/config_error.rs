@@ -113,4 +113,34 @@ pub enum ConfigError {
     /// The same resource named twice in one lock.
     #[error("resource `{0}` is named twice in one lock")]
     DuplicateResource(String),
+    /// A lock key with a `}` but no hash tag (`a}b`): its fence counter and
+    /// queue could not be named into its Redis Cluster slot. Put the `}`
+    /// inside a tag (`{a}b}` hashes `a`) or leave it out.
+    #[error(
+        "lock key `{0}` contains `}}` outside a hash tag: quorate's companion keys (fence, \
+         queue) could not share its Redis Cluster slot; leave out the `}}` or give the key a \
+         tag such as `{{tenant}}:...`"
+    )]
+    UnhashableResource(String),
+    /// The keys of one lock call fall in different hash slots of a Redis
+    /// Cluster node, which runs a script only on keys of one slot. Give
+    /// them a common hash tag (`{order-7}:stock`, `{order-7}:payment`).
+    #[error(
+        "the keys of one lock are in different hash slots of Redis Cluster node {node} ({}): \
+         give them a common hash tag such as `{{order-7}}:a`, `{{order-7}}:b`",
+        slot_list(keys)
+    )]
+    CrossSlot {
+        /// The Cluster node.
+        node: String,
+        /// Each key and its hash slot.
+        keys: Vec<(String, u16)>,
+    },
+}
+
+fn slot_list(keys: &[(String, u16)]) -> String {
+    keys.iter()
+        .map(|(key, slot)| format!("`{key}` in slot {slot}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -156,6 +156,29 @@ impl Redlock {
         self.inner.max_ttl
     }
 
+    /// Lock keys whose companions can share their Redis Cluster slot and,
+    /// when a node is a Redis Cluster, all in one slot.
+    fn check_slots(&self, keys: &[String]) -> Result<(), ConfigError> {
+        use crate::backend::hash_slot::{companions_fit, hash_slot};
+        if let Some(key) = keys.iter().find(|k| !companions_fit(k)) {
+            return Err(ConfigError::UnhashableResource(key.clone()));
+        }
+        if keys.len() == 1 {
+            return Ok(());
+        }
+        let slot = hash_slot(&keys[0]);
+        if keys.iter().all(|k| hash_slot(k) == slot) {
+            return Ok(());
+        }
+        match self.inner.nodes.iter().find(|n| n.is_cluster()) {
+            Some(node) => Err(ConfigError::CrossSlot {
+                node: node.name().to_owned(),
+                keys: keys.iter().map(|k| (k.clone(), hash_slot(k))).collect(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The lock keys of `resources`: each after the namespace, if any.
     fn namespaced(&self, keys: Arc<[String]>) -> Arc<[String]> {
         let namespace = &self.inner.namespace;
@@ -390,6 +413,7 @@ impl Redlock {
         self.check_ttl(options.get_ttl())?;
         let keys = validate_resources(resources)?;
         let keys = self.namespaced(keys);
+        self.check_slots(&keys)?;
         if options.get_reentry_check() {
             if let Some(resource) = self.inner.task_holds.held_by_this_task(&keys) {
                 return Err(Error::Reentrant { resource });

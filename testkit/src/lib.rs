@@ -6,6 +6,9 @@
 //! - [`RedisServer`] / [`Cluster`]: real servers on free loopback ports that
 //!   can be killed, restarted (optionally with an AOF that survives),
 //!   paused with SIGSTOP, or run under `faketime` with a fast or slow clock;
+//! - [`RedisCluster`] / [`SentinelGroup`]: a real Redis Cluster (with
+//!   replicas that take over from a crashed primary) and a Sentinel-managed
+//!   primary, each as one quorate node;
 //! - [`FaultProxy`]: a TCP proxy that delays, black-holes or resets traffic;
 //! - [`Connection`] / [`Reply`]: a minimal RESP2 client independent of the
 //!   client library under test;
@@ -24,6 +27,7 @@ mod cluster;
 mod error;
 mod locate;
 mod proxy;
+mod redis_cluster;
 mod resp;
 mod sentinel;
 mod server;
@@ -37,6 +41,7 @@ pub use locate::{
     redis_server_path, redis_server_path_from, FAKETIME_ENV, REDIS_SERVER_ENV,
 };
 pub use proxy::{Fault, FaultProxy};
+pub use redis_cluster::{RedisCluster, CLUSTER_SLOTS};
 pub use resp::Reply;
 pub use sentinel::{SentinelGroup, SENTINEL_SERVICE};
 pub use server::{

@@ -53,6 +53,11 @@ pub struct ServerOptions {
     /// has never seen: its first granting call then quarantines it (see
     /// [`QUORATE_MARKER_KEY`]). By default a new server is declared fresh.
     pub unmarked: bool,
+    /// Run as a Redis Cluster node (`cluster-enabled`, a node timeout of
+    /// 1 s), with its cluster bus on the port + 10000; such a server is left
+    /// unmarked (it serves no key before it owns slots). See
+    /// [`RedisCluster`](crate::RedisCluster).
+    pub cluster: bool,
 }
 
 /// PEM files of a TLS server ([`ServerOptions::tls`]); see
@@ -258,7 +263,11 @@ impl RedisServer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let port = free_port()?;
+            let port = if options.cluster {
+                cluster_port()?
+            } else {
+                free_port()?
+            };
             let dir =
                 std::env::temp_dir().join(format!("quorate-testkit-{}-{port}", std::process::id()));
             // A leftover from an earlier run of a recycled pid must not leak data in.
@@ -278,7 +287,7 @@ impl RedisServer {
             };
             match server.launch().await {
                 Ok(()) => {
-                    if !server.options.unmarked {
+                    if !server.options.unmarked && !server.options.cluster {
                         server.mark_fresh().await?;
                     }
                     return Ok(server);
@@ -552,6 +561,16 @@ impl RedisServer {
         if let Some(password) = &self.options.password {
             command.args(["--requirepass", password]);
         }
+        if self.options.cluster {
+            command.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+            ]);
+        }
         if let (Some(tls), Some(port)) = (&self.options.tls, self.tls_port) {
             command
                 .args(["--tls-port", &port.to_string()])
@@ -592,6 +611,22 @@ impl Drop for RedisServer {
 pub(crate) fn free_port() -> Result<u16, TestkitError> {
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
+}
+
+/// A free port whose cluster bus port (+ 10000) is free too.
+fn cluster_port() -> Result<u16, TestkitError> {
+    for _ in 0..100 {
+        let port = free_port()?;
+        let Some(bus) = port.checked_add(10_000) else {
+            continue;
+        };
+        if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, bus)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(TestkitError::InvalidOptions(
+        "no free port pair (port, port + 10000) for a cluster node".into(),
+    ))
 }
 
 /// Kills redis-server and reaps what we spawned, leaving the port free.

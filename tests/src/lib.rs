@@ -29,6 +29,9 @@
 //!   number was set), the rwlock's writer, the tree's root and the spinlock
 //!   within a bound (the quarantine plus the longest ttl).
 
+pub mod deployment;
+pub mod every_primitive;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;

@@ -6,24 +6,15 @@
 
 use std::time::Duration;
 
-use quorate_redlock::{LockOptions, Redlock};
+use quorate_redlock::Redlock;
+use quorate_system_tests::deployment;
 use quorate_testkit::{Cluster, HoldLog, SentinelGroup};
 use std::time::Instant;
 
 const MAX_TTL: Duration = Duration::from_secs(2);
 
 async fn client(urls: &[String]) -> Redlock {
-    Redlock::builder()
-        .urls(urls)
-        .max_ttl(MAX_TTL)
-        .defaults(
-            LockOptions::new()
-                .ttl(MAX_TTL)
-                .acquire_timeout(Some(Duration::from_secs(20))),
-        )
-        .build()
-        .await
-        .expect("connect")
+    deployment::client(urls, MAX_TTL).await
 }
 
 /// The only node is a Sentinel-managed primary: a lock held across a

@@ -7,6 +7,7 @@
 //! See ARCHITECTURE.md, "Backends", for how this fits the whole.
 
 mod fred;
+pub(crate) mod hash_slot;
 pub(crate) mod holder;
 #[cfg(feature = "memory")]
 mod memory;
@@ -254,6 +255,12 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
         futures::future::ready(Err(error)).boxed()
     }
 
+    /// Whether the node is a Redis Cluster: one script call must keep to
+    /// keys of one hash slot. The default: `false`.
+    fn is_cluster(&self) -> bool {
+        false
+    }
+
     /// Starts delivering release announcements of `keys` to
     /// [`releases`](Self::releases); resolves once the node confirmed.
     fn subscribe(&self, keys: &[String]) -> NodeFuture<()> {
@@ -298,11 +305,12 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// The fence counter of a lock key: `quorate:fence:{key}`. It has no ttl.
-/// The hash tag puts it in the key's Redis Cluster slot when the key itself
-/// has no braces.
+/// The fence counter of a lock key: `quorate:fence:{key}`, or
+/// `quorate:fence:{tag}:key` for a key with a hash tag, so that it is in
+/// the key's Redis Cluster slot (see [`hash_tag`](crate::raw::hash_tag)).
+/// It has no ttl.
 pub fn fence_key(key: &str) -> String {
-    format!("quorate:fence:{{{key}}}")
+    hash_slot::companion_key("quorate:fence:", key)
 }
 
 /// Redis wants whole milliseconds; round up so a 1.5 ms ttl is not 1 ms

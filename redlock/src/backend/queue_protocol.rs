@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use super::hash_slot::companion_key;
+
 /// Wake-ups for a client's queue heads arrive on this prefix plus the
 /// client's id; the message is `<entry deadline> <grant token> <key>`
 /// ([`QueueGrant`](crate::backend::QueueGrant)).
@@ -51,12 +53,12 @@ pub fn grant_of(member: &str) -> (String, u64) {
     (format!("q:{member}"), 0)
 }
 
-/// The queue and the entries' deadlines of `key` (sorted sets), with the
-/// key's hash tag as [`fence_key`](crate::raw::fence_key).
+/// The queue and the entries' deadlines of `key` (sorted sets), in the
+/// key's Redis Cluster slot as [`fence_key`](crate::raw::fence_key).
 pub fn queue_keys(key: &str) -> (String, String) {
     (
-        format!("quorate:queue:{{{key}}}"),
-        format!("quorate:queue-deadlines:{{{key}}}"),
+        companion_key("quorate:queue:", key),
+        companion_key("quorate:queue-deadlines:", key),
     )
 }
 

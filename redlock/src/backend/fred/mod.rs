@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fred::clients::SubscriberClient;
-use fred::interfaces::{FunctionInterface, LuaInterface, PubsubInterface};
+use fred::interfaces::{ClusterInterface, FunctionInterface, LuaInterface, PubsubInterface};
 use fred::prelude::{
     ClientLike, Config, ConnectionConfig, EventInterface, PerformanceConfig, ReconnectPolicy,
     Server,
@@ -25,6 +25,7 @@ use super::{
     QueueEntry, QueueGrant, Released, ScriptValue, HEAD_CLAIM, RELEASE_CHANNEL_PREFIX,
     WAKE_CHANNEL_PREFIX,
 };
+use crate::backend::hash_slot::hash_slot;
 use crate::backend::holder::Holder;
 use crate::backend::quarantine::{self, DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
 use crate::backend::queue_protocol::with_queue_keys;
@@ -255,6 +256,8 @@ pub(super) struct Link {
     /// How long requests may go unanswered before the connection is
     /// opened again ([`FredSettings::unresponsive_timeout`]).
     unresponsive_timeout: Duration,
+    /// A Redis Cluster client: each shard keeps its own quarantine marker.
+    clustered: bool,
 }
 
 #[derive(Debug)]
@@ -353,6 +356,7 @@ impl FredNode {
             max_ttl_ms: Arc::new(AtomicU64::new(ttl_millis(DEFAULT_MAX_TTL))),
             silent_since: Arc::default(),
             unresponsive_timeout: settings.unresponsive_timeout,
+            clustered,
         };
         let node = FredNode {
             shared: Arc::new(Shared {
@@ -540,8 +544,10 @@ impl FredNode {
 impl Link {
     /// While disconnected, calls fail at once with the last connection
     /// error instead of queueing until the per-node timeout.
+    /// A Redis Cluster client is "disconnected" while any one shard is
+    /// down; its other shards still serve, so its calls are always sent.
     pub(super) fn disconnected_error(&self) -> Option<NodeError> {
-        if self.client.is_connected() {
+        if self.clustered || self.client.is_connected() {
             return None;
         }
         let last = self
@@ -584,6 +590,8 @@ impl Link {
         let known = link.loaded_scripts().contains(function);
         let mut args = args;
         if script.is_granting() {
+            let shard = keys.first().map(|k| self.shard_suffix(k));
+            args.push(shard.unwrap_or_default().into());
             let max_ttl_ms = self.max_ttl_ms.load(Ordering::Relaxed);
             args.push(max_ttl_ms.to_string().into());
         }
@@ -647,6 +655,26 @@ impl Link {
             result
         }
         .boxed()
+    }
+
+    /// The suffix of the quarantine marker's name on the shard that serves
+    /// `key` (quarantine.lua): `""` on a standalone server; on a Redis
+    /// Cluster `:{n}` for the smallest `n` whose slot the same primary
+    /// serves, from the client's current view of the slots. Computed per
+    /// call, so a changed slot map names the new owner's marker (a shard
+    /// that gains the marker's slot serves its quarantine: the cautious
+    /// side). `""` when the client knows no slots yet (the call then fails).
+    fn shard_suffix(&self, key: &str) -> String {
+        if !self.clustered {
+            return String::new();
+        }
+        let Some(routing) = self.client.cached_cluster_state() else {
+            return String::new();
+        };
+        match routing.get_server(hash_slot(key)) {
+            Some(server) => shard_suffix_of(&routing, server),
+            None => String::new(),
+        }
     }
 
     /// Before a request: if requests have gone unanswered for longer than
@@ -1062,12 +1090,50 @@ impl Node for FredNode {
         self.shared.link.max_ttl_ms.store(ms, Ordering::Relaxed);
     }
 
-    fn declare_fresh(&self) -> NodeFuture<bool> {
-        let keys = [MARKER_KEY.to_owned(), QUARANTINE_KEY.to_owned()];
-        self.quorate_script::<i64>(&DECLARE_FRESH, &keys, Vec::new())
-            .map(|reply| Ok(reply? == 1))
-            .boxed()
+    fn is_cluster(&self) -> bool {
+        self.shared.link.clustered
     }
+
+    fn declare_fresh(&self) -> NodeFuture<bool> {
+        let link = &self.shared.link;
+        // one marker per shard: the suffix of a slot each primary serves
+        let suffixes: Vec<String> = match link.client.cached_cluster_state() {
+            Some(routing) if link.clustered => routing
+                .unique_primary_nodes()
+                .iter()
+                .map(|server| shard_suffix_of(&routing, server))
+                .collect(),
+            _ => vec![String::new()],
+        };
+        let calls: Vec<NodeFuture<i64>> = suffixes
+            .iter()
+            .map(|suffix| {
+                let keys = [
+                    format!("{MARKER_KEY}{suffix}"),
+                    format!("{QUARANTINE_KEY}{suffix}"),
+                ];
+                self.quorate_script::<i64>(&DECLARE_FRESH, &keys, Vec::new())
+            })
+            .collect();
+        async move {
+            let mut set = false;
+            for reply in futures::future::join_all(calls).await {
+                set |= reply? == 1;
+            }
+            Ok(set)
+        }
+        .boxed()
+    }
+}
+
+/// The marker suffix of the shard whose primary is `server` (see
+/// [`Link::shard_suffix`]).
+fn shard_suffix_of(routing: &fred::types::cluster::ClusterRouting, server: &Server) -> String {
+    (0..u32::from(u16::MAX))
+        .map(|n| n.to_string())
+        .find(|n| routing.get_server(hash_slot(n)) == Some(server))
+        .map(|n| format!(":{{{n}}}"))
+        .unwrap_or_default()
 }
 
 /// `host:port` of the (first) server a config points at.
