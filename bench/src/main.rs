@@ -40,6 +40,9 @@
 //!   server ran meanwhile (its `SLOWLOG`) and the client's CPU (from `/proc/self/stat`).
 //!   rslock and the floor have no auto-extension; the row "one request per lock" is the
 //!   arithmetic for a client that extends each lock on its own at the same interval.
+//! - S (`scenario_s.rs`): deployment shapes, quorate at its defaults (and rslock where it
+//!   can connect): A and P8 against the 5 standalone nodes, 3 of them, 1 of them, and one
+//!   Redis Cluster node (3 shards, started for the scenario) as the only node.
 //!
 //! Every node runs on loopback; every loop is bounded in count and time; every lock call
 //! is bounded by its library's own limit (quorate `acquire_timeout`, rslock's retry
@@ -62,7 +65,7 @@ use quorate_redlock::fred::prelude::{
 };
 use quorate_redlock::fred::types::scripts::Script;
 use quorate_redlock::{LockGuard, LockOptions, Redlock};
-use quorate_testkit::{Cluster, Fault, FaultProxy};
+use quorate_testkit::{Cluster, Fault, FaultProxy, RedisServer};
 use tokio::time::{sleep, timeout, Instant};
 
 /// Lease ttl for every library (long enough that no hold in this program expires).
@@ -109,6 +112,7 @@ mod scenario_c;
 mod scenario_d;
 mod scenario_e;
 mod scenario_p;
+mod scenario_s;
 
 use contender::*;
 use floor::*;
@@ -131,7 +135,7 @@ async fn main() -> Result<(), BoxError> {
             eprintln!("{message}");
             eprintln!(
                 "usage: cargo run --release -p quorate-bench --features bench \
-                 [-- [A] [B] [C] [D] [E] [P] [--secs N]]"
+                 [-- [A] [B] [C] [D] [E] [G] [P] [S] [--secs N]]"
             );
             std::process::exit(2);
         }
@@ -171,6 +175,7 @@ async fn main() -> Result<(), BoxError> {
             'D' => scenario_d(&cluster, &args).await?,
             'G' => scenario_g(&cluster, &args).await?,
             'E' => scenario_e(&cluster, &args).await?,
+            'S' => scenario_s::scenario_s(&cluster, &args).await?,
             other => println!("\n== {other}: unknown scenario"),
         }
     }
@@ -204,8 +209,8 @@ impl Args {
             } else {
                 for c in arg.chars().filter(|c| *c != ',') {
                     let c = c.to_ascii_uppercase();
-                    if !('A'..='E').contains(&c) && c != 'P' && c != 'G' {
-                        return Err(format!("unknown scenario `{c}` (A..E, G, P)"));
+                    if !('A'..='E').contains(&c) && !['P', 'G', 'S'].contains(&c) {
+                        return Err(format!("unknown scenario `{c}` (A..E, G, P, S)"));
                     }
                     if !scenarios.contains(&c) {
                         scenarios.push(c);
@@ -214,7 +219,7 @@ impl Args {
             }
         }
         if scenarios.is_empty() {
-            scenarios = vec!['A', 'B', 'C', 'P', 'D', 'G', 'E'];
+            scenarios = vec!['A', 'B', 'C', 'P', 'D', 'G', 'E', 'S'];
         }
         Ok(Args { scenarios, secs })
     }

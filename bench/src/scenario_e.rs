@@ -10,13 +10,8 @@ pub(crate) const E_TTL: Duration = Duration::from_secs(3);
 pub(crate) const E_CONCURRENCY: usize = 256;
 
 /// `cmdstat_<command>` calls on one server since its last `CONFIG RESETSTAT`.
-pub(crate) async fn command_calls(
-    cluster: &Cluster,
-    node: usize,
-    command: &str,
-) -> Result<u64, BoxError> {
-    let info = cluster
-        .server(node)
+pub(crate) async fn command_calls(server: &RedisServer, command: &str) -> Result<u64, BoxError> {
+    let info = server
         .command(&["INFO", "commandstats"])
         .await?
         .as_string()
@@ -104,8 +99,8 @@ pub(crate) async fn scenario_e(cluster: &Cluster, args: &Args) -> Result<(), Box
     let valid = guards.iter().filter(|g| g.is_valid()).count();
     let mut per_node = Vec::new();
     for node in 0..cluster.len() {
-        let scripts = command_calls(cluster, node, "evalsha").await?
-            + command_calls(cluster, node, "fcall").await?;
+        let scripts = command_calls(cluster.server(node), "evalsha").await?
+            + command_calls(cluster.server(node), "fcall").await?;
         per_node.push(scripts as f64 / elapsed);
     }
     // How long one extension request kept each server busy (its own

@@ -114,15 +114,15 @@ pub(crate) async fn connect_one(which: usize, urls: &[String]) -> Result<Contend
 
 /// What the children of one run reported.
 #[derive(Debug, Default)]
-struct ProcessesRun {
+pub(crate) struct ProcessesRun {
     /// (start, end) of every hold, wall-clock µs.
     holds: Vec<(u64, u64)>,
-    waits: Vec<Duration>,
-    failed_waits: Vec<Duration>,
+    pub(crate) waits: Vec<Duration>,
+    pub(crate) failed_waits: Vec<Duration>,
     grants_per_child: Vec<usize>,
-    failures: BTreeMap<String, usize>,
+    pub(crate) failures: BTreeMap<String, usize>,
     release_failures: usize,
-    cpu: Duration,
+    pub(crate) cpu: Duration,
 }
 
 impl ProcessesRun {
@@ -157,7 +157,7 @@ impl ProcessesRun {
     }
 
     /// Holds that began before an earlier hold ended (must be 0).
-    fn overlaps(&mut self) -> usize {
+    pub(crate) fn overlaps(&mut self) -> usize {
         self.holds.sort_unstable();
         let mut overlaps = 0;
         let mut busy_until = 0;
@@ -171,7 +171,7 @@ impl ProcessesRun {
     }
 
     /// Jain's fairness index over the children's grant counts (1 = all equal).
-    fn jain(&self) -> f64 {
+    pub(crate) fn jain(&self) -> f64 {
         let n = self.grants_per_child.len() as f64;
         let sum: f64 = self.grants_per_child.iter().map(|&g| g as f64).sum();
         let squares: f64 = self
@@ -187,15 +187,18 @@ impl ProcessesRun {
     }
 }
 
-/// One run: `processes` children of contender `which`, on a fresh key.
-async fn run_processes(
-    cluster: &Cluster,
+/// One run: `processes` children of contender `which` on nodes `urls`, on a
+/// fresh key; `servers` (every process behind those nodes) have their
+/// command statistics reset when the children are ready.
+pub(crate) async fn run_processes(
+    urls: &[String],
+    servers: &[&RedisServer],
     which: usize,
     processes: usize,
     secs: Duration,
 ) -> Result<ProcessesRun, BoxError> {
     let exe = std::env::current_exe()?;
-    let key = format!("bench:P{processes}:{which}");
+    let key = format!("bench:P{processes}:{which}:{}", urls.len());
     let mut children = Vec::with_capacity(processes);
     for _ in 0..processes {
         let child = Command::new(&exe)
@@ -203,7 +206,7 @@ async fn run_processes(
             .arg(which.to_string())
             .arg(secs.as_secs_f64().to_string())
             .arg(&key)
-            .args(cluster.urls())
+            .args(urls)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -219,11 +222,8 @@ async fn run_processes(
             other => return Err(format!("a child did not get ready: {other:?}").into()),
         }
     }
-    for node in 0..cluster.len() {
-        cluster
-            .server(node)
-            .command(&["CONFIG", "RESETSTAT"])
-            .await?;
+    for server in servers {
+        server.command(&["CONFIG", "RESETSTAT"]).await?;
     }
     for child in &mut children {
         let stdin = child.stdin.as_mut().ok_or("child stdin")?;
@@ -248,20 +248,29 @@ async fn run_processes(
     Ok(run)
 }
 
+/// Script calls (`EVAL`, `EVALSHA`, `FCALL`) on `servers` since their
+/// statistics were reset.
+pub(crate) async fn script_calls(servers: &[&RedisServer]) -> Result<u64, BoxError> {
+    let mut calls = 0;
+    for server in servers {
+        for command in ["evalsha", "eval", "fcall"] {
+            calls += command_calls(server, command).await?;
+        }
+    }
+    Ok(calls)
+}
+
 /// Scenario P: for each process count, every contender in turn.
 pub(crate) async fn scenario_p(cluster: &Cluster, args: &Args) -> Result<(), BoxError> {
     for processes in P_COUNTS {
         let mut rows = Vec::new();
         let mut notes = Vec::new();
         for (which, (library, setting)) in P_CONTENDERS.iter().enumerate() {
-            let mut run = run_processes(cluster, which, processes, args.secs).await?;
+            let servers: Vec<&RedisServer> = cluster.servers().iter().collect();
+            let mut run =
+                run_processes(&cluster.urls(), &servers, which, processes, args.secs).await?;
             let grants = run.waits.len();
-            let mut scripts = 0;
-            for node in 0..cluster.len() {
-                scripts += command_calls(cluster, node, "evalsha").await?;
-                scripts += command_calls(cluster, node, "eval").await?;
-                scripts += command_calls(cluster, node, "fcall").await?;
-            }
+            let scripts = script_calls(&servers).await?;
             run.waits.sort();
             run.failed_waits.sort();
             let per_grant = |x: f64| {

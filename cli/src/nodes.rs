@@ -3,8 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use quorate_redlock::fred::interfaces::ClusterInterface;
 use quorate_redlock::fred::prelude::{ClientLike, KeysInterface};
 use quorate_redlock::fred::types::InfoKind;
+use quorate_redlock::raw::shard_marker_suffix;
 use quorate_redlock::{FredSettings, MARKER_KEY, QUARANTINE_KEY};
 use serde_json::json;
 
@@ -21,22 +23,24 @@ pub(crate) async fn run(
     let mut warnings = 0;
     for url in urls {
         match check(url, settings).await {
-            Ok(report) => {
+            Ok(reports) => {
                 reachable += 1;
-                warnings += report.warnings.len();
-                if as_json {
-                    println!("{}", report.to_json());
-                    continue;
-                }
-                println!(
-                    "{}: up, {:.2} ms, redis {}",
-                    report.name,
-                    report.latency.as_secs_f64() * 1000.0,
-                    report.version
-                );
-                println!("  quorum: {}", report.quarantine.describe(max_ttl));
-                for warning in &report.warnings {
-                    println!("  warning: {warning}");
+                for report in reports {
+                    warnings += report.warnings.len();
+                    if as_json {
+                        println!("{}", report.to_json());
+                        continue;
+                    }
+                    println!(
+                        "{}: up, {:.2} ms, redis {}",
+                        report.name,
+                        report.latency.as_secs_f64() * 1000.0,
+                        report.version
+                    );
+                    println!("  quorum: {}", report.quarantine.describe(max_ttl));
+                    for warning in &report.warnings {
+                        println!("  warning: {warning}");
+                    }
                 }
             }
             Err(why) if as_json => {
@@ -157,8 +161,38 @@ impl Quarantine {
     }
 }
 
-async fn check(url: &str, settings: &FredSettings) -> Result<Report, String> {
+/// The node's report; for a Redis Cluster node, one per shard (each
+/// primary, with its own quarantine marker), every shard reachable.
+async fn check(url: &str, settings: &FredSettings) -> Result<Vec<Report>, String> {
     let client = connect(url, settings).await?;
+    let reports = match client.cached_cluster_state() {
+        Some(routing) if client.is_clustered() => {
+            let mut reports = Vec::new();
+            for primary in routing.unique_primary_nodes() {
+                let suffix = shard_marker_suffix(&routing, &primary);
+                let name = format!("{} shard {primary}", redacted(url));
+                let shard = client.with_cluster_node(&primary);
+                let report = check_server(&shard, name, &suffix)
+                    .await
+                    .map_err(|why| format!("shard {primary}: {why}"))?;
+                reports.push(report);
+            }
+            reports
+        }
+        _ => vec![check_server(&client, redacted(url), "").await?],
+    };
+    let _ = client.quit().await;
+    Ok(reports)
+}
+
+/// One server's report: `suffix` names its quarantine marker
+/// ([`shard_marker_suffix`]; empty on a standalone server).
+async fn check_server<C>(client: &C, name: String, suffix: &str) -> Result<Report, String>
+where
+    C: ClientLike + KeysInterface,
+{
+    let marker_key = format!("{MARKER_KEY}{suffix}");
+    let quarantine_key = format!("{QUARANTINE_KEY}{suffix}");
     let result = async {
         let mut latency = Duration::MAX;
         for _ in 0..3 {
@@ -169,8 +203,8 @@ async fn check(url: &str, settings: &FredSettings) -> Result<Report, String> {
         let server: String = client.info(Some(InfoKind::Server)).await?;
         let persistence: String = client.info(Some(InfoKind::Persistence)).await?;
         let memory: String = client.info(Some(InfoKind::Memory)).await?;
-        let marker: Option<String> = client.get(MARKER_KEY).await?;
-        let quarantine_ms: i64 = client.pttl(QUARANTINE_KEY).await?;
+        let marker: Option<String> = client.get(&marker_key).await?;
+        let quarantine_ms: i64 = client.pttl(&quarantine_key).await?;
         Ok::<_, quorate_redlock::fred::error::Error>((
             latency,
             server,
@@ -185,7 +219,6 @@ async fn check(url: &str, settings: &FredSettings) -> Result<Report, String> {
             .await
             .map_err(|_| format!("no answer within {:?}", TIMEOUT * 3))?
             .map_err(|e| e.details().to_owned())?;
-    let _ = client.quit().await;
     let field = |info: &str, name: &str| {
         info.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}:")))
@@ -213,7 +246,7 @@ async fn check(url: &str, settings: &FredSettings) -> Result<Report, String> {
     }
     let run_id = field(&server, "run_id").unwrap_or_default();
     Ok(Report {
-        name: redacted(url),
+        name,
         latency,
         version: field(&server, "redis_version").unwrap_or_else(|| "unknown".to_owned()),
         quarantine: Quarantine::read(marker, quarantine_ms, &run_id),

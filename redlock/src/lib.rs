@@ -113,7 +113,7 @@ pub use release::Release;
 /// [`Redlock`] methods that belong to the seam (`eval_round`, `adopt`,
 /// `undo`, `watch_releases`) say so in their docs.
 pub mod raw {
-    pub use crate::backend::hash_slot::{hash_slot, hash_tag};
+    pub use crate::backend::hash_slot::{hash_slot, hash_tag, shard_marker_suffix};
     pub use crate::backend::queue_protocol::{
         grant_of, queue_keys, QueueEntry, FAIR_SUFFIX, HEAD_CLAIM, WAKE_CHANNEL_PREFIX,
     };

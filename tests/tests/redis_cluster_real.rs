@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use quorate_redlock::raw::hash_slot;
-use quorate_redlock::{ConfigError, Error, LockOptions, NodeOutcome, Redlock};
+use quorate_redlock::{ConfigError, Error, LockOptions, NodeOutcome, Redlock, ReleaseOutcome};
 use quorate_system_tests::deployment;
 use quorate_system_tests::every_primitive::every_primitive;
 use quorate_testkit::{HoldLog, RedisCluster};
@@ -88,6 +88,29 @@ async fn a_cluster_node_locks_every_shard_and_tagged_keys() {
     match redlock.lock("a}b", MAX_TTL).await {
         Err(Error::InvalidConfig(ConfigError::UnhashableResource(key))) => assert_eq!(key, "a}b"),
         other => panic!("a key with a stray brace: {other:?}"),
+    }
+}
+
+/// The watchdog extends every lock a client holds in one batched call per
+/// node; on a Cluster node, locks on different shards go in one call per
+/// slot: each stays held across three of its ttls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_extends_locks_on_every_shard() {
+    let cluster = RedisCluster::start(3, 0).await.expect("cluster");
+    let urls = [cluster.url()];
+    let redlock = client(&urls).await;
+    redlock.declare_fresh().await;
+    let ttl = Duration::from_millis(600);
+    let opts = LockOptions::new().ttl(ttl).auto_extend(true);
+    let mut guards = Vec::new();
+    for key in key_per_shard(3) {
+        guards.push(redlock.lock_with([key], &opts).await.expect("lock"));
+    }
+    tokio::time::sleep(3 * ttl).await;
+    for guard in guards {
+        assert!(guard.is_valid(), "{:?} lost", guard.resources());
+        let released = guard.release().await.expect("release");
+        assert_eq!(released, ReleaseOutcome::Released);
     }
 }
 

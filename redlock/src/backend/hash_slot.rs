@@ -38,6 +38,22 @@ pub fn hash_slot(key: &str) -> u16 {
     fred::util::redis_keyslot(key.as_bytes())
 }
 
+/// The suffix of the quarantine marker's and quarantine's key names
+/// ([`MARKER_KEY`](crate::MARKER_KEY), [`QUARANTINE_KEY`](crate::QUARANTINE_KEY))
+/// on the Redis Cluster shard whose primary is `primary`: `:{n}` for the
+/// smallest `n` whose slot that primary serves in `routing`, so each shard
+/// keeps its own marker, on itself. `""` if it serves no slot.
+pub fn shard_marker_suffix(
+    routing: &fred::types::cluster::ClusterRouting,
+    primary: &fred::types::config::Server,
+) -> String {
+    (0..u32::from(u16::MAX))
+        .map(|n| n.to_string())
+        .find(|n| routing.get_server(hash_slot(n)) == Some(primary))
+        .map(|n| format!(":{{{n}}}"))
+        .unwrap_or_default()
+}
+
 /// Whether companions of `key` can share its slot: `false` for a key
 /// without a hash tag that contains `}`.
 pub(crate) fn companions_fit(key: &str) -> bool {

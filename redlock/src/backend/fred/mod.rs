@@ -25,7 +25,7 @@ use super::{
     QueueEntry, QueueGrant, Released, ScriptValue, HEAD_CLAIM, RELEASE_CHANNEL_PREFIX,
     WAKE_CHANNEL_PREFIX,
 };
-use crate::backend::hash_slot::hash_slot;
+use crate::backend::hash_slot::{hash_slot, shard_marker_suffix};
 use crate::backend::holder::Holder;
 use crate::backend::quarantine::{self, DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
 use crate::backend::queue_protocol::with_queue_keys;
@@ -672,7 +672,7 @@ impl Link {
             return String::new();
         };
         match routing.get_server(hash_slot(key)) {
-            Some(server) => shard_suffix_of(&routing, server),
+            Some(server) => shard_marker_suffix(&routing, server),
             None => String::new(),
         }
     }
@@ -1035,17 +1035,10 @@ impl Node for FredNode {
     /// One EVALSHA for the whole batch. On Redis Cluster all keys of a batch
     /// must share a slot; use one Redlock per slot-sharing group there.
     fn extend_many(&self, locks: &[ExtendRequest]) -> NodeFuture<Vec<bool>> {
-        let keys: Vec<String> = locks.iter().flat_map(|l| l.keys.iter().cloned()).collect();
-        let mut args = Vec::with_capacity(1 + 3 * locks.len());
-        args.push(locks.len().to_string());
-        for lock in locks {
-            args.push(lock.token.clone());
-            args.push(ttl_millis(lock.ttl).to_string());
-            args.push(lock.keys.len().to_string());
+        if self.shared.link.clustered {
+            return self.extend_per_slot(locks);
         }
-        self.quorate_script::<Vec<i64>>(&EXTEND_MANY, &keys, args)
-            .map(|reply| Ok(reply?.into_iter().map(|r| r == 1).collect()))
-            .boxed()
+        self.extend_batch(locks)
     }
 
     fn eval(
@@ -1101,7 +1094,7 @@ impl Node for FredNode {
             Some(routing) if link.clustered => routing
                 .unique_primary_nodes()
                 .iter()
-                .map(|server| shard_suffix_of(&routing, server))
+                .map(|server| shard_marker_suffix(&routing, server))
                 .collect(),
             _ => vec![String::new()],
         };
@@ -1126,14 +1119,51 @@ impl Node for FredNode {
     }
 }
 
-/// The marker suffix of the shard whose primary is `server` (see
-/// [`Link::shard_suffix`]).
-fn shard_suffix_of(routing: &fred::types::cluster::ClusterRouting, server: &Server) -> String {
-    (0..u32::from(u16::MAX))
-        .map(|n| n.to_string())
-        .find(|n| routing.get_server(hash_slot(n)) == Some(server))
-        .map(|n| format!(":{{{n}}}"))
-        .unwrap_or_default()
+impl FredNode {
+    /// The watchdog's extensions in one `extend_many.lua` call.
+    fn extend_batch(&self, locks: &[ExtendRequest]) -> NodeFuture<Vec<bool>> {
+        let keys: Vec<String> = locks.iter().flat_map(|l| l.keys.iter().cloned()).collect();
+        let mut args = Vec::with_capacity(1 + 3 * locks.len());
+        args.push(locks.len().to_string());
+        for lock in locks {
+            args.push(lock.token.clone());
+            args.push(ttl_millis(lock.ttl).to_string());
+            args.push(lock.keys.len().to_string());
+        }
+        self.quorate_script::<Vec<i64>>(&EXTEND_MANY, &keys, args)
+            .map(|reply| Ok(reply?.into_iter().map(|r| r == 1).collect()))
+            .boxed()
+    }
+
+    /// On a Redis Cluster node: one call per hash slot (a lock's keys share
+    /// one, checked when it was taken), sent together, answers put back in
+    /// the order of `locks`.
+    fn extend_per_slot(&self, locks: &[ExtendRequest]) -> NodeFuture<Vec<bool>> {
+        let mut groups: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+        for (i, lock) in locks.iter().enumerate() {
+            let slot = lock.keys.first().map_or(0, |k| hash_slot(k));
+            groups.entry(slot).or_default().push(i);
+        }
+        let calls: Vec<_> = groups
+            .values()
+            .map(|members| {
+                let part: Vec<ExtendRequest> = members.iter().map(|&i| locks[i].clone()).collect();
+                self.extend_batch(&part)
+            })
+            .collect();
+        let count = locks.len();
+        async move {
+            let mut extended = vec![false; count];
+            // a shard that fails fails the node's answer for every lock
+            for (members, answer) in groups.values().zip(futures::future::join_all(calls).await) {
+                for (&i, ok) in members.iter().zip(answer?) {
+                    extended[i] = ok;
+                }
+            }
+            Ok(extended)
+        }
+        .boxed()
+    }
 }
 
 /// `host:port` of the (first) server a config points at.
