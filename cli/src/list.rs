@@ -6,7 +6,10 @@
 use std::collections::BTreeSet;
 
 use futures::StreamExt;
+use quorate_redlock::fred::error::Error as FredError;
+use quorate_redlock::fred::prelude::ClientLike;
 use quorate_redlock::fred::types::scan::ScanType;
+use quorate_redlock::fred::types::Key;
 use quorate_redlock::{FredSettings, Redlock};
 use serde_json::json;
 
@@ -59,7 +62,18 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        let mut keys = client.scan_buffered(pattern.clone(), Some(200), Some(ScanType::String));
+        // a Cluster node: every primary's keys
+        let mut keys: std::pin::Pin<
+            Box<dyn futures::Stream<Item = Result<Key, FredError>> + Send>,
+        > = if client.is_clustered() {
+            Box::pin(client.scan_cluster_buffered(
+                pattern.clone(),
+                Some(200),
+                Some(ScanType::String),
+            ))
+        } else {
+            Box::pin(client.scan_buffered(pattern.clone(), Some(200), Some(ScanType::String)))
+        };
         // bounded: a listing stops at 10,000 keys (say --prefix to narrow it)
         let mut seen = 0;
         while let Some(key) = keys.next().await {

@@ -6,9 +6,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::holder::Holder;
+use crate::backend::holder::{Holder, OWNER_KEY_PREFIX};
 use crate::backend::queue_protocol::queue_keys;
-use crate::backend::{fence_key, MemoryStore, NodeScript, ScriptValue};
+use crate::backend::{fence_key, MemoryStore, Node, NodeScript, ScriptValue};
 use crate::client::Redlock;
 use crate::error::{ConfigError, Error};
 use crate::quorum::{self, Decide, Reply};
@@ -21,6 +21,35 @@ static INSPECT: NodeScript = NodeScript::new(
     ),
 )
 .emulated(inspect_in_memory);
+
+/// A client's description (`quorate:owner:<id>`), read where it lives.
+static OWNER_DESCRIPTION: NodeScript =
+    NodeScript::new("owner_description", "return redis.call('GET', KEYS[1])");
+
+/// On a Redis Cluster node `inspect.lua` cannot read a holder's
+/// description kept on another shard: it is read here, from its own shard,
+/// for the holders named by id alone (bounded by the node timeout; a
+/// holder stays undescribed if that fails).
+async fn describe_cluster_holders(nodes: &[Arc<dyn Node>], views: &mut [NodeView]) {
+    for (node, view) in nodes.iter().zip(views.iter_mut()) {
+        let NodeState::Held { holder, .. } = &mut view.state else {
+            continue;
+        };
+        if holder.owner.is_some() || !node.is_cluster() {
+            continue;
+        }
+        let key = format!("{OWNER_KEY_PREFIX}{}", holder.client);
+        let read = node.eval(&OWNER_DESCRIPTION, vec![key], Vec::new());
+        if let Ok(Ok(ScriptValue::Bytes(bytes))) =
+            tokio::time::timeout(DESCRIBE_TIMEOUT, read).await
+        {
+            holder.owner = Some(String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+}
+
+/// How long [`describe_cluster_holders`] waits for each description.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `inspect.lua` on a memory node. Memory nodes keep fence counters and
 /// waiter queues outside the keyspace a twin sees: they report neither.
@@ -262,6 +291,7 @@ impl Redlock {
             views.push(view);
             tokens.push(token);
         }
+        describe_cluster_holders(nodes, &mut views).await;
         let inspection = Inspection {
             key,
             nodes: views,
