@@ -118,8 +118,8 @@ pub mod raw {
         grant_of, queue_keys, QueueEntry, FAIR_SUFFIX, HEAD_CLAIM, WAKE_CHANNEL_PREFIX,
     };
     pub use crate::backend::{
-        fence_key, AcquireReply, ExtendRequest, MemoryScript, MemoryStore, NodeScript, QueueGrant,
-        Released, ScriptValue, RELEASE_CHANNEL_PREFIX,
+        extend_in_groups, fence_key, AcquireReply, ExtendRequest, MemoryScript, MemoryStore,
+        NodeScript, QueueGrant, Released, ScriptValue, RELEASE_CHANNEL_PREFIX,
     };
     pub use crate::lease::{drift_for, DRIFT_FLOOR};
     pub use crate::pause::{random_pause, SPLIT_SPREAD};

@@ -3,7 +3,9 @@
 //! operations (mutex, semaphore, rwlock, tree, spinlock, latch) against 5
 //! memory nodes while a fault task delays, stalls, downs and crashes them (a
 //! crash comes back with an older snapshot of its data) and runs their
-//! clocks slow or fast, and checkers look at every event.
+//! clocks slow or fast, and checkers look at every event. In one history in
+//! three node 0 is a [`ShardedNode`] of 3 shards (a Redis Cluster node),
+//! whose shards the fault task hits one by one.
 //!
 //! One thread, tokio's paused clock, one seed for every random choice (the
 //! library's own too, and its wall clock, through
@@ -31,6 +33,7 @@
 
 pub mod deployment;
 pub mod every_primitive;
+pub mod sharded_node;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -43,6 +46,8 @@ use quorate_latch::Latch;
 use quorate_pool::{PermitId, PoolError, Semaphore};
 use quorate_redlock::raw::determinism;
 use quorate_redlock::{LockGuard, LockOptions, MemoryNode, MemorySnapshot, Node, Redlock};
+
+use crate::sharded_node::ShardedNode;
 use quorate_rwlock::RwLock;
 use quorate_spinlock::{Expiry, SpinOptions, Spinlock};
 use quorate_tree::TreeLock;
@@ -91,7 +96,8 @@ const LATCH: &str = "l";
 const LATCH_COUNT: u64 = 3;
 /// Steps per task at most (each takes at least 1 ms of simulated time).
 const MAX_STEPS: usize = 10_000;
-const RESOURCES: [&str; 2] = ["a", "b"];
+/// One hash tag: a lock on both must keep to one slot of a sharded node.
+const RESOURCES: [&str; 2] = ["{r}a", "{r}b"];
 const SEMAPHORE: &str = "s";
 const INITIAL_PERMITS: usize = 3;
 
@@ -301,6 +307,20 @@ async fn history(seed: u64, shape: Shape) -> Result<Summary, Violation> {
         ..World::default()
     }));
     let nodes = MemoryNode::cluster(shape.nodes);
+    // One history in three: node 0 is a Redis Cluster-like node of 3 shards,
+    // each crashed, restarted and delayed on its own by the fault task.
+    let shards: Vec<MemoryNode> = if seed % 3 == 1 && !shape.quorum_of_one {
+        (0..3)
+            .map(|s| MemoryNode::new(format!("memory-0-shard-{s}")))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let sharded: Option<Arc<dyn Node>> = (!shards.is_empty())
+        .then(|| Arc::new(ShardedNode::new("memory-0", shards.clone())) as Arc<dyn Node>);
+    if sharded.is_some() {
+        world.borrow_mut().event("node 0 has 3 shards");
+    }
     let mut clients = Vec::new();
     for c in 0..shape.clients {
         let mut builder = Redlock::builder().max_ttl(MAX_TTL).defaults(
@@ -316,8 +336,11 @@ async fn history(seed: u64, shape: Shape) -> Result<Summary, Violation> {
         } else {
             nodes.iter().collect()
         };
-        for node in seen {
-            builder = builder.node(Arc::new(node.clone()) as Arc<dyn Node>);
+        for (i, node) in seen.into_iter().enumerate() {
+            builder = match (&sharded, i) {
+                (Some(sharded), 0) => builder.node(Arc::clone(sharded)),
+                _ => builder.node(Arc::new(node.clone()) as Arc<dyn Node>),
+            };
         }
         let redlock = builder.build().await.map_err(|e| Violation {
             seed,
@@ -336,12 +359,13 @@ async fn history(seed: u64, shape: Shape) -> Result<Summary, Violation> {
         }
     }
     let fault_rng = StdRng::seed_from_u64(rng.random());
-    local.spawn_local(faults(
-        nodes.clone(),
-        Rc::clone(&world),
-        fault_rng,
-        deadline,
-    ));
+    // the faults hit servers: node 0's shards in place of node 0
+    let servers: Vec<MemoryNode> = if shards.is_empty() {
+        nodes.clone()
+    } else {
+        shards.iter().chain(&nodes[1..]).cloned().collect()
+    };
+    local.spawn_local(faults(servers, Rc::clone(&world), fault_rng, deadline));
     local.await;
 
     // Healed: every client gets every resource within the quarantine plus
@@ -561,9 +585,9 @@ async fn client_task(
 async fn mutex_step(client: usize, redlock: &Redlock, world: &Shared, rng: &mut StdRng) {
     let options = options(rng);
     let resources: Vec<String> = match rng.random_range(0..3) {
-        0 => vec!["a".into()],
-        1 => vec!["b".into()],
-        _ => vec!["a".into(), "b".into()],
+        0 => vec![RESOURCES[0].into()],
+        1 => vec![RESOURCES[1].into()],
+        _ => RESOURCES.iter().map(|r| (*r).to_owned()).collect(),
     };
     let asked = Instant::now();
     let attempt = redlock.lock_with(resources.clone(), &options);

@@ -305,6 +305,41 @@ pub trait Node: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// The watchdog's batch on a node whose calls each keep to one group of
+/// keys (a Redis Cluster's hash slot, a shard): `locks` grouped by
+/// `group`, one `extend` call per group, sent together, the answers put back
+/// in the order of `locks`. A group that fails fails the node's answer for
+/// every lock: an extension counts only where it was confirmed.
+pub fn extend_in_groups<K: Ord>(
+    locks: &[ExtendRequest],
+    group: impl Fn(&ExtendRequest) -> K,
+    extend: impl Fn(&[ExtendRequest]) -> NodeFuture<Vec<bool>>,
+) -> NodeFuture<Vec<bool>> {
+    let mut groups: std::collections::BTreeMap<K, Vec<usize>> = Default::default();
+    for (i, lock) in locks.iter().enumerate() {
+        groups.entry(group(lock)).or_default().push(i);
+    }
+    let groups: Vec<Vec<usize>> = groups.into_values().collect();
+    let calls: Vec<_> = groups
+        .iter()
+        .map(|members| {
+            let part: Vec<ExtendRequest> = members.iter().map(|&i| locks[i].clone()).collect();
+            extend(&part)
+        })
+        .collect();
+    let count = locks.len();
+    async move {
+        let mut extended = vec![false; count];
+        for (members, answer) in groups.iter().zip(futures::future::join_all(calls).await) {
+            for (&i, ok) in members.iter().zip(answer?) {
+                extended[i] = ok;
+            }
+        }
+        Ok(extended)
+    }
+    .boxed()
+}
+
 /// The fence counter of a lock key: `quorate:fence:{key}`, or
 /// `quorate:fence:{tag}:key` for a key with a hash tag, so that it is in
 /// the key's Redis Cluster slot (see [`hash_tag`](crate::raw::hash_tag)).

@@ -25,6 +25,7 @@ use super::{
     QueueEntry, QueueGrant, Released, ScriptValue, HEAD_CLAIM, RELEASE_CHANNEL_PREFIX,
     WAKE_CHANNEL_PREFIX,
 };
+use crate::backend::extend_in_groups;
 use crate::backend::hash_slot::{hash_slot, shard_marker_suffix};
 use crate::backend::holder::Holder;
 use crate::backend::quarantine::{self, DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
@@ -1136,33 +1137,13 @@ impl FredNode {
     }
 
     /// On a Redis Cluster node: one call per hash slot (a lock's keys share
-    /// one, checked when it was taken), sent together, answers put back in
-    /// the order of `locks`.
+    /// one, checked when it was taken).
     fn extend_per_slot(&self, locks: &[ExtendRequest]) -> NodeFuture<Vec<bool>> {
-        let mut groups: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
-        for (i, lock) in locks.iter().enumerate() {
-            let slot = lock.keys.first().map_or(0, |k| hash_slot(k));
-            groups.entry(slot).or_default().push(i);
-        }
-        let calls: Vec<_> = groups
-            .values()
-            .map(|members| {
-                let part: Vec<ExtendRequest> = members.iter().map(|&i| locks[i].clone()).collect();
-                self.extend_batch(&part)
-            })
-            .collect();
-        let count = locks.len();
-        async move {
-            let mut extended = vec![false; count];
-            // a shard that fails fails the node's answer for every lock
-            for (members, answer) in groups.values().zip(futures::future::join_all(calls).await) {
-                for (&i, ok) in members.iter().zip(answer?) {
-                    extended[i] = ok;
-                }
-            }
-            Ok(extended)
-        }
-        .boxed()
+        extend_in_groups(
+            locks,
+            |lock| lock.keys.first().map_or(0, |k| hash_slot(k)),
+            |part| self.extend_batch(part),
+        )
     }
 }
 
