@@ -1033,8 +1033,8 @@ impl Node for FredNode {
             .boxed()
     }
 
-    /// One EVALSHA for the whole batch. On Redis Cluster all keys of a batch
-    /// must share a slot; use one Redlock per slot-sharing group there.
+    /// One script call for the whole batch; on a Redis Cluster node, one per
+    /// hash slot ([`extend_in_groups`]).
     fn extend_many(&self, locks: &[ExtendRequest]) -> NodeFuture<Vec<bool>> {
         if self.shared.link.clustered {
             return self.extend_per_slot(locks);
