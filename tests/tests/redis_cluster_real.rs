@@ -212,6 +212,56 @@ async fn a_release_wakes_a_waiter_through_the_cluster() {
     }
 }
 
+/// A shard's primary dies and has no replica to take over (and the
+/// Cluster serves the other slots: `cluster-require-full-coverage no`):
+/// every lock call still ends within its acquire timeout, granted or with
+/// an error naming the node. (fred 10's Cluster client stalls its commands
+/// to every shard while it reconnects to the dead one, so calls on the live
+/// shards time out too: measured, not asserted; see the README.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_shard_never_makes_a_lock_call_hang() {
+    let mut cluster = RedisCluster::start(3, 0).await.expect("cluster");
+    let urls = [cluster.url()];
+    let redlock = client(&urls).await;
+    redlock.declare_fresh().await;
+    for server in cluster.servers() {
+        server
+            .command(&["CONFIG", "SET", "cluster-require-full-coverage", "no"])
+            .await
+            .expect("CONFIG SET");
+    }
+    let keys = key_per_shard(3);
+    let dead = cluster
+        .primary_of(hash_slot(&keys[0]))
+        .await
+        .expect("shard");
+    cluster.server_mut(dead).kill();
+    let timeout = Duration::from_secs(2);
+    let soon = LockOptions::new()
+        .ttl(MAX_TTL)
+        .acquire_timeout(Some(timeout));
+    for key in &keys {
+        let asked = Instant::now();
+        let outcome = match redlock.lock_with([key.as_str()], &soon).await {
+            Ok(guard) => {
+                drop(guard);
+                "granted".to_owned()
+            }
+            Err(Error::NoQuorum { outcomes, .. }) => {
+                let failed = outcomes
+                    .nodes_where(|o| matches!(o, NodeOutcome::Error(_) | NodeOutcome::TimedOut));
+                assert_eq!(failed.len(), 1, "{outcomes}");
+                assert!(urls[0].contains(failed[0]), "{outcomes}");
+                outcomes.to_string()
+            }
+            Err(other) => panic!("{key}: {other:?}"),
+        };
+        let took = asked.elapsed();
+        println!("{key} (slot {}): {outcome} after {took:?}", hash_slot(key));
+        assert!(took < timeout + Duration::from_secs(2), "{key}: {took:?}");
+    }
+}
+
 /// One shard restarts empty: its keys are refused for the quarantine (the
 /// shard's marker is gone), keys on the other shards are granted at once,
 /// and once the quarantine ends the shard serves again with fences above
