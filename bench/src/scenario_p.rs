@@ -122,7 +122,7 @@ pub(crate) struct ProcessesRun {
     grants_per_child: Vec<usize>,
     pub(crate) failures: BTreeMap<String, usize>,
     release_failures: usize,
-    pub(crate) cpu: Duration,
+    cpu: Duration,
 }
 
 impl ProcessesRun {
@@ -156,6 +156,28 @@ impl ProcessesRun {
         self.grants_per_child.push(grants);
     }
 
+    /// Sorts the waits and works out the figures per grant of a run of
+    /// `secs` during which the servers ran `scripts` script calls on `nodes`
+    /// nodes.
+    pub(crate) fn figures(&mut self, secs: Duration, scripts: u64, nodes: usize) -> RunFigures {
+        self.waits.sort();
+        self.failed_waits.sort();
+        let grants = self.waits.len();
+        let per_grant = |x: f64| {
+            if grants == 0 {
+                f64::NAN
+            } else {
+                x / grants as f64
+            }
+        };
+        RunFigures {
+            rate: grants as f64 / secs.as_secs_f64(),
+            p99: percentile(&self.waits, 0.99),
+            cpu_per_grant: per_grant(self.cpu.as_secs_f64() * 1e3),
+            scripts_per_grant: per_grant(scripts as f64 / nodes as f64),
+        }
+    }
+
     /// Holds that began before an earlier hold ended (must be 0).
     pub(crate) fn overlaps(&mut self) -> usize {
         self.holds.sort_unstable();
@@ -185,6 +207,18 @@ impl ProcessesRun {
             sum * sum / (n * squares)
         }
     }
+}
+
+/// A process run's figures ([`ProcessesRun::figures`]).
+pub(crate) struct RunFigures {
+    /// Grants per second.
+    pub(crate) rate: f64,
+    /// The 99th percentile of the waits.
+    pub(crate) p99: Duration,
+    /// The children's CPU time per grant, in ms.
+    pub(crate) cpu_per_grant: f64,
+    /// Script calls per grant per node.
+    pub(crate) scripts_per_grant: f64,
 }
 
 /// One run: `processes` children of contender `which` on nodes `urls`, on a
@@ -269,21 +303,13 @@ pub(crate) async fn scenario_p(cluster: &Cluster, args: &Args) -> Result<(), Box
             let servers: Vec<&RedisServer> = cluster.servers().iter().collect();
             let mut run =
                 run_processes(&cluster.urls(), &servers, which, processes, args.secs).await?;
-            let grants = run.waits.len();
             let scripts = script_calls(&servers).await?;
-            run.waits.sort();
-            run.failed_waits.sort();
-            let per_grant = |x: f64| {
-                if grants == 0 {
-                    f64::NAN
-                } else {
-                    x / grants as f64
-                }
-            };
-            let rate = grants as f64 / args.secs.as_secs_f64();
-            let p99 = percentile(&run.waits, 0.99);
-            let cpu_per_grant = per_grant(run.cpu.as_secs_f64() * 1e3);
-            let scripts_per_grant = per_grant(scripts as f64 / cluster.len() as f64);
+            let RunFigures {
+                rate,
+                p99,
+                cpu_per_grant,
+                scripts_per_grant,
+            } = run.figures(args.secs, scripts, cluster.len());
             let overlaps = run.overlaps();
             let min = run.grants_per_child.iter().min().copied().unwrap_or(0);
             let max = run.grants_per_child.iter().max().copied().unwrap_or(0);

@@ -7,7 +7,7 @@
 
 use quorate_testkit::RedisCluster;
 
-use crate::scenario_p::{run_processes, script_calls};
+use crate::scenario_p::{run_processes, script_calls, RunFigures};
 
 use super::*;
 
@@ -127,19 +127,12 @@ pub(crate) async fn scenario_s(cluster: &Cluster, args: &Args) -> Result<(), Box
             let mut run =
                 run_processes(&shape.urls, &shape.servers, which, S_PROCESSES, args.secs).await?;
             let scripts = script_calls(&shape.servers).await?;
-            let grants = run.waits.len();
-            run.waits.sort();
-            run.failed_waits.sort();
-            let per_grant = |x: f64| {
-                if grants == 0 {
-                    f64::NAN
-                } else {
-                    x / grants as f64
-                }
-            };
-            let rate = grants as f64 / args.secs.as_secs_f64();
-            let cpu_per_grant = per_grant(run.cpu.as_secs_f64() * 1e3);
-            let scripts_per_grant = per_grant(scripts as f64 / shape.urls.len() as f64);
+            let RunFigures {
+                rate,
+                p99,
+                cpu_per_grant,
+                scripts_per_grant,
+            } = run.figures(args.secs, scripts, shape.urls.len());
             p_rows.push(Row {
                 library,
                 setting: shape.label,
@@ -153,7 +146,7 @@ pub(crate) async fn scenario_s(cluster: &Cluster, args: &Args) -> Result<(), Box
                     ],
                 ]
                 .concat(),
-                keys: vec![rate, ms(percentile(&run.waits, 0.99)), cpu_per_grant],
+                keys: vec![rate, ms(p99), cpu_per_grant],
             });
             p_notes.extend(failure_note(
                 &format!("{library} {}", shape.label),
