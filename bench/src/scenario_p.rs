@@ -339,9 +339,9 @@ pub(crate) async fn scenario_p(cluster: &Cluster, args: &Args) -> Result<(), Box
             "one client per process, one task each; wait = lock call start to grant; \
              min / max = grants of the least and the most served process; Jain = Jain's \
              fairness index over the processes' grants (1 = equal); CPU = user + system \
-             time of all children during the run, per grant; scripts = EVAL + EVALSHA calls \
-             per grant per node (INFO commandstats); overlaps = holds that began before \
-             another process's hold ended (wall clock; must be 0)"
+             time of all children during the run, per grant; scripts = EVAL + EVALSHA + \
+             FCALL calls per grant per node (INFO commandstats); overlaps = holds that \
+             began before another process's hold ended (wall clock; must be 0)"
                 .to_owned(),
         );
         print_table(
