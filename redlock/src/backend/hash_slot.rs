@@ -63,10 +63,13 @@ pub(crate) fn companions_fit(key: &str) -> bool {
 /// The companion of `key` named `prefix`: in `key`'s slot, distinct for
 /// every key (see the module's documentation).
 pub(crate) fn companion_key(prefix: &str, key: &str) -> String {
-    match hash_tag(key) {
-        Some(tag) => format!("{prefix}{{{tag}}}:{key}"),
-        None => format!("{prefix}{{{key}}}"),
-    }
+    // Built to its exact length: the client sends a string of exact capacity
+    // without another allocation (fred's bytes take over its buffer).
+    let parts: [&str; 5] = match hash_tag(key) {
+        Some(tag) => [prefix, "{", tag, "}:", key],
+        None => [prefix, "{", key, "}", ""],
+    };
+    parts.concat()
 }
 
 #[cfg(test)]

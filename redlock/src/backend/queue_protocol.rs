@@ -53,23 +53,27 @@ pub fn grant_of(member: &str) -> (String, u64) {
     (format!("q:{member}"), 0)
 }
 
+/// The name of a key's queue: this, then the key in its slot.
+const QUEUE_PREFIX: &str = "quorate:queue:";
+/// The name of a key's queue deadlines: this, then the key in its slot.
+const DEADLINES_PREFIX: &str = "quorate:queue-deadlines:";
+
 /// The queue and the entries' deadlines of `key` (sorted sets), in the
 /// key's Redis Cluster slot as [`fence_key`](crate::raw::fence_key).
 pub fn queue_keys(key: &str) -> (String, String) {
     (
-        companion_key("quorate:queue:", key),
-        companion_key("quorate:queue-deadlines:", key),
+        companion_key(QUEUE_PREFIX, key),
+        companion_key(DEADLINES_PREFIX, key),
     )
 }
 
 /// The lock keys followed by their queues and their queues' deadlines: the
 /// KEYS layout of the queue-aware scripts.
 pub(crate) fn with_queue_keys(keys: &[String]) -> Vec<String> {
-    let mut all = keys.to_vec();
-    let (queues, deadlines): (Vec<String>, Vec<String>) =
-        keys.iter().map(|k| queue_keys(k)).unzip();
-    all.extend(queues);
-    all.extend(deadlines);
+    let mut all = Vec::with_capacity(3 * keys.len());
+    all.extend_from_slice(keys);
+    all.extend(keys.iter().map(|k| companion_key(QUEUE_PREFIX, k)));
+    all.extend(keys.iter().map(|k| companion_key(DEADLINES_PREFIX, k)));
     all
 }
 

@@ -16,11 +16,13 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{remaining_from_pttl, Link};
+use fred::types::Value;
+
+use super::{head_claim_millis, remaining_from_pttl, Link};
 use crate::backend::holder::Holder;
 use crate::backend::queue_protocol::queue_keys;
 use crate::backend::{
-    ttl_millis, AcquireReply, NodeError, NodeFuture, NodeScript, ScriptValue, HEAD_CLAIM,
+    ttl_millis, AcquireReply, NodeError, NodeFuture, NodeScript, ScriptValue,
     RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
 };
 
@@ -204,6 +206,12 @@ pub(super) fn acquire_one(
     .boxed()
 }
 
+/// Where one request's answer goes.
+enum Reply {
+    Acquire(oneshot::Sender<Result<AcquireReply, NodeError>>),
+    Release(oneshot::Sender<Result<u64, NodeError>>),
+}
+
 /// Sends `batch` as one command and hands each request its answer.
 fn send(link: &Link, mut batch: Vec<Batchable>) -> BoxFuture<'static, ()> {
     if let [Batchable::Release { .. }] = batch.as_slice() {
@@ -220,58 +228,59 @@ fn send(link: &Link, mut batch: Vec<Batchable>) -> BoxFuture<'static, ()> {
                 .boxed();
         }
     }
-    let mut keys = Vec::with_capacity(batch.len());
-    let mut args: Vec<fred::types::Value> = Vec::with_capacity(3 + 3 * batch.len());
-    args.push(RELEASE_CHANNEL_PREFIX.into());
-    args.push(WAKE_CHANNEL_PREFIX.into());
-    args.push(ttl_millis(HEAD_CLAIM).to_string().into());
-    for request in &batch {
-        match request {
+    let mut keys = Vec::with_capacity(3 * batch.len());
+    let mut args: Vec<Value> = Vec::with_capacity(3 + 3 * batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    args.push(Value::from_static_str(RELEASE_CHANNEL_PREFIX));
+    args.push(Value::from_static_str(WAKE_CHANNEL_PREFIX));
+    args.push(head_claim_millis());
+    for request in batch {
+        // either way the key's queue follows it: a release passes the key
+        // to the queue's head, an acquire is refused behind a fair waiter
+        let (key, kind, token, last, reply) = match request {
             Batchable::Acquire {
-                key, token, ttl, ..
+                key,
+                token,
+                ttl,
+                reply,
             } => {
-                // refused behind a fair waiter: the queue's keys follow
-                let (queue, deadlines) = queue_keys(key);
-                keys.extend([key.clone(), queue, deadlines]);
-                args.extend(["a".into(), token.as_str().into()]);
-                args.push(ttl_millis(*ttl).to_string().into());
+                let ttl = Value::from(ttl_millis(ttl).to_string());
+                (key, "a", token, ttl, Reply::Acquire(reply))
             }
             Batchable::Release {
                 key,
                 token,
                 announce,
-                ..
-            } => {
-                // the key passes to its queue's head: the queue's keys follow
-                let (queue, deadlines) = queue_keys(key);
-                keys.extend([key.clone(), queue, deadlines]);
-                args.extend(["r".into(), token.as_str().into()]);
-                args.push(announce.as_str().into());
-            }
-        }
+                reply,
+            } => (key, "r", token, announce.into(), Reply::Release(reply)),
+        };
+        let (queue, deadlines) = queue_keys(&key);
+        keys.extend([key, queue, deadlines]);
+        args.extend([Value::from_static_str(kind), token.into(), last]);
+        replies.push(reply);
     }
-    link.run_script::<fred::types::Value>(&BATCH, keys, args)
-        .map(move |answer| answer_each(batch, answer))
+    link.run_script::<Value>(&BATCH, keys, args)
+        .map(move |answer| answer_each(replies, answer))
         .boxed()
 }
 
 /// Three values per request (batch.lua): `{granted or deleted, pttl, holder}`.
-fn answer_each(batch: Vec<Batchable>, answer: Result<fred::types::Value, NodeError>) {
+fn answer_each(replies: Vec<Reply>, answer: Result<Value, NodeError>) {
     let values = match answer.and_then(|v| ScriptValue::from_fred(v).map_err(NodeError::new)) {
-        Ok(ScriptValue::Array(values)) if values.len() == 3 * batch.len() => values,
+        Ok(ScriptValue::Array(values)) if values.len() == 3 * replies.len() => values,
         Ok(other) => {
             let error = NodeError::new(format!(
                 "unexpected batch reply for {} requests: {other:?}",
-                batch.len()
+                replies.len()
             ));
-            return fail_all(batch, &error);
+            return fail_all(replies, &error);
         }
-        Err(error) => return fail_all(batch, &error),
+        Err(error) => return fail_all(replies, &error),
     };
-    for (request, triple) in batch.into_iter().zip(values.chunks_exact(3)) {
+    for (reply, triple) in replies.into_iter().zip(values.chunks_exact(3)) {
         let done = triple[0].as_int() == Some(1);
-        match request {
-            Batchable::Acquire { reply, .. } => {
+        match reply {
+            Reply::Acquire(reply) => {
                 let answer = if done {
                     AcquireReply::Granted {
                         fence: None,
@@ -289,19 +298,19 @@ fn answer_each(batch: Vec<Batchable>, answer: Result<fred::types::Value, NodeErr
                 };
                 let _ = reply.send(Ok(answer));
             }
-            Batchable::Release { reply, .. } => {
+            Reply::Release(reply) => {
                 let _ = reply.send(Ok(u64::from(done)));
             }
         }
     }
 }
 
-fn fail_all(batch: Vec<Batchable>, error: &NodeError) {
-    for request in batch {
+fn fail_all(replies: Vec<Reply>, error: &NodeError) {
+    for reply in replies {
         // a caller that gave up (timed out) dropped its receiver: nothing to do
-        match request {
-            Batchable::Acquire { reply, .. } => drop(reply.send(Err(error.clone()))),
-            Batchable::Release { reply, .. } => drop(reply.send(Err(error.clone()))),
+        match reply {
+            Reply::Acquire(reply) => drop(reply.send(Err(error.clone()))),
+            Reply::Release(reply) => drop(reply.send(Err(error.clone()))),
         }
     }
 }

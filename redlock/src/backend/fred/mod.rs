@@ -4,7 +4,7 @@ mod batch;
 pub(crate) mod server_version;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use fred::prelude::{
     Server,
 };
 use fred::types::config::{ServerConfig, UnresponsiveConfig};
-use fred::types::ClientState;
+use fred::types::{ClientState, Value};
 use futures::future::FutureExt;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
@@ -247,9 +247,10 @@ pub(super) struct Link {
     loaded: Arc<Mutex<HashSet<&'static str>>>,
     /// Whether scripts run as functions here ([`Functions`] as a `u8`).
     functions: Arc<std::sync::atomic::AtomicU8>,
-    /// The quarantine of this node after a data loss, in ms: appended to
-    /// every granting script ([`Node::set_max_ttl`]).
-    max_ttl_ms: Arc<AtomicU64>,
+    /// The quarantine of this node after a data loss, in ms as the text
+    /// appended to every granting script ([`Node::set_max_ttl`]): made once,
+    /// its bytes shared by every call.
+    max_ttl: Arc<Mutex<fred::types::Value>>,
     /// Since when requests have gone unanswered (no answer after them).
     /// fred's own unresponsive check restarts its clock at every write, so
     /// steady traffic to a silently partitioned node never trips it.
@@ -354,7 +355,7 @@ impl FredNode {
             } else {
                 Functions::Unknown as u8
             })),
-            max_ttl_ms: Arc::new(AtomicU64::new(ttl_millis(DEFAULT_MAX_TTL))),
+            max_ttl: Arc::new(Mutex::new(ttl_millis(DEFAULT_MAX_TTL).to_string().into())),
             silent_since: Arc::default(),
             unresponsive_timeout: settings.unresponsive_timeout,
             clustered,
@@ -591,11 +592,15 @@ impl Link {
         let known = link.loaded_scripts().contains(function);
         let mut args = args;
         if script.is_granting() {
-            let shard = keys.first().map(|k| self.shard_suffix(k));
-            args.push(shard.unwrap_or_default().into());
-            let max_ttl_ms = self.max_ttl_ms.load(Ordering::Relaxed);
-            args.push(max_ttl_ms.to_string().into());
+            args.push(match keys.first() {
+                Some(key) if self.clustered => self.shard_suffix(key).into(),
+                _ => fred::types::Value::from_static_str(""),
+            });
+            args.push(self.max_ttl_value());
         }
+        // Converted once: the copies kept for a retry (below) and fred's own
+        // copies then share each key's bytes instead of allocating their own.
+        let keys: Vec<fred::types::Key> = keys.into_iter().map(Into::into).collect();
         if !(known && link.functions() == Functions::Yes) {
             return Link::run_script_slowly(link, script, known, keys, args);
         }
@@ -607,7 +612,7 @@ impl Link {
         async move {
             let result = link
                 .client
-                .fcall::<T, _, _, _>(function, keys.clone(), args.clone())
+                .fcall::<T, _, _, _>(static_name(function), keys.clone(), args.clone())
                 .await;
             link.note_answer(&result);
             match result {
@@ -637,7 +642,7 @@ impl Link {
         link: Link,
         script: &'static NodeScript,
         known: bool,
-        keys: Vec<String>,
+        keys: Vec<fred::types::Key>,
         args: Vec<fred::types::Value>,
     ) -> NodeFuture<T>
     where
@@ -721,6 +726,14 @@ impl Link {
         }
     }
 
+    /// The quarantine's length, the last argument of a granting script.
+    fn max_ttl_value(&self) -> fred::types::Value {
+        self.max_ttl
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Before a request: if requests have gone unanswered for longer than
     /// the unresponsive timeout, the connection is dead in silence (a
     /// partition, a black hole): open it again.
@@ -784,9 +797,9 @@ impl Link {
         let args = vec![
             token.into(),
             announce.into(),
-            RELEASE_CHANNEL_PREFIX.into(),
-            WAKE_CHANNEL_PREFIX.into(),
-            ttl_millis(HEAD_CLAIM).to_string().into(),
+            Value::from_static_str(RELEASE_CHANNEL_PREFIX),
+            Value::from_static_str(WAKE_CHANNEL_PREFIX),
+            head_claim_millis(),
         ];
         self.run_script(&RELEASE, keys, args)
     }
@@ -861,6 +874,18 @@ fn not_loaded(e: &fred::error::Error) -> bool {
 }
 
 /// `FUNCTION LOAD` or `FCALL` refused as unknown or not allowed.
+/// [`HEAD_CLAIM`] in ms as a script argument, its text made once.
+fn head_claim_millis() -> Value {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    Value::from_static_str(TEXT.get_or_init(|| ttl_millis(HEAD_CLAIM).to_string()))
+}
+
+/// A script's function name as fred's string without copying it (the
+/// names live as long as the program: [`NodeScript`]s are statics).
+fn static_name(name: &'static str) -> fred::bytes_utils::Str {
+    fred::util::static_str(name)
+}
+
 fn functions_refused(e: &fred::error::Error) -> bool {
     let details = e.details();
     // (a NOPERM for a key or a channel is the call's own error)
@@ -1123,8 +1148,13 @@ impl Node for FredNode {
     }
 
     fn set_max_ttl(&self, max_ttl: Duration) {
-        let ms = ttl_millis(max_ttl);
-        self.shared.link.max_ttl_ms.store(ms, Ordering::Relaxed);
+        let text = ttl_millis(max_ttl).to_string().into();
+        *self
+            .shared
+            .link
+            .max_ttl
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = text;
     }
 
     fn is_cluster(&self) -> bool {
