@@ -11,9 +11,13 @@
 //! requests share one command, which is what a request costs the client and
 //! the server.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 use fred::types::Value;
@@ -51,15 +55,52 @@ enum Batchable {
         key: String,
         token: String,
         ttl: Duration,
-        reply: oneshot::Sender<Result<AcquireReply, NodeError>>,
+        reply: oneshot::Sender<Answer<AcquireReply>>,
     },
     Release {
         key: String,
         token: String,
         /// The releasing client's id; empty for an undo (not announced).
         announce: String,
-        reply: oneshot::Sender<Result<u64, NodeError>>,
+        reply: oneshot::Sender<Answer<u64>>,
     },
+}
+
+/// What the draining task hands a batchable request's caller.
+enum Answer<T: Send + 'static> {
+    /// The answer (the request went in a batch, and its command's task
+    /// handed each request its part).
+    Now(Result<T, NodeError>),
+    /// The request went alone: its command, already with fred (so in queue
+    /// order), for the caller to await itself. That saves the task per
+    /// command and its wake-up between fred's answer and the caller.
+    Later(Detached<Result<T, NodeError>>),
+}
+
+/// A command's future that, dropped before it is done (its caller timed out
+/// or was cancelled), finishes on a task of its own: every answer is still
+/// read and noted (the silent-connection check counts answers).
+struct Detached<T: Send + 'static>(Option<BoxFuture<'static, T>>);
+
+impl<T: Send + 'static> Future for Detached<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let Some(command) = self.0.as_mut() else {
+            return Poll::Pending;
+        };
+        let answer = ready!(command.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(answer)
+    }
+}
+
+impl<T: Send + 'static> Drop for Detached<T> {
+    fn drop(&mut self) {
+        if let (Some(command), Ok(runtime)) = (self.0.take(), Handle::try_current()) {
+            runtime.spawn(command.map(drop));
+        }
+    }
 }
 
 /// The queue of one node; the draining task ends when this is dropped.
@@ -113,7 +154,7 @@ impl Batcher {
         self.submit(move |reply| {
             Request::InOrder(Box::new(move |link: &Link| {
                 command(link)
-                    .map(move |answer| drop(reply.send(answer)))
+                    .map(move |answer| drop(reply.send(Answer::Now(answer))))
                     .boxed()
             }))
         })
@@ -123,13 +164,16 @@ impl Batcher {
     /// waits for its answer.
     fn submit<T: Send + 'static>(
         &self,
-        request: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Request + Send + 'static,
+        request: impl FnOnce(oneshot::Sender<Answer<T>>) -> Request + Send + 'static,
     ) -> NodeFuture<T> {
         let queue = self.queue.clone();
         async move {
             let (reply, answer) = oneshot::channel();
             queue.send(request(reply)).map_err(|_| closed())?;
-            answer.await.map_err(|_| closed())?
+            match answer.await.map_err(|_| closed())? {
+                Answer::Now(answer) => answer,
+                Answer::Later(command) => command.await,
+            }
         }
         .boxed()
     }
@@ -167,10 +211,41 @@ async fn drain(link: Link, mut requests: mpsc::UnboundedReceiver<Request>, max_b
                 }
             }
         }
-        if !batchable.is_empty() {
-            hand_over(send(&link, batchable)).await;
+        match <[Batchable; 1]>::try_from(batchable) {
+            Ok([lone]) => send_alone(&link, lone).await,
+            Err(batchable) if batchable.is_empty() => {}
+            Err(batchable) => hand_over(send(&link, batchable)).await,
         }
     }
+}
+
+/// A request with nothing to batch with: its command is polled once here
+/// (which hands it to fred, in queue order) and then handed to its caller.
+async fn send_alone(link: &Link, request: Batchable) {
+    match request {
+        Batchable::Acquire {
+            key,
+            token,
+            ttl,
+            reply,
+        } => deliver(acquire_one(link, key, token, ttl), reply).await,
+        Batchable::Release {
+            key,
+            token,
+            announce,
+            reply,
+        } => deliver(link.release(vec![key], token, announce), reply).await,
+    }
+}
+
+async fn deliver<T: Send + 'static>(mut command: NodeFuture<T>, reply: oneshot::Sender<Answer<T>>) {
+    let answer = match futures::poll!(command.as_mut()) {
+        Poll::Ready(answer) => Answer::Now(answer),
+        Poll::Pending => Answer::Later(Detached(Some(command))),
+    };
+    // a caller that gave up dropped its receiver: the answer, dropped with
+    // it, finishes on its own task
+    let _ = reply.send(answer);
 }
 
 /// Polls `command` once, which hands it to fred (so commands go in queue
@@ -182,124 +257,128 @@ async fn hand_over(mut command: BoxFuture<'static, ()>) {
     }
 }
 
-/// One key's acquire on its own (a node without batching): the batch
-/// script with one request, not a plain `SET NX`, which could not refuse
-/// while the node is quarantined.
+/// One key's acquire on its own (alone in its batch, or a node without
+/// batching): the batch script with one request, not a plain `SET NX`,
+/// which could not refuse while the node is quarantined.
 pub(super) fn acquire_one(
     link: &Link,
     key: String,
     token: String,
     ttl: Duration,
 ) -> NodeFuture<AcquireReply> {
-    let (reply, answer) = oneshot::channel();
-    let request = Batchable::Acquire {
-        key,
-        token,
-        ttl,
-        reply,
-    };
-    let sent = send(link, vec![request]);
-    async move {
-        sent.await;
-        answer.await.map_err(|_| closed())?
-    }
-    .boxed()
+    let (keys, args) = batch_arguments([(key, "a", token, ttl_value(ttl))]);
+    link.run_script::<Value>(&BATCH, keys, args)
+        .map(|answer| Ok(acquire_answer(&values_of(answer, 1)?)))
+        .boxed()
 }
 
-/// Where one request's answer goes.
-enum Reply {
-    Acquire(oneshot::Sender<Result<AcquireReply, NodeError>>),
-    Release(oneshot::Sender<Result<u64, NodeError>>),
+fn ttl_value(ttl: Duration) -> Value {
+    Value::from(ttl_millis(ttl).to_string())
 }
 
-/// Sends `batch` as one command and hands each request its answer.
-fn send(link: &Link, mut batch: Vec<Batchable>) -> BoxFuture<'static, ()> {
-    if let [Batchable::Release { .. }] = batch.as_slice() {
-        if let Some(Batchable::Release {
+/// Sends `batch` (more than one request) as one command and hands each
+/// request its answer.
+fn send(link: &Link, batch: Vec<Batchable>) -> BoxFuture<'static, ()> {
+    let mut replies = Vec::with_capacity(batch.len());
+    let requests = batch.into_iter().map(|request| match request {
+        Batchable::Acquire {
+            key,
+            token,
+            ttl,
+            reply,
+        } => {
+            replies.push(Reply::Acquire(reply));
+            (key, "a", token, ttl_value(ttl))
+        }
+        Batchable::Release {
             key,
             token,
             announce,
             reply,
-        }) = batch.pop()
-        {
-            return link
-                .release(vec![key], token, announce)
-                .map(|answer| drop(reply.send(answer)))
-                .boxed();
+        } => {
+            replies.push(Reply::Release(reply));
+            (key, "r", token, announce.into())
         }
-    }
-    let mut keys = Vec::with_capacity(3 * batch.len());
-    let mut args: Vec<Value> = Vec::with_capacity(3 + 3 * batch.len());
-    let mut replies = Vec::with_capacity(batch.len());
-    args.push(Value::from_static_str(RELEASE_CHANNEL_PREFIX));
-    args.push(Value::from_static_str(WAKE_CHANNEL_PREFIX));
-    args.push(head_claim_millis());
-    for request in batch {
-        // either way the key's queue follows it: a release passes the key
-        // to the queue's head, an acquire is refused behind a fair waiter
-        let (key, kind, token, last, reply) = match request {
-            Batchable::Acquire {
-                key,
-                token,
-                ttl,
-                reply,
-            } => {
-                let ttl = Value::from(ttl_millis(ttl).to_string());
-                (key, "a", token, ttl, Reply::Acquire(reply))
-            }
-            Batchable::Release {
-                key,
-                token,
-                announce,
-                reply,
-            } => (key, "r", token, announce.into(), Reply::Release(reply)),
-        };
-        let (queue, deadlines) = queue_keys(&key);
-        keys.extend([key, queue, deadlines]);
-        args.extend([Value::from_static_str(kind), token.into(), last]);
-        replies.push(reply);
-    }
+    });
+    let (keys, args) = batch_arguments(requests);
     link.run_script::<Value>(&BATCH, keys, args)
         .map(move |answer| answer_each(replies, answer))
         .boxed()
 }
 
-/// Three values per request (batch.lua): `{granted or deleted, pttl, holder}`.
-fn answer_each(replies: Vec<Reply>, answer: Result<Value, NodeError>) {
-    let values = match answer.and_then(|v| ScriptValue::from_fred(v).map_err(NodeError::new)) {
-        Ok(ScriptValue::Array(values)) if values.len() == 3 * replies.len() => values,
-        Ok(other) => {
-            let error = NodeError::new(format!(
-                "unexpected batch reply for {} requests: {other:?}",
-                replies.len()
-            ));
-            return fail_all(replies, &error);
+/// batch.lua's KEYS and ARGV for requests `(key, "a" or "r", token, ttl
+/// or releasing client)`: each key is followed by its queue's keys (a
+/// release passes the key to the queue's head, an acquire is refused behind
+/// a fair waiter).
+fn batch_arguments(
+    requests: impl IntoIterator<Item = (String, &'static str, String, Value)>,
+) -> (Vec<String>, Vec<Value>) {
+    let requests = requests.into_iter();
+    let n = requests.size_hint().0;
+    let mut keys = Vec::with_capacity(3 * n);
+    let mut args: Vec<Value> = Vec::with_capacity(3 + 3 * n);
+    args.push(Value::from_static_str(RELEASE_CHANNEL_PREFIX));
+    args.push(Value::from_static_str(WAKE_CHANNEL_PREFIX));
+    args.push(head_claim_millis());
+    for (key, kind, token, last) in requests {
+        let (queue, deadlines) = queue_keys(&key);
+        keys.extend([key, queue, deadlines]);
+        args.extend([Value::from_static_str(kind), token.into(), last]);
+    }
+    (keys, args)
+}
+
+/// Where one request's answer goes.
+enum Reply {
+    Acquire(oneshot::Sender<Answer<AcquireReply>>),
+    Release(oneshot::Sender<Answer<u64>>),
+}
+
+/// The batch reply's values, three per request (batch.lua): `{granted or
+/// deleted, pttl, holder}`.
+fn values_of(
+    answer: Result<Value, NodeError>,
+    requests: usize,
+) -> Result<Vec<ScriptValue>, NodeError> {
+    match ScriptValue::from_fred(answer?).map_err(NodeError::new)? {
+        ScriptValue::Array(values) if values.len() == 3 * requests => Ok(values),
+        other => Err(NodeError::new(format!(
+            "unexpected batch reply for {requests} requests: {other:?}"
+        ))),
+    }
+}
+
+/// One acquire's three values.
+fn acquire_answer(triple: &[ScriptValue]) -> AcquireReply {
+    if triple[0].as_int() == Some(1) {
+        AcquireReply::Granted {
+            fence: None,
+            next: None,
+            next_fair: None,
         }
+    } else {
+        AcquireReply::Taken {
+            index: 0,
+            remaining: triple[1].as_int().and_then(remaining_from_pttl),
+            rank: None,
+            deadline: None,
+            holder: Holder::from_script(&triple[2]),
+        }
+    }
+}
+
+fn answer_each(replies: Vec<Reply>, answer: Result<Value, NodeError>) {
+    let values = match values_of(answer, replies.len()) {
+        Ok(values) => values,
         Err(error) => return fail_all(replies, &error),
     };
     for (reply, triple) in replies.into_iter().zip(values.chunks_exact(3)) {
-        let done = triple[0].as_int() == Some(1);
+        // a caller that gave up (timed out) dropped its receiver: nothing to do
         match reply {
-            Reply::Acquire(reply) => {
-                let answer = if done {
-                    AcquireReply::Granted {
-                        fence: None,
-                        next: None,
-                        next_fair: None,
-                    }
-                } else {
-                    AcquireReply::Taken {
-                        index: 0,
-                        remaining: triple[1].as_int().and_then(remaining_from_pttl),
-                        rank: None,
-                        deadline: None,
-                        holder: Holder::from_script(&triple[2]),
-                    }
-                };
-                let _ = reply.send(Ok(answer));
-            }
+            Reply::Acquire(reply) => drop(reply.send(Answer::Now(Ok(acquire_answer(triple))))),
             Reply::Release(reply) => {
-                let _ = reply.send(Ok(u64::from(done)));
+                let done = triple[0].as_int() == Some(1);
+                drop(reply.send(Answer::Now(Ok(u64::from(done)))));
             }
         }
     }
@@ -309,8 +388,8 @@ fn fail_all(replies: Vec<Reply>, error: &NodeError) {
     for reply in replies {
         // a caller that gave up (timed out) dropped its receiver: nothing to do
         match reply {
-            Reply::Acquire(reply) => drop(reply.send(Err(error.clone()))),
-            Reply::Release(reply) => drop(reply.send(Err(error.clone()))),
+            Reply::Acquire(reply) => drop(reply.send(Answer::Now(Err(error.clone())))),
+            Reply::Release(reply) => drop(reply.send(Answer::Now(Err(error.clone())))),
         }
     }
 }
