@@ -47,7 +47,8 @@ enum Request {
     InOrder(Command),
 }
 
-/// Makes a command's future (which hands its answer on) from the link.
+/// Makes, from the link, a future that hands a command to fred (one poll)
+/// and the rest of it to the command's caller ([`deliver`]).
 type Command = Box<dyn FnOnce(&Link) -> BoxFuture<'static, ()> + Send>;
 
 enum Batchable {
@@ -66,13 +67,13 @@ enum Batchable {
     },
 }
 
-/// What the draining task hands a batchable request's caller.
+/// What the draining task hands a request's caller.
 enum Answer<T: Send + 'static> {
-    /// The answer (the request went in a batch, and its command's task
-    /// handed each request its part).
+    /// The answer: the request went in a batch (whose command's task handed
+    /// each request its part), or its command ended at once.
     Now(Result<T, NodeError>),
     /// The request went alone: its command, already with fred (so in queue
-    /// order), for the caller to await itself. That saves the task per
+    /// order), for the caller to await itself. That saves a task per
     /// command and its wake-up between fred's answer and the caller.
     Later(Detached<Result<T, NodeError>>),
 }
@@ -153,9 +154,7 @@ impl Batcher {
     ) -> NodeFuture<T> {
         self.submit(move |reply| {
             Request::InOrder(Box::new(move |link: &Link| {
-                command(link)
-                    .map(move |answer| drop(reply.send(Answer::Now(answer))))
-                    .boxed()
+                deliver(command(link), reply).boxed()
             }))
         })
     }
@@ -207,7 +206,8 @@ async fn drain(link: Link, mut requests: mpsc::UnboundedReceiver<Request>, max_b
                     if !batchable.is_empty() {
                         hand_over(send(&link, std::mem::take(&mut batchable))).await;
                     }
-                    hand_over(command(&link)).await;
+                    // polled once here, then awaited by its caller
+                    command(&link).await;
                 }
             }
         }

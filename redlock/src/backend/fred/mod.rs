@@ -519,13 +519,11 @@ impl FredNode {
         &self,
         script: &'static NodeScript,
         keys: &[String],
-        args: Vec<String>,
+        args: Vec<Value>,
     ) -> NodeFuture<T>
     where
         T: fred::types::FromValue + Send + 'static,
     {
-        let args: Vec<fred::types::Value> =
-            args.into_iter().map(fred::types::Value::from).collect();
         let keys = keys.to_vec();
         self.in_order(move |link| link.run_script(script, keys, args))
     }
@@ -1028,11 +1026,11 @@ impl Node for FredNode {
                 None => self.in_order(move |link| acquire_one(link, key, token, ttl)),
             };
         }
-        let flag = if fenced { "1" } else { "0" };
+        let flag = |on: bool| Value::from_static_str(if on { "1" } else { "0" });
         let mut args = vec![
-            token.to_owned(),
-            ttl_millis(ttl).to_string(),
-            flag.to_owned(),
+            token.to_owned().into(),
+            ttl_millis(ttl).to_string().into(),
+            flag(fenced),
         ];
         let mut all_keys = keys.to_vec();
         if fenced {
@@ -1043,17 +1041,17 @@ impl Node for FredNode {
         match queue {
             Some(entry) => {
                 args.extend([
-                    entry.member.clone(),
-                    entry.ticket.to_string(),
-                    ttl_millis(entry.lifetime).to_string(),
-                    if entry.fair { "1" } else { "0" }.to_owned(),
+                    entry.member.clone().into(),
+                    entry.ticket.to_string().into(),
+                    ttl_millis(entry.lifetime).to_string().into(),
+                    flag(entry.fair),
                 ]);
             }
             None => args.extend([
-                "".to_owned(),
-                "0".to_owned(),
-                "0".to_owned(),
-                "0".to_owned(),
+                Value::from_static_str(""),
+                flag(false),
+                flag(false),
+                flag(false),
             ]),
         }
         self.quorate_script::<fred::types::Value>(&ACQUIRE, &all_keys, args)
@@ -1067,9 +1065,9 @@ impl Node for FredNode {
 
     fn leave_queue(&self, keys: &[String], member: &str) -> NodeFuture<()> {
         let args = vec![
-            member.to_owned(),
-            ttl_millis(HEAD_CLAIM).to_string(),
-            WAKE_CHANNEL_PREFIX.to_owned(),
+            member.to_owned().into(),
+            head_claim_millis(),
+            Value::from_static_str(WAKE_CHANNEL_PREFIX),
         ];
         self.quorate_script::<i64>(&LEAVE, &with_queue_keys(keys), args)
             .map(|reply| reply.map(drop))
@@ -1078,7 +1076,7 @@ impl Node for FredNode {
 
     fn raise_fence(&self, keys: &[String], fence: u64) -> NodeFuture<()> {
         let counters: Vec<String> = keys.iter().map(|k| fence_key(k)).collect();
-        self.quorate_script::<i64>(&RAISE_FENCE, &counters, vec![fence.to_string()])
+        self.quorate_script::<i64>(&RAISE_FENCE, &counters, vec![fence.to_string().into()])
             .map(|reply| reply.map(drop))
             .boxed()
     }
@@ -1095,7 +1093,7 @@ impl Node for FredNode {
     }
 
     fn extend(&self, keys: &[String], token: &str, ttl: Duration) -> NodeFuture<bool> {
-        let args = vec![token.to_owned(), ttl_millis(ttl).to_string()];
+        let args = vec![token.to_owned().into(), ttl_millis(ttl).to_string().into()];
         self.quorate_script::<i64>(&EXTEND, keys, args)
             .map(|reply| Ok(reply? == 1))
             .boxed()
@@ -1198,11 +1196,11 @@ impl FredNode {
     fn extend_batch(&self, locks: &[ExtendRequest]) -> NodeFuture<Vec<bool>> {
         let keys: Vec<String> = locks.iter().flat_map(|l| l.keys.iter().cloned()).collect();
         let mut args = Vec::with_capacity(1 + 3 * locks.len());
-        args.push(locks.len().to_string());
+        args.push(locks.len().to_string().into());
         for lock in locks {
-            args.push(lock.token.clone());
-            args.push(ttl_millis(lock.ttl).to_string());
-            args.push(lock.keys.len().to_string());
+            args.push(lock.token.clone().into());
+            args.push(ttl_millis(lock.ttl).to_string().into());
+            args.push(lock.keys.len().to_string().into());
         }
         self.quorate_script::<Vec<i64>>(&EXTEND_MANY, &keys, args)
             .map(|reply| Ok(reply?.into_iter().map(|r| r == 1).collect()))
