@@ -11,13 +11,9 @@
 //! requests share one command, which is what a request costs the client and
 //! the server.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
-use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
 use fred::types::Value;
@@ -47,8 +43,7 @@ enum Request {
     InOrder(Command),
 }
 
-/// Makes, from the link, a future that hands a command to fred (one poll)
-/// and the rest of it to the command's caller ([`deliver`]).
+/// Makes a command's future (which hands its answer on) from the link.
 type Command = Box<dyn FnOnce(&Link) -> BoxFuture<'static, ()> + Send>;
 
 enum Batchable {
@@ -56,52 +51,15 @@ enum Batchable {
         key: String,
         token: String,
         ttl: Duration,
-        reply: oneshot::Sender<Answer<AcquireReply>>,
+        reply: oneshot::Sender<Result<AcquireReply, NodeError>>,
     },
     Release {
         key: String,
         token: String,
         /// The releasing client's id; empty for an undo (not announced).
         announce: String,
-        reply: oneshot::Sender<Answer<u64>>,
+        reply: oneshot::Sender<Result<u64, NodeError>>,
     },
-}
-
-/// What the draining task hands a request's caller.
-enum Answer<T: Send + 'static> {
-    /// The answer: the request went in a batch (whose command's task handed
-    /// each request its part), or its command ended at once.
-    Now(Result<T, NodeError>),
-    /// The request went alone: its command, already with fred (so in queue
-    /// order), for the caller to await itself. That saves a task per
-    /// command and its wake-up between fred's answer and the caller.
-    Later(Detached<Result<T, NodeError>>),
-}
-
-/// A command's future that, dropped before it is done (its caller timed out
-/// or was cancelled), finishes on a task of its own: every answer is still
-/// read and noted (the silent-connection check counts answers).
-struct Detached<T: Send + 'static>(Option<BoxFuture<'static, T>>);
-
-impl<T: Send + 'static> Future for Detached<T> {
-    type Output = T;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let Some(command) = self.0.as_mut() else {
-            return Poll::Pending;
-        };
-        let answer = ready!(command.as_mut().poll(cx));
-        self.0 = None;
-        Poll::Ready(answer)
-    }
-}
-
-impl<T: Send + 'static> Drop for Detached<T> {
-    fn drop(&mut self) {
-        if let (Some(command), Ok(runtime)) = (self.0.take(), Handle::try_current()) {
-            runtime.spawn(command.map(drop));
-        }
-    }
 }
 
 /// The queue of one node; the draining task ends when this is dropped.
@@ -154,7 +112,9 @@ impl Batcher {
     ) -> NodeFuture<T> {
         self.submit(move |reply| {
             Request::InOrder(Box::new(move |link: &Link| {
-                deliver(command(link), reply).boxed()
+                command(link)
+                    .map(move |answer| drop(reply.send(answer)))
+                    .boxed()
             }))
         })
     }
@@ -163,16 +123,13 @@ impl Batcher {
     /// waits for its answer.
     fn submit<T: Send + 'static>(
         &self,
-        request: impl FnOnce(oneshot::Sender<Answer<T>>) -> Request + Send + 'static,
+        request: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Request + Send + 'static,
     ) -> NodeFuture<T> {
         let queue = self.queue.clone();
         async move {
             let (reply, answer) = oneshot::channel();
             queue.send(request(reply)).map_err(|_| closed())?;
-            match answer.await.map_err(|_| closed())? {
-                Answer::Now(answer) => answer,
-                Answer::Later(command) => command.await,
-            }
+            answer.await.map_err(|_| closed())?
         }
         .boxed()
     }
@@ -206,46 +163,39 @@ async fn drain(link: Link, mut requests: mpsc::UnboundedReceiver<Request>, max_b
                     if !batchable.is_empty() {
                         hand_over(send(&link, std::mem::take(&mut batchable))).await;
                     }
-                    // polled once here, then awaited by its caller
-                    command(&link).await;
+                    hand_over(command(&link)).await;
                 }
             }
         }
         match <[Batchable; 1]>::try_from(batchable) {
-            Ok([lone]) => send_alone(&link, lone).await,
+            Ok([lone]) => hand_over(send_alone(&link, lone)).await,
             Err(batchable) if batchable.is_empty() => {}
             Err(batchable) => hand_over(send(&link, batchable)).await,
         }
     }
 }
 
-/// A request with nothing to batch with: its command is polled once here
-/// (which hands it to fred, in queue order) and then handed to its caller.
-async fn send_alone(link: &Link, request: Batchable) {
+/// A request with nothing to batch with, as its own command.
+fn send_alone(link: &Link, request: Batchable) -> BoxFuture<'static, ()> {
     match request {
         Batchable::Acquire {
             key,
             token,
             ttl,
             reply,
-        } => deliver(acquire_one(link, key, token, ttl), reply).await,
+        } => acquire_one(link, key, token, ttl)
+            .map(|answer| drop(reply.send(answer)))
+            .boxed(),
         Batchable::Release {
             key,
             token,
             announce,
             reply,
-        } => deliver(link.release(vec![key], token, announce), reply).await,
+        } => link
+            .release(vec![key], token, announce)
+            .map(|answer| drop(reply.send(answer)))
+            .boxed(),
     }
-}
-
-async fn deliver<T: Send + 'static>(mut command: NodeFuture<T>, reply: oneshot::Sender<Answer<T>>) {
-    let answer = match futures::poll!(command.as_mut()) {
-        Poll::Ready(answer) => Answer::Now(answer),
-        Poll::Pending => Answer::Later(Detached(Some(command))),
-    };
-    // a caller that gave up dropped its receiver: the answer, dropped with
-    // it, finishes on its own task
-    let _ = reply.send(answer);
 }
 
 /// Polls `command` once, which hands it to fred (so commands go in queue
@@ -330,8 +280,8 @@ fn batch_arguments(
 
 /// Where one request's answer goes.
 enum Reply {
-    Acquire(oneshot::Sender<Answer<AcquireReply>>),
-    Release(oneshot::Sender<Answer<u64>>),
+    Acquire(oneshot::Sender<Result<AcquireReply, NodeError>>),
+    Release(oneshot::Sender<Result<u64, NodeError>>),
 }
 
 /// The batch reply's values, three per request (batch.lua): `{granted or
@@ -375,10 +325,10 @@ fn answer_each(replies: Vec<Reply>, answer: Result<Value, NodeError>) {
     for (reply, triple) in replies.into_iter().zip(values.chunks_exact(3)) {
         // a caller that gave up (timed out) dropped its receiver: nothing to do
         match reply {
-            Reply::Acquire(reply) => drop(reply.send(Answer::Now(Ok(acquire_answer(triple))))),
+            Reply::Acquire(reply) => drop(reply.send(Ok(acquire_answer(triple)))),
             Reply::Release(reply) => {
                 let done = triple[0].as_int() == Some(1);
-                drop(reply.send(Answer::Now(Ok(u64::from(done)))));
+                drop(reply.send(Ok(u64::from(done))));
             }
         }
     }
@@ -388,8 +338,8 @@ fn fail_all(replies: Vec<Reply>, error: &NodeError) {
     for reply in replies {
         // a caller that gave up (timed out) dropped its receiver: nothing to do
         match reply {
-            Reply::Acquire(reply) => drop(reply.send(Answer::Now(Err(error.clone())))),
-            Reply::Release(reply) => drop(reply.send(Answer::Now(Err(error.clone())))),
+            Reply::Acquire(reply) => drop(reply.send(Err(error.clone()))),
+            Reply::Release(reply) => drop(reply.send(Err(error.clone()))),
         }
     }
 }
