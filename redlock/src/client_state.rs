@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::announcements::Notifier;
 use crate::backend::Node;
+use crate::background::Background;
 use crate::config_error::ConfigError;
 use crate::local_queue::LocalQueue;
 use crate::options::LockOptions;
@@ -37,6 +38,9 @@ pub(crate) struct ClientState {
     pub owner: Arc<Owner>,
     /// The locks this client's tasks hold, for reentrancy detection.
     pub task_holds: Arc<TaskHolds>,
+    /// Requests being sent from tasks of their own (releases of dropped
+    /// guards, undos, leaving queues), for `flush_released`.
+    pub background: Arc<Background>,
 }
 
 impl std::fmt::Debug for ClientState {

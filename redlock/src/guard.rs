@@ -228,7 +228,8 @@ impl LockGuard {
         self.released = true;
         metrics::guard_made(inner.primitive);
         metrics::released(inner.primitive, "handed_off", self.acquired.elapsed());
-        handle.spawn(async move {
+        let background = Arc::clone(&inner.background);
+        background.spawn(&handle, async move {
             for _ in 0..LINGER_YIELDS {
                 tokio::task::yield_now().await;
             }
@@ -594,7 +595,8 @@ impl Drop for LockGuard {
         // and the keys expire with their ttl.
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn(async move {
+                let background = Arc::clone(&inner.background);
+                background.spawn(&handle, async move {
                     inner.release_round(&keys, &token, timeout).await;
                     inner.notifier.announce_all(&keys);
                     handoffs.ended(&keys, held_here);

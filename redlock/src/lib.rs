@@ -51,6 +51,7 @@ struct ReadmeDoctests;
 mod acquire;
 mod announcements;
 mod backend;
+mod background;
 #[cfg(feature = "blocking")]
 pub mod blocking;
 mod client;

@@ -79,6 +79,7 @@ impl Redlock {
             notifier: Arc::clone(&self.inner.notifier),
             local: Arc::clone(&self.inner.local),
             task_holds: Arc::default(),
+            background: Arc::default(),
             tickets: Arc::clone(&self.inner.tickets),
             watchdog: Watchdog::new(self.inner.nodes.clone(), self.inner.quorum, primitive),
             max_ttl: self.inner.max_ttl,
@@ -123,6 +124,7 @@ impl Redlock {
             notifier,
             local: Arc::default(),
             task_holds: Arc::default(),
+            background: Arc::default(),
             watchdog: Watchdog::new(nodes.clone(), quorum, primitive),
             nodes,
             quorum,
@@ -257,14 +259,19 @@ impl Redlock {
     /// Releases, through the servers, the locks of guards dropped a moment
     /// ago that are still kept for a next call of this process (a dropped
     /// guard's lock may wait a few scheduler turns for one, see
-    /// [`LockOptions::local_handoff`]); returns how many. Call it before a
-    /// process exits right after dropping guards: a lock whose release was
-    /// never sent stays on the servers until its ttl. (An explicit
-    /// [`LockGuard::release`] never waits like that.)
+    /// [`LockOptions::local_handoff`]); returns how many. Then waits until
+    /// every request this client sends from tasks of its own has been
+    /// answered or timed out: the releases of dropped guards, the undos of
+    /// cancelled lock calls, leaving the servers' waiter queues (each
+    /// bounded by its node timeout). Call it before a process exits right
+    /// after dropping guards: a lock whose release was never sent stays on
+    /// the servers until its ttl, and a queue entry left behind holds later
+    /// waiters up until it lapses. (An explicit [`LockGuard::release`]
+    /// never waits like that.)
     ///
     /// # Cancel safety
     /// Cancel safe: a lock whose release was not sent yet is released as a
-    /// dropped guard's is.
+    /// dropped guard's is; requests in flight go on.
     ///
     /// ```no_run
     /// # async fn demo(redlock: quorate_redlock::Redlock) -> Result<(), quorate_redlock::Error> {
@@ -277,6 +284,7 @@ impl Redlock {
         let guards = self.handoffs.take_all_lingering();
         let count = guards.len();
         futures::future::join_all(guards.into_iter().map(LockGuard::release)).await;
+        self.inner.background.idle().await;
         count
     }
 

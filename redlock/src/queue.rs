@@ -34,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::backend::queue_protocol::{QueueEntry, FAIR_SUFFIX};
 use crate::backend::Node;
+use crate::background::Background;
 use crate::lease::Token;
 use crate::quorum::{self, Decide};
 use crate::server_clock::ServerClock;
@@ -154,6 +155,8 @@ pub(crate) struct QueuePlace {
     keys: Arc<[String]>,
     timeout: Duration,
     joined: bool,
+    /// Where the leaving is sent from, counted.
+    background: Arc<Background>,
 }
 
 impl QueuePlace {
@@ -162,6 +165,7 @@ impl QueuePlace {
         nodes: &[Arc<dyn Node>],
         keys: &Arc<[String]>,
         timeout: Duration,
+        background: &Arc<Background>,
     ) -> Self {
         QueuePlace {
             entry,
@@ -169,6 +173,7 @@ impl QueuePlace {
             keys: Arc::clone(keys),
             timeout,
             joined: false,
+            background: Arc::clone(background),
         }
     }
 
@@ -206,7 +211,7 @@ impl Drop for QueuePlace {
         let keys = Arc::clone(&self.keys);
         let member = std::mem::take(&mut self.entry.member);
         let timeout = self.timeout;
-        handle.spawn(async move {
+        self.background.spawn(&handle, async move {
             quorum::round(
                 "leave_queue",
                 &nodes,

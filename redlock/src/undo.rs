@@ -173,7 +173,8 @@ impl Drop for UndoGuard {
         let timeout = self.node_timeout;
         // Outside a runtime nothing can be sent; the keys expire with their ttl.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
+            let background = Arc::clone(&redlock.inner.background);
+            background.spawn(&handle, async move {
                 release_round(redlock.nodes(), &keys, &token, timeout, Decide::Sent).await;
             });
         }

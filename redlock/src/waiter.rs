@@ -209,6 +209,7 @@ impl<'a> Waiter<'a> {
             &inner.nodes,
             &self.keys,
             node_timeout,
+            &inner.background,
         ));
     }
 

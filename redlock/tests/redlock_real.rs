@@ -1643,3 +1643,39 @@ async fn a_client_from_its_configuration_uses_every_setting() {
     let none = Redlock::from_config(&none.expect("config")).await;
     assert_eq!(none.err(), Some(ConnectError::Config(ConfigError::NoNodes)));
 }
+
+/// A process about to exit calls `flush_released` after dropping a guard:
+/// it returns only once the dropped guard's release, sent from a task of
+/// its own, has been answered (it used to return at once, and a process
+/// exiting then left the keys to their ttl).
+#[tokio::test]
+async fn flush_released_waits_for_a_dropped_guards_release_in_flight() {
+    let cluster = Cluster::start(3).await.expect("cluster");
+    let (proxies, redlock) = through_proxies(&cluster).await;
+    // fair: a dropped guard does not linger, its release is spawned at once;
+    // answers 300 ms late are well within the node timeout
+    let options = LockOptions::new()
+        .ttl(Duration::from_secs(30))
+        .node_timeout(Some(Duration::from_secs(2)))
+        .fair(true);
+    let guard = redlock
+        .lock_with(["flushed"], &options)
+        .await
+        .expect("lock");
+    for proxy in &proxies {
+        proxy.set(Fault::Delay(Duration::from_millis(300)));
+    }
+    drop(guard);
+    assert_eq!(redlock.flush_released().await, 0, "nothing lingered");
+    let mut released = 0;
+    for i in 0..3 {
+        if get(&cluster, i, "flushed").await.is_none() {
+            released += 1;
+        }
+    }
+    // the release round ends once a majority answered (the ttl is 30 s)
+    assert!(
+        released >= 2,
+        "{released} of 3 nodes had the release when flush_released returned"
+    );
+}
