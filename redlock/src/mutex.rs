@@ -79,7 +79,9 @@ impl Redlock {
             notifier: Arc::clone(&self.inner.notifier),
             local: Arc::clone(&self.inner.local),
             task_holds: Arc::default(),
-            background: Arc::default(),
+            // one count for the whole client: its flush_released waits for
+            // the background requests of every primitive built on it
+            background: Arc::clone(&self.inner.background),
             tickets: Arc::clone(&self.inner.tickets),
             watchdog: Watchdog::new(self.inner.nodes.clone(), self.inner.quorum, primitive),
             max_ttl: self.inner.max_ttl,

@@ -250,7 +250,7 @@ pub(super) struct Link {
     /// The quarantine of this node after a data loss, in ms as the text
     /// appended to every granting script ([`Node::set_max_ttl`]): made once,
     /// its bytes shared by every call.
-    max_ttl: Arc<Mutex<fred::types::Value>>,
+    max_ttl: Arc<Mutex<Value>>,
     /// Since when requests have gone unanswered (no answer after them).
     /// fred's own unresponsive check restarts its clock at every write, so
     /// steady traffic to a silently partitioned node never trips it.
@@ -592,7 +592,7 @@ impl Link {
         if script.is_granting() {
             args.push(match keys.first() {
                 Some(key) if self.clustered => self.shard_suffix(key).into(),
-                _ => fred::types::Value::from_static_str(""),
+                _ => Value::from_static_str(""),
             });
             args.push(self.max_ttl_value());
         }
@@ -725,7 +725,7 @@ impl Link {
     }
 
     /// The quarantine's length, the last argument of a granting script.
-    fn max_ttl_value(&self) -> fred::types::Value {
+    fn max_ttl_value(&self) -> Value {
         self.max_ttl
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -871,7 +871,6 @@ fn not_loaded(e: &fred::error::Error) -> bool {
         || functions_refused(e)
 }
 
-/// `FUNCTION LOAD` or `FCALL` refused as unknown or not allowed.
 /// [`HEAD_CLAIM`] in ms as a script argument, its text made once.
 fn head_claim_millis() -> Value {
     static TEXT: OnceLock<String> = OnceLock::new();
@@ -884,6 +883,7 @@ fn static_name(name: &'static str) -> fred::bytes_utils::Str {
     fred::util::static_str(name)
 }
 
+/// `FUNCTION LOAD` or `FCALL` refused as unknown or not allowed.
 fn functions_refused(e: &fred::error::Error) -> bool {
     let details = e.details();
     // (a NOPERM for a key or a channel is the call's own error)
