@@ -1,19 +1,16 @@
 -- Single-key acquires and releases from one client, in one call, in order (backend/batch.rs).
--- ARGV[1] is the release channel prefix, ARGV[2] the wake channel prefix, ARGV[3] the shortest
--- grant to a queue's head in ms (queue.lua); then three per request: 'a', token, ttl in ms (an acquire, not
--- queued: SET NX PX, refused while a fair waiter is queued, as acquire.lua does) or 'r',
--- token, the releasing client's id ('' for an undo, which announces nothing); each with three
--- keys: the lock key, its queue and its queue deadlines (a release grants the key to the
+-- ARGV has three per request: 'a', token, ttl in ms (an acquire, not queued: SET NX PX,
+-- refused while a fair waiter is queued, as acquire.lua does) or 'r', token, the releasing
+-- client's id ('' for an undo, which announces nothing); each with three keys: the lock key, its queue and its queue deadlines (a release grants the key to the
 -- queue's head, as in release.lua).
 -- Returns three values per request: an acquire {1, 0, false} granted or {0, pttl, holder}
 -- refused (holder_of, prepended; pttl -2: free, but a fair waiter is queued); a release
 -- {deleted, 0, false}.
-local prefix, wake_prefix, claim_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local out = {}
 local k = 1
-local requests = (#ARGV - 3) / 3
+local requests = #ARGV / 3
 for i = 1, requests do
-  local a = 3 * i + 1
+  local a = 3 * i - 2
   local kind, token, extra = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local key = KEYS[k]
   if kind == 'a' then
@@ -37,9 +34,9 @@ for i = 1, requests do
     local deleted = 0
     if redis.call('GET', key) == token then
       deleted = 1
-      pass_on(key, KEYS[k + 1], KEYS[k + 2], claim_ms, wake_prefix)
+      pass_on(key, KEYS[k + 1], KEYS[k + 2])
       if extra ~= '' then
-        redis.call('PUBLISH', prefix .. key, extra)
+        redis.call('PUBLISH', RELEASE_CHANNEL_PREFIX .. key, extra)
       end
     end
     k = k + 3

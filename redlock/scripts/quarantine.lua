@@ -42,7 +42,7 @@ do
   local why = false
   if not marker then
     why = 'lost'
-  elseif string.sub(marker, -41) ~= ':' .. run then
+  elseif string.byte(marker, -41) ~= 58 or string.sub(marker, -40) ~= run then -- 58: ':'
     why = 'restarted'
     -- A marker without a run_id ('fresh:<s>', 'lost:<ms>': quorate before run_ids) is kept
     -- if it was surely written by this process (after its start, by uptime): upgrading must
@@ -60,7 +60,12 @@ do
   if why then
     marker = why .. ':' .. now_ms() .. ':' .. run
   end
-  local kind, since = string.match(marker, '^(%a+):(%d+):')
+  -- only 'lost:...' and 'restarted:...' need parsing ('fresh:...' is the usual marker)
+  local first = string.byte(marker)
+  local kind, since = nil, nil
+  if first == 108 or first == 114 then -- 'l', 'r'
+    kind, since = string.match(marker, '^(%a+):(%d+):')
+  end
   if kind == 'lost' or kind == 'restarted' then
     fence_floor = tonumber(since) * 1000
     restart_mark = marker

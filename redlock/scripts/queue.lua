@@ -1,5 +1,6 @@
--- The waiter queue of a lock key (prepended to acquire.lua, release.lua and batch.lua; see
--- redlock/src/queue.rs). Per key two sorted sets, passed in KEYS: the queue (member = waiter,
+-- The waiter queue of a lock key (helpers of acquire.lua, release.lua, leave.lua and batch.lua,
+-- after queue_constants.lua; see redlock/src/queue.rs). Only functions: in a function library
+-- they are defined once, when the library loads. Per key two sorted sets, passed in KEYS: the queue (member = waiter,
 -- '<client id>:<grant token>:<ttl ms>', plus ':f' for a fair waiter; score = the waiter's
 -- ticket, its lock call's start in microseconds on the servers' clock as the waiter reads it,
 -- so every node orders the same waiters alike) and the entries' deadlines (score = this
@@ -71,10 +72,10 @@ local function enqueue(queue, expiry, member, ticket, lifetime, now)
   end
 end
 
--- After the holder's delete: grant the key to the head (for at least claim_ms) and wake its
--- client, or delete the key when nobody waits. Returns 1 when a head was woken.
+-- After the holder's delete: grant the key to the head (for at least HEAD_CLAIM_MS) and wake
+-- its client, or delete the key when nobody waits. Returns 1 when a head was woken.
 -- (Without a queue, the common case, it costs one EXISTS more than a plain delete.)
-local function pass_on(key, queue, expiry, claim_ms, wake_prefix)
+local function pass_on(key, queue, expiry)
   if redis.call('EXISTS', queue) == 1 then
     local now = server_ms()
     prune(queue, expiry, now)
@@ -82,11 +83,11 @@ local function pass_on(key, queue, expiry, claim_ms, wake_prefix)
     if member then
       local token, ttl = grant_of(member)
       local deadline = tonumber(redis.call('ZSCORE', expiry, member))
-      local ms = math.max(math.min(ttl, deadline - now), claim_ms)
+      local ms = math.max(math.min(ttl, deadline - now), HEAD_CLAIM_MS)
       redis.call('SET', key, token, 'PX', ms)
       redis.call('ZREM', queue, member)
       redis.call('ZREM', expiry, member)
-      redis.call('PUBLISH', wake_prefix .. string.match(member, '^[^:]*'),
+      redis.call('PUBLISH', WAKE_CHANNEL_PREFIX .. string.match(member, '^[^:]*'),
         string.format('%.0f', deadline) .. ' ' .. token .. ' ' .. key)
       return 1
     end

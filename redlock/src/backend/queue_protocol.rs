@@ -17,6 +17,14 @@ pub const WAKE_CHANNEL_PREFIX: &str = "quorate:wake:";
 /// once the grant expires.
 pub const HEAD_CLAIM: Duration = Duration::from_millis(200);
 
+/// The queue's Lua helpers (`scripts/queue.lua`) after its constants
+/// (`scripts/queue_constants.lua`: the channel prefixes and [`HEAD_CLAIM`],
+/// kept equal to these by a test), defined once per function library.
+pub(crate) const QUEUE_LUA: &str = concat!(
+    include_str!("../../scripts/queue_constants.lua"),
+    include_str!("../../scripts/queue.lua")
+);
+
 /// Ends the queue member of a fair waiter: every caller, queued or not,
 /// lets it go first.
 pub const FAIR_SUFFIX: &str = ":f";
@@ -80,6 +88,25 @@ pub(crate) fn with_queue_keys(keys: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scripts' constants are the client's: a wake-up or announcement
+    /// on another channel would never arrive, and another claim would not
+    /// be what the docs promise.
+    #[test]
+    fn the_scripts_constants_are_the_clients() {
+        let constants = include_str!("../../scripts/queue_constants.lua");
+        let release = crate::backend::RELEASE_CHANNEL_PREFIX;
+        for line in [
+            format!("local RELEASE_CHANNEL_PREFIX = '{release}'"),
+            format!("local WAKE_CHANNEL_PREFIX = '{WAKE_CHANNEL_PREFIX}'"),
+            format!("local HEAD_CLAIM_MS = {}", HEAD_CLAIM.as_millis()),
+        ] {
+            assert!(
+                constants.lines().any(|l| l == line),
+                "queue_constants.lua lacks `{line}`"
+            );
+        }
+    }
 
     #[test]
     fn a_member_names_its_grant() {

@@ -23,6 +23,8 @@ pub struct NodeScript {
     lua: &'static str,
     memory: Option<MemoryScript>,
     granting: bool,
+    /// Functions (and constants) the script uses, defined once per library.
+    helpers: &'static str,
     /// The source sent: `lua`, after the quarantine prelude when granting.
     source: OnceLock<String>,
     fred: OnceLock<fred::types::scripts::Script>,
@@ -38,6 +40,7 @@ impl NodeScript {
             lua,
             memory: None,
             granting: false,
+            helpers: "",
             source: OnceLock::new(),
             fred: OnceLock::new(),
             function: OnceLock::new(),
@@ -55,6 +58,14 @@ impl NodeScript {
     /// own code runs; memory nodes apply the same rule before the twin.
     pub const fn granting(mut self) -> Self {
         self.granting = true;
+        self
+    }
+
+    /// Lua that only defines functions and constants the script uses: in a
+    /// function library it runs once, when the library loads, instead of on
+    /// every call (an `EVAL` script still runs it first every time).
+    pub(crate) const fn with_helpers(mut self, helpers: &'static str) -> Self {
+        self.helpers = helpers;
         self
     }
 
@@ -89,23 +100,32 @@ impl NodeScript {
     /// The Lua source sent to servers as an `EVAL` script: with the
     /// quarantine prelude and `holder_of` when [`granting`](Self::granting).
     pub fn source(&self) -> &str {
-        self.source.get_or_init(|| {
-            if self.granting {
-                format!("{RUN_ID_LUA}{}", self.body())
-            } else {
-                self.lua.to_owned()
-            }
-        })
+        self.source
+            .get_or_init(|| format!("{}{}", self.library_state(), self.body()))
     }
 
-    /// The script's code after the library-level part: the quarantine
-    /// prelude and `holder_of` when granting, then the script.
+    /// What a function library defines once: the `run_id` cache and
+    /// `holder_of` when granting, then the script's helpers.
+    fn library_state(&self) -> String {
+        if self.granting {
+            format!(
+                "{RUN_ID_LUA}{}{}",
+                crate::backend::holder::Holder::LUA,
+                self.helpers
+            )
+        } else {
+            self.helpers.to_owned()
+        }
+    }
+
+    /// The code run on every call: the quarantine prelude when granting
+    /// (it reads the call's arguments and this node's state), then the
+    /// script.
     fn body(&self) -> String {
         if self.granting {
             format!(
-                "{}{}{}",
+                "{}{}",
                 crate::backend::quarantine::QUARANTINE_LUA,
-                crate::backend::holder::Holder::LUA,
                 self.lua
             )
         } else {
@@ -119,7 +139,8 @@ impl NodeScript {
     /// Both names carry the script's name and the start of its SHA1, so
     /// clients of different versions sharing a server each load their own.
     /// The library keeps the server's `run_id` between calls (asked of
-    /// `INFO` once per server process instead of on every call). Scripts
+    /// `INFO` once per server process instead of on every call) and
+    /// defines `holder_of` and the script's helpers once. Scripts
     /// that cannot grant may run while the server is out of memory
     /// (`allow-oom`), as `EVAL` lets a release's `DEL` run: a release must
     /// not fail for lack of memory.
@@ -132,14 +153,15 @@ impl NodeScript {
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                 .collect();
             let name = format!("quorate_{short}_{}", &sha[..sha.len().min(12)]);
-            let (library_state, flags) = if self.granting {
-                (RUN_ID_LUA, "")
+            let flags = if self.granting {
+                ""
             } else {
-                ("", ", flags = {'allow-oom'}")
+                ", flags = {'allow-oom'}"
             };
             let library = format!(
-                "#!lua name={name}\n{library_state}\nredis.register_function{{function_name = '{name}', \
+                "#!lua name={name}\n{}\nredis.register_function{{function_name = '{name}', \
                  callback = function(KEYS, ARGV)\n{}\nend{flags}}}\n",
+                self.library_state(),
                 self.body()
             );
             (name, library)

@@ -18,21 +18,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use fred::types::Value;
 
-use super::{head_claim_millis, remaining_from_pttl, Link};
+use super::{remaining_from_pttl, Link};
 use crate::backend::holder::Holder;
-use crate::backend::queue_protocol::queue_keys;
-use crate::backend::{
-    ttl_millis, AcquireReply, NodeError, NodeFuture, NodeScript, ScriptValue,
-    RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
-};
+use crate::backend::queue_protocol::{queue_keys, QUEUE_LUA};
+use crate::backend::{ttl_millis, AcquireReply, NodeError, NodeFuture, NodeScript, ScriptValue};
 
 static BATCH: NodeScript = NodeScript::new(
     "batch",
-    concat!(
-        include_str!("../../../scripts/queue.lua"),
-        include_str!("../../../scripts/batch.lua")
-    ),
+    include_str!("../../../scripts/batch.lua"),
 )
+.with_helpers(QUEUE_LUA)
 .granting();
 
 /// One queued request.
@@ -266,10 +261,7 @@ fn batch_arguments(
     let requests = requests.into_iter();
     let n = requests.size_hint().0;
     let mut keys = Vec::with_capacity(3 * n);
-    let mut args: Vec<Value> = Vec::with_capacity(3 + 3 * n);
-    args.push(Value::from_static_str(RELEASE_CHANNEL_PREFIX));
-    args.push(Value::from_static_str(WAKE_CHANNEL_PREFIX));
-    args.push(head_claim_millis());
+    let mut args: Vec<Value> = Vec::with_capacity(3 * n);
     for (key, kind, token, last) in requests {
         let (queue, deadlines) = queue_keys(&key);
         keys.extend([key, queue, deadlines]);

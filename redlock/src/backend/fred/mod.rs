@@ -22,39 +22,32 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::{
     fence_key, ttl_millis, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript,
-    QueueEntry, QueueGrant, Released, ScriptValue, HEAD_CLAIM, RELEASE_CHANNEL_PREFIX,
-    WAKE_CHANNEL_PREFIX,
+    QueueEntry, QueueGrant, Released, ScriptValue, RELEASE_CHANNEL_PREFIX, WAKE_CHANNEL_PREFIX,
 };
 use crate::backend::extend_in_groups;
 use crate::backend::hash_slot::{hash_slot, shard_marker_suffix};
 use crate::backend::holder::Holder;
 use crate::backend::quarantine::{self, DEFAULT_MAX_TTL, MARKER_KEY, QUARANTINE_KEY};
-use crate::backend::queue_protocol::with_queue_keys;
+use crate::backend::queue_protocol::{with_queue_keys, QUEUE_LUA};
 use crate::config_error::ConfigError;
 use batch::{acquire_one, Batcher};
 
 static ACQUIRE: NodeScript = NodeScript::new(
     "acquire",
-    concat!(
-        include_str!("../../../scripts/queue.lua"),
-        include_str!("../../../scripts/acquire.lua")
-    ),
+    include_str!("../../../scripts/acquire.lua"),
 )
+.with_helpers(QUEUE_LUA)
 .granting();
 static RELEASE: NodeScript = NodeScript::new(
     "release",
-    concat!(
-        include_str!("../../../scripts/queue.lua"),
-        include_str!("../../../scripts/release.lua")
-    ),
-);
+    include_str!("../../../scripts/release.lua"),
+)
+.with_helpers(QUEUE_LUA);
 static LEAVE: NodeScript = NodeScript::new(
     "leave",
-    concat!(
-        include_str!("../../../scripts/queue.lua"),
-        include_str!("../../../scripts/leave.lua")
-    ),
-);
+    include_str!("../../../scripts/leave.lua"),
+)
+.with_helpers(QUEUE_LUA);
 static EXTEND: NodeScript = NodeScript::new("extend", include_str!("../../../scripts/extend.lua"));
 static RAISE_FENCE: NodeScript = NodeScript::new(
     "raise_fence",
@@ -792,13 +785,7 @@ impl Link {
         announce: String,
     ) -> NodeFuture<u64> {
         let keys = with_queue_keys(&keys);
-        let args = vec![
-            token.into(),
-            announce.into(),
-            Value::from_static_str(RELEASE_CHANNEL_PREFIX),
-            Value::from_static_str(WAKE_CHANNEL_PREFIX),
-            head_claim_millis(),
-        ];
+        let args = vec![token.into(), announce.into()];
         self.run_script(&RELEASE, keys, args)
     }
 }
@@ -869,12 +856,6 @@ fn not_loaded(e: &fred::error::Error) -> bool {
     details.starts_with("NOSCRIPT")
         || details.contains("Function not found")
         || functions_refused(e)
-}
-
-/// [`HEAD_CLAIM`] in ms as a script argument, its text made once.
-fn head_claim_millis() -> Value {
-    static TEXT: OnceLock<String> = OnceLock::new();
-    Value::from_static_str(TEXT.get_or_init(|| ttl_millis(HEAD_CLAIM).to_string()))
 }
 
 /// A script's function name as fred's string without copying it (the
@@ -1064,11 +1045,7 @@ impl Node for FredNode {
     }
 
     fn leave_queue(&self, keys: &[String], member: &str) -> NodeFuture<()> {
-        let args = vec![
-            member.to_owned().into(),
-            head_claim_millis(),
-            Value::from_static_str(WAKE_CHANNEL_PREFIX),
-        ];
+        let args = vec![member.to_owned().into()];
         self.quorate_script::<i64>(&LEAVE, &with_queue_keys(keys), args)
             .map(|reply| reply.map(drop))
             .boxed()
