@@ -72,25 +72,45 @@ local function enqueue(queue, expiry, member, ticket, lifetime, now)
   end
 end
 
+-- The first waiter whose entry has not lapsed, its entry's deadline and the server's time,
+-- or nil. The lapsed entries are dropped only when the head has lapsed (then all of them, so
+-- the next head is live): pass_on runs on every release, and each redis.call costs the
+-- server about as much as the command itself.
+local function live_head(queue, expiry)
+  local now = nil
+  for _ = 1, 2 do
+    local member = head(queue)
+    if not member then
+      return nil
+    end
+    now = now or server_ms()
+    local deadline = tonumber(redis.call('ZSCORE', expiry, member))
+    if deadline and deadline > now then
+      return member, deadline, now
+    end
+    prune(queue, expiry, now)
+    if not deadline then
+      -- an entry without a deadline (enqueue writes both) is dropped as lapsed
+      redis.call('ZREM', queue, member)
+    end
+  end
+  return nil
+end
+
 -- After the holder's delete: grant the key to the head (for at least HEAD_CLAIM_MS) and wake
 -- its client, or delete the key when nobody waits. Returns 1 when a head was woken.
--- (Without a queue, the common case, it costs one EXISTS more than a plain delete.)
+-- (Without a queue, the common case, it costs one ZRANGE more than a plain delete.)
 local function pass_on(key, queue, expiry)
-  if redis.call('EXISTS', queue) == 1 then
-    local now = server_ms()
-    prune(queue, expiry, now)
-    local member = head(queue)
-    if member then
-      local token, ttl = grant_of(member)
-      local deadline = tonumber(redis.call('ZSCORE', expiry, member))
-      local ms = math.max(math.min(ttl, deadline - now), HEAD_CLAIM_MS)
-      redis.call('SET', key, token, 'PX', ms)
-      redis.call('ZREM', queue, member)
-      redis.call('ZREM', expiry, member)
-      redis.call('PUBLISH', WAKE_CHANNEL_PREFIX .. string.match(member, '^[^:]*'),
-        string.format('%.0f', deadline) .. ' ' .. token .. ' ' .. key)
-      return 1
-    end
+  local member, deadline, now = live_head(queue, expiry)
+  if member then
+    local token, ttl = grant_of(member)
+    local ms = math.max(math.min(ttl, deadline - now), HEAD_CLAIM_MS)
+    redis.call('SET', key, token, 'PX', ms)
+    redis.call('ZREM', queue, member)
+    redis.call('ZREM', expiry, member)
+    redis.call('PUBLISH', WAKE_CHANNEL_PREFIX .. string.match(member, '^[^:]*'),
+      string.format('%.0f', deadline) .. ' ' .. token .. ' ' .. key)
+    return 1
   end
   redis.call('DEL', key)
   return 0
