@@ -12,7 +12,7 @@ use crate::client::command_at;
 use crate::error::TestkitError;
 use crate::locate::redis_server_path;
 use crate::resp::Reply;
-use crate::server::{free_port, RedisServer, ServerOptions};
+use crate::server::{free_port, fresh_dir, RedisServer, ServerOptions};
 
 /// The service name the sentinels monitor.
 pub const SENTINEL_SERVICE: &str = "quorate";
@@ -74,12 +74,7 @@ impl SentinelGroup {
 
     fn spawn_sentinel(&self, quorum: usize) -> Result<SentinelProcess, TestkitError> {
         let port = free_port()?;
-        let dir = std::env::temp_dir().join(format!(
-            "quorate-testkit-sentinel-{}-{port}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
+        let dir = fresh_dir("quorate-testkit-sentinel", port)?;
         let config = dir.join("sentinel.conf");
         let primary = self.servers[0].port();
         std::fs::write(

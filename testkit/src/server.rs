@@ -268,11 +268,7 @@ impl RedisServer {
             } else {
                 free_port()?
             };
-            let dir =
-                std::env::temp_dir().join(format!("quorate-testkit-{}-{port}", std::process::id()));
-            // A leftover from an earlier run of a recycled pid must not leak data in.
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
+            let dir = fresh_dir("quorate-testkit", port)?;
             let tls_port = match options.tls {
                 Some(_) => Some(free_port()?),
                 None => None,
@@ -605,6 +601,20 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A new, empty working directory for a process on `port`. One per call:
+/// two tests of one process can be told the same free port, and the one
+/// that then fails to bind removes its directory, which must not be the
+/// running process's.
+pub(crate) fn fresh_dir(kind: &str, port: u16) -> Result<PathBuf, TestkitError> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("{kind}-{}-{port}-{n}", std::process::id()));
+    // A leftover from an earlier run of a recycled pid must not leak data in.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 /// Picks a port that was free a moment ago by letting the OS choose one.
