@@ -123,11 +123,7 @@ impl NodeScript {
     /// script.
     fn body(&self) -> String {
         if self.granting {
-            format!(
-                "{}{}",
-                crate::backend::quarantine::QUARANTINE_LUA,
-                self.lua
-            )
+            format!("{}{}", crate::backend::quarantine::QUARANTINE_LUA, self.lua)
         } else {
             self.lua.to_owned()
         }

@@ -23,12 +23,9 @@ use crate::backend::holder::Holder;
 use crate::backend::queue_protocol::{queue_keys, QUEUE_LUA};
 use crate::backend::{ttl_millis, AcquireReply, NodeError, NodeFuture, NodeScript, ScriptValue};
 
-static BATCH: NodeScript = NodeScript::new(
-    "batch",
-    include_str!("../../../scripts/batch.lua"),
-)
-.with_helpers(QUEUE_LUA)
-.granting();
+static BATCH: NodeScript = NodeScript::new("batch", include_str!("../../../scripts/batch.lua"))
+    .with_helpers(QUEUE_LUA)
+    .granting();
 
 /// One queued request.
 enum Request {

@@ -32,22 +32,15 @@ use crate::backend::queue_protocol::{with_queue_keys, QUEUE_LUA};
 use crate::config_error::ConfigError;
 use batch::{acquire_one, Batcher};
 
-static ACQUIRE: NodeScript = NodeScript::new(
-    "acquire",
-    include_str!("../../../scripts/acquire.lua"),
-)
-.with_helpers(QUEUE_LUA)
-.granting();
-static RELEASE: NodeScript = NodeScript::new(
-    "release",
-    include_str!("../../../scripts/release.lua"),
-)
-.with_helpers(QUEUE_LUA);
-static LEAVE: NodeScript = NodeScript::new(
-    "leave",
-    include_str!("../../../scripts/leave.lua"),
-)
-.with_helpers(QUEUE_LUA);
+static ACQUIRE: NodeScript =
+    NodeScript::new("acquire", include_str!("../../../scripts/acquire.lua"))
+        .with_helpers(QUEUE_LUA)
+        .granting();
+static RELEASE: NodeScript =
+    NodeScript::new("release", include_str!("../../../scripts/release.lua"))
+        .with_helpers(QUEUE_LUA);
+static LEAVE: NodeScript =
+    NodeScript::new("leave", include_str!("../../../scripts/leave.lua")).with_helpers(QUEUE_LUA);
 static EXTEND: NodeScript = NodeScript::new("extend", include_str!("../../../scripts/extend.lua"));
 static RAISE_FENCE: NodeScript = NodeScript::new(
     "raise_fence",
