@@ -9,9 +9,10 @@ use tokio::sync::broadcast;
 
 use super::memory_queue::{claim_for, client_of, MemoryQueues};
 use super::memory_store::MemoryStore;
+use super::queue_protocol::HEAD_CLAIM;
 use super::{
     fence_key, AcquireReply, ExtendRequest, Node, NodeError, NodeFuture, NodeScript, QueueEntry,
-    QueueGrant, Released, ScriptValue, HEAD_CLAIM,
+    QueueGrant, Released, ScriptValue,
 };
 use crate::backend::holder::Holder;
 use crate::backend::quarantine::{MemoryMarker, DEFAULT_MAX_TTL};

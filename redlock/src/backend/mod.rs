@@ -23,7 +23,7 @@ pub use self::fred::{FredNode, FredSettings};
 #[cfg(feature = "memory")]
 pub use self::memory::{MemoryNode, MemorySnapshot};
 pub use self::memory_store::{MemoryScript, MemoryStore};
-pub(crate) use self::queue_protocol::{QueueEntry, HEAD_CLAIM, WAKE_CHANNEL_PREFIX};
+pub(crate) use self::queue_protocol::{QueueEntry, WAKE_CHANNEL_PREFIX};
 pub use self::script::{NodeScript, ScriptValue};
 
 use std::fmt;
@@ -187,7 +187,7 @@ impl std::error::Error for NodeError {
 ///   is added to (or refreshed in) each key's waiter queue.
 /// - `release` deletes the keys that still hold `token`, returns how many,
 ///   passes each to the head of its waiter queue (a claim of
-///   [`HEAD_CLAIM`], the head's client woken), and with `announce` tells
+///   [`HEAD_CLAIM`](queue_protocol::HEAD_CLAIM), the head's client woken), and with `announce` tells
 ///   subscribers which key was released by whom.
 /// - `extend` resets the ttl of all keys if all still hold `token`.
 ///
