@@ -187,8 +187,8 @@ impl std::error::Error for NodeError {
 ///   is added to (or refreshed in) each key's waiter queue.
 /// - `release` deletes the keys that still hold `token`, returns how many,
 ///   passes each to the head of its waiter queue (a claim of
-///   [`HEAD_CLAIM`](queue_protocol::HEAD_CLAIM), the head's client woken), and with `announce` tells
-///   subscribers which key was released by whom.
+///   [`HEAD_CLAIM`](queue_protocol::HEAD_CLAIM), the head's client woken),
+///   and with `announce` tells subscribers which key was released by whom.
 /// - `extend` resets the ttl of all keys if all still hold `token`.
 ///
 /// Release notifications are optional: a node that cannot deliver them

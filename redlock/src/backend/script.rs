@@ -97,8 +97,9 @@ impl NodeScript {
         self.lua
     }
 
-    /// The Lua source sent to servers as an `EVAL` script: with the
-    /// quarantine prelude and `holder_of` when [`granting`](Self::granting).
+    /// The Lua source sent to servers as an `EVAL` script: the script's
+    /// helpers first, and with the quarantine prelude and `holder_of` when
+    /// [`granting`](Self::granting).
     pub fn source(&self) -> &str {
         self.source
             .get_or_init(|| format!("{}{}", self.library_state(), self.body()))
