@@ -1,8 +1,9 @@
 -- Single-key acquires and releases from one client, in one call, in order (backend/batch.rs).
 -- ARGV has three per request: 'a', token, ttl in ms (an acquire, not queued: SET NX PX,
 -- refused while a fair waiter is queued, as acquire.lua does) or 'r', token, the releasing
--- client's id ('' for an undo, which announces nothing); each with three keys: the lock key, its queue and its queue deadlines (a release grants the key to the
--- queue's head, as in release.lua).
+-- client's id ('' for an undo, which announces nothing); each with three keys: the lock key,
+-- its queue and its queue deadlines (a release grants the key to the queue's head, as in
+-- release.lua).
 -- Returns three values per request: an acquire {1, 0, false} granted or {0, pttl, holder}
 -- refused (holder_of, prepended; pttl -2: free, but a fair waiter is queued); a release
 -- {deleted, 0, false}.

@@ -1,10 +1,11 @@
--- The waiter queue of a lock key (helpers of acquire.lua, release.lua, leave.lua and batch.lua,
--- after queue_constants.lua; see redlock/src/queue.rs). Only functions: in a function library
--- they are defined once, when the library loads. Per key two sorted sets, passed in KEYS: the queue (member = waiter,
--- '<client id>:<grant token>:<ttl ms>', plus ':f' for a fair waiter; score = the waiter's
--- ticket, its lock call's start in microseconds on the servers' clock as the waiter reads it,
--- so every node orders the same waiters alike) and the entries' deadlines (score = this
--- server's time in ms). A waiter that stops refreshing its entry drops out.
+-- The waiter queue of a lock key (helpers of acquire.lua, release.lua, leave.lua and
+-- batch.lua, after queue_constants.lua; see redlock/src/queue.rs). Only functions: in a
+-- function library they are defined once, when the library loads. Per key two sorted sets,
+-- passed in KEYS: the queue (member = waiter, '<client id>:<grant token>:<ttl ms>', plus ':f'
+-- for a fair waiter; score = the waiter's ticket, its lock call's start in microseconds on
+-- the servers' clock as the waiter reads it, so every node orders the same waiters alike) and
+-- the entries' deadlines (score = this server's time in ms). A waiter that stops refreshing
+-- its entry drops out.
 -- A release grants the key to the queue's head: the key holds the head's grant token for its
 -- ttl, but no longer than its entry would have lived (a crashed head blocks no longer than
 -- that); the head leaves the queue, and its client is woken on 'quorate:wake:<client id>'

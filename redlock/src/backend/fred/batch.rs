@@ -103,11 +103,7 @@ impl Batcher {
         command: impl FnOnce(&Link) -> NodeFuture<T> + Send + 'static,
     ) -> NodeFuture<T> {
         self.submit(move |reply| {
-            Request::InOrder(Box::new(move |link: &Link| {
-                command(link)
-                    .map(move |answer| drop(reply.send(answer)))
-                    .boxed()
-            }))
+            Request::InOrder(Box::new(move |link: &Link| answer_to(command(link), reply)))
         })
     }
 
@@ -175,19 +171,23 @@ fn send_alone(link: &Link, request: Batchable) -> BoxFuture<'static, ()> {
             token,
             ttl,
             reply,
-        } => acquire_one(link, key, token, ttl)
-            .map(|answer| drop(reply.send(answer)))
-            .boxed(),
+        } => answer_to(acquire_one(link, key, token, ttl), reply),
         Batchable::Release {
             key,
             token,
             announce,
             reply,
-        } => link
-            .release(vec![key], token, announce)
-            .map(|answer| drop(reply.send(answer)))
-            .boxed(),
+        } => answer_to(link.release(vec![key], token, announce), reply),
     }
+}
+
+/// `command`, its answer sent to its caller (a caller that gave up dropped
+/// its receiver: the answer is dropped).
+fn answer_to<T: Send + 'static>(
+    command: NodeFuture<T>,
+    reply: oneshot::Sender<Result<T, NodeError>>,
+) -> BoxFuture<'static, ()> {
+    command.map(move |answer| drop(reply.send(answer))).boxed()
 }
 
 /// Polls `command` once, which hands it to fred (so commands go in queue
