@@ -5,12 +5,24 @@
 //! extensions), goes through one queue per node, drained by one task; so
 //! requests reach the connection in the order they were made (an undo never
 //! overtakes its acquire or a later retry with the same token, a waiter's
-//! acquire follows the release it was woken by). The task takes whatever is queued when it runs (after letting
-//! the other ready tasks run once): a lone request is sent as its own
-//! command (no timer, no waiting to fill a batch), and under load many
-//! requests share one command, which is what a request costs the client and
-//! the server.
+//! acquire follows the release it was woken by). The task takes whatever is
+//! queued when it runs (after letting the other ready tasks run once): a lone
+//! request is sent as its own command (no timer, no waiting to fill a batch),
+//! and under load many requests share one command, which is what a request
+//! costs the client and the server.
+//!
+//! A request made while the node has nothing unanswered (nothing queued,
+//! nothing sent and still awaited) skips the queue: its caller hands it to
+//! the connection and awaits the answer itself, as Nagle's algorithm sends at
+//! once when nothing is unacknowledged. It has nothing to be batched with and
+//! nothing to overtake, and the uncontended call saves two task hops per node
+//! (the draining task, and the task that awaited the answer).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
@@ -54,18 +66,55 @@ enum Batchable {
     },
 }
 
+/// One request counted as unanswered until this is dropped: with its answer,
+/// or with the request if it is never sent. A queued request carries its own,
+/// so a caller that gives up does not end the count of a request still in the
+/// queue (which a later request skipping the queue could then overtake).
+#[derive(Debug)]
+struct Unanswered(Arc<AtomicUsize>);
+
+impl Unanswered {
+    /// Counts one more request; also says whether none was unanswered.
+    fn count(unanswered: &Arc<AtomicUsize>) -> (Unanswered, bool) {
+        let before = unanswered.fetch_add(1, Ordering::AcqRel);
+        (Unanswered(Arc::clone(unanswered)), before == 0)
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The queue of one node; the draining task ends when this is dropped.
 #[derive(Debug)]
 pub(super) struct Batcher {
-    queue: mpsc::UnboundedSender<Request>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    queue: mpsc::UnboundedSender<(Request, Unanswered)>,
+    /// For requests that skip the queue.
+    link: Link,
+    /// Requests queued, or sent and not answered yet.
+    unanswered: Arc<AtomicUsize>,
 }
 
 impl Batcher {
     /// Starts the draining task (inside a tokio runtime).
     pub(super) fn start(link: Link, max_batch: usize) -> Batcher {
         let (queue, requests) = mpsc::unbounded_channel();
-        tokio::spawn(drain(link, requests, max_batch));
-        Batcher { queue }
+        tokio::spawn(drain(link.clone(), requests, max_batch));
+        let unanswered = Arc::new(AtomicUsize::new(0));
+        Batcher {
+            shared: Arc::new(Shared {
+                queue,
+                link,
+                unanswered,
+            }),
+        }
     }
 
     /// `SET key token NX PX ttl`, batched.
@@ -107,19 +156,73 @@ impl Batcher {
         })
     }
 
-    /// Queues the request at the first poll (as fred queues a command) and
-    /// waits for its answer.
+    /// At the first poll (as fred queues a command), sends the request
+    /// when nothing is unanswered, else queues it; then waits for its answer.
     fn submit<T: Send + 'static>(
         &self,
         request: impl FnOnce(oneshot::Sender<Result<T, NodeError>>) -> Request + Send + 'static,
     ) -> NodeFuture<T> {
-        let queue = self.queue.clone();
+        let shared = Arc::clone(&self.shared);
         async move {
             let (reply, answer) = oneshot::channel();
-            queue.send(request(reply)).map_err(|_| closed())?;
+            let request = request(reply);
+            let (counted, idle) = Unanswered::count(&shared.unanswered);
+            if idle {
+                SentAlone::new(command_of(&shared.link, request), counted).await;
+            } else {
+                shared
+                    .queue
+                    .send((request, counted))
+                    .map_err(|_| closed())?;
+            }
             answer.await.map_err(|_| closed())?
         }
         .boxed()
+    }
+}
+
+/// A request's command, on its own: its future hands the answer on.
+fn command_of(link: &Link, request: Request) -> BoxFuture<'static, ()> {
+    match request {
+        Request::Batchable(request) => send_alone(link, request),
+        Request::InOrder(command) => command(link),
+    }
+}
+
+/// A command its caller awaits itself (it skipped the queue). A caller that
+/// gives up leaves the rest to a task, as the queue's commands are: the
+/// answer still counts (the silent-connection check, the unanswered count).
+struct SentAlone {
+    command: Option<(BoxFuture<'static, ()>, Unanswered)>,
+}
+
+impl SentAlone {
+    fn new(command: BoxFuture<'static, ()>, counted: Unanswered) -> SentAlone {
+        SentAlone {
+            command: Some((command, counted)),
+        }
+    }
+}
+
+impl Future for SentAlone {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some((command, _)) = self.command.as_mut() {
+            ready!(command.poll_unpin(cx));
+            self.command = None;
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Drop for SentAlone {
+    fn drop(&mut self) {
+        if let (Some((command, counted)), Ok(runtime)) =
+            (self.command.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(command.map(move |()| drop(counted)));
+        }
     }
 }
 
@@ -127,7 +230,11 @@ fn closed() -> NodeError {
     NodeError::new("node closed while a request was queued".to_owned())
 }
 
-async fn drain(link: Link, mut requests: mpsc::UnboundedReceiver<Request>, max_batch: usize) {
+async fn drain(
+    link: Link,
+    mut requests: mpsc::UnboundedReceiver<(Request, Unanswered)>,
+    max_batch: usize,
+) {
     let mut batch = Vec::with_capacity(max_batch);
     while requests.recv_many(&mut batch, max_batch).await > 0 {
         if batch.len() < max_batch {
@@ -143,22 +250,26 @@ async fn drain(link: Link, mut requests: mpsc::UnboundedReceiver<Request>, max_b
                 }
             }
         }
-        let mut batchable = Vec::new();
-        for request in batch.drain(..) {
+        let (mut batchable, mut counted) = (Vec::new(), Vec::new());
+        for (request, count) in batch.drain(..) {
             match request {
-                Request::Batchable(request) => batchable.push(request),
+                Request::Batchable(request) => {
+                    batchable.push(request);
+                    counted.push(count);
+                }
                 Request::InOrder(command) => {
                     if !batchable.is_empty() {
-                        hand_over(send(&link, std::mem::take(&mut batchable))).await;
+                        let taken = std::mem::take(&mut batchable);
+                        hand_over(send(&link, taken), std::mem::take(&mut counted)).await;
                     }
-                    hand_over(command(&link)).await;
+                    hand_over(command(&link), count).await;
                 }
             }
         }
         match <[Batchable; 1]>::try_from(batchable) {
-            Ok([lone]) => hand_over(send_alone(&link, lone)).await,
+            Ok([lone]) => hand_over(send_alone(&link, lone), counted).await,
             Err(batchable) if batchable.is_empty() => {}
-            Err(batchable) => hand_over(send(&link, batchable)).await,
+            Err(batchable) => hand_over(send(&link, batchable), counted).await,
         }
     }
 }
@@ -192,10 +303,10 @@ fn answer_to<T: Send + 'static>(
 
 /// Polls `command` once, which hands it to fred (so commands go in queue
 /// order); the answer is awaited by a task of its own so the next command can
-/// go meanwhile.
-async fn hand_over(mut command: BoxFuture<'static, ()>) {
+/// go meanwhile. Its requests stay `counted` as unanswered until then.
+async fn hand_over(mut command: BoxFuture<'static, ()>, counted: impl Send + 'static) {
     if futures::poll!(command.as_mut()).is_pending() {
-        tokio::spawn(command);
+        tokio::spawn(command.map(move |()| drop(counted)));
     }
 }
 
