@@ -60,12 +60,30 @@ fn stderr_of(child: &mut Child) -> String {
     said
 }
 
-/// A fresh directory for one test's files, under the system's temporary one.
-fn scratch(name: &str) -> PathBuf {
+/// A fresh directory for one test's files, under the system's temporary
+/// one; removed with its files when the test ends (passed or failed).
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("quorate-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    Scratch(dir)
+}
+
+/// A test's directory ([`scratch`]), removed on drop.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The pid a command wrote (a line) to `path`, once it has (bounded).
