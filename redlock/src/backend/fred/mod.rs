@@ -196,8 +196,10 @@ const DEFAULT_MAX_BATCH: usize = 64;
 /// node at the same moment go in one script call (up to
 /// [`FredSettings::max_batch`]): under load each request then costs a
 /// share of one command instead of a command, and a lone request is sent
-/// at once, as before. Every request (batched or not) goes through one
-/// queue per node, so requests keep their order on the connection.
+/// at once, as before. Requests keep their order on the connection: every
+/// request goes through one queue per node, except one made while nothing
+/// else to that node is queued or awaiting its answer, which its caller
+/// sends itself.
 ///
 /// Release announcements use one extra subscriber connection per node,
 /// opened with the node. Clients quorate built are
