@@ -138,9 +138,15 @@ async fn once(
         .expect("compute_once")
 }
 
-/// 20 callers start `compute_once("report")` together: all get the one
-/// computation's result, which ran exactly once.
-async fn twenty_callers_get_one_computation(spin: &Spinlock) {
+/// 20 callers of a spinlock on `redlock` start `compute_once("report")`
+/// together: all get the one computation's result, which ran exactly once.
+/// Returns once the client's background requests are done too: callers that
+/// found the result while queued for the lock leave the servers' queues from
+/// tasks of their own, and until they have, a node may still hold the lock
+/// for one of them (a grant the leave passes on).
+async fn twenty_callers_get_one_computation(redlock: &Redlock) -> Spinlock {
+    let spin =
+        Spinlock::new(redlock, SpinOptions::new().tries(20).sleep(ms(100))).expect("options");
     let runs = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(Barrier::new(20));
     let callers: Vec<_> = (0..20)
@@ -163,18 +169,15 @@ async fn twenty_callers_get_one_computation(spin: &Spinlock) {
         assert_eq!(result.expect("result"), b"the report");
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1, "computed more than once");
+    redlock.flush_released().await;
+    spin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_callers_compute_once() {
     let cluster = cluster().await;
     let redlock = Redlock::connect(cluster.urls()).await.expect("connect");
-    let spin =
-        Spinlock::new(&redlock, SpinOptions::new().tries(20).sleep(ms(100))).expect("options");
-    twenty_callers_get_one_computation(&spin).await;
-    // Callers that found the result while queued leave the queues from tasks
-    // of their own; a node may hold the lock for one of them until then.
-    redlock.flush_released().await;
+    let spin = twenty_callers_get_one_computation(&redlock).await;
     // stored with the tag on a majority, with an expiry; the lock is gone
     let result_key = spin.result_key("report");
     let mut stored = 0;
@@ -809,14 +812,7 @@ fn memory_spin(options: SpinOptions) -> (Vec<MemoryNode>, Spinlock) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_memory_twenty_concurrent_callers_compute_once() {
     let nodes = MemoryNode::cluster(5);
-    let redlock = memory_redlock(&nodes);
-    let spin =
-        Spinlock::new(&redlock, SpinOptions::new().tries(20).sleep(ms(100))).expect("options");
-    twenty_callers_get_one_computation(&spin).await;
-    // Callers that found the result while queued for the lock leave the
-    // servers' queues from tasks of their own; until they have, a node may
-    // still hold the lock for one of them (a grant the leave passes on).
-    redlock.flush_released().await;
+    let spin = twenty_callers_get_one_computation(&memory_redlock(&nodes)).await;
     let result_key = spin.result_key("report");
     let stored = nodes
         .iter()

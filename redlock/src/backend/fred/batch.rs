@@ -98,7 +98,9 @@ struct Shared {
     queue: mpsc::UnboundedSender<(Request, Unanswered)>,
     /// For requests that skip the queue.
     link: Link,
-    /// Requests queued, or sent and not answered yet.
+    /// Requests queued, or sent and not answered yet. An `Arc` of its own:
+    /// queued requests hold it, and holding `Shared` (the queue's sender)
+    /// would keep the queue open for as long as it has requests.
     unanswered: Arc<AtomicUsize>,
 }
 
